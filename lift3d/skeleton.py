@@ -1,0 +1,272 @@
+"""Skeletons: joint names, parents, limbs and left/right pairs, and converters.
+
+Everything in lift3d works on `H36M17`, the 17-joint Human3.6M skeleton. Other
+layouts (the 32-joint Human3.6M release, COCO-17, MPII-16) are mapped into it
+with `convert`, which derives the joints a source lacks and marks them as
+estimated.
+
+Shape letters: L joints of the target skeleton, S joints of a source layout,
+D coordinate dimension (2 or 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Skeleton:
+  """A kinematic tree of named joints (a frozen value; edit by making a new one).
+
+  Attributes:
+    name: short name of the layout, e.g. "h36m17".
+    names: (L,) joint names.
+    parents: (L,) index of each joint's parent, -1 for the root.
+    left_right: pairs (left index, right index) of mirror-twin joints.
+  """
+
+  name: str
+  names: tuple[str, ...]
+  parents: tuple[int, ...]
+  left_right: tuple[tuple[int, int], ...]
+
+  def __post_init__(self):
+    if len(self.names) != len(self.parents):
+      raise ValueError(
+          f"{self.name}: {len(self.names)} names but {len(self.parents)} parents"
+      )
+    for i, p in enumerate(self.parents):
+      if not -1 <= p < len(self.names) or p == i:
+        raise ValueError(f"{self.name}: joint {i} has invalid parent {p}")
+    seen = [j for pair in self.left_right for j in pair]
+    if len(set(seen)) != len(seen):
+      raise ValueError(f"{self.name}: a joint appears in two left/right pairs")
+
+  @property
+  def num_joints(self) -> int:
+    return len(self.names)
+
+  @property
+  def limbs(self) -> tuple[tuple[int, int], ...]:
+    """(parent, child) index pairs, one per non-root joint, in joint order."""
+    return tuple((p, i) for i, p in enumerate(self.parents) if p >= 0)
+
+  @property
+  def mirror_permutation(self) -> tuple[int, ...]:
+    """(L,) permutation that swaps every left joint with its right twin."""
+    perm = list(range(self.num_joints))
+    for left, right in self.left_right:
+      perm[left], perm[right] = right, left
+    return tuple(perm)
+
+  def index(self, name: str) -> int:
+    """Index of the joint called `name` (ValueError listing the names if absent)."""
+    try:
+      return self.names.index(name)
+    except ValueError:
+      raise ValueError(
+          f"{self.name} has no joint {name!r}; joints are {list(self.names)}"
+      ) from None
+
+  def subset(self, keep: tuple[int, ...] | list[int], name: str | None = None) -> Skeleton:
+    """A new skeleton of the joints `keep` (in that order).
+
+    A kept joint whose parent was dropped is re-attached to its nearest kept
+    ancestor (or becomes a root).
+    """
+    keep = tuple(int(k) for k in keep)
+    where = {old: new for new, old in enumerate(keep)}
+    parents = []
+    for old in keep:
+      p = self.parents[old]
+      while p >= 0 and p not in where:
+        p = self.parents[p]
+      parents.append(where[p] if p >= 0 else -1)
+    pairs = tuple(
+        (where[a], where[b]) for a, b in self.left_right if a in where and b in where
+    )
+    return Skeleton(
+        name=name or f"{self.name}_subset{len(keep)}",
+        names=tuple(self.names[k] for k in keep),
+        parents=tuple(parents),
+        left_right=pairs,
+    )
+
+
+H36M17 = Skeleton(
+    name="h36m17",
+    names=(
+        "Hip", "RHip", "RKnee", "RFoot", "LHip", "LKnee", "LFoot", "Spine",
+        "Thorax", "Neck/Nose", "Head", "LShoulder", "LElbow", "LWrist",
+        "RShoulder", "RElbow", "RWrist",
+    ),
+    parents=(-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 9, 8, 11, 12, 8, 14, 15),
+    # (left, right): hips, knees, feet, shoulders, elbows, wrists.
+    left_right=((4, 1), (5, 2), (6, 3), (11, 14), (12, 15), (13, 16)),
+)
+
+# Evaluation subset of Human3.6M protocols #2 and #3 (METHOD §7): H36M17 minus
+# Hip, Spine and Neck/Nose.
+EVAL14_INDICES: tuple[int, ...] = tuple(
+    i for i, n in enumerate(H36M17.names) if n not in ("Hip", "Spine", "Neck/Nose")
+)
+H36M_EVAL14 = H36M17.subset(EVAL14_INDICES, name="h36m_eval14")
+
+# Joint indices of H36M17 in the 32-joint layout of the original release.
+H36M32_TO_17: tuple[int, ...] = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
+
+COCO17_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+MPII16_NAMES = (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
+    "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder",
+    "l_elbow", "l_wrist",
+)
+
+
+class ConvertedPose(NamedTuple):
+  """Keypoints mapped into H36M17.
+
+  Attributes:
+    keypoints: (..., 17, D) in the units of the input; NaN where `confidence`
+      is 0.
+    confidence: (..., 17) in [0, 1]: the source confidence of a mapped joint,
+      the smallest confidence of the joints used for a derived one.
+    estimated: (17,) bool, True for joints derived from others rather than
+      taken from the source.
+  """
+
+  keypoints: np.ndarray
+  confidence: np.ndarray
+  estimated: np.ndarray
+
+
+def _mapping(source_names: tuple[str, ...], recipe: dict[str, dict[str, float]]):
+  """Turns {target: {source: weight}} into a (17, S) weight matrix."""
+  weights = np.zeros((H36M17.num_joints, len(source_names)), np.float64)
+  estimated = np.zeros((H36M17.num_joints,), bool)
+  for target, parts in recipe.items():
+    t = H36M17.index(target)
+    for source, w in parts.items():
+      weights[t, source_names.index(source)] += w
+    estimated[t] = len(parts) > 1
+  if not np.all(weights.any(axis=1)):
+    missing = [H36M17.names[i] for i in np.flatnonzero(~weights.any(axis=1))]
+    raise AssertionError(f"recipe lacks {missing}")
+  return weights, estimated
+
+
+def _mid(a: str, b: str) -> dict[str, float]:
+  return {a: 0.5, b: 0.5}
+
+
+# COCO has no pelvis, spine, thorax or head top. Pelvis and thorax are the hip
+# and shoulder midpoints, spine the midpoint of those two (H36M's spine joint
+# sits about half way), and the head top is extrapolated from the thorax
+# through the ear midpoint by half that distance again (H36M: thorax->head top
+# is about 1.5x thorax->ear level).
+_COCO_RECIPE = {
+    "Hip": _mid("left_hip", "right_hip"),
+    "RHip": {"right_hip": 1.0},
+    "RKnee": {"right_knee": 1.0},
+    "RFoot": {"right_ankle": 1.0},
+    "LHip": {"left_hip": 1.0},
+    "LKnee": {"left_knee": 1.0},
+    "LFoot": {"left_ankle": 1.0},
+    "Spine": {"left_hip": 0.25, "right_hip": 0.25, "left_shoulder": 0.25, "right_shoulder": 0.25},
+    "Thorax": _mid("left_shoulder", "right_shoulder"),
+    "Neck/Nose": {"nose": 1.0},
+    "Head": {"left_ear": 0.75, "right_ear": 0.75, "left_shoulder": -0.25, "right_shoulder": -0.25},
+    "LShoulder": {"left_shoulder": 1.0},
+    "LElbow": {"left_elbow": 1.0},
+    "LWrist": {"left_wrist": 1.0},
+    "RShoulder": {"right_shoulder": 1.0},
+    "RElbow": {"right_elbow": 1.0},
+    "RWrist": {"right_wrist": 1.0},
+}
+
+# MPII has no spine and no nose: the spine is the pelvis-thorax midpoint and
+# Neck/Nose the midpoint of upper neck and head top.
+_MPII_RECIPE = {
+    "Hip": {"pelvis": 1.0},
+    "RHip": {"r_hip": 1.0},
+    "RKnee": {"r_knee": 1.0},
+    "RFoot": {"r_ankle": 1.0},
+    "LHip": {"l_hip": 1.0},
+    "LKnee": {"l_knee": 1.0},
+    "LFoot": {"l_ankle": 1.0},
+    "Spine": _mid("pelvis", "thorax"),
+    "Thorax": {"thorax": 1.0},
+    "Neck/Nose": _mid("upper_neck", "head_top"),
+    "Head": {"head_top": 1.0},
+    "LShoulder": {"l_shoulder": 1.0},
+    "LElbow": {"l_elbow": 1.0},
+    "LWrist": {"l_wrist": 1.0},
+    "RShoulder": {"r_shoulder": 1.0},
+    "RElbow": {"r_elbow": 1.0},
+    "RWrist": {"r_wrist": 1.0},
+}
+
+_H36M32_WEIGHTS = np.eye(32)[list(H36M32_TO_17)]
+_COCO_WEIGHTS, _COCO_ESTIMATED = _mapping(COCO17_NAMES, _COCO_RECIPE)
+_MPII_WEIGHTS, _MPII_ESTIMATED = _mapping(MPII16_NAMES, _MPII_RECIPE)
+
+LAYOUTS: dict[str, tuple[np.ndarray, np.ndarray]] = {
+    "h36m17": (np.eye(17), np.zeros(17, bool)),
+    "h36m32": (_H36M32_WEIGHTS, np.zeros(17, bool)),
+    "coco17": (_COCO_WEIGHTS, _COCO_ESTIMATED),
+    "mpii16": (_MPII_WEIGHTS, _MPII_ESTIMATED),
+}
+
+
+def convert(
+    keypoints: np.ndarray,
+    layout: str,
+    confidence: np.ndarray | None = None,
+) -> ConvertedPose:
+  """Maps keypoints of a source layout into H36M17.
+
+  Args:
+    keypoints: (..., S, D) 2D or 3D keypoints in any units, S the number of
+      joints of `layout` (17, 32, 17, 16 for h36m17, h36m32, coco17, mpii16).
+    layout: one of "h36m17", "h36m32", "coco17", "mpii16".
+    confidence: (..., S) per-joint confidence in [0, 1], or None for all ones.
+      Joints with confidence 0 may hold any value, NaN included.
+
+  Returns:
+    A `ConvertedPose` with keypoints (..., 17, D), confidence (..., 17) and
+    the (17,) mask of derived joints.
+  """
+  if layout not in LAYOUTS:
+    raise ValueError(f"unknown layout {layout!r}; expected one of {sorted(LAYOUTS)}")
+  weights, estimated = LAYOUTS[layout]
+  keypoints = np.asarray(keypoints)
+  num_source = weights.shape[1]
+  if keypoints.ndim < 2 or keypoints.shape[-2] != num_source:
+    raise ValueError(
+        f"layout {layout!r} expects keypoints (..., {num_source}, D), got {keypoints.shape}"
+    )
+  if confidence is None:
+    confidence = np.ones(keypoints.shape[:-1], np.float32)
+  confidence = np.asarray(confidence, np.float32)
+  if confidence.shape != keypoints.shape[:-1]:
+    raise ValueError(
+        f"confidence shape {confidence.shape} does not match keypoints {keypoints.shape[:-1]}"
+    )
+  usable = (confidence > 0) & np.all(np.isfinite(keypoints), axis=-1)
+  confidence = np.where(usable, confidence, 0.0)
+  clean = np.where(usable[..., None], keypoints, 0.0)
+  out = np.einsum("ts,...sd->...td", weights, clean)
+  out = out.astype(np.result_type(keypoints.dtype, np.float32))
+  # A target joint is as confident as the least confident joint it uses.
+  used = weights != 0  # (17, S)
+  conf_used = np.where(used, confidence[..., None, :], np.inf)
+  out_conf = np.min(conf_used, axis=-1).astype(np.float32)
+  out = np.where(out_conf[..., None] > 0, out, np.nan)
+  return ConvertedPose(out, out_conf, estimated.copy())
