@@ -1,0 +1,1 @@
+"""Figures (matplotlib): skeleton drawing shared by the jobs and the CLI."""
