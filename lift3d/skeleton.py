@@ -41,7 +41,19 @@ class Skeleton:
     for i, p in enumerate(self.parents):
       if not -1 <= p < len(self.names) or p == i:
         raise ValueError(f"{self.name}: joint {i} has invalid parent {p}")
+    # A tree: following parents from any joint reaches the root (no cycles,
+    # which would also make `subset` loop forever).
+    for i in range(len(self.parents)):
+      j = i
+      for _ in range(len(self.parents) + 1):
+        if j < 0:
+          break
+        j = self.parents[j]
+      else:
+        raise ValueError(f"{self.name}: the parents of joint {i} form a cycle")
     seen = [j for pair in self.left_right for j in pair]
+    if any(not 0 <= j < len(self.names) for j in seen):
+      raise ValueError(f"{self.name}: left/right pairs {self.left_right} name unknown joints")
     if len(set(seen)) != len(seen):
       raise ValueError(f"{self.name}: a joint appears in two left/right pairs")
 

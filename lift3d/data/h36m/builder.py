@@ -1,0 +1,226 @@
+"""A TFDS builder for Human3.6M (manual download, array_record, no TensorFlow).
+
+    import lift3d.data.h36m as h36m
+    h36m.prepare(data_dir="~/tensorflow_datasets", manual_dir="/data/h36m",
+                 protocol="protocol1")
+    source = h36m.data_source(data_dir="~/tensorflow_datasets", protocol="protocol1",
+                              split="test")
+
+What works without TensorFlow (checked with tensorflow-datasets 4.9.10): a
+`GeneratorBasedBuilder` whose features are numpy-encodable (`Tensor`,
+`Scalar`, `Text`) prepares with `file_format="array_record"` through
+`download_and_prepare`; `DatasetInfo` must be built directly (not with
+`dataset_info_from_configs`, which looks for package metadata files), and the
+result is read with `builder.as_data_source()` / `tfds.data_source` (random
+access) and `grain`. `as_dataset` (tf.data) is not used.
+
+One builder config per protocol (`lift3d.data.h36m.splits.PROTOCOLS`), each
+with two splits:
+  * "test": exactly the protocol's test frames;
+  * "train": the training subjects (S1, S5, S6, S7, S8), all cameras and
+    trials, every `train_frame_step`-th frame (10 fps by default): their 3D
+    poses fit the pose model.
+
+Each example: subject, action (canonical name), raw_action, subaction (trial),
+camera, frame (index at 50 fps), pose3d_camera (17, 3) mm, pose3d_world
+(17, 3) mm, pose2d_gt (17, 2) px, pose2d_det (17, 2) px (NaN when the copy
+has no detections) and has_detection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from lift3d.data.h36m import sources, splits
+
+_TRAIN_FRAME_STEP = 5
+
+
+@dataclasses.dataclass
+class H36mConfig(tfds.core.BuilderConfig):
+  """A protocol's selection of frames.
+
+  Attributes:
+    protocol: key of `lift3d.data.h36m.splits.PROTOCOLS`.
+    train_frame_step: keep every n-th frame of the training subjects.
+  """
+
+  protocol: str = "protocol1"
+  train_frame_step: int = _TRAIN_FRAME_STEP
+
+
+def _configs():
+  return [
+      H36mConfig(name=name, description=f"Human3.6M, {name} test frames + training poses",
+                 protocol=name)
+      for name in splits.PROTOCOLS
+  ]
+
+
+class Lift3dH36m(tfds.core.GeneratorBasedBuilder):
+  """Human3.6M poses (3D camera and world, 2D ground truth and detections)."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First version: protocols #1-#3 of METHOD §7."}
+  BUILDER_CONFIGS = _configs()
+  DEFAULT_CONFIG_NAME = "protocol1"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = sources.expected_files_message("<manual_dir>")
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    f = tfds.features
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="Human3.6M 17-joint poses for the protocols of Lifting from the Deep.",
+        features=f.FeaturesDict({
+            "subject": f.Text(),
+            "action": f.Text(),
+            "raw_action": f.Text(),
+            "subaction": f.Scalar(dtype=np.int32),
+            "camera": f.Text(),
+            "frame": f.Scalar(dtype=np.int32),
+            "pose3d_camera": f.Tensor(shape=(17, 3), dtype=np.float32),
+            "pose3d_world": f.Tensor(shape=(17, 3), dtype=np.float32),
+            "pose2d_gt": f.Tensor(shape=(17, 2), dtype=np.float32),
+            "pose2d_det": f.Tensor(shape=(17, 2), dtype=np.float32),
+            "has_detection": f.Scalar(dtype=np.bool_),
+        }),
+        # Keep the generation order: records of a sequence stay together and
+        # a split reads back in (subject, action, camera, frame) order.
+        disable_shuffling=True,
+        homepage="http://vision.imar.ro/human3.6m",
+    )
+
+  def _split_generators(self, dl_manager):
+    manual_dir = getattr(dl_manager, "_manual_dir", None)
+    manual_dir = os.fspath(manual_dir) if manual_dir else None
+    sources.detect_layout(manual_dir)  # one clear error before anything else
+    protocol = splits.get_protocol(self.builder_config.protocol)
+    return {
+        "train": self._generate_examples(manual_dir, protocol, train=True),
+        "test": self._generate_examples(manual_dir, protocol, train=False),
+    }
+
+  def _generate_examples(self, manual_dir, protocol, train: bool):
+    if train:
+      subjects, step = protocol.train_subjects, self.builder_config.train_frame_step
+
+      def keep(rec, frames):
+        return frames[frames % step == 0]
+    else:
+      subjects = protocol.test_subjects
+
+      def keep(rec, frames):
+        if rec.camera not in protocol.cameras or rec.subaction not in protocol.subactions:
+          return frames[:0]
+        return frames[frames % protocol.frame_step == 0]
+
+    count = 0
+    for rec in sources.read_recordings(manual_dir, subjects):
+      frames = keep(rec, np.arange(rec.num_frames))
+      det = rec.pose2d_det
+      nan2d = np.full((17, 2), np.nan, np.float32)
+      for i in frames:
+        key = f"{rec.subject}/{rec.raw_action}/{rec.camera}/{i:06d}"
+        yield key, {
+            "subject": rec.subject,
+            "action": rec.action,
+            "raw_action": rec.raw_action,
+            "subaction": rec.subaction,
+            "camera": rec.camera,
+            "frame": int(i),
+            "pose3d_camera": rec.pose3d_camera[i],
+            "pose3d_world": rec.pose3d_world[i],
+            "pose2d_gt": rec.pose2d_gt[i],
+            "pose2d_det": nan2d if det is None else det[i],
+            "has_detection": det is not None,
+        }
+        count += 1
+    logging.info("h36m %s %s: %d examples", protocol.name, "train" if train else "test", count)
+
+
+def prepare(data_dir: str, manual_dir: str, protocol: str = "protocol1", *,
+            train_frame_step: int = _TRAIN_FRAME_STEP) -> Lift3dH36m:
+  """Converts the manual directory into array_record files (once; later calls reuse them).
+
+  Args:
+    data_dir: the TFDS data directory the records go to.
+    manual_dir: the user's Human3.6M copy (see `sources.expected_files_message`).
+    protocol: "protocol1", "protocol2" or "protocol3".
+    train_frame_step: every n-th training frame is kept (a non-default value
+      makes a config of its own, named "<protocol>_train<n>").
+
+  Returns:
+    The prepared builder (`builder.as_data_source()[split]` reads it).
+  """
+  splits.get_protocol(protocol)
+  sources.detect_layout(os.path.expanduser(manual_dir))
+  builder = make_builder(data_dir, protocol, train_frame_step=train_frame_step)
+  builder.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=os.path.expanduser(manual_dir)),
+  )
+  return builder
+
+
+def make_builder(data_dir: str, protocol: str = "protocol1", *,
+                 train_frame_step: int = _TRAIN_FRAME_STEP) -> Lift3dH36m:
+  """The builder of a protocol's config (prepared or not), writing array_record."""
+  if train_frame_step == _TRAIN_FRAME_STEP:
+    config = protocol
+  else:
+    config = H36mConfig(name=f"{protocol}_train{train_frame_step}", protocol=protocol,
+                        train_frame_step=train_frame_step)
+  return Lift3dH36m(config=config, data_dir=os.path.expanduser(data_dir),
+                    file_format="array_record")
+
+
+def data_source(data_dir: str, protocol: str = "protocol1", split: str = "test"):
+  """Random-access source of a prepared split (via `tfds.data_source`, no TensorFlow).
+
+  Args:
+    data_dir: the TFDS data directory given to `prepare`.
+    protocol: the builder config name.
+    split: "train" or "test".
+
+  Returns:
+    A sequence of example dicts (see the module docstring); use it with grain.
+  """
+  return tfds.data_source(f"{Lift3dH36m.name}/{protocol}", split=split,
+                          data_dir=os.path.expanduser(data_dir))
+
+
+def read_arrays(source, *, batch_size: int = 4096, fields=None) -> dict[str, np.ndarray]:
+  """Reads a whole source into stacked numpy arrays with a grain pipeline.
+
+  Args:
+    source: a data source (e.g. from `data_source`).
+    batch_size: records per grain batch.
+    fields: keys to keep (default all).
+
+  Returns:
+    {key: (N, ...) array}; text fields are decoded to str arrays.
+  """
+  import grain  # noqa: PLC0415 (heavy; only readers need it)
+
+  num = len(source)
+  if num == 0:
+    return {}
+  ds = grain.MapDataset.source(source)
+  if fields is not None:
+    keep = tuple(fields)
+    ds = ds.map(lambda ex: {k: ex[k] for k in keep})
+  ds = ds.batch(batch_size)
+  parts: dict[str, list[np.ndarray]] = {}
+  for batch in ds:
+    for k, v in batch.items():
+      parts.setdefault(k, []).append(np.asarray(v))
+  out = {k: np.concatenate(v) for k, v in parts.items()}
+  for k, v in out.items():
+    if v.dtype.kind in "SO":
+      out[k] = np.char.decode(v.astype(bytes), "utf-8")
+  return out

@@ -1,0 +1,683 @@
+"""Lifting 2D landmarks to 3D with a mixture-of-PPCA pose model (METHOD §4, paper §5.3).
+
+Model: `w ≈ s Π E R_θ (μ_k + a·e_k) + t`. For a fixed yaw θ and component k the
+problem is linear in `c = (s, s·a_1, …, s·a_J)`; the Gaussian prior on `a`
+becomes a Tikhonov term, so every (k, θ) sub-problem is a small least squares
+that is solved exactly. `lift` searches all components and `num_yaws` evenly
+spaced yaws exhaustively, picks the component by its negative log posterior
+and optionally refines the yaw.
+
+Choices (METHOD §4, marked **(choice)** there), in its terms:
+- 2D normalisation: `lift3d.camera.normalize_keypoints`, the weighted mean of
+  the joints is subtracted and the result divided by the weighted RMS distance
+  of the joints from it, so a normalised pose has unit RMS radius. The
+  translation `t` is eliminated exactly (weighted least squares in `t` as
+  well), so the model needs no centring on the visible joints.
+- Weights: `D = diag(visibility)` per joint (both coordinates), i.e. squared
+  residuals are weighted by `visibility²`.
+- `s̄ = 1 / ρ̄`, `ρ̄²` the mixture-weighted mean over yaws of the squared RMS
+  radius of the projected component means, so `s̄` is the scale at which a
+  typical model pose has unit RMS radius, like a normalised 2D pose.
+- `σ_obs² = s̄²·Σ_k π_k σ_k² + obs_noise²` (projected model noise plus 2D
+  noise, normalised units); the Tikhonov weights are `σ_obs² / (s̄² λ_kj)`, so
+  `r/(2σ_obs²)` is the data term plus `Σ_j a_j²/(2λ_kj)` at `s = s̄`.
+- Component score `r_k/(2σ_obs²) + ½ Σ_j log λ_kj − log π_k`.
+
+Computation. `A_θ = A⁰ + cos θ A^c + sin θ A^s`, so per frame the right-hand
+sides `A_θᵀ D² w = y⁰ + cos θ y¹ + sin θ y²` need three small products, and the
+Gram matrices `Σ_pq M_pq(θ) H_pq` with `M(θ) = R_θᵀ EᵀΠᵀΠE R_θ` are linear
+in (1, cos², sin·cos, sin²) of per-frame terms `H_pq = Σ_l D_l² B_lpᵀ B_lq`.
+For a level camera `G(θ + π) = G(θ)` and only the sign of the `y¹, y²` part
+flips, so one factorisation serves two yaws.
+- Unweighted (`visibility=None`): the whitened operators `L_θ⁻¹ A_θᵀ`
+  (`L_θ` the Cholesky factor of `A_θᵀA_θ + Λ`) are precomputed for every
+  (k, θ); a chunk of frames is then one or two matrix products and a sum of
+  squares: `r(θ) = ||w||² − ||L_θ⁻¹ A_θᵀ w||²`.
+- Weighted: per-frame Gram terms, then a Cholesky factorisation per
+  (frame, k, θ) unrolled over the (J+1) unknowns with frames in the trailing
+  (SIMD) axis, and `r(θ) = ||D w||² − ||L_θ⁻¹ A_θᵀ D² w||²`.
+
+Shape letters: L joints, J basis vectors, P = J + 1 unknowns, K components,
+T yaws, B frames.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lift3d import camera
+from lift3d.pose_model.model import PoseModel
+from lift3d.skeleton import H36M17, Skeleton
+
+DEFAULT_OBS_NOISE = 0.05
+_UNWEIGHTED_CHUNK = 1024
+_WEIGHTED_CHUNK = 64
+
+# (p, q) coordinate pairs of the Gram terms H_pq; a level camera (E = I) only
+# needs these four, since M(θ) has no x-y or y-z entries.
+_LEVEL_PAIRS = ((1, 1), (0, 0), (2, 2), (0, 2))
+_ALL_PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
+
+
+@flax.struct.dataclass
+class LiftResult:
+  """The lifted poses (a pytree; every field has the input's batch shape `...`).
+
+  Attributes:
+    pose3d: (..., L, 3) millimetres, x right, y up, in the camera's frame
+      (rotated by the camera rotation E if one was given), root joint at 0.
+    yaw: (...) radians in [0, 2π), θ of METHOD §4.
+    scale: (...) weak-perspective scale, input pixels per millimetre of
+      `pose3d` (so `reprojected ≈ scale · flip(pose3d[..., :2]) + offset`).
+    coeffs: (..., J) basis coefficients `a` of the chosen component, model
+      (normalised) units.
+    component: (...) int32 index of the chosen mixture component (-1 where
+      not valid).
+    cost: (...) the regularised least-squares cost `r` of METHOD §4 at the
+      solution, normalised 2D units² (weighted squared residual plus the
+      Tikhonov term).
+    reprojected: (..., L, 2) the projected 3D pose in the input's pixel frame
+      (x right, y down).
+    valid: (...) bool; False where too few joints are visible, a visible
+      joint is not finite, or the visible joints coincide. Those frames hold
+      NaN (and component -1).
+  """
+
+  pose3d: jax.Array
+  yaw: jax.Array
+  scale: jax.Array
+  coeffs: jax.Array
+  component: jax.Array
+  cost: jax.Array
+  reprojected: jax.Array
+  valid: jax.Array
+
+
+def _upper(num: int) -> list[tuple[int, int]]:
+  return [(i, j) for i in range(num) for j in range(i, num)]
+
+
+# ---------------------------------------------------------------------------
+# Small symmetric positive-definite systems, unrolled over the unknowns. Each
+# entry is an array holding one value per batch element (frame, component,
+# yaw), so every step is an elementwise, vectorised operation.
+
+
+def _cholesky(gram: dict, num: int):
+  """Unrolled Cholesky of {(i, j): array} (upper entries); returns (L, 1/diag)."""
+  low, inv_diag = {}, []
+  for j in range(num):
+    d = gram[j, j]
+    for k in range(j):
+      d = d - low[j, k] * low[j, k]
+    inv = jax.lax.rsqrt(d)
+    inv_diag.append(inv)
+    for i in range(j + 1, num):
+      v = gram[j, i]
+      for k in range(j):
+        v = v - low[i, k] * low[j, k]
+      low[i, j] = v * inv
+  return low, inv_diag
+
+
+def _forward(low: dict, inv_diag: list, rhs: list) -> list:
+  """Solves L z = rhs (unrolled)."""
+  z = []
+  for i in range(len(rhs)):
+    v = rhs[i]
+    for k in range(i):
+      v = v - low[i, k] * z[k]
+    z.append(v * inv_diag[i])
+  return z
+
+
+def _backward(low: dict, inv_diag: list, z: list) -> list:
+  """Solves Lᵀ x = z (unrolled)."""
+  num = len(z)
+  x = [None] * num
+  for i in reversed(range(num)):
+    v = z[i]
+    for k in range(i + 1, num):
+      v = v - low[k, i] * x[k]
+    x[i] = v * inv_diag[i]
+  return x
+
+
+def _pair_coeffs(cos, sin, proj, pairs):
+  """M_pq(θ) of each Gram pair, M(θ) = R_θᵀ S R_θ with S = EᵀΠᵀΠE.
+
+  `proj` is S (3, 3), or None for a level camera (S = diag(1, 1, 0)).
+  Returns a list (one per pair) of arrays broadcasting like cos (or 1.0).
+  """
+  if proj is None:
+    table = {(1, 1): 1.0, (0, 0): cos * cos, (2, 2): sin * sin, (0, 2): cos * sin}
+    return [table[p] for p in pairs]
+  # R_θ rows as (constant, cos, sin) coefficient triples.
+  rot = [[(0, 1, 0), (0, 0, 0), (0, 0, 1)],
+         [(0, 0, 0), (1, 0, 0), (0, 0, 0)],
+         [(0, 0, -1), (0, 0, 0), (0, 1, 0)]]
+
+  def entry(a, p):
+    const, cc, ss = rot[a][p]
+    out = 0.0
+    if const:
+      out = out + const
+    if cc:
+      out = out + cc * cos
+    if ss:
+      out = out + ss * sin
+    return out
+
+  coeffs = []
+  for p, q in pairs:
+    m = 0.0
+    for a in range(3):
+      rap = entry(a, p)
+      if isinstance(rap, float) and rap == 0.0:
+        continue
+      for b in range(3):
+        rbq = entry(b, q)
+        if isinstance(rbq, float) and rbq == 0.0:
+          continue
+        m = m + rap * proj[a, b] * rbq
+    coeffs.append(m)
+  return coeffs
+
+
+# ---------------------------------------------------------------------------
+# Frame-independent terms of a model.
+
+
+class _Prepared(flax.struct.PyTreeNode):
+  """Everything about (model, camera, yaws) that does not depend on a frame."""
+
+  blocks: jax.Array  # (K, L, 3, P): [μ, e_1..e_J] per joint and coordinate.
+  features: jax.Array  # (K, L, n, U): per-joint Gram features of each pair.
+  gram_ones: jax.Array  # (K, n, U): Gram terms of all-ones weights, t eliminated.
+  tikhonov: jax.Array  # (K, P): Λ diagonal (0 for the scale).
+  score_offset: jax.Array  # (K,) ½Σlog λ − log π.
+  inv_two_var: jax.Array  # () 1 / (2 σ_obs²).
+  proj: jax.Array | None  # (3, 3) S = EᵀΠᵀΠE, or None for a level camera.
+  rotation: jax.Array | None  # (3, 3) E or None.
+  yaws: jax.Array  # (T,) the grid.
+  whitened: jax.Array | None  # unweighted search operators (see _prepare).
+  whitened_x: jax.Array | None
+
+
+def _prepare(model: PoseModel, rotation, obs_noise, num_yaws: int, unweighted: bool) -> _Prepared:
+  mean = model.mean
+  dtype = mean.dtype
+  num_components, num_joints = mean.shape[:2]
+  blocks = jnp.concatenate([mean[:, None], model.basis], axis=1)  # (K, P, L, 3)
+  blocks = jnp.transpose(blocks, (0, 2, 3, 1))  # (K, L, 3, P)
+  num = blocks.shape[-1]
+  weights = model.weights / jnp.sum(model.weights)
+  variances = jnp.maximum(model.variances, jnp.finfo(dtype).tiny)
+
+  # s̄: scale at which the projected component means have unit RMS radius,
+  # averaged over yaws (E[cos²] = E[sin²] = ½).
+  centred_mean = mean - jnp.mean(mean, axis=1, keepdims=True)
+  radius2 = jnp.mean(
+      0.5 * (centred_mean[..., 0] ** 2 + centred_mean[..., 2] ** 2) + centred_mean[..., 1] ** 2,
+      axis=1,
+  )
+  typical_scale2 = 1.0 / jnp.sum(weights * radius2)
+  obs_var = typical_scale2 * jnp.sum(weights * model.noise) + obs_noise**2
+  tikhonov = jnp.concatenate(
+      [jnp.zeros((num_components, 1), dtype), obs_var / (typical_scale2 * variances)], axis=1
+  )
+  score_offset = 0.5 * jnp.sum(jnp.log(variances), axis=1) - jnp.log(weights)
+
+  pairs = _LEVEL_PAIRS if rotation is None else _ALL_PAIRS
+  upper = _upper(num)
+  iu = np.array([u[0] for u in upper])
+  ju = np.array([u[1] for u in upper])
+
+  def pair_features(b):  # b: (..., 3, P) -> (..., n, U)
+    feats = []
+    for p, q in pairs:
+      f = b[..., p, iu] * b[..., q, ju]
+      if p != q:
+        f = f + b[..., q, iu] * b[..., p, ju]
+      feats.append(f)
+    return jnp.stack(feats, axis=-2)
+
+  features = pair_features(blocks)
+  centred = blocks - jnp.mean(blocks, axis=1, keepdims=True)
+  gram_ones = jnp.sum(pair_features(centred), axis=1)
+
+  proj = None
+  if rotation is not None:
+    rotation = rotation.astype(dtype)
+    proj = rotation[:2].T @ rotation[:2]
+  yaws = jnp.arange(num_yaws, dtype=dtype) * (2 * math.pi / num_yaws)
+
+  whitened = whitened_x = None
+  if unweighted:
+    symmetric = rotation is None and num_yaws % 2 == 0
+    grid = yaws[: num_yaws // 2] if symmetric else yaws
+    rot = camera.yaw_rotation(grid)  # (T', 3, 3)
+    if rotation is not None:
+      rot = jnp.einsum("ab,tbc->tac", rotation, rot)
+    design = jnp.einsum("tra,klai->ktlri", rot[:, :2], centred)  # (K, T', L, 2, P)
+    gram = jnp.einsum("ktlri,ktlrj->ktij", design, design)
+    gram = gram + jax.vmap(jnp.diag)(tikhonov)[:, None]
+    chol = jnp.linalg.cholesky(gram)
+    flat = design.reshape((*design.shape[:2], 2 * num_joints, num))
+    ops = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(flat, -1, -2), lower=True)
+    ops = ops.reshape((*ops.shape[:3], num_joints, 2))  # (K, T', P, L, 2)
+    if symmetric:
+      # Columns ordered (P, K, T') so the sum of squares runs over a leading axis.
+      whitened = jnp.transpose(ops[..., 1], (3, 2, 0, 1)).reshape(num_joints, -1)
+      whitened_x = jnp.transpose(ops[..., 0], (3, 2, 0, 1)).reshape(num_joints, -1)
+    else:
+      whitened = jnp.transpose(ops, (3, 4, 2, 0, 1)).reshape(2 * num_joints, -1)
+  return _Prepared(
+      blocks=blocks, features=features, gram_ones=gram_ones, tikhonov=tikhonov,
+      score_offset=score_offset, inv_two_var=0.5 / obs_var, proj=proj, rotation=rotation,
+      yaws=yaws, whitened=whitened, whitened_x=whitened_x,
+  )
+
+
+# ---------------------------------------------------------------------------
+# Per-frame terms and the searches.
+
+
+def _frame_terms(prep: _Prepared, points, weights):
+  """Gram terms H (B, K, n, U) (None if unweighted), rhs terms y (B, K, 3, P), ||Dw||² (B,)."""
+  wx, wy = points[..., 0], points[..., 1]
+  if prep.rotation is None:
+    u = jnp.stack([wx, wy, jnp.zeros_like(wx)], axis=-1)
+  else:
+    u = wx[..., None] * prep.rotation[0] + wy[..., None] * prep.rotation[1]  # EᵀΠᵀw
+  if weights is None:
+    weighted_u = u
+    norm2 = jnp.sum(points**2, axis=(-1, -2))
+    gram = None
+  else:
+    weighted_u = weights[..., None] * u
+    norm2 = jnp.sum(weights * jnp.sum(points**2, axis=-1), axis=-1)
+    gram = jnp.einsum("bl,klnu->bknu", weights, prep.features)
+    # Eliminating t: H_pq -= m_p m_qᵀ / V with m = Σ_l D_l² B_l.
+    sums = jnp.einsum("bl,klpi->bkpi", weights, prep.blocks)
+    total = jnp.sum(weights, axis=-1)[:, None, None]
+    num = prep.blocks.shape[-1]
+    upper = _upper(num)
+    iu = np.array([x[0] for x in upper])
+    ju = np.array([x[1] for x in upper])
+    pairs = _LEVEL_PAIRS if prep.rotation is None else _ALL_PAIRS
+    corr = []
+    for p, q in pairs:
+      c = sums[..., p, iu] * sums[..., q, ju]
+      if p != q:
+        c = c + sums[..., q, iu] * sums[..., p, ju]
+      corr.append(c / total)
+    gram = gram - jnp.stack(corr, axis=-2)
+  # N[b, k, q, p, i] = Σ_l D_l² u_lq B_lpi; then A_θᵀD²w = y⁰ + cos θ y¹ + sin θ y².
+  n = jnp.einsum("blq,klpi->bkqpi", weighted_u, prep.blocks)
+  y0 = n[:, :, 1, 1]
+  y1 = n[:, :, 0, 0] + n[:, :, 2, 2]
+  y2 = n[:, :, 0, 2] - n[:, :, 2, 0]
+  return gram, jnp.stack([y0, y1, y2], axis=2), norm2
+
+
+def _search_unweighted(prep: _Prepared, points, norm2):
+  """Costs (B, K, T) of every (component, yaw) for unit weights: matrix products."""
+  batch, num_joints = points.shape[:2]
+  num_components, num = prep.tikhonov.shape
+  num_yaws = prep.yaws.shape[0]
+  if prep.whitened_x is not None:
+    half = num_yaws // 2
+    za = (points[..., 1] @ prep.whitened).reshape(batch, num, num_components * half)
+    zb = (points[..., 0] @ prep.whitened_x).reshape(batch, num, num_components * half)
+    both = jnp.sum(za * za + zb * zb, axis=1)
+    cross = 2.0 * jnp.sum(za * zb, axis=1)
+    base = norm2[:, None] - both
+    cost = jnp.stack([base - cross, base + cross], axis=1)  # (B, 2, K·T')
+    cost = cost.reshape(batch, 2, num_components, half)
+    return jnp.transpose(cost, (0, 2, 1, 3)).reshape(batch, num_components, num_yaws)
+  z = (points.reshape(batch, 2 * num_joints) @ prep.whitened).reshape(
+      batch, num, num_components * num_yaws)
+  cost = norm2[:, None] - jnp.sum(z * z, axis=1)
+  return cost.reshape(batch, num_components, num_yaws)
+
+
+def _search_weighted(prep: _Prepared, gram, rhs, norm2):
+  """Costs (B, K, T) of every (component, yaw) with per-frame Gram terms.
+
+  Works in a (K, T', B) layout, frames in the trailing (vector) axis, with the
+  factorisation unrolled over the P unknowns.
+  """
+  _num_components, num = prep.tikhonov.shape
+  num_yaws = prep.yaws.shape[0]
+  symmetric = prep.rotation is None and num_yaws % 2 == 0
+  grid = prep.yaws[: num_yaws // 2] if symmetric else prep.yaws
+  cos = jnp.cos(grid)[None, :, None]
+  sin = jnp.sin(grid)[None, :, None]
+  pairs = _LEVEL_PAIRS if prep.rotation is None else _ALL_PAIRS
+  coeffs = _pair_coeffs(cos, sin, prep.proj, pairs)
+  gram_t = jnp.transpose(gram, (1, 2, 3, 0))[:, :, :, None, :]  # (K, n, U, 1, B)
+  rhs_t = jnp.transpose(rhs, (1, 2, 3, 0))[:, :, :, None, :]  # (K, 3, P, 1, B)
+  tik = prep.tikhonov[:, :, None, None]
+  entries = {}
+  for u, (i, j) in enumerate(_upper(num)):
+    g = 0.0
+    for n, coef in enumerate(coeffs):
+      g = g + coef * gram_t[:, n, u]
+    if i == j:
+      g = g + tik[:, i]
+    entries[i, j] = g
+  low, inv_diag = _cholesky(entries, num)
+  if symmetric:
+    za = _forward(low, inv_diag, [rhs_t[:, 0, i] for i in range(num)])
+    zb = _forward(low, inv_diag, [cos * rhs_t[:, 1, i] + sin * rhs_t[:, 2, i] for i in range(num)])
+    both = sum(a * a + b * b for a, b in zip(za, zb, strict=True))
+    cross = 2.0 * sum(a * b for a, b in zip(za, zb, strict=True))
+    base = norm2 - both
+    cost = jnp.concatenate([base - cross, base + cross], axis=1)  # (K, T, B)
+  else:
+    z = _forward(low, inv_diag, [
+        rhs_t[:, 0, i] + cos * rhs_t[:, 1, i] + sin * rhs_t[:, 2, i] for i in range(num)])
+    cost = norm2 - sum(v * v for v in z)
+  return jnp.transpose(cost, (2, 0, 1))
+
+
+def _solve_at(prep: _Prepared, yaw, gram, rhs, norm2, tikhonov, solution: bool):
+  """Exact solution at given yaws: cost (...) and optionally c (..., P).
+
+  Args: yaw (...); gram (..., n, U); rhs (..., 3, P); norm2 and tikhonov
+  broadcasting to (...) and (..., P).
+  """
+  num = rhs.shape[-1]
+  cos, sin = jnp.cos(yaw), jnp.sin(yaw)
+  pairs = _LEVEL_PAIRS if prep.rotation is None else _ALL_PAIRS
+  coeffs = _pair_coeffs(cos, sin, prep.proj, pairs)
+  entries = {}
+  for u, (i, j) in enumerate(_upper(num)):
+    g = 0.0
+    for n, coef in enumerate(coeffs):
+      g = g + coef * gram[..., n, u]
+    if i == j:
+      g = g + tikhonov[..., i]
+    entries[i, j] = g
+  low, inv_diag = _cholesky(entries, num)
+  b = [rhs[..., 0, i] + cos * rhs[..., 1, i] + sin * rhs[..., 2, i] for i in range(num)]
+  z = _forward(low, inv_diag, b)
+  cost = norm2 - sum(v * v for v in z)
+  if not solution:
+    return cost, None
+  return cost, jnp.stack(_backward(low, inv_diag, z), axis=-1)
+
+
+def _refine(prep, yaw, gram, rhs, norm2, steps: int):
+  """Levenberg–Marquardt on θ per (frame, component), with (s, a) solved exactly
+  for each θ (variable projection); a step is kept only if the cost drops."""
+
+  def cost_fn(theta):
+    return _solve_at(prep, theta, gram, rhs, norm2[:, None], prep.tikhonov[None], False)[0]
+
+  ones = jnp.ones_like(yaw)
+
+  def slope(theta):
+    return jax.jvp(cost_fn, (theta,), (ones,))[1]
+
+  max_step = 2 * math.pi / prep.yaws.shape[0]
+  cost0 = cost_fn(yaw)
+
+  def body(_, state):
+    theta, cost, damping = state
+    grad, curv = jax.jvp(slope, (theta,), (ones,))
+    step = -grad / (jnp.abs(curv) * (1.0 + damping) + 1e-12)
+    step = jnp.clip(jnp.where(jnp.isfinite(step), step, 0.0), -max_step, max_step)
+    trial = cost_fn(theta + step)
+    better = trial < cost
+    return (jnp.where(better, theta + step, theta), jnp.where(better, trial, cost),
+            jnp.where(better, damping * 0.1, damping * 10.0))
+
+  damping = jnp.full_like(yaw, 1e-3)
+  theta, cost, _ = jax.lax.fori_loop(0, steps, body, (yaw, cost0, damping))
+  return theta, cost
+
+
+# ---------------------------------------------------------------------------
+
+
+def _dummy_pose(num_joints: int, dtype):
+  angles = jnp.arange(num_joints, dtype=dtype) * (2 * math.pi / num_joints)
+  return jnp.stack([jnp.cos(angles), jnp.sin(angles) + 0.1 * angles], axis=-1)
+
+
+def _lift_chunk(prep: _Prepared, model: PoseModel, keypoints, visibility, *, refine: bool,
+                refine_steps: int, min_visible: int, root: int, differentiable: bool):
+  """Lifts (B, L, 2) pixel keypoints; returns the LiftResult fields for the chunk."""
+  batch, num_joints = keypoints.shape[:2]
+  dtype = keypoints.dtype
+  if visibility is None:
+    joint_w = None
+    used = jnp.ones(keypoints.shape[:2], bool)
+  else:
+    visibility = jnp.where(jnp.isfinite(visibility), jnp.clip(visibility, 0.0, 1.0), 0.0)
+    joint_w = visibility * visibility  # D² (METHOD §4, D = diag(visibility)).
+    used = joint_w > 0
+  finite = jnp.all(jnp.isfinite(keypoints), axis=-1)
+  count = jnp.sum(used, axis=-1)
+  clean = jnp.where(used[..., None] & finite[..., None], keypoints, 0.0)
+  ok = jnp.all(finite | ~used, axis=-1) & (count >= min_visible)
+  probe = camera.normalize_keypoints(jax.lax.stop_gradient(clean), joint_w)
+  ok = ok & (probe.size > 0) & jnp.isfinite(probe.size)
+  # Invalid frames get a harmless stand-in so that nothing (not even a
+  # gradient) turns NaN; their outputs are masked at the end.
+  clean = jnp.where(ok[:, None, None], clean, _dummy_pose(num_joints, dtype))
+  used = used | ~ok[:, None]
+  if joint_w is not None:
+    joint_w = jnp.where(ok[:, None], joint_w, 1.0)
+  norm = camera.normalize_keypoints(clean, joint_w)
+  points = jnp.where(used[..., None], norm.points, 0.0)
+
+  gram, rhs, norm2 = _frame_terms(prep, points, joint_w)
+  if joint_w is None:
+    costs = _search_unweighted(prep, points, norm2)
+  else:
+    costs = _search_weighted(prep, gram, rhs, norm2)
+  costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)
+  best = jnp.argmin(costs, axis=-1)  # (B, K)
+  yaw = prep.yaws[best]
+  frame_gram = (jnp.broadcast_to(prep.gram_ones, (batch, *prep.gram_ones.shape))
+                if gram is None else gram)
+  if refine:
+    yaw, comp_cost = _refine(prep, yaw, frame_gram, rhs, norm2, refine_steps)
+  else:
+    comp_cost = jnp.take_along_axis(costs, best[..., None], axis=-1)[..., 0]
+  score = comp_cost * prep.inv_two_var + prep.score_offset
+  score = jnp.where(jnp.isfinite(score), score, jnp.inf)
+  component = jnp.argmin(score, axis=-1).astype(jnp.int32)  # (B,)
+  yaw = jnp.take_along_axis(yaw, component[:, None], axis=1)[:, 0]
+  yaw = jax.lax.stop_gradient(yaw)
+
+  take = lambda x: jnp.take_along_axis(  # noqa: E731
+      x, component.reshape((batch, 1) + (1,) * (x.ndim - 2)), axis=1)[:, 0]
+  cost, solution = _solve_at(prep, yaw, take(frame_gram), take(rhs), norm2,
+                             prep.tikhonov[component], True)
+  scale = solution[:, 0]
+  coeffs = solution[:, 1:] / scale[:, None]
+  pose = model.mean[component] + jnp.einsum("bj,bjlc->blc", coeffs, model.basis[component])
+  pose = jnp.einsum("bac,blc->bla", camera.yaw_rotation(yaw), pose)
+  if prep.rotation is not None:
+    pose = jnp.einsum("ac,blc->bla", prep.rotation, pose)
+  # Reprojection: s Π E R_θ X, with t eliminated as in the fit (weighted mean).
+  proj = scale[:, None, None] * pose[..., :2]
+  w = jnp.ones(keypoints.shape[:2], dtype) if joint_w is None else joint_w
+  proj = proj - jnp.sum(w[..., None] * proj, axis=1, keepdims=True) / jnp.sum(
+      w, axis=1)[:, None, None]
+  reprojected = camera.denormalize_keypoints(proj, norm.centre, norm.size)
+  mm = model.limb_scale * 1000.0
+  pose3d = (pose - pose[:, root : root + 1]) * mm
+  scale_px = scale * norm.size / mm
+
+  valid = ok & jnp.isfinite(cost) & jnp.all(jnp.isfinite(pose3d), axis=(-1, -2)) & (
+      jnp.abs(scale) > 0)
+  nan = jnp.asarray(jnp.nan, dtype)
+  mask = lambda x: jnp.where(valid.reshape((batch,) + (1,) * (x.ndim - 1)), x, nan)  # noqa: E731
+  del differentiable
+  return LiftResult(
+      pose3d=mask(pose3d), yaw=mask(jnp.mod(yaw, 2 * math.pi)), scale=mask(scale_px),
+      coeffs=mask(coeffs), component=jnp.where(valid, component, -1), cost=mask(cost),
+      reprojected=mask(reprojected), valid=valid,
+  )
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("num_yaws", "refine", "refine_steps", "differentiable", "min_visible",
+                     "chunk_size", "root"),
+)
+def _lift_jit(model, keypoints, visibility, rotation, obs_noise, *, num_yaws, refine,
+              refine_steps, differentiable, min_visible, chunk_size, root):
+  if not differentiable:
+    model, keypoints, visibility, rotation = jax.lax.stop_gradient(
+        (model, keypoints, visibility, rotation))
+  batch_shape = keypoints.shape[:-2]
+  num_joints = keypoints.shape[-2]
+  flat = keypoints.reshape((-1, num_joints, 2))
+  flat_vis = None if visibility is None else visibility.reshape((-1, num_joints))
+  total = flat.shape[0]
+  prep = _prepare(model, rotation, obs_noise, num_yaws, visibility is None)
+  run = functools.partial(_lift_chunk, prep, model, refine=refine, refine_steps=refine_steps,
+                          min_visible=min_visible, root=root, differentiable=differentiable)
+  if total <= chunk_size:
+    out = run(flat, flat_vis)
+  else:
+    num_chunks = -(-total // chunk_size)
+    pad = num_chunks * chunk_size - total
+    flat = jnp.pad(flat, ((0, pad), (0, 0), (0, 0)))
+    chunks = flat.reshape((num_chunks, chunk_size, num_joints, 2))
+    if flat_vis is None:
+      out = jax.lax.map(lambda kp: run(kp, None), chunks)
+    else:
+      vis_chunks = jnp.pad(flat_vis, ((0, pad), (0, 0))).reshape(
+          (num_chunks, chunk_size, num_joints))
+      out = jax.lax.map(lambda args: run(*args), (chunks, vis_chunks))
+    out = jax.tree.map(lambda x: x.reshape((num_chunks * chunk_size, *x.shape[2:]))[:total], out)
+  return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), out)
+
+
+def _check_model(model: PoseModel) -> None:
+  if not isinstance(model, PoseModel):
+    raise ValueError(f"expected a lift3d PoseModel, got {type(model).__name__}")
+  shapes = {name: tuple(np.shape(getattr(model, name))) for name in
+            ("mean", "basis", "variances", "noise", "weights", "limb_scale")}
+  if len(shapes["mean"]) != 3 or shapes["mean"][-1] != 3:
+    raise ValueError(f"model.mean must be (K, L, 3), got {shapes['mean']}")
+  k, num_joints, _ = shapes["mean"]
+  if len(shapes["basis"]) != 4:
+    raise ValueError(f"model.basis must be (K, J, L, 3), got {shapes['basis']}")
+  j = shapes["basis"][1]
+  expected = {"basis": (k, j, num_joints, 3), "variances": (k, j), "noise": (k,),
+              "weights": (k,), "limb_scale": ()}
+  for name, shape in expected.items():
+    if shapes[name] != shape:
+      raise ValueError(
+          f"model.{name} must be {shape} for mean {shapes['mean']} (K, L, 3) and "
+          f"basis (K, J, L, 3), got {shapes[name]}")
+
+
+def lift(
+    model: PoseModel,
+    keypoints,
+    visibility=None,
+    *,
+    num_yaws: int = 100,
+    refine: bool = False,
+    differentiable: bool = False,
+    camera_rotation=None,
+    min_visible: int = 6,
+    chunk_size: int | None = None,
+    obs_noise: float = DEFAULT_OBS_NOISE,
+    refine_steps: int = 6,
+    skeleton: Skeleton = H36M17,
+) -> LiftResult:
+  """Lifts 2D landmarks to 3D poses by exhaustive search over yaws and components.
+
+  Implements METHOD §4: for each component k and each of `num_yaws` evenly
+  spaced yaws θ, the Tikhonov-regularised linear least squares in
+  `c = (s, s·a)` (translation eliminated) is solved exactly; the best θ per
+  component is kept, the component with the lowest negative log posterior is
+  chosen. Works under `jax.jit` (pass the options as static) and `jax.vmap`,
+  on any batch shape; big batches are processed in chunks of `chunk_size`
+  frames so that memory stays bounded.
+
+  Args:
+    model: the pose model (K components, J basis vectors, L joints).
+    keypoints: (..., L, 2) image pixels, x right, y down (any translation and
+      scale, e.g. belief-map grid coordinates).
+    visibility: optional (..., L) weights in [0, 1]; `D = diag(visibility)`
+      weights the residuals. Joints of weight 0 may hold any value, NaN
+      included, and have no effect. None (all visible) takes the fast
+      unweighted path; then every joint must be finite.
+    num_yaws: T, the number of yaws 2πt/T searched (static).
+    refine: run `refine_steps` Levenberg–Marquardt steps on θ per component
+      from its best grid yaw, (s, a) solved exactly for each θ; the cost
+      never increases.
+    differentiable: let gradients flow (to the keypoints, visibility, model)
+      through the least-squares solution at the chosen (k, θ), which are
+      held fixed. By default the result carries no gradient.
+    camera_rotation: optional (3, 3) camera rotation E (METHOD §4), e.g.
+      `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
+    min_visible: frames with fewer joints of positive weight are not valid.
+    chunk_size: frames per chunk (default 1024 unweighted, 64 weighted).
+    obs_noise: 2D noise standard deviation in normalised units (fraction of
+      the pose's RMS radius) used in σ_obs (see the module docstring).
+    refine_steps: LM steps when `refine` (static).
+    skeleton: the joints' skeleton (L joints; pose3d is centred on its root).
+
+  Returns:
+    A `LiftResult` with the batch shape `...` of `keypoints`.
+
+  Raises:
+    ValueError: on a malformed model, keypoints/visibility shapes that do not
+      match the model or the skeleton, or bad options.
+  """
+  _check_model(model)
+  num_joints = int(np.shape(model.mean)[1])
+  shape = tuple(np.shape(keypoints))
+  if len(shape) < 2 or shape[-1] != 2 or shape[-2] != num_joints:
+    raise ValueError(
+        f"expected keypoints (..., {num_joints}, 2) for a model of {num_joints} joints, "
+        f"got {shape}; map joints with lift3d.skeleton.convert first")
+  if skeleton.num_joints != num_joints:
+    raise ValueError(
+        f"skeleton {skeleton.name} has {skeleton.num_joints} joints but the model has "
+        f"{num_joints} (model.mean {np.shape(model.mean)})")
+  if visibility is not None and tuple(np.shape(visibility)) != shape[:-1]:
+    raise ValueError(
+        f"visibility shape {tuple(np.shape(visibility))} does not match keypoints {shape} "
+        f"(expected {shape[:-1]})")
+  if camera_rotation is not None and tuple(np.shape(camera_rotation)) != (3, 3):
+    raise ValueError(f"camera_rotation must be (3, 3), got {tuple(np.shape(camera_rotation))}")
+  if int(num_yaws) < 1:
+    raise ValueError(f"num_yaws must be >= 1, got {num_yaws}")
+  if int(min_visible) < 1:
+    raise ValueError(f"min_visible must be >= 1, got {min_visible}")
+  if chunk_size is None:
+    chunk_size = _UNWEIGHTED_CHUNK if visibility is None else _WEIGHTED_CHUNK
+  if int(chunk_size) < 1:
+    raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+  dtype = jnp.result_type(float)
+  keypoints = jnp.asarray(keypoints, dtype)
+  if visibility is not None:
+    visibility = jnp.asarray(visibility, dtype)
+  model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
+  if camera_rotation is not None:
+    camera_rotation = jnp.asarray(camera_rotation, dtype)
+  root = skeleton.parents.index(-1)
+  return _lift_jit(
+      model, keypoints, visibility, camera_rotation, jnp.asarray(obs_noise, dtype),
+      num_yaws=int(num_yaws), refine=bool(refine), refine_steps=int(refine_steps),
+      differentiable=bool(differentiable), min_visible=int(min_visible),
+      chunk_size=int(chunk_size), root=root)

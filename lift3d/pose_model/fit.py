@@ -1,0 +1,172 @@
+"""Fitting the 3D pose model: normalise, mirror, align, mixture of PPCA (METHOD §1–§3).
+
+The poses are chunked once and sharded over all local devices; every pass
+(alignment, EM) streams the chunks, so memory stays a few copies of the poses
+and the same fit runs on one CPU or a multi-device host.
+
+Shape letters: N poses, L joints, K components, J basis vectors, D = 3L.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lift3d.pose_model.align import align_chunked
+from lift3d.pose_model import mixture as mixture_lib
+from lift3d.pose_model import stream
+from lift3d.pose_model.model import PoseModel
+from lift3d.pose_model.normalize import check_poses, mirror as mirror_poses, normalize
+from lift3d.skeleton import H36M17, Skeleton
+
+# Fits on at least this many poses show progress bars unless told otherwise.
+_PROGRESS_FROM = 100_000
+
+
+class FitResult(NamedTuple):
+  """A fitted model and what the fit saw.
+
+  Attributes:
+    model: the `PoseModel`.
+    num_poses: poses fitted (input poses, doubled with `mirror`).
+    yaws: (N,) radians, the ground-plane yaw of each input pose in the model
+      frame (`pose ≈ R_θ · aligned pose`, normalised).
+    scales: (N,) metres, each input pose's normalisation scale.
+    align_cost: (M,) alignment cost history (non-increasing).
+    log_likelihood: (I,) mean log-likelihood per pose over EM (non-decreasing).
+    seconds: wall time of the fit.
+  """
+
+  model: PoseModel
+  num_poses: int
+  yaws: np.ndarray
+  scales: np.ndarray
+  align_cost: np.ndarray
+  log_likelihood: np.ndarray
+  seconds: float
+
+
+def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax.Array,
+                 mirror: bool = True, skeleton: Skeleton = H36M17,
+                 align_iterations: int = 4, align_yaw_steps: int = 2,
+                 align_tolerance: float = 1e-4, em_iterations: int = 30,
+                 em_tolerance: float = 1e-5, init_subsample: int = 2000,
+                 min_centre_distance: float = 1e-6, noise_floor: float = 1e-7,
+                 chunk_size: int = 65536, devices=None,
+                 progress: bool | None = None) -> FitResult:
+  """`fit`, returning the model with its fit diagnostics (`FitResult`).
+
+  Args: as for `fit`.
+  """
+  start = time.perf_counter()
+  check_poses(poses, skeleton)
+  if np.ndim(poses) != 3 or np.shape(poses)[0] < 2:
+    raise ValueError(f"expected poses (N, {skeleton.num_joints}, 3) with N ≥ 2, got "
+                     f"{np.shape(poses)}")
+  dim = 3 * skeleton.num_joints
+  if not 1 <= num_basis < dim:
+    raise ValueError(f"num_basis must be in [1, {dim}), got {num_basis}")
+  if num_components < 1:
+    raise ValueError(f"num_components must be ≥ 1, got {num_components}")
+  num_input = np.shape(poses)[0]
+  if progress is None:
+    progress = num_input >= _PROGRESS_FROM
+
+  normalised, scales = normalize(poses, skeleton)
+  limb_scale = jnp.mean(scales)
+  if mirror:
+    normalised = jnp.concatenate([normalised, mirror_poses(normalised, skeleton)])
+  num = normalised.shape[0]
+  mesh = stream.make_mesh(devices)
+  chunked = stream.chunk(np.asarray(normalised), chunk_size, mesh)
+  del normalised
+  logging.info("fit: %d poses (%s), %d chunks of %d rows on %d device(s)", num,
+               "with mirrors" if mirror else "no mirrors", chunked.data.shape[0],
+               chunked.data.shape[1], mesh.size)
+
+  aligned = align_chunked(
+      chunked, num_basis, skeleton=skeleton, iterations_per_size=align_iterations,
+      yaw_steps=align_yaw_steps, tolerance=align_tolerance, noise_floor=noise_floor,
+      progress=progress)
+  yaws = stream.unchunk(aligned.yaws, num)[:num_input]
+  align_cost = aligned.cost_history
+  del chunked
+  flat = aligned.aligned.data.reshape(*aligned.aligned.data.shape[:2], dim)
+  flat = stream.Chunked(stream.shard(flat, mesh), aligned.aligned.mask)
+  del aligned
+
+  em = mixture_lib.fit_mixture_chunked(
+      flat, num, num_components, num_basis, key=key, iterations=em_iterations,
+      tolerance=em_tolerance, init_subsample=init_subsample,
+      min_centre_distance=min_centre_distance, noise_floor=noise_floor, progress=progress)
+  mix = em.mixture
+  num_found = mix.mean.shape[0]
+  model = PoseModel(
+      mean=mix.mean.reshape(num_found, skeleton.num_joints, 3),
+      basis=mix.basis.reshape(num_found, num_basis, skeleton.num_joints, 3),
+      variances=mix.variances,
+      noise=mix.noise,
+      weights=mix.weights,
+      limb_scale=limb_scale,
+  )
+  # Plain single-device arrays, whatever the mesh was.
+  model = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), model)
+  seconds = time.perf_counter() - start
+  logging.info("fit: K=%d J=%d on %d poses in %.1f s", num_found, num_basis, num, seconds)
+  return FitResult(model, num, yaws, np.asarray(scales), align_cost, em.log_likelihood, seconds)
+
+
+def fit(poses, *, num_components: int = 3, num_basis: int = 8, key: jax.Array,
+        mirror: bool = True, skeleton: Skeleton = H36M17, align_iterations: int = 4,
+        align_yaw_steps: int = 2, align_tolerance: float = 1e-4, em_iterations: int = 30,
+        em_tolerance: float = 1e-5, init_subsample: int = 2000,
+        min_centre_distance: float = 1e-6, noise_floor: float = 1e-7,
+        chunk_size: int = 65536, devices=None, progress: bool | None = None) -> PoseModel:
+  """Fits the mixture-of-PPCA pose model to raw 3D poses (METHOD §1–§3).
+
+  Normalises every pose (centre, unit limb norm), adds the left–right mirrors,
+  aligns all poses in the ground plane while growing a PPCA basis to
+  `num_basis`, then fits a `num_components` mixture of PPCA to the aligned
+  poses by EM from greedy initial centres.
+
+  Args:
+    poses: (N, L, 3) metres, y up, L = skeleton.num_joints, N ≥ 2.
+    num_components: K, the most mixture components (fewer if the greedy
+      centres run out of distinct poses).
+    num_basis: J, basis vectors per component and for the alignment PPCA.
+    key: jax.random key (subsample for the initial centres).
+    mirror: add the left–right mirror of every pose (METHOD §1.3).
+    skeleton: the joints' skeleton.
+    align_iterations: alignment alternations per basis size.
+    align_yaw_steps: closed-form yaw updates per alternation.
+    align_tolerance: relative cost decrease below which the alignment moves
+      to the next basis size.
+    em_iterations: the most EM iterations.
+    em_tolerance: relative log-likelihood increase below which EM stops.
+    init_subsample: poses the greedy centres are chosen from.
+    min_centre_distance: greedy early-stop distance, normalised units.
+    noise_floor: lower bound on every σ², normalised units².
+    chunk_size: poses per streamed chunk (memory ~ chunk_size·K·3L floats).
+    devices: devices to shard the poses over (default all local devices).
+    progress: tqdm bars; default on for N ≥ 100,000.
+
+  Returns:
+    A `PoseModel` in the normalised frame (y up, the mean pose facing −z with
+    its left side along +x), `limb_scale` the mean normalisation scale of the
+    input poses in metres.
+
+  Raises:
+    ValueError: on a bad shape, NaN, or bad sizes.
+  """
+  return fit_detailed(
+      poses, num_components=num_components, num_basis=num_basis, key=key, mirror=mirror,
+      skeleton=skeleton, align_iterations=align_iterations, align_yaw_steps=align_yaw_steps,
+      align_tolerance=align_tolerance, em_iterations=em_iterations, em_tolerance=em_tolerance,
+      init_subsample=init_subsample, min_centre_distance=min_centre_distance,
+      noise_floor=noise_floor, chunk_size=chunk_size, devices=devices,
+      progress=progress).model

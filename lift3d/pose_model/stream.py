@@ -1,0 +1,143 @@
+"""Chunked, device-sharded sample arrays and sums over them.
+
+Fitting statistics (means, covariances, responsibility-weighted sums) are sums
+over samples, so a large training set is laid out as (C, B, D): C chunks of B
+rows. `lax.scan` walks the chunks, so working memory is one chunk, and the B
+axis is sharded over all local devices (a 1-D `jax.sharding.Mesh`), so each
+device sums its rows and XLA adds the partial sums across devices. The same
+code runs on one CPU or on a multi-device host.
+
+Shape letters: N samples, C chunks, B rows per chunk, D dimensions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+AXIS = "data"
+
+
+class Chunked(NamedTuple):
+  """Samples laid out in chunks (a pytree).
+
+  Attributes:
+    data: (C, B, ...) samples, or a pytree of such arrays; rows past the end
+      are zero padding.
+    mask: (C, B) float32, 1 for real samples, 0 for padding.
+  """
+
+  data: jax.Array
+  mask: jax.Array
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh named "data" over `devices` (default: all local devices)."""
+  devices = list(jax.local_devices() if devices is None else devices)
+  return Mesh(np.array(devices), (AXIS,))
+
+
+def chunk_rows(num: int, chunk_size: int, num_devices: int) -> tuple[int, int]:
+  """(C, B): number of chunks and rows per chunk for `num` samples.
+
+  B is at most `chunk_size` rounded up to a multiple of `num_devices`, and no
+  larger than needed for one chunk.
+  """
+  if chunk_size < 1:
+    raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+  rows = min(chunk_size, max(num, 1))
+  rows = -(-rows // num_devices) * num_devices
+  return -(-num // rows), rows
+
+
+def shard(x, mesh: Mesh) -> jax.Array:
+  """Places a (C, B, ...) array with its B axis split over the mesh."""
+  spec = PartitionSpec(None, AXIS, *([None] * (np.ndim(x) - 2)))
+  return jax.device_put(x, NamedSharding(mesh, spec))
+
+
+def chunk(data, chunk_size: int, mesh: Mesh) -> Chunked:
+  """Pads and reshapes (N, ...) samples into sharded chunks.
+
+  Args:
+    data: (N, ...) samples (NumPy or JAX).
+    chunk_size: rows per chunk (rounded up to a multiple of the mesh size).
+    mesh: from `make_mesh`.
+
+  Returns:
+    A `Chunked` with data (C, B, ...) and mask (C, B).
+  """
+  num = data.shape[0]
+  num_chunks, rows = chunk_rows(num, chunk_size, mesh.size)
+  pad = num_chunks * rows - num
+  data = np.asarray(data)
+  if pad:
+    data = np.concatenate([data, np.zeros((pad, *data.shape[1:]), data.dtype)])
+  mask = np.arange(num_chunks * rows) < num
+  return Chunked(
+      shard(data.reshape(num_chunks, rows, *data.shape[1:]), mesh),
+      shard(mask.reshape(num_chunks, rows).astype(np.float32), mesh),
+  )
+
+
+def unchunk(x: jax.Array, num: int) -> np.ndarray:
+  """(C, B, ...) → (N, ...) NumPy, dropping the padding."""
+  x = np.asarray(x)
+  return x.reshape(-1, *x.shape[2:])[:num]
+
+
+def _first(tree):
+  return jax.tree.map(lambda x: x[0], tree)
+
+
+def scan_sum(fn: Callable[..., Any], chunked: Chunked, *args) -> Any:
+  """Σ over chunks of `fn(data_chunk, mask_chunk, *args)` (a pytree of arrays).
+
+  Call inside `jit`. `fn` must weight its per-row terms by the mask.
+  """
+  first = jax.eval_shape(fn, _first(chunked.data), chunked.mask[0], *args)
+  init = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), first)
+
+  def step(total, chunk_and_mask):
+    data, mask = chunk_and_mask
+    return jax.tree.map(jnp.add, total, fn(data, mask, *args)), None
+
+  total, _ = jax.lax.scan(step, init, (chunked.data, chunked.mask))
+  return total
+
+
+def scan_map(fn: Callable[..., Any], chunked: Chunked, *args) -> Any:
+  """Maps `fn(data_chunk, mask_chunk, *args)` over chunks, stacking the outputs (C, ...).
+
+  Call inside `jit`.
+  """
+
+  def step(carry, chunk_and_mask):
+    data, mask = chunk_and_mask
+    return carry, fn(data, mask, *args)
+
+  _, out = jax.lax.scan(step, None, (chunked.data, chunked.mask))
+  return out
+
+
+def scan_map_sum(fn: Callable[..., Any], chunked: Chunked, *args) -> tuple[Any, Any]:
+  """Like `scan_map` and `scan_sum` at once: `fn` returns (per-row outputs, sums).
+
+  Returns:
+    (stacked per-row outputs (C, B, ...), summed statistics).
+  """
+  first = jax.eval_shape(fn, _first(chunked.data), chunked.mask[0], *args)[1]
+  init = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), first)
+
+  def step(total, chunk_and_mask):
+    data, mask = chunk_and_mask
+    rows, sums = fn(data, mask, *args)
+    return jax.tree.map(jnp.add, total, sums), rows
+
+  total, rows = jax.lax.scan(step, init, (chunked.data, chunked.mask))
+  return rows, total

@@ -1,0 +1,474 @@
+"""Training the CPM (METHOD §6): loss, state, a data-parallel jitted step, the loop.
+
+- Loss: Σ over stages t and maps l of ||f_tl − b*_l||² (summed over the map
+  grid, averaged over the batch), with `b*_l` a Gaussian at the ground-truth
+  2D landmark and the background target `1 − max_l b*_l` (as in CPM).
+  **(choice)** A landmark's term is weighted by its visibility (0 removes it):
+  a joint without a usable label (off-image, unlabelled) must not pull its map
+  to zero. The background term always counts. Only 2D labels are used.
+- Data parallel: one `jax.sharding.Mesh` axis "data" over all devices (of all
+  hosts); the batch is sharded along it and the state is replicated, so the
+  same jitted step runs on one CPU, several GPUs/TPUs, or several hosts (each
+  host then reads its own shard of the data source, via grain's
+  `ShardOptions`, after `initialize_distributed`).
+- Data order: batch `s` is element `s` of a grain `MapDataset` (shuffled per
+  epoch with a fixed seed, repeated, batched), so resuming at step `s` reads
+  exactly what an uninterrupted run would read; there is no iterator state.
+- orbax `CheckpointManager` under `<workdir>/checkpoints` (periodic, atomic:
+  orbax writes to a temporary directory and renames it); `train` resumes from
+  the latest checkpoint by default. Metrics: `<workdir>/metrics.jsonl`, one
+  JSON object per logged step.
+
+Shape letters: B batch, S stages, H, W map grid, L landmarks.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import flax.struct
+import grain
+import grain.python as grain_python
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from lift3d.models import belief_maps, cpm
+from lift3d.pose_model.model import PoseModel
+
+BATCH_KEYS = ("image", "keypoints2d", "visibility")
+SCHEDULES = ("constant", "cosine", "warmup_cosine")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training (and is checkpointed).
+
+  Attributes:
+    step: () int32, number of completed steps.
+    params: the CPM's parameters.
+    opt_state: the optax optimiser state.
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+@functools.lru_cache(maxsize=None)
+def make_optimizer(
+    *,
+    optimizer: str = "adam",
+    learning_rate: float = 1e-3,
+    schedule: str = "warmup_cosine",
+    warmup_steps: int = 0,
+    num_steps: int = 1000,
+    weight_decay: float = 0.0,
+    grad_clip: float = 0.0,
+) -> optax.GradientTransformation:
+  """The optax optimiser and learning-rate schedule.
+
+  Cached, so equal settings give the same object (and the same compiled step).
+
+  Args:
+    optimizer: "adam", "adamw" (with `weight_decay`) or "sgd" (momentum 0.9).
+    learning_rate: peak learning rate.
+    schedule: "constant", "cosine" (decay to 0 over `num_steps`) or
+      "warmup_cosine" (linear warm-up over `warmup_steps`, then cosine).
+    warmup_steps: warm-up length, steps.
+    num_steps: total steps (the cosine decay length).
+    weight_decay: decoupled weight decay (adamw only).
+    grad_clip: clip the global gradient norm to this (0: no clipping).
+
+  Returns:
+    An `optax.GradientTransformation`.
+  """
+  if schedule == "constant":
+    lr = optax.constant_schedule(learning_rate)
+  elif schedule == "cosine":
+    lr = optax.cosine_decay_schedule(learning_rate, max(num_steps, 1))
+  elif schedule == "warmup_cosine":
+    lr = optax.warmup_cosine_decay_schedule(
+        0.0, learning_rate, max(warmup_steps, 1), max(num_steps, warmup_steps + 1)
+    )
+  else:
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+  if optimizer == "adam":
+    tx = optax.adam(lr)
+  elif optimizer == "adamw":
+    tx = optax.adamw(lr, weight_decay=weight_decay)
+  elif optimizer == "sgd":
+    tx = optax.sgd(lr, momentum=0.9)
+  else:
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+  if grad_clip > 0:
+    tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
+  return tx
+
+
+def target_maps(
+    keypoints: jax.Array, visibility: jax.Array, height: int, width: int, *, stride: int,
+    sigma: float,
+) -> tuple[jax.Array, jax.Array]:
+  """Gaussian target maps `b*` and per-map loss weights.
+
+  Args:
+    keypoints: (B, L, 2) ground-truth landmarks, image pixels (x right, y down).
+    visibility: (B, L) label weights in [0, 1] (0: no loss on that landmark).
+    height: map height H (cells).
+    width: map width W (cells).
+    stride: input pixels per map cell.
+    sigma: Gaussian standard deviation, map cells.
+
+  Returns:
+    targets: (B, H, W, L+1) landmark maps, then the background `1 − max_l`.
+    weights: (B, L+1) the visibility, then 1 for the background.
+  """
+  grid = belief_maps.pixels_to_grid(keypoints, stride)
+  landmarks = belief_maps.gaussian_maps(grid, height, width, sigma)
+  background = 1.0 - jnp.max(landmarks, axis=-1, keepdims=True)
+  weights = jnp.concatenate([visibility, jnp.ones_like(visibility[..., :1])], axis=-1)
+  return jnp.concatenate([landmarks, background], axis=-1), weights
+
+
+def cpm_loss(fused: jax.Array, targets: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The loss Σ_t Σ_l w_l ||f_tl − b*_l||², averaged over the batch.
+
+  Args:
+    fused: (S, B, H, W, L+1) fused maps of every stage.
+    targets: (B, H, W, L+1) target maps.
+    weights: (B, L+1) per-map weights.
+
+  Returns:
+    loss: () the total.
+    per_stage: (S,) each stage's share.
+  """
+  squared = jnp.square(fused - targets[None]) * weights[None, :, None, None, :]
+  per_stage = jnp.sum(squared, axis=(2, 3, 4)).mean(axis=1)
+  return jnp.sum(per_stage), per_stage
+
+
+def loss_fn(params, model: cpm.CPM, pose_model: PoseModel, batch: Mapping[str, jax.Array]):
+  """Loss of `model` with `params` on a batch; returns (loss, aux metrics).
+
+  Args:
+    params: the CPM's parameters.
+    model: the `CPM` module.
+    pose_model: the pose model for the lifting.
+    batch: "image" (B, H, W, 3) uint8, "keypoints2d" (B, L, 2) pixels y down,
+      "visibility" (B, L).
+
+  Returns:
+    loss: () float32.
+    aux: dict of "stage_loss" (S,), "stage_valid" (S,) fraction of valid
+      lifts, "fusion_weight" () mean ω.
+  """
+  output = model.apply({"params": params}, batch["image"], pose_model)
+  height, width = output.fused.shape[2], output.fused.shape[3]
+  targets, weights = target_maps(
+      batch["keypoints2d"].astype(jnp.float32), batch["visibility"].astype(jnp.float32),
+      height, width, stride=model.stride, sigma=model.sigma,
+  )
+  loss, per_stage = cpm_loss(output.fused, targets, weights)
+  aux = {
+      "stage_loss": per_stage,
+      "stage_valid": jnp.mean(output.stage_valid.astype(jnp.float32), axis=1),
+      "fusion_weight": jnp.mean(output.fusion_weight),
+  }
+  return loss, aux
+
+
+def _train_step(state: TrainState, batch, pose_model, *, model: cpm.CPM, tx):
+  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params, model, pose_model, batch
+  )
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {
+      "loss": loss,
+      "grad_norm": optax.global_norm(grads),
+      # Per top-level module (trunk convolutions, stage_t, fusion_logits).
+      "module_grad_norm": {name: optax.global_norm(g) for name, g in grads.items()},
+      **aux,
+  }
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+@functools.lru_cache(maxsize=None)
+def make_train_step(model: cpm.CPM, tx: optax.GradientTransformation, mesh: Mesh):
+  """The jitted, data-parallel training step (cached per model, optimiser, mesh).
+
+  Args:
+    model: the `CPM` module.
+    tx: the optimiser (from `make_optimizer`).
+    mesh: a mesh with one axis "data"; the batch is sharded over it, the state
+      and the pose model are replicated.
+
+  Returns:
+    `step(state, batch, pose_model) -> (state, metrics)`.
+  """
+  replicated = NamedSharding(mesh, PartitionSpec())
+  sharded = NamedSharding(mesh, PartitionSpec("data"))
+  return jax.jit(
+      functools.partial(_train_step, model=model, tx=tx),
+      in_shardings=(replicated, sharded, replicated),
+      out_shardings=(replicated, replicated),
+  )
+
+
+def data_mesh(devices=None) -> Mesh:
+  """A one-axis ("data") mesh over `devices` (default: all devices of all hosts)."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), ("data",))
+
+
+def initialize_distributed(enabled: bool) -> None:
+  """Multi-host setup: `jax.distributed.initialize()` when `enabled`.
+
+  Call it first thing, before any other JAX computation. The coordinator and
+  process ids come from the environment (SLURM, TPU pods, or the
+  JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID variables).
+  """
+  if enabled:
+    jax.distributed.initialize()
+    logging.info(
+        "distributed: process %d of %d, %d local / %d global devices",
+        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+    )
+
+
+def batch_dataset(
+    source, *, batch_size: int, seed: int, shard_options: grain_python.ShardOptions | None = None
+) -> grain.MapDataset:
+  """This host's batches: element `s` is the batch of step `s`.
+
+  Args:
+    source: a grain random-access source (`__len__`, `__getitem__`) whose items
+      are dicts with at least "image" (H, W, 3) uint8, "keypoints2d" (L, 2)
+      pixels y down and "visibility" (L,).
+    batch_size: examples per batch on this host.
+    seed: shuffling seed (a new permutation every epoch).
+    shard_options: which shard of the source this host reads (default: all).
+
+  Returns:
+    An infinite `grain.MapDataset` of dicts of stacked numpy arrays.
+  """
+  if len(source) == 0:
+    raise ValueError("the data source is empty")
+  shard = shard_options or grain_python.NoSharding()
+  dataset = grain.MapDataset.source(source)[shard.shard_index :: shard.shard_count]
+  if len(dataset) < batch_size:
+    raise ValueError(f"batch_size {batch_size} exceeds this shard's {len(dataset)} examples")
+  return (
+      dataset.shuffle(seed=seed)
+      .repeat()
+      .map(lambda item: {k: np.asarray(item[k]) for k in BATCH_KEYS})
+      .batch(batch_size, drop_remainder=True)
+  )
+
+
+def _global_batch(batch: Mapping[str, np.ndarray], sharding: NamedSharding):
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+class MetricsWriter:
+  """Appends one JSON object per logged step to `<workdir>/metrics.jsonl`."""
+
+  def __init__(self, workdir: str, start_step: int):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.enabled = jax.process_index() == 0
+    if self.enabled and os.path.exists(self.path):
+      # Resuming: drop records after the checkpoint (they will be recomputed).
+      with open(self.path) as f:
+        keep = [line for line in f if line.strip() and json.loads(line)["step"] <= start_step]
+      with open(self.path, "w") as f:
+        f.writelines(keep)
+
+  def write(self, record: Mapping[str, Any]) -> None:
+    if self.enabled:
+      with open(self.path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _to_python(value):
+  if isinstance(value, Mapping):
+    return {k: _to_python(v) for k, v in value.items()}
+  value = np.asarray(value)
+  return value.item() if value.ndim == 0 else value.tolist()
+
+
+def train(
+    model: cpm.CPM,
+    pose_model: PoseModel,
+    source,
+    workdir: str,
+    *,
+    num_steps: int,
+    batch_size: int,
+    seed: int = 0,
+    optimizer: str = "adam",
+    learning_rate: float = 1e-3,
+    schedule: str = "warmup_cosine",
+    warmup_steps: int = 0,
+    weight_decay: float = 0.0,
+    grad_clip: float = 0.0,
+    log_every: int = 10,
+    ckpt_every: int = 100,
+    max_to_keep: int = 2,
+    num_threads: int = 2,
+    prefetch: int = 4,
+    progress: bool = True,
+    time_limit_s: float | None = None,
+    stop_at_step: int | None = None,
+) -> TrainState:
+  """Trains `model` on `source`, resuming from `<workdir>/checkpoints` if present.
+
+  Stopping (or killing) the run and calling `train` again with the same
+  arguments continues from the last checkpoint and gives the same parameters
+  as an uninterrupted run.
+
+  Args:
+    model: the `CPM` module.
+    pose_model: the pose model for the lifting (fixed).
+    source: a grain random-access source of examples (see `batch_dataset`);
+      all images of one size, a multiple of `model.stride`.
+    workdir: output directory (checkpoints, metrics.jsonl).
+    num_steps: total training steps (including those already done).
+    batch_size: global batch size, a multiple of the device count.
+    seed: initialisation and data-order seed.
+    optimizer, learning_rate, schedule, warmup_steps, weight_decay, grad_clip:
+      see `make_optimizer`.
+    log_every: log metrics every this many steps (and at the last step).
+    ckpt_every: checkpoint every this many steps (and at the last step).
+    max_to_keep: checkpoints kept.
+    num_threads: grain reader threads (examples are produced in parallel).
+    prefetch: batches read ahead.
+    progress: show a tqdm progress bar.
+    time_limit_s: stop (with a checkpoint) once this much wall time has been
+      spent in this call; a later call continues the run.
+    stop_at_step: leave the loop after this step *without* a final checkpoint,
+      exactly like a run killed there (for tests of resuming).
+
+  Returns:
+    The final `TrainState` (replicated over the mesh's devices).
+  """
+  if num_steps < 0:
+    raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+  if batch_size % jax.device_count():
+    raise ValueError(
+        f"batch_size {batch_size} is not a multiple of the {jax.device_count()} devices"
+    )
+  cpm.check_pose_model(pose_model, model)
+  image_shape = tuple(np.shape(source[0]["image"])[:2])
+  cpm.check_images(np.zeros((1, *image_shape, 3), np.uint8), model)
+  os.makedirs(workdir, exist_ok=True)
+
+  mesh = data_mesh()
+  replicated = NamedSharding(mesh, PartitionSpec())
+  sharded = NamedSharding(mesh, PartitionSpec("data"))
+  tx = make_optimizer(
+      optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
+      warmup_steps=warmup_steps, num_steps=num_steps, weight_decay=weight_decay,
+      grad_clip=grad_clip,
+  )
+  step_fn = make_train_step(model, tx, mesh)
+
+  params = cpm.init(model, jax.random.key(seed), image_shape, pose_model)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  state = jax.device_put(state, replicated)
+  pose_model = jax.device_put(pose_model, replicated)
+
+  manager = ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), "checkpoints"),
+      options=ocp.CheckpointManagerOptions(
+          save_interval_steps=max(ckpt_every, 1), max_to_keep=max_to_keep, create=True
+      ),
+  )
+  latest = manager.latest_step()
+  if latest is not None:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = manager.restore(latest, args=ocp.args.StandardRestore(abstract))
+    logging.info("resumed from %s at step %d", manager.directory, latest)
+  start = int(state.step)
+  writer = MetricsWriter(workdir, start)
+
+  shard_options = grain_python.ShardOptions(
+      shard_index=jax.process_index(), shard_count=jax.process_count(), drop_remainder=True
+  )
+  dataset = batch_dataset(
+      source, batch_size=batch_size // jax.process_count(), seed=seed,
+      shard_options=shard_options,
+  )
+  batches: Iterator = iter(
+      dataset[start:].to_iter_dataset(
+          grain_python.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+      )
+  )
+
+  bar = tqdm.tqdm(
+      total=num_steps, initial=start, disable=not progress or jax.process_index() != 0,
+      desc="train", unit="step",
+  )
+  started = tick = time.perf_counter()
+  tick_step = start
+  for step in range(start, num_steps):
+    batch = _global_batch(next(batches), sharded)
+    state, metrics = step_fn(state, batch, pose_model)
+    done = step + 1
+    if done % max(log_every, 1) == 0 or done == num_steps:
+      metrics = jax.device_get(metrics)
+      now = time.perf_counter()
+      steps_per_s = (done - tick_step) / max(now - tick, 1e-9)
+      tick, tick_step = now, done
+      record = {"step": done, **{k: _to_python(v) for k, v in metrics.items()}}
+      record["steps_per_s"] = steps_per_s
+      record["images_per_s"] = steps_per_s * batch_size
+      writer.write(record)
+      bar.set_postfix(loss=f"{record['loss']:.4g}", steps_per_s=f"{steps_per_s:.3g}")
+      if not np.isfinite(record["loss"]):
+        logging.warning("step %d: non-finite loss %s", done, record["loss"])
+    out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
+    if done % max(ckpt_every, 1) == 0 or done == num_steps or out_of_time:
+      manager.save(done, args=ocp.args.StandardSave(state), force=True)
+    bar.update(1)
+    if out_of_time:
+      logging.info("time limit of %.0f s reached at step %d", time_limit_s, done)
+      break
+    if stop_at_step is not None and done >= stop_at_step:
+      break
+  bar.close()
+  manager.wait_until_finished()
+  manager.close()
+  return state
+
+
+def restore_params(workdir: str, step: int | None = None):
+  """The parameters of the latest (or given) checkpoint under `workdir`.
+
+  Args:
+    workdir: a training workdir.
+    step: the checkpoint step (default: the latest).
+
+  Returns:
+    The `params` pytree (numpy-backed arrays on the default device).
+  """
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    raise ValueError(f"no checkpoints under {workdir!r}; train first")
+  with ocp.CheckpointManager(directory) as manager:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise ValueError(f"no checkpoints under {directory!r}; train first")
+    restored = manager.restore(step, args=ocp.args.StandardRestore())
+  return restored["params"]

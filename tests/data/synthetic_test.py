@@ -1,0 +1,289 @@
+"""Tests of lift3d.data.synthetic: the rendered-people data source."""
+
+import dataclasses
+import math
+
+import grain
+import grain.python as grain_python
+import numpy as np
+import pytest
+
+from lift3d.data import synthetic
+from lift3d.skeleton import H36M17
+
+J = {name: i for i, name in enumerate(H36M17.names)}
+
+# A standing person, metres, y up, facing +z (so its right side is at -x).
+REST = np.array([
+    [0.0, 0.95, 0.0],  # Hip
+    [-0.12, 0.93, 0.0], [-0.13, 0.5, 0.02], [-0.14, 0.08, 0.0],  # right leg
+    [0.12, 0.93, 0.0], [0.13, 0.5, 0.02], [0.14, 0.08, 0.0],  # left leg
+    [0.0, 1.18, 0.0], [0.0, 1.45, 0.0], [0.0, 1.58, 0.08], [0.0, 1.72, 0.0],
+    [0.18, 1.42, 0.0], [0.2, 1.15, 0.0], [0.22, 0.9, 0.05],  # left arm
+    [-0.18, 1.42, 0.0], [-0.2, 1.15, 0.0], [-0.22, 0.9, 0.05],  # right arm
+])
+
+
+def procedural_poses(num: int, seed: int = 0) -> np.ndarray:
+  """(num, 17, 3) jittered standing poses anywhere on the floor, any heading."""
+  rng = np.random.default_rng(seed)
+  poses = REST + rng.normal(0.0, 0.05, (num, 17, 3))
+  heading = rng.uniform(-math.pi, math.pi, num)
+  c, s = np.cos(heading), np.sin(heading)
+  rot = np.zeros((num, 3, 3))
+  rot[:, 0, 0], rot[:, 0, 2], rot[:, 1, 1], rot[:, 2, 0], rot[:, 2, 2] = c, s, 1, -s, c
+  offset = rng.uniform(-3, 3, (num, 1, 3)) * (1, 0, 1)
+  return (np.einsum("nij,nlj->nli", rot, poses) + offset).astype(np.float32)
+
+
+POSES = procedural_poses(12)
+SIZE = (64, 80)  # (H, W): not square, so that H/W mix-ups show.
+
+
+def my_yaw(theta):
+  """R_θ of METHOD §0, written out independently of the module."""
+  return np.array([[math.cos(theta), 0, math.sin(theta)], [0, 1, 0],
+                   [-math.sin(theta), 0, math.cos(theta)]])
+
+
+def my_projection(points, focal, size, depth=None):
+  """Pinhole (depth None) or weak-perspective projection, camera looking along -z."""
+  height, width = size
+  d = -points[:, 2] if depth is None else depth
+  return np.stack([(width - 1) / 2 + focal * points[:, 0] / d,
+                   (height - 1) / 2 - focal * points[:, 1] / d], axis=-1)
+
+
+def test_shapes_and_dtypes():
+  source = synthetic.SyntheticPoseSource(POSES, image_size=SIZE, seed=0, length=5)
+  assert len(source) == 5
+  item = source[3]
+  expected = {
+      "image": ((64, 80, 3), np.uint8), "keypoints2d": ((17, 2), np.float32),
+      "visibility": ((17,), np.float32), "in_frame": ((17,), np.bool_),
+      "occluded": ((17,), np.bool_), "pose3d": ((17, 3), np.float32),
+      "translation": ((3,), np.float32), "camera_rotation": ((3, 3), np.float32),
+      "yaw": ((), np.float32), "focal": ((), np.float32), "has_person": ((), np.bool_),
+      "pose_index": ((), np.int32),
+  }
+  assert set(item) == set(expected)
+  for key, (shape, dtype) in expected.items():
+    value = np.asarray(item[key])
+    assert value.shape == shape, (key, value.shape)
+    assert value.dtype == dtype, (key, value.dtype)
+  np.testing.assert_array_equal(
+      item["visibility"], (item["in_frame"] & ~item["occluded"]).astype(np.float32))
+
+
+def test_deterministic_per_seed_and_index_whatever_the_order():
+  a = synthetic.SyntheticPoseSource(POSES, image_size=48, seed=7, length=6)
+  b = synthetic.SyntheticPoseSource(POSES, image_size=48, seed=7, length=6)
+  forward = [a[i] for i in range(6)]
+  backward = [b[i] for i in reversed(range(6))][::-1]
+  again = [a[i] for i in (4, 1, 5, 0, 3, 2)]
+  for i in range(6):
+    for key in forward[i]:
+      np.testing.assert_array_equal(forward[i][key], backward[i][key], err_msg=key)
+      np.testing.assert_array_equal(forward[i][key], again[(4, 1, 5, 0, 3, 2).index(i)][key])
+  other_seed = synthetic.SyntheticPoseSource(POSES, image_size=48, seed=8, length=6)
+  assert not np.array_equal(other_seed[0]["image"], forward[0]["image"])
+  assert not np.array_equal(forward[0]["image"], forward[1]["image"])
+
+
+@pytest.mark.parametrize("camera", ["perspective", "weak"])
+def test_labels_follow_the_camera_model(camera):
+  source = synthetic.SyntheticPoseSource(
+      POSES, image_size=SIZE, seed=1, length=10, camera=camera, body_scale=(1.0, 1.0))
+  for i in range(10):
+    item = source[i]
+    rotation = item["camera_rotation"].astype(np.float64)
+    # A camera pitch: a proper rotation about x.
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(rotation[0], [1, 0, 0], atol=1e-6)
+    assert np.linalg.det(rotation) == pytest.approx(1.0, abs=1e-6)
+    pose = POSES[item["pose_index"]].astype(np.float64)
+    expected3d = (pose - pose[J["Hip"]]) @ (rotation @ my_yaw(float(item["yaw"]))).T
+    np.testing.assert_allclose(item["pose3d"], expected3d, atol=1e-5)
+    camera_frame = expected3d + item["translation"]
+    assert np.all(camera_frame[:, 2] < 0), "every joint is in front of the camera"
+    depth = None if camera == "perspective" else -float(item["translation"][2])
+    expected2d = my_projection(camera_frame, float(item["focal"]), SIZE, depth)
+    np.testing.assert_allclose(item["keypoints2d"], expected2d, atol=2e-3)
+    height, width = SIZE
+    kp = item["keypoints2d"]
+    in_frame = (kp[:, 0] >= -0.5) & (kp[:, 0] <= width - 0.5) & (kp[:, 1] >= -0.5) & (
+        kp[:, 1] <= height - 0.5)
+    np.testing.assert_array_equal(item["in_frame"], in_frame)
+
+
+def test_planted_yaw_size_and_position():
+  yaw, size = 0.7, 0.6
+  source = synthetic.SyntheticPoseSource(
+      POSES, image_size=SIZE, seed=2, length=4, camera="weak", yaw=(yaw, yaw),
+      elevation_deg=(0.0, 0.0), person_size=(size, size), centre_jitter=0.0)
+  for i in range(4):
+    item = source[i]
+    pose = POSES[item["pose_index"]].astype(np.float64)
+    np.testing.assert_allclose(item["pose3d"], (pose - pose[0]) @ my_yaw(yaw).T, atol=1e-5)
+    kp = item["keypoints2d"]
+    lo, hi = kp.min(axis=0), kp.max(axis=0)
+    assert max(hi - lo) == pytest.approx(size * min(SIZE), abs=1e-3)
+    np.testing.assert_allclose((lo + hi) / 2, [(80 - 1) / 2, (64 - 1) / 2], atol=1e-3)
+  # Jitter moves the box centre by at most ±jitter·(W, H).
+  jittered = synthetic.SyntheticPoseSource(
+      POSES, image_size=SIZE, seed=2, length=20, camera="weak", centre_jitter=0.15)
+  offsets = []
+  for i in range(20):
+    kp = jittered[i]["keypoints2d"]
+    offsets.append((kp.min(axis=0) + kp.max(axis=0)) / 2 - [39.5, 31.5])
+  offsets = np.abs(offsets)
+  assert np.all(offsets <= [0.15 * 80 + 1e-3, 0.15 * 64 + 1e-3])
+  assert offsets.max() > 0.05 * 64, "jitter should move the person"
+
+
+def test_keypoints_land_on_the_person():
+  source = synthetic.SyntheticPoseSource(POSES, image_size=SIZE, seed=3, length=12)
+  checked = 0
+  for i in range(12):
+    scene = source.scene(i)
+    with_person = synthetic.render(scene)
+    np.testing.assert_array_equal(with_person, source[i]["image"])
+    without = synthetic.render(scene, draw_person=False)
+    visible = source[i]["visibility"] > 0
+    for x, y in np.rint(scene.keypoints2d[visible]).astype(int):
+      assert np.any(with_person[y, x] != without[y, x]), (i, x, y)
+      checked += 1
+  assert checked > 100
+
+
+def _inside(occluder, x, y):
+  """Independent point-in-shape test of an occluder."""
+  c, s = math.cos(occluder["angle"]), math.sin(occluder["angle"])
+  dx, dy = x - occluder["centre"][0], y - occluder["centre"][1]
+  p, q = c * dx + s * dy, -s * dx + c * dy
+  a, b = occluder["half"]
+  if occluder["kind"] == "rectangle":
+    return (abs(p) < a and abs(q) < b), min(a - abs(p), b - abs(q))
+  rho = math.hypot(p / a, q / b)
+  return rho < 1, (1 - rho) * min(a, b)
+
+
+def test_occluded_joints_are_flagged_and_hidden():
+  source = synthetic.SyntheticPoseSource(
+      POSES, image_size=SIZE, seed=4, length=10, occluder_prob=1.0, max_occluders=3,
+      occluder_size=(0.1, 0.3), noise_std=(0.0, 0.0))
+  hidden = 0
+  for i in range(10):
+    scene = source.scene(i)
+    item = source[i]
+    without = synthetic.render(scene, draw_person=False)
+    for j, (x, y) in enumerate(scene.keypoints2d):
+      inside = [_inside(o, x, y) for o in scene.occluders]
+      if any(abs(depth) < 1e-4 for _, depth in inside):
+        continue  # on an edge
+      assert item["occluded"][j] == any(flag for flag, _ in inside), (i, j)
+      # Deep inside the top occluder the pixel shows its colour, person or not.
+      covering = [k for k, (flag, depth) in enumerate(inside) if flag and depth > 1.5]
+      px, py = round(x), round(y)
+      if covering and 0 <= px < SIZE[1] and 0 <= py < SIZE[0]:
+        top = scene.occluders[covering[-1]]
+        later = [_inside(o, px, py)[1] > -1.0 for o in scene.occluders[covering[-1] + 1:]]
+        if any(later):
+          continue  # a later occluder's edge may touch the pixel.
+        np.testing.assert_array_equal(item["image"][py, px], without[py, px])
+        np.testing.assert_allclose(item["image"][py, px], top["colour"], atol=0.51)
+        hidden += 1
+    np.testing.assert_array_equal(item["visibility"], item["in_frame"] & ~item["occluded"])
+  assert hidden >= 5
+
+
+@pytest.mark.parametrize("wrist_z, expect", [(0.35, "forearm"), (-0.35, "torso")])
+def test_painter_order_nearer_limb_covers_farther(wrist_z, expect):
+  # The right forearm crosses the chest, in front of it (towards the camera at
+  # +z) or behind it.
+  pose = REST.copy()
+  pose[J["RElbow"]] = [-0.3, 1.35, wrist_z]
+  pose[J["RWrist"]] = [0.25, 1.35, wrist_z]
+  source = synthetic.SyntheticPoseSource(
+      pose[None], image_size=96, seed=5, length=1, yaw=(0.0, 0.0), elevation_deg=(0.0, 0.0),
+      camera="weak", thickness=(1.0, 1.0), max_clutter=0, occluder_prob=0.0,
+      noise_std=(0.0, 0.0), centre_jitter=0.0)
+  scene = source.scene(0)
+  # Plant colours: the forearm red, every other capsule blue.
+  colours = np.tile([0.0, 0.0, 255.0], (len(scene.capsule_colours), 1))
+  colours[15] = [255.0, 0.0, 0.0]  # ("RElbow", "RWrist")
+  image = synthetic.render(dataclasses.replace(scene, capsule_colours=colours))
+  image = image.astype(np.float64)
+  # Where the forearm crosses the chest's axis: on the axes of both capsules.
+  x = np.rint(scene.keypoints2d[J["Spine"], 0])
+  y = np.rint(scene.keypoints2d[J["RWrist"], 1])
+  forearm, torso = colours[15], colours[1]
+  pixel = image[int(y), int(x)]
+  # Near a capsule's axis the shading is close to 1: the pixel is its colour.
+  want, other = (forearm, torso) if expect == "forearm" else (torso, forearm)
+  assert np.abs(pixel - want).max() < 0.1 * 255, (pixel, want)
+  assert np.abs(pixel - want).max() < np.abs(pixel - other).max()
+
+
+def test_no_person_images():
+  source = synthetic.SyntheticPoseSource(POSES, image_size=SIZE, seed=6, length=4,
+                                         no_person_prob=1.0)
+  for i in range(4):
+    item = source[i]
+    scene = source.scene(i)
+    assert not item["has_person"]
+    assert np.all(np.isnan(item["keypoints2d"])) and np.all(np.isnan(item["pose3d"]))
+    np.testing.assert_array_equal(item["visibility"], np.zeros(17))
+    np.testing.assert_array_equal(item["image"], synthetic.render(scene, draw_person=False))
+    assert not np.array_equal(item["image"], synthetic.render(scene, draw_person=True))
+  mixed = synthetic.SyntheticPoseSource(POSES, image_size=SIZE, seed=6, length=40,
+                                        no_person_prob=0.5)
+  flags = [bool(mixed[i]["has_person"]) for i in range(40)]
+  assert 5 < sum(flags) < 35
+
+
+def test_grain_map_dataset_and_data_loader():
+  source = synthetic.SyntheticPoseSource(POSES, image_size=32, seed=9, length=8)
+  reference = [source[i]["image"] for i in range(8)]
+
+  def which(image):
+    matches = [k for k, ref in enumerate(reference) if np.array_equal(ref, image)]
+    assert len(matches) == 1
+    return matches[0]
+
+  dataset = grain.MapDataset.source(source).shuffle(seed=1).batch(4)
+  seen = []
+  for batch in dataset:
+    assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == np.uint8
+    assert batch["keypoints2d"].shape == (4, 17, 2)
+    seen += [which(image) for image in batch["image"]]
+  assert sorted(seen) == list(range(8))
+  assert seen != list(range(8)), "shuffled"
+
+  loader = grain_python.DataLoader(
+      data_source=source,
+      sampler=grain_python.IndexSampler(
+          num_records=8, shard_options=grain_python.NoSharding(), shuffle=True, num_epochs=1,
+          seed=3),
+      operations=[grain_python.Batch(batch_size=4)],
+      worker_count=0)
+  batches = list(loader)
+  assert len(batches) == 2
+  assert sorted(which(im) for b in batches for im in b["image"]) == list(range(8))
+
+
+def test_bad_input():
+  with pytest.raises(ValueError, match=r"expected poses \(N, 17, 3\)"):
+    synthetic.SyntheticPoseSource(np.zeros((4, 16, 3)))
+  with pytest.raises(ValueError, match="NaN"):
+    synthetic.SyntheticPoseSource(np.full((2, 17, 3), np.nan))
+  with pytest.raises(ValueError, match="no_person_prob"):
+    synthetic.SyntheticPoseSource(POSES, no_person_prob=1.5)
+  with pytest.raises(ValueError, match="camera"):
+    synthetic.SyntheticPoseSource(POSES, camera="fisheye")
+  with pytest.raises(ValueError, match="yaw"):
+    synthetic.SyntheticPoseSource(POSES, yaw=(1.0, 0.0))
+  with pytest.raises(ValueError, match="image_size"):
+    synthetic.SyntheticPoseSource(POSES, image_size=4)
+  with pytest.raises(IndexError):
+    synthetic.SyntheticPoseSource(POSES, length=3)[3]
