@@ -416,33 +416,46 @@ def _solve_at(prep: _Prepared, yaw, gram, rhs, norm2, tikhonov, solution: bool):
 
 
 def _refine(prep, yaw, gram, rhs, norm2, steps: int):
-  """Levenberg–Marquardt on θ per (frame, component), with (s, a) solved exactly
-  for each θ (variable projection); a step is kept only if the cost drops."""
+  """Levenberg–Marquardt on θ per (frame, component) from the best grid yaw.
 
-  def cost_fn(theta):
-    return _solve_at(prep, theta, gram, rhs, norm2[:, None], prep.tikhonov[None], False)[0]
+  Variable projection: (s, a) are solved exactly for every θ, so the search
+  is one-dimensional. Each iteration evaluates the exact cost at a trial yaw
+  and at ±h around it (one stacked evaluation, so the graph holds a single
+  copy of the solver); the trial is kept only if its cost is lower than the
+  best so far (so the cost never increases), and the next trial is a damped
+  Newton step from the finite-difference slope and curvature, or a shrunken
+  step back towards the best yaw after a rejection.
 
-  ones = jnp.ones_like(yaw)
-
-  def slope(theta):
-    return jax.jvp(cost_fn, (theta,), (ones,))[1]
-
-  max_step = 2 * math.pi / prep.yaws.shape[0]
-  cost0 = cost_fn(yaw)
+  Args: yaw (B, K) the grid optimum; gram (B, K, n, U); rhs
+  (B, K, 3, P); norm2 (B,).
+  Returns: (yaw, cost) (B, K).
+  """
+  spacing = 2 * math.pi / prep.yaws.shape[0]
+  h = min(0.01, spacing / 4)
+  offsets = jnp.asarray([-h, 0.0, h], yaw.dtype)[:, None, None]
 
   def body(_, state):
-    theta, cost, damping = state
-    grad, curv = jax.jvp(slope, (theta,), (ones,))
-    step = -grad / (jnp.abs(curv) * (1.0 + damping) + 1e-12)
-    step = jnp.clip(jnp.where(jnp.isfinite(step), step, 0.0), -max_step, max_step)
-    trial = cost_fn(theta + step)
-    better = trial < cost
-    return (jnp.where(better, theta + step, theta), jnp.where(better, trial, cost),
-            jnp.where(better, damping * 0.1, damping * 10.0))
+    best, best_cost, trial, damping = state
+    f = _solve_at(prep, trial[None] + offsets, gram[None], rhs[None], norm2[None, :, None],
+                  prep.tikhonov[None, None], False)[0]
+    f = jnp.where(jnp.isfinite(f), f, jnp.inf)
+    better = f[1] < best_cost
+    best = jnp.where(better, trial, best)
+    best_cost = jnp.where(better, f[1], best_cost)
+    slope = (f[2] - f[0]) / (2 * h)
+    curv = (f[2] - 2 * f[1] + f[0]) / (h * h)
+    step = -slope / (jnp.abs(curv) * (1.0 + damping) + 1e-12)
+    step = jnp.clip(jnp.where(jnp.isfinite(step), step, 0.0), -spacing, spacing)
+    trial = jnp.where(better, trial + step, best + 0.3 * (trial - best))
+    damping = jnp.where(better, damping * 0.1, damping * 10.0)
+    return best, best_cost, trial, damping
 
   damping = jnp.full_like(yaw, 1e-3)
-  theta, cost, _ = jax.lax.fori_loop(0, steps, body, (yaw, cost0, damping))
-  return theta, cost
+  # The first iteration evaluates (and accepts) the grid yaw itself, so every
+  # comparison is between exact costs of the same function.
+  best, best_cost, _, _ = jax.lax.fori_loop(
+      0, steps + 1, body, (yaw, jnp.full_like(yaw, jnp.inf), yaw, damping))
+  return best, best_cost
 
 
 # ---------------------------------------------------------------------------
@@ -470,7 +483,10 @@ def _lift_chunk(prep: _Prepared, model: PoseModel, keypoints, visibility, *, ref
   clean = jnp.where(used[..., None] & finite[..., None], keypoints, 0.0)
   ok = jnp.all(finite | ~used, axis=-1) & (count >= min_visible)
   probe = camera.normalize_keypoints(jax.lax.stop_gradient(clean), joint_w)
-  ok = ok & (probe.size > 0) & jnp.isfinite(probe.size)
+  # Coincident joints: a size at the level of float rounding of the coordinates.
+  extent = jnp.max(jnp.abs(jnp.where(used[..., None], jax.lax.stop_gradient(clean), 0.0)),
+                   axis=(-1, -2))
+  ok = ok & jnp.isfinite(probe.size) & (probe.size > 1e-5 * extent)
   # Invalid frames get a harmless stand-in so that nothing (not even a
   # gradient) turns NaN; their outputs are masked at the end.
   clean = jnp.where(ok[:, None, None], clean, _dummy_pose(num_joints, dtype))
@@ -490,10 +506,9 @@ def _lift_chunk(prep: _Prepared, model: PoseModel, keypoints, visibility, *, ref
   yaw = prep.yaws[best]
   frame_gram = (jnp.broadcast_to(prep.gram_ones, (batch, *prep.gram_ones.shape))
                 if gram is None else gram)
+  comp_cost = jnp.take_along_axis(costs, best[..., None], axis=-1)[..., 0]
   if refine:
     yaw, comp_cost = _refine(prep, yaw, frame_gram, rhs, norm2, refine_steps)
-  else:
-    comp_cost = jnp.take_along_axis(costs, best[..., None], axis=-1)[..., 0]
   score = comp_cost * prep.inv_two_var + prep.score_offset
   score = jnp.where(jnp.isfinite(score), score, jnp.inf)
   component = jnp.argmin(score, axis=-1).astype(jnp.int32)  # (B,)

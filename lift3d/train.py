@@ -3,9 +3,15 @@
 - Loss: Σ over stages t and maps l of ||f_tl − b*_l||² (summed over the map
   grid, averaged over the batch), with `b*_l` a Gaussian at the ground-truth
   2D landmark and the background target `1 − max_l b*_l` (as in CPM).
-  **(choice)** A landmark's term is weighted by its visibility (0 removes it):
-  a joint without a usable label (off-image, unlabelled) must not pull its map
-  to zero. The background term always counts. Only 2D labels are used.
+  **(choice)** Every *labelled* landmark counts, hidden (occluded) or outside
+  the image included: its position is known, a CPM should infer hidden joints
+  from context (as on the paper's datasets, whose occluded joints are
+  annotated), and a joint outside the image simply has a (near) zero target.
+  Unlabelled landmarks (NaN, e.g. an image without a person) have weight 0;
+  `mask_invisible=True` also weights each landmark by its visibility, for data
+  whose invisible joints carry unreliable labels. The background term always
+  counts, so an image without a person teaches all-background maps. Only 2D
+  labels are used.
 - Data parallel: one `jax.sharding.Mesh` axis "data" over all devices (of all
   hosts); the batch is sharded along it and the state is replicated, so the
   same jitted step runs on one CPU, several GPUs/TPUs, or several hosts (each
@@ -66,7 +72,6 @@ class TrainState:
   opt_state: Any
 
 
-@functools.lru_cache(maxsize=None)
 def make_optimizer(
     *,
     optimizer: str = "adam",
@@ -79,7 +84,7 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
   """The optax optimiser and learning-rate schedule.
 
-  Cached, so equal settings give the same object (and the same compiled step).
+  Equal settings give the same (cached) object, and so the same compiled step.
 
   Args:
     optimizer: "adam", "adamw" (with `weight_decay`) or "sgd" (momentum 0.9).
@@ -94,6 +99,15 @@ def make_optimizer(
   Returns:
     An `optax.GradientTransformation`.
   """
+  if schedule == "constant":  # the lengths do not matter: share the cache entry
+    warmup_steps = num_steps = 0
+  return _make_optimizer(optimizer, float(learning_rate), schedule, int(warmup_steps),
+                         int(num_steps), float(weight_decay), float(grad_clip))
+
+
+@functools.cache
+def _make_optimizer(optimizer, learning_rate, schedule, warmup_steps, num_steps, weight_decay,
+                    grad_clip):
   if schedule == "constant":
     lr = optax.constant_schedule(learning_rate)
   elif schedule == "cosine":
@@ -119,26 +133,38 @@ def make_optimizer(
 
 def target_maps(
     keypoints: jax.Array, visibility: jax.Array, height: int, width: int, *, stride: int,
-    sigma: float,
+    sigma: float, mask_invisible: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
   """Gaussian target maps `b*` and per-map loss weights.
 
   Args:
-    keypoints: (B, L, 2) ground-truth landmarks, image pixels (x right, y down).
-    visibility: (B, L) label weights in [0, 1] (0: no loss on that landmark).
+    keypoints: (B, L, 2) ground-truth landmarks, image pixels (x right, y down);
+      NaN where there is no label.
+    visibility: (B, L) in [0, 1], 0 for joints hidden or outside the image.
     height: map height H (cells).
     width: map width W (cells).
     stride: input pixels per map cell.
     sigma: Gaussian standard deviation, map cells.
+    mask_invisible: weight each landmark by its visibility (else every
+      labelled landmark has weight 1).
 
   Returns:
-    targets: (B, H, W, L+1) landmark maps, then the background `1 − max_l`.
-    weights: (B, L+1) the visibility, then 1 for the background.
+    targets: (B, H, W, L+1) landmark maps (zero where unlabelled), then the
+      background `1 − max_l`.
+    weights: (B, L+1) per landmark (0 where unlabelled), then 1 for the
+      background.
   """
-  grid = belief_maps.pixels_to_grid(keypoints, stride)
+  labelled = jnp.all(jnp.isfinite(keypoints), axis=-1)
+  # A missing label (NaN, e.g. no person) gets an all-zero target, weight 0.
+  grid = belief_maps.pixels_to_grid(jnp.where(labelled[..., None], keypoints, 0.0), stride)
   landmarks = belief_maps.gaussian_maps(grid, height, width, sigma)
+  landmarks = jnp.where(labelled[..., None, None, :], landmarks, 0.0)
   background = 1.0 - jnp.max(landmarks, axis=-1, keepdims=True)
-  weights = jnp.concatenate([visibility, jnp.ones_like(visibility[..., :1])], axis=-1)
+  if mask_invisible:
+    weight = jnp.where(labelled, visibility, 0.0)
+  else:
+    weight = labelled.astype(landmarks.dtype)
+  weights = jnp.concatenate([weight, jnp.ones_like(weight[..., :1])], axis=-1)
   return jnp.concatenate([landmarks, background], axis=-1), weights
 
 
@@ -159,7 +185,8 @@ def cpm_loss(fused: jax.Array, targets: jax.Array, weights: jax.Array) -> tuple[
   return jnp.sum(per_stage), per_stage
 
 
-def loss_fn(params, model: cpm.CPM, pose_model: PoseModel, batch: Mapping[str, jax.Array]):
+def loss_fn(params, model: cpm.CPM, pose_model: PoseModel, batch: Mapping[str, jax.Array],
+            mask_invisible: bool = False):
   """Loss of `model` with `params` on a batch; returns (loss, aux metrics).
 
   Args:
@@ -168,6 +195,7 @@ def loss_fn(params, model: cpm.CPM, pose_model: PoseModel, batch: Mapping[str, j
     pose_model: the pose model for the lifting.
     batch: "image" (B, H, W, 3) uint8, "keypoints2d" (B, L, 2) pixels y down,
       "visibility" (B, L).
+    mask_invisible: see `target_maps`.
 
   Returns:
     loss: () float32.
@@ -178,7 +206,7 @@ def loss_fn(params, model: cpm.CPM, pose_model: PoseModel, batch: Mapping[str, j
   height, width = output.fused.shape[2], output.fused.shape[3]
   targets, weights = target_maps(
       batch["keypoints2d"].astype(jnp.float32), batch["visibility"].astype(jnp.float32),
-      height, width, stride=model.stride, sigma=model.sigma,
+      height, width, stride=model.stride, sigma=model.sigma, mask_invisible=mask_invisible,
   )
   loss, per_stage = cpm_loss(output.fused, targets, weights)
   aux = {
@@ -189,9 +217,9 @@ def loss_fn(params, model: cpm.CPM, pose_model: PoseModel, batch: Mapping[str, j
   return loss, aux
 
 
-def _train_step(state: TrainState, batch, pose_model, *, model: cpm.CPM, tx):
+def _train_step(state: TrainState, batch, pose_model, *, model: cpm.CPM, tx, mask_invisible):
   (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params, model, pose_model, batch
+      state.params, model, pose_model, batch, mask_invisible
   )
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -205,8 +233,9 @@ def _train_step(state: TrainState, batch, pose_model, *, model: cpm.CPM, tx):
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-@functools.lru_cache(maxsize=None)
-def make_train_step(model: cpm.CPM, tx: optax.GradientTransformation, mesh: Mesh):
+@functools.cache
+def make_train_step(model: cpm.CPM, tx: optax.GradientTransformation, mesh: Mesh,
+                    mask_invisible: bool = False):
   """The jitted, data-parallel training step (cached per model, optimiser, mesh).
 
   Args:
@@ -214,6 +243,7 @@ def make_train_step(model: cpm.CPM, tx: optax.GradientTransformation, mesh: Mesh
     tx: the optimiser (from `make_optimizer`).
     mesh: a mesh with one axis "data"; the batch is sharded over it, the state
       and the pose model are replicated.
+    mask_invisible: see `target_maps`.
 
   Returns:
     `step(state, batch, pose_model) -> (state, metrics)`.
@@ -221,7 +251,7 @@ def make_train_step(model: cpm.CPM, tx: optax.GradientTransformation, mesh: Mesh
   replicated = NamedSharding(mesh, PartitionSpec())
   sharded = NamedSharding(mesh, PartitionSpec("data"))
   return jax.jit(
-      functools.partial(_train_step, model=model, tx=tx),
+      functools.partial(_train_step, model=model, tx=tx, mask_invisible=mask_invisible),
       in_shardings=(replicated, sharded, replicated),
       out_shardings=(replicated, replicated),
   )
@@ -323,6 +353,7 @@ def train(
     warmup_steps: int = 0,
     weight_decay: float = 0.0,
     grad_clip: float = 0.0,
+    mask_invisible: bool = False,
     log_every: int = 10,
     ckpt_every: int = 100,
     max_to_keep: int = 2,
@@ -349,6 +380,7 @@ def train(
     seed: initialisation and data-order seed.
     optimizer, learning_rate, schedule, warmup_steps, weight_decay, grad_clip:
       see `make_optimizer`.
+    mask_invisible: see `target_maps`.
     log_every: log metrics every this many steps (and at the last step).
     ckpt_every: checkpoint every this many steps (and at the last step).
     max_to_keep: checkpoints kept.
@@ -382,7 +414,7 @@ def train(
       warmup_steps=warmup_steps, num_steps=num_steps, weight_decay=weight_decay,
       grad_clip=grad_clip,
   )
-  step_fn = make_train_step(model, tx, mesh)
+  step_fn = make_train_step(model, tx, mesh, bool(mask_invisible))
 
   params = cpm.init(model, jax.random.key(seed), image_shape, pose_model)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))

@@ -36,19 +36,18 @@ _FIELDS = ("subject", "action", "subaction", "camera", "frame", "pose3d_camera",
 
 def _fit_or_load(cfg, train_source, workdir: str, seed: int):
   """The pose model: `<workdir>/pose_model.npz`, or fitted on the training poses."""
-  import jax  # noqa: PLC0415
+  import jax
 
-  from lift3d import pose_model  # noqa: PLC0415
+  from lift3d import pose_model
 
   path = os.path.join(workdir, "pose_model.npz")
   if os.path.exists(path):
     logging.info("h36m: loading the pose model from %s", path)
     return pose_model.load(path), path
-  arrays = h36m.read_arrays(train_source, fields=("camera", "pose3d_world"))
+  arrays = h36m.read_arrays(train_source, fields=("pose3d_world",))
   if not arrays:
     raise ValueError("the training split is empty: no 3D poses of S1, S5, S6, S7, S8")
-  # Every camera carries the same world pose: keep one copy per frame.
-  world = arrays["pose3d_world"][arrays["camera"] == h36m.CAMERA_IDS[0]]
+  world = arrays["pose3d_world"]  # one record per frame
   poses = h36m.world_to_model(world.astype(np.float64) / 1000.0).astype(np.float32)
   if cfg.pose_model.max_poses and len(poses) > cfg.pose_model.max_poses:
     idx = np.linspace(0, len(poses) - 1, cfg.pose_model.max_poses).round().astype(int)
@@ -71,7 +70,7 @@ def _fingerprint(cfg, model_path: str, use_det: bool) -> str:
 
 def _lift_action(model, data, sel, cfg, use_det: bool) -> dict:
   """Lifts the frames `sel` of `data` group by group (subject, camera); returns arrays."""
-  from lift3d import lift  # noqa: PLC0415
+  from lift3d import lift
 
   n = len(sel)
   pred = np.full((n, 17, 3), np.nan, np.float32)
@@ -92,11 +91,17 @@ def _lift_action(model, data, sel, cfg, use_det: bool) -> dict:
       if not finite.all():  # missing detections: hide those joints
         visibility = finite.astype(np.float32)
         keypoints = np.where(finite[..., None], keypoints, 0.0)
+      # Pad to a power of two so that few batch shapes (jit compilations) occur.
+      size = min(max(64, 1 << (len(part) - 1).bit_length()), max(cfg.batch_size, len(part)))
+      pad = size - len(part)
+      keypoints = np.concatenate([keypoints, np.repeat(keypoints[:1], pad, 0)])
+      if visibility is not None:
+        visibility = np.concatenate([visibility, np.repeat(visibility[:1], pad, 0)])
       res = lift(model, keypoints, visibility, num_yaws=cfg.num_yaws, refine=cfg.refine,
                  camera_rotation=rotation)
-      pred[part] = np.asarray(res.pose3d)
-      reproj[part] = np.asarray(res.reprojected)
-      valid[part] = np.asarray(res.valid)
+      pred[part] = np.asarray(res.pose3d)[: len(part)]
+      reproj[part] = np.asarray(res.reprojected)[: len(part)]
+      valid[part] = np.asarray(res.valid)[: len(part)]
   return {"pred": pred, "reprojected": reproj, "valid": valid}
 
 
@@ -118,12 +123,12 @@ def _score(pred, true_lift, protocol) -> dict[str, np.ndarray]:
 
 
 def _plot_worst(path, data, indices, cache, errors, num: int):
-  import matplotlib  # noqa: PLC0415
+  import matplotlib
 
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  import matplotlib.pyplot as plt
 
-  from lift3d.viz.skeleton import draw_skeleton_2d, draw_skeleton_3d  # noqa: PLC0415
+  from lift3d.viz.skeleton import draw_skeleton_2d, draw_skeleton_3d
 
   order = np.argsort(-np.nan_to_num(errors, nan=-1.0))[:num]
   if not len(order):

@@ -11,15 +11,24 @@ freely under grain.
 
 Conventions (METHOD §0):
 - 3D: metres, x right, y up. The camera frame is right-handed with the camera
-  at the origin looking along -z, so z points towards the viewer (a proper
-  rotation of the y-up mocap frame: the frame `lift3d.lift` reports poses in
-  when its camera rotation is `camera_rotation` below).
+  at the origin looking along -z, so z points towards the viewer: a proper
+  rotation of the (right-handed, y-up) mocap frame, which is what makes the
+  painter's order physically right. Weak-perspective lifting only sees x and
+  y, so `lift3d.lift` reports poses in this same frame when given
+  `camera_rotation` below (checked: with the pose model fitted on the
+  embedded corpus, lifting these labels is clearly more accurate with it than
+  with `lift3d.camera.elevation_rotation(φ)`, its transpose, which assumes a
+  z-forward frame).
 - 2D: pixels, x right, y down; pixel centres sit at integer coordinates, so
   pixel (row i, column j) covers [j - 0.5, j + 0.5] x [i - 0.5, i + 0.5] and a
   keypoint is in the frame when -0.5 <= x <= W - 0.5 and -0.5 <= y <= H - 0.5.
 - Rotations: yaw θ about y is `R_θ` of METHOD §0; the camera pitch φ (positive
   when the camera looks down on the person) is a rotation about x, so that
-  pose_camera = R_x(φ) R_θ (pose - hip) + translation.
+  pose_camera = R_x(φ) R_θ (pose - hip) + translation, with
+  R_x(φ) = [[1, 0, 0], [0, cos φ, -sin φ], [0, sin φ, cos φ]].
+- Visibility is 1 for a joint inside the frame and not behind an occluder;
+  a joint hidden by the person's own limbs stays visible (as in Human3.6M's
+  labels).
 
 Belief-map targets are not made here (see `lift3d.models`).
 
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from typing import Any
 
 import numpy as np
@@ -39,9 +49,10 @@ from lift3d.skeleton import H36M17
 _NUM_JOINTS = H36M17.num_joints
 _J = {name: i for i, name in enumerate(H36M17.names)}
 
-# Stream names of the per-example random generators (one SeedSequence child
-# each, so that e.g. the background does not change when the person does).
-_STREAMS = ("flag", "pose", "camera", "body", "background", "occluders", "noise")
+# Per-example random streams: Philox keyed by (seed, index), one counter
+# block per stream, so that every example and stream is independent of the
+# others and cheap to start (no hashing).
+_SCENE_STREAM, _NOISE_STREAM = 0, 1
 
 # Body parts: (joint a, joint b, radius at a, radius at b in metres, clothing
 # part). Radii are for an average adult; `thickness` scales them.
@@ -76,6 +87,13 @@ _PART_RADII = np.array([(ra, rb) for _, _, ra, rb, _ in _PARTS], np.float64)
 _PART_CLOTHING = np.array([c for *_, c in _PARTS])
 _NOSE_OFFSET, _NOSE_RADIUS = 0.08, 0.025  # metres, from the head's centre.
 
+# Quantiles of N(0, 1) at the centres of 256 equal-probability bins.
+_NORMAL_QUANTILES = np.array(
+    [statistics.NormalDist().inv_cdf((k + 0.5) / 256) for k in range(256)], np.float32)
+_NORMAL_QUANTILES.flags.writeable = False
+
+_MAX_SIZE = 4096  # pixels, the longest image side.
+
 _BACKGROUND_KINDS = ("flat", "gradient", "stripes", "noise", "checker")
 
 
@@ -92,8 +110,9 @@ class RenderOptions:
       that of a crop around a person a few metres away.
     yaw: person yaw θ about the vertical, radians.
     elevation_deg: camera pitch φ, degrees, positive looking down.
-    person_size: the larger side of the pose's 3D bounding box (in the camera
-      orientation), as a fraction of min(H, W) at the hip's depth.
+    person_size: the larger side of the 2D box around the projected joints,
+      as a fraction of min(H, W) (smaller when the person would otherwise
+      come closer to the camera than a body size).
     centre_jitter: the box centre lands within ±jitter·(W, H) of the image
       centre.
     body_scale: multiplies the 3D pose (people of other heights); the returned
@@ -104,7 +123,8 @@ class RenderOptions:
     max_occluders: most occluders (rectangles/ellipses) in front of the person.
     occluder_size: occluder half-size as a fraction of min(H, W).
     max_clutter: most person-like capsules drawn behind the person.
-    noise_std: per-pixel Gaussian noise, grey levels.
+    noise_std: standard deviation of per-pixel Gaussian grey noise (shared
+      by the channels), grey levels.
     no_person_prob: probability of an image without a person (keypoints NaN,
       visibility 0).
   """
@@ -128,8 +148,9 @@ class RenderOptions:
 
   def __post_init__(self):
     size = tuple(int(s) for s in self.image_size)
-    if len(size) != 2 or min(size) < 8:
-      raise ValueError(f"image_size must be (H, W) with both >= 8, got {self.image_size}")
+    if len(size) != 2 or min(size) < 8 or max(size) > _MAX_SIZE:
+      raise ValueError(
+          f"image_size must be (H, W) with both in [8, {_MAX_SIZE}], got {self.image_size}")
     object.__setattr__(self, "image_size", size)
     if self.camera not in ("perspective", "weak"):
       raise ValueError(f"camera must be 'perspective' or 'weak', got {self.camera!r}")
@@ -147,6 +168,10 @@ class RenderOptions:
     for name in ("occluder_prob", "no_person_prob"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+    if not 0.0 <= self.centre_jitter <= 0.5:
+      raise ValueError(f"centre_jitter must lie in [0, 0.5], got {self.centre_jitter}")
+    if self.min_radius_px < 0:
+      raise ValueError(f"min_radius_px must be >= 0, got {self.min_radius_px}")
     if self.max_occluders < 0 or self.max_clutter < 0:
       raise ValueError("max_occluders and max_clutter must be >= 0")
 
@@ -163,6 +188,7 @@ class Scene:
     translation: (3,) metres, the hip in the camera frame.
     camera_rotation: (3, 3) R_x(φ), world (y up) to camera orientation.
     yaw: radians, the yaw θ applied to the pose.
+    camera_height: metres, the camera's height above the pose's lowest joint.
     focal: focal length, pixels.
     keypoints2d: (L, 2) pixels, x right, y down.
     capsules: (C, 2, 2) pixel end points of the person's capsules.
@@ -173,7 +199,7 @@ class Scene:
     background: kind name and its parameters.
     occluders: tuple of dicts (kind, centre, half sizes, angle, colour).
     noise_std: grey levels.
-    noise_seed: SeedSequence of the pixel noise.
+    noise_key: (seed, index) of the pixel noise's random stream.
   """
 
   image_size: tuple[int, int]
@@ -183,6 +209,7 @@ class Scene:
   translation: np.ndarray
   camera_rotation: np.ndarray
   yaw: float
+  camera_height: float
   focal: float
   keypoints2d: np.ndarray
   capsules: np.ndarray
@@ -193,7 +220,7 @@ class Scene:
   background: tuple[str, dict[str, Any]]
   occluders: tuple[dict[str, Any], ...]
   noise_std: float
-  noise_seed: np.random.SeedSequence
+  noise_key: tuple[int, int]
 
 
 def yaw_rotation(theta: float) -> np.ndarray:
@@ -244,14 +271,11 @@ def project(points: np.ndarray, focal: float, image_size: tuple[int, int], *,
   return np.stack([u, v], axis=-1)
 
 
-def _streams(seed: int, index: int) -> dict[str, np.random.SeedSequence]:
-  """Independent per-example seed sequences keyed by (seed, index)."""
-  root = np.random.SeedSequence(entropy=int(seed), spawn_key=(int(index),))
-  return dict(zip(_STREAMS, root.spawn(len(_STREAMS)), strict=True))
-
-
-def _generator(seq: np.random.SeedSequence) -> np.random.Generator:
-  return np.random.Generator(np.random.PCG64(seq))
+def _generator(seed: int, index: int, stream: int) -> np.random.Generator:
+  """The random stream `stream` of example `index` of `seed`."""
+  key = np.array([seed, index], np.uint64)
+  counter = np.array([0, 0, 0, stream], np.uint64)  # disjoint counter blocks per stream.
+  return np.random.Generator(np.random.Philox(counter=counter, key=key))
 
 
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -300,7 +324,8 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
   """Draws the random parameters of example `index` of `seed`.
 
   Args:
-    poses: (N, L, 3) metres, y up (any horizontal position and heading).
+    poses: (N, L, 3) metres, y up (any horizontal position and heading),
+      finite (`check_poses`; not re-checked here, per example).
     seed: the data set's seed.
     index: the example's index; (seed, index) fixes the scene.
     options: ranges of the random parameters.
@@ -308,25 +333,28 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
   Returns:
     A `Scene`; `render` draws it.
   """
-  streams = _streams(seed, index)
+  seed, index = int(seed), int(index)
+  if not (0 <= seed < 2**64 and 0 <= index < 2**64):
+    raise ValueError(f"seed and index must be integers in [0, 2**64), got {seed}, {index}")
+  # One stream, drawn in a fixed order and count whatever the options' values
+  # (e.g. whether the person is drawn), so the background of an example does
+  # not change when only the person does.
+  rng = _generator(seed, index, _SCENE_STREAM)
   height, width = options.image_size
   short = min(height, width)
 
-  flag_rng = _generator(streams["flag"])
-  has_person = bool(flag_rng.random() >= options.no_person_prob)
+  has_person = bool(rng.random() >= options.no_person_prob)
 
-  pose_rng = _generator(streams["pose"])
-  pose_index = int(pose_rng.integers(len(poses)))
-  body_scale = _uniform(pose_rng, options.body_scale)
+  pose_index = int(rng.integers(len(poses)))
+  body_scale = _uniform(rng, options.body_scale)
   pose = np.asarray(poses[pose_index], np.float64)
   pose = body_scale * (pose - pose[_J["Hip"]])
 
-  cam_rng = _generator(streams["camera"])
-  yaw = _uniform(cam_rng, options.yaw)
-  phi = math.radians(_uniform(cam_rng, options.elevation_deg))
-  fov = math.radians(_uniform(cam_rng, options.fov_deg))
-  size_frac = _uniform(cam_rng, options.person_size)
-  jitter = cam_rng.uniform(-options.centre_jitter, options.centre_jitter, 2)
+  yaw = _uniform(rng, options.yaw)
+  phi = math.radians(_uniform(rng, options.elevation_deg))
+  fov = math.radians(_uniform(rng, options.fov_deg))
+  size_frac = _uniform(rng, options.person_size)
+  jitter = rng.uniform(-options.centre_jitter, options.centre_jitter, 2)
   focal = (width / 2) / math.tan(fov / 2)
   camera_rotation = pitch_rotation(phi)
   pose3d = pose @ (camera_rotation @ yaw_rotation(yaw)).T
@@ -335,39 +363,42 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
   # from the weak-perspective solution at the hip's depth and correct for
   # perspective by a few fixed-point steps (the box scales as 1 / depth).
   target_size = size_frac * short
-  target_centre = np.array([(width - 1) / 2 + jitter[0] * width,
-                            (height - 1) / 2 + jitter[1] * height])
+  principal = np.array([(width - 1) / 2, (height - 1) / 2])
+  # The wanted box-centre offset from the principal point, in camera x/y (y up).
+  target_offset = jitter * (width, -height)
   lo, hi = pose3d.min(axis=0), pose3d.max(axis=0)
   extent = max(hi[0] - lo[0], hi[1] - lo[1], 1e-3)
-  # Keep the nearest joint a body size (and 1 m) from the camera, so that no
-  # limb reaching towards it is blown up by the perspective.
-  min_depth = hi[2] + max(1.0, float(np.max(hi - lo)))
+  # Under perspective keep the nearest joint a body size (and 1 m) from the
+  # camera, so that no limb reaching towards it is blown up; the weak camera
+  # only needs every joint in front of it.
+  if options.camera == "perspective":
+    min_depth = hi[2] + max(1.0, float(np.max(hi - lo)))
+  else:
+    min_depth = hi[2] + 0.1
   depth = max(focal * extent / target_size, min_depth)
-  shift = -0.5 * (lo[:2] + hi[:2]) + (target_centre - ((width - 1) / 2, (height - 1) / 2)) * (
-      1.0, -1.0) * depth / focal
-  def box(shift, depth):
+  shift = target_offset * depth / focal - 0.5 * (lo[:2] + hi[:2])
+  # Exact in one step for the weak camera; under perspective each step
+  # corrects the box for its measured size and centre (the box scales as 1 /
+  # depth and moves by focal / depth per metre of shift).
+  for _ in range(3 if options.camera == "perspective" else 1):
     points = project(pose3d + np.array([shift[0], shift[1], -depth]), focal, (height, width),
                      camera=options.camera, reference_depth=depth)
     box_lo, box_hi = points.min(axis=0), points.max(axis=0)
-    return max(box_hi[0] - box_lo[0], box_hi[1] - box_lo[1], 1e-3), 0.5 * (box_lo + box_hi)
-
-  for _ in range(4):
-    size, _ = box(shift, depth)
-    new_depth = max(depth * size / target_size, min_depth)
-    shift = shift * new_depth / depth  # keeps the hip's image position.
-    depth = new_depth
-    for _ in range(2):
-      _, box_centre = box(shift, depth)
-      shift = shift + (target_centre - box_centre) * (1.0, -1.0) * depth / focal
+    size = max(box_hi[0] - box_lo[0], box_hi[1] - box_lo[1], 1e-3)
+    box_offset = (0.5 * (box_lo + box_hi) - principal) * (1.0, -1.0)
+    box_centre_3d = box_offset * depth / focal - shift  # the box centre, relative to the hip.
+    depth = max(depth * size / target_size, min_depth)
+    shift = target_offset * depth / focal - box_centre_3d
   translation = np.array([shift[0], shift[1], -depth])
   pose_cam = pose3d + translation
+  # The camera centre in the (hip-centred, y-up) world frame is -Eᵀ t.
+  camera_height = float(-(camera_rotation.T @ translation)[1] - pose[:, 1].min())
 
   def to_pixels(points):
     return project(points, focal, (height, width), camera=options.camera, reference_depth=depth)
 
-  body_rng = _generator(streams["body"])
-  thickness = _uniform(body_rng, options.thickness)
-  ends, radii, colours = _person_capsules(pose_cam, body_rng, thickness)
+  thickness = _uniform(rng, options.thickness)
+  ends, radii, colours = _person_capsules(pose_cam, rng, thickness)
   ends_px = to_pixels(ends)
   # Painter's order always uses the true depths; the weak camera only changes
   # the projection (every point at the hip's depth).
@@ -377,44 +408,44 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
   keypoints = to_pixels(pose_cam)
 
   # Clutter: person-coloured capsules anywhere, behind the person.
-  num_clutter = int(body_rng.integers(options.max_clutter + 1))
-  c_start = body_rng.uniform(0, 1, (num_clutter, 2)) * (width, height)
-  c_dir = body_rng.normal(size=(num_clutter, 2))
-  c_len = body_rng.uniform(0.05, 0.4, (num_clutter, 1)) * short
+  num_clutter = int(rng.integers(options.max_clutter + 1))
+  most = options.max_clutter  # draw for all, keep num_clutter: a fixed draw count.
+  c_start = rng.uniform(0, 1, (most, 2))[:num_clutter] * (width, height)
+  c_dir = rng.normal(size=(most, 2))[:num_clutter]
+  c_len = rng.uniform(0.05, 0.4, (most, 1))[:num_clutter] * short
   c_dir = c_dir / np.maximum(np.linalg.norm(c_dir, axis=-1, keepdims=True), 1e-9)
   clutter_ends = np.stack([c_start, c_start + c_len * c_dir], axis=1)
-  clutter_radii = np.repeat(body_rng.uniform(0.01, 0.06, (num_clutter, 1)) * short, 2, axis=1)
-  clutter_colours = body_rng.uniform(0, 255, (num_clutter, 3))
+  clutter_radii = np.repeat(rng.uniform(0.01, 0.06, (most, 1))[:num_clutter] * short, 2, axis=1)
+  clutter_colours = rng.uniform(0, 255, (most, 3))[:num_clutter]
 
-  background = _sample_background(_generator(streams["background"]))
+  background = _sample_background(rng)
 
-  occ_rng = _generator(streams["occluders"])
   occluders = []
   for _ in range(options.max_occluders):
-    present = occ_rng.random() < options.occluder_prob
-    kind = "rectangle" if occ_rng.random() < 0.5 else "ellipse"
-    near_joint = occ_rng.random() < 0.7
-    joint = int(occ_rng.integers(_NUM_JOINTS))
-    offset = occ_rng.normal(0.0, 0.05 * short, 2)
-    anywhere = occ_rng.uniform(0, 1, 2) * (width, height)
-    half = occ_rng.uniform(*options.occluder_size, 2) * short
-    angle = occ_rng.uniform(0, math.pi)
-    colour = occ_rng.uniform(0, 255, 3)
+    present = rng.random() < options.occluder_prob
+    kind = "rectangle" if rng.random() < 0.5 else "ellipse"
+    near_joint = rng.random() < 0.7
+    joint = int(rng.integers(_NUM_JOINTS))
+    offset = rng.normal(0.0, 0.05 * short, 2)
+    anywhere = rng.uniform(0, 1, 2) * (width, height)
+    half = rng.uniform(*options.occluder_size, 2) * short
+    angle = rng.uniform(0, math.pi)
+    colour = rng.uniform(0, 255, 3)
     if not present:
       continue
     centre_px = keypoints[joint] + offset if (near_joint and has_person) else anywhere
     occluders.append(dict(kind=kind, centre=centre_px, half=half, angle=angle, colour=colour))
 
-  noise_rng = _generator(streams["noise"])
-  noise_std = _uniform(noise_rng, options.noise_std)
+  noise_std = _uniform(rng, options.noise_std)
 
   return Scene(
       image_size=(height, width), has_person=has_person, pose_index=pose_index,
       pose3d=pose3d, translation=translation, camera_rotation=camera_rotation, yaw=yaw,
+      camera_height=camera_height,
       focal=focal, keypoints2d=keypoints, capsules=ends_px, capsule_radii=radii_px,
       capsule_depth=point_depth.mean(axis=1), capsule_colours=colours,
       clutter=(clutter_ends, clutter_radii, clutter_colours), background=background,
-      occluders=tuple(occluders), noise_std=noise_std, noise_seed=streams["noise"])
+      occluders=tuple(occluders), noise_std=noise_std, noise_key=(seed, index))
 
 
 def _sample_background(rng: np.random.Generator) -> tuple[str, dict[str, Any]]:
@@ -480,7 +511,7 @@ def _draw_background(kind: str, p: dict[str, Any], height: int, width: int) -> n
 
 
 # Pixel-centre coordinates, sliced for each patch (saves an arange per capsule).
-_COORDS = np.arange(4096, dtype=np.float32)
+_COORDS = np.arange(_MAX_SIZE, dtype=np.float32)
 
 
 def _patch_box(lo_x, hi_x, lo_y, hi_y, height, width):
@@ -491,63 +522,97 @@ def _patch_box(lo_x, hi_x, lo_y, hi_y, height, width):
   return x0, x1, y0, y1
 
 
-def _draw_capsule(image: np.ndarray, a: np.ndarray, b: np.ndarray, ra: float, rb: float,
-                  colour: np.ndarray, shaded: bool = True) -> None:
-  """Composites one antialiased capsule (tapering from ra to rb pixels) in place.
+def _draw_capsules(image: np.ndarray, ends: np.ndarray, radii: np.ndarray, colours: np.ndarray,
+                   order: np.ndarray, shaded: bool = True) -> None:
+  """Composites antialiased, tapering capsules in the given order, in place.
+
+  The per-pixel fields of all capsules are computed at once, on the pixels of
+  every capsule's bounding box laid end to end in one flat array (a few NumPy
+  calls whatever the number of capsules, no padding); only the compositing,
+  which must follow the painter's order, loops.
 
   Args:
     image: (3, H, W) float32, modified in place.
-    a, b: (2,) end points, pixels (x, y).
-    ra, rb: radii at the ends, pixels.
-    colour: (3,) RGB.
+    ends: (C, 2, 2) end points, pixels (x, y).
+    radii: (C, 2) radii at the ends, pixels.
+    colours: (C, 3) RGB.
+    order: indices of the capsules to draw, first drawn first.
     shaded: darken towards the silhouette like a lit cylinder.
   """
   height, width = image.shape[1:]
-  ax, ay, bx, by = float(a[0]), float(a[1]), float(b[0]), float(b[1])
-  reach = max(ra, rb) + 1.0
-  x0, x1, y0, y1 = _patch_box(min(ax, bx) - reach, max(ax, bx) + reach,
-                              min(ay, by) - reach, max(ay, by) + reach, height, width)
-  if x0 >= x1 or y0 >= y1:
+  if len(order) == 0:
     return
-  # The distance to the segment a-b, with the radius interpolated along it;
-  # few, in-place NumPy calls, since most patches are small.
-  xs = _COORDS[x0:x1] - np.float32(ax)
-  ys = (_COORDS[y0:y1] - np.float32(ay))[:, None]
-  abx, aby = bx - ax, by - ay
-  length2 = abx * abx + aby * aby
-  if length2 > 1e-9:
-    t = xs * np.float32(abx / length2) + ys * np.float32(aby / length2)
-    np.clip(t, 0.0, 1.0, out=t)
-    dx = xs - t * np.float32(abx)
-    dy = ys - t * np.float32(aby)
-    radius = t * np.float32(rb - ra)
-    radius += np.float32(ra)
-  else:
-    dx = np.broadcast_to(xs, (y1 - y0, x1 - x0))
-    dy = ys
-    radius = np.float32(ra)
-  dist = dx * dx
-  dist += dy * dy
+  ends = ends[order].astype(np.float32)
+  radii = radii[order].astype(np.float32)
+  colours = colours[order].astype(np.float32)
+  a, b = ends[:, 0], ends[:, 1]  # (C, 2)
+  reach = radii.max(axis=1, keepdims=True) + 1.0
+  lo = np.maximum(np.floor(np.minimum(a, b) - reach), 0).astype(np.int64)
+  hi = np.minimum(np.ceil(np.maximum(a, b) + reach).astype(np.int64) + 1, (width, height))
+  sizes = np.maximum(hi - lo, 0)  # (C, 2) as (w, h)
+  areas = sizes[:, 0] * sizes[:, 1]
+  total = int(areas.sum())
+  if total == 0:
+    return
+  starts = np.cumsum(areas) - areas
+  # Flat pixel list in row-major order per box: per-row, then per-pixel
+  # coordinates relative to a, built with np.repeat (much cheaper than
+  # fancy-index gathers or divmod on every pixel).
+  num = len(order)
+  offset = (lo - a).astype(np.float32)  # each box's corner pixel centre, relative to a.
+  heights, widths = sizes[:, 1], sizes[:, 0]
+  row_capsule = np.repeat(np.arange(num), heights)
+  row_first = np.repeat(np.cumsum(heights) - heights, heights)
+  row_y = (np.arange(len(row_capsule)) - row_first).astype(np.float32)
+  row_y += offset[row_capsule, 1]
+  row_width = widths[row_capsule]
+  row_start = np.cumsum(row_width) - row_width
+  xs = (np.arange(total) - np.repeat(row_start, row_width)).astype(np.float32)
+  xs += np.repeat(offset[:, 0], areas)
+  ys = np.repeat(row_y, row_width)
+
+  def per_pixel(values):
+    return np.repeat(values.astype(np.float32), areas)
+
+  # Distance to each segment a-b, the radius interpolated along it.
+  ab = b - a
+  length2 = np.maximum(np.sum(ab * ab, axis=1), np.float32(1e-9))
+  t = xs * per_pixel(ab[:, 0] / length2)
+  t += ys * per_pixel(ab[:, 1] / length2)
+  np.maximum(t, 0.0, out=t)
+  np.minimum(t, 1.0, out=t)
+  xs -= t * per_pixel(ab[:, 0])
+  ys -= t * per_pixel(ab[:, 1])
+  radius = t * per_pixel(radii[:, 1] - radii[:, 0])
+  radius += per_pixel(radii[:, 0])
+  dist = xs * xs
+  dist += ys * ys
   np.sqrt(dist, out=dist)
   cover = radius - dist
   cover += 0.5
-  np.clip(cover, 0.0, 1.0, out=cover)
+  np.maximum(cover, 0.0, out=cover)
+  np.minimum(cover, 1.0, out=cover)
   if shaded:
-    # Cylinder-like shading: the cosine of the surface normal to the viewer.
+    # Lit-cylinder shading, 1 on the axis falling to 0.55 at the silhouette:
+    # 1 - 0.45 (d / r)^2.
     dist /= radius
     np.square(dist, out=dist)
-    np.subtract(1.0, dist, out=dist)
-    np.maximum(dist, 0.0, out=dist)
-    np.sqrt(dist, out=dist)
-    level = dist
-    level *= np.float32(0.45)
-    level += np.float32(0.55)
-    level *= cover
+    dist *= np.float32(-0.45)
+    dist += np.float32(1.0)
+    paint = dist
+    paint *= cover
   else:
-    level = cover
-  patch = image[:, y0:y1, x0:x1]
-  patch *= 1.0 - cover
-  patch += colour.astype(np.float32)[:, None, None] * level
+    paint = cover
+  keep = 1.0 - cover
+  paint = np.repeat(colours.T, areas, axis=1) * paint  # (3, total) premultiplied colour.
+  # Python scalars: this loop runs once per capsule, two NumPy calls each.
+  for x0, y0, w, h, start, area in zip(
+      *lo.T.tolist(), *sizes.T.tolist(), starts.tolist(), areas.tolist(), strict=True):
+    if area == 0:
+      continue
+    patch = image[:, y0:y0 + h, x0:x0 + w]
+    patch *= keep[start:start + area].reshape(h, w)
+    patch += paint[:, start:start + area].reshape(3, h, w)
 
 
 def _occluder_sdf(occluder: dict[str, Any], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -602,19 +667,22 @@ def render(scene: Scene, *, draw_person: bool | None = None) -> np.ndarray:
     raise ValueError(f"image_size {scene.image_size} exceeds {len(_COORDS)} pixels")
   draw_person = scene.has_person if draw_person is None else draw_person
   image = _draw_background(*scene.background, height, width)
-  for ends, radii, colour in zip(*scene.clutter, strict=True):
-    _draw_capsule(image, ends[0], ends[1], radii[0], radii[1], colour, shaded=False)
+  clutter_ends, clutter_radii, clutter_colours = scene.clutter
+  _draw_capsules(image, clutter_ends, clutter_radii, clutter_colours,
+                 np.arange(len(clutter_ends)), shaded=False)
   if draw_person:
     # Painter's algorithm: the farthest capsule first, so nearer limbs cover it.
-    for c in np.argsort(-scene.capsule_depth, kind="stable"):
-      ends, radii = scene.capsules[c], scene.capsule_radii[c]
-      _draw_capsule(image, ends[0], ends[1], radii[0], radii[1], scene.capsule_colours[c])
+    order = np.argsort(-scene.capsule_depth, kind="stable")
+    _draw_capsules(image, scene.capsules, scene.capsule_radii, scene.capsule_colours, order)
   for occluder in scene.occluders:
     _draw_occluder(image, occluder)
   if scene.noise_std > 0:
-    # Grey (luminance) sensor noise: one draw per pixel, shared by the channels.
-    rng = _generator(scene.noise_seed)
-    image += np.float32(scene.noise_std) * rng.standard_normal((height, width), dtype=np.float32)
+    # Grey (luminance) sensor noise, shared by the channels: one random byte
+    # per pixel through a table of 256 normal quantiles (much cheaper than
+    # drawing normals, and as good for sensor noise).
+    rng = _generator(*scene.noise_key, _NOISE_STREAM)
+    levels = np.frombuffer(rng.bytes(height * width), np.uint8).reshape(height, width)
+    image += (np.float32(scene.noise_std) * _NORMAL_QUANTILES)[levels]
   np.rint(image, out=image)
   np.clip(image, 0, 255, out=image)
   return np.ascontiguousarray(image.astype(np.uint8).transpose(1, 2, 0))
@@ -639,6 +707,7 @@ def example_from_scene(scene: Scene, image: np.ndarray) -> dict[str, np.ndarray]
         translation=np.full(3, nan, np.float32),
         camera_rotation=scene.camera_rotation.astype(np.float32),
         yaw=nan,
+        camera_height=nan,
         focal=np.float32(scene.focal),
         has_person=np.bool_(False),
         pose_index=np.int32(-1),
@@ -653,6 +722,7 @@ def example_from_scene(scene: Scene, image: np.ndarray) -> dict[str, np.ndarray]
       translation=scene.translation.astype(np.float32),
       camera_rotation=scene.camera_rotation.astype(np.float32),
       yaw=np.float32(scene.yaw),
+      camera_height=np.float32(scene.camera_height),
       focal=np.float32(scene.focal),
       has_person=np.bool_(True),
       pose_index=np.int32(scene.pose_index),
@@ -689,8 +759,11 @@ class SyntheticPoseSource:
       looking along -z).
     translation: (3,) float32 metres, the hip in the camera frame.
     camera_rotation: (3, 3) float32, R_x(φ) (world y-up frame to camera
-      orientation), i.e. `lift3d.lift(..., camera_rotation=...)`.
+      orientation): the E to pass as `lift3d.lift(..., camera_rotation=...)`
+      (not `lift3d.camera.elevation_rotation(φ)`, its transpose).
     yaw: () float32 radians, θ of R_θ applied to the corpus pose.
+    camera_height: () float32 metres, the camera centre's height above the
+      pose's lowest joint (the floor, for a standing pose).
     focal: () float32 pixels (principal point at the image centre).
     has_person: () bool.
     pose_index: () int32, the corpus pose used (-1 without a person).
@@ -715,10 +788,16 @@ class SyntheticPoseSource:
     if isinstance(image_size, int | np.integer):
       image_size = (int(image_size), int(image_size))
     options = options or RenderOptions()
+    fields = {f.name for f in dataclasses.fields(RenderOptions)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+      raise ValueError(f"unknown RenderOptions fields {unknown}; expected some of {sorted(fields)}")
     self.options = dataclasses.replace(options, image_size=tuple(image_size), **overrides)
     if int(length) < 1:
       raise ValueError(f"length must be >= 1, got {length}")
     self.length = int(length)
+    if not 0 <= int(seed) < 2**64:
+      raise ValueError(f"seed must be an integer in [0, 2**64), got {seed}")
     self.seed = int(seed)
 
   def __len__(self) -> int:

@@ -27,6 +27,7 @@ Shape letters: B batch, S stages, H, W map grid, L landmarks.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,6 +62,8 @@ class CPMOutput:
       landmark maps where the stage's lift is invalid, and zeros for the plain
       CPM (no per-stage lift).
     fused: (S, B, H, W, L+1) fused maps f (= belief for the plain CPM).
+    reprojected: (S, B, L, 2) each stage's reprojected landmarks, grid
+      coordinates (NaN where the lift is invalid, and for the plain CPM).
     stage_valid: (S, B) bool, whether each stage's lift was valid (False for
       the plain CPM).
     fusion_weight: (S, L) ω in [0, 1] (ones for the plain CPM).
@@ -74,6 +77,7 @@ class CPMOutput:
   belief: jax.Array
   projected: jax.Array
   fused: jax.Array
+  reprojected: jax.Array
   stage_valid: jax.Array
   fusion_weight: jax.Array
   keypoints: jax.Array
@@ -187,7 +191,7 @@ class CPM(nn.Module):
     else:
       omega = jnp.ones((self.num_stages, self.num_landmarks), jnp.float32)
 
-    beliefs, projections, fuseds, valids = [], [], [], []
+    beliefs, projections, fuseds, reprojections, valids = [], [], [], [], []
     previous = None
     for t in range(self.num_stages):
       stage_in = features if previous is None else jnp.concatenate([features, previous], -1)
@@ -210,11 +214,13 @@ class CPM(nn.Module):
         fused = jnp.concatenate([fused_landmarks, belief[..., self.num_landmarks :]], -1)
       else:
         projected = jnp.zeros_like(landmark_maps)
+        reprojected = jnp.full((belief.shape[0], self.num_landmarks, 2), jnp.nan, belief.dtype)
         valid = jnp.zeros(belief.shape[0], bool)
         fused = belief
       beliefs.append(belief)
       projections.append(projected)
       fuseds.append(fused)
+      reprojections.append(jnp.where(valid[:, None, None], reprojected, jnp.nan))
       valids.append(valid)
       previous = fused
 
@@ -228,6 +234,7 @@ class CPM(nn.Module):
         belief=jnp.stack(beliefs),
         projected=jnp.stack(projections),
         fused=jnp.stack(fuseds),
+        reprojected=jnp.stack(reprojections),
         stage_valid=jnp.stack(valids),
         fusion_weight=omega,
         keypoints=keypoints,
@@ -331,10 +338,16 @@ def init(model: CPM, key: jax.Array, image_shape: tuple[int, int], pose_model: P
   Returns:
     The `params` collection (a pytree of float32 arrays).
   """
-  images = jnp.zeros((1, *image_shape, 3), jnp.uint8)
-  check_images(images, model)
+  image_shape = tuple(int(s) for s in image_shape)
+  check_images(np.zeros((1, *image_shape, 3), np.uint8), model)
   check_pose_model(pose_model, model)
-  return jax.jit(lambda k: model.init(k, images, pose_model)["params"])(_init_key(key))
+  return _init_jit(_init_key(key), pose_model, model=model, image_shape=image_shape)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "image_shape"))
+def _init_jit(key, pose_model, *, model, image_shape):
+  images = jnp.zeros((1, *image_shape, 3), jnp.uint8)
+  return model.init(key, images, pose_model)["params"]
 
 
 def _init_key(key: jax.Array) -> jax.Array:

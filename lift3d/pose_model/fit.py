@@ -17,11 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lift3d.pose_model.align import align_chunked
 from lift3d.pose_model import mixture as mixture_lib
 from lift3d.pose_model import stream
+from lift3d.pose_model.align import align_chunked, from_planes, to_planes
 from lift3d.pose_model.model import PoseModel
-from lift3d.pose_model.normalize import check_poses, mirror as mirror_poses, normalize
+from lift3d.pose_model.normalize import check_poses, normalize
+from lift3d.pose_model.normalize import mirror as mirror_poses
 from lift3d.skeleton import H36M17, Skeleton
 
 # Fits on at least this many poses show progress bars unless told otherwise.
@@ -54,10 +55,11 @@ class FitResult(NamedTuple):
 def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax.Array,
                  mirror: bool = True, skeleton: Skeleton = H36M17,
                  align_iterations: int = 4, align_yaw_steps: int = 2,
-                 align_tolerance: float = 1e-4, em_iterations: int = 30,
+                 align_tolerance: float = 1e-4, align_subsample: int | None = 65536,
+                 em_iterations: int = 30,
                  em_tolerance: float = 1e-5, init_subsample: int = 2000,
                  min_centre_distance: float = 1e-6, noise_floor: float = 1e-7,
-                 chunk_size: int = 65536, devices=None,
+                 chunk_size: int = 8192, devices=None,
                  progress: bool | None = None) -> FitResult:
   """`fit`, returning the model with its fit diagnostics (`FitResult`).
 
@@ -81,41 +83,46 @@ def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax
   limb_scale = jnp.mean(scales)
   if mirror:
     normalised = jnp.concatenate([normalised, mirror_poses(normalised, skeleton)])
-  num = normalised.shape[0]
-  mesh = stream.make_mesh(devices)
-  chunked = stream.chunk(np.asarray(normalised), chunk_size, mesh)
+  planes = np.asarray(to_planes(normalised))  # (N, 3L), see align.to_planes
   del normalised
-  logging.info("fit: %d poses (%s), %d chunks of %d rows on %d device(s)", num,
+  num = planes.shape[0]
+  mesh = stream.make_mesh(devices)
+  chunked = stream.chunk(planes, chunk_size, mesh)
+  subsample = None
+  if align_subsample is not None and num > align_subsample:
+    stride = -(-num // align_subsample)
+    subsample = stream.chunk(planes[::stride], chunk_size, mesh)
+  del planes
+  logging.info("fit: %d poses (%s), %d chunks of %d on %d device(s)%s", num,
                "with mirrors" if mirror else "no mirrors", chunked.data.shape[0],
-               chunked.data.shape[1], mesh.size)
+               chunked.data.shape[-1], mesh.size,
+               "" if subsample is None else f", aligning on every {stride}-th pose")
 
+  # The aligned poses are streamed centred on the alignment mean (see
+  # mixture.fit_mixture_chunked).
   aligned = align_chunked(
-      chunked, num_basis, skeleton=skeleton, iterations_per_size=align_iterations,
-      yaw_steps=align_yaw_steps, tolerance=align_tolerance, noise_floor=noise_floor,
-      progress=progress)
+      chunked, num_basis, subsample=subsample, centre=True, skeleton=skeleton,
+      iterations_per_size=align_iterations, yaw_steps=align_yaw_steps,
+      tolerance=align_tolerance, noise_floor=noise_floor, progress=progress)
+  del chunked, subsample
   yaws = stream.unchunk(aligned.yaws, num)[:num_input]
   align_cost = aligned.cost_history
-  del chunked
-  flat = aligned.aligned.data.reshape(*aligned.aligned.data.shape[:2], dim)
-  flat = stream.Chunked(stream.shard(flat, mesh), aligned.aligned.mask)
-  del aligned
-
   em = mixture_lib.fit_mixture_chunked(
-      flat, num, num_components, num_basis, key=key, iterations=em_iterations,
+      aligned.aligned, num, num_components, num_basis, key=key, iterations=em_iterations,
       tolerance=em_tolerance, init_subsample=init_subsample,
-      min_centre_distance=min_centre_distance, noise_floor=noise_floor, progress=progress)
-  mix = em.mixture
-  num_found = mix.mean.shape[0]
+      min_centre_distance=min_centre_distance, noise_floor=noise_floor,
+      offset=aligned.ppca.mean, progress=progress)
+  del aligned
+  mix = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), em.mixture)  # off the mesh
   model = PoseModel(
-      mean=mix.mean.reshape(num_found, skeleton.num_joints, 3),
-      basis=mix.basis.reshape(num_found, num_basis, skeleton.num_joints, 3),
+      mean=from_planes(mix.mean, skeleton.num_joints),
+      basis=from_planes(mix.basis, skeleton.num_joints),
       variances=mix.variances,
       noise=mix.noise,
       weights=mix.weights,
       limb_scale=limb_scale,
   )
-  # Plain single-device arrays, whatever the mesh was.
-  model = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), model)
+  num_found = model.num_components
   seconds = time.perf_counter() - start
   logging.info("fit: K=%d J=%d on %d poses in %.1f s", num_found, num_basis, num, seconds)
   return FitResult(model, num, yaws, np.asarray(scales), align_cost, em.log_likelihood, seconds)
@@ -123,10 +130,11 @@ def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax
 
 def fit(poses, *, num_components: int = 3, num_basis: int = 8, key: jax.Array,
         mirror: bool = True, skeleton: Skeleton = H36M17, align_iterations: int = 4,
-        align_yaw_steps: int = 2, align_tolerance: float = 1e-4, em_iterations: int = 30,
+        align_yaw_steps: int = 2, align_tolerance: float = 1e-4,
+        align_subsample: int | None = 65536, em_iterations: int = 30,
         em_tolerance: float = 1e-5, init_subsample: int = 2000,
         min_centre_distance: float = 1e-6, noise_floor: float = 1e-7,
-        chunk_size: int = 65536, devices=None, progress: bool | None = None) -> PoseModel:
+        chunk_size: int = 8192, devices=None, progress: bool | None = None) -> PoseModel:
   """Fits the mixture-of-PPCA pose model to raw 3D poses (METHOD §1–§3).
 
   Normalises every pose (centre, unit limb norm), adds the left–right mirrors,
@@ -146,6 +154,10 @@ def fit(poses, *, num_components: int = 3, num_basis: int = 8, key: jax.Array,
     align_yaw_steps: closed-form yaw updates per alternation.
     align_tolerance: relative cost decrease below which the alignment moves
       to the next basis size.
+    align_subsample: with more poses than this (mirrors included), the
+      alignment alternation runs on an evenly strided subset of about this
+      size and every pose then gets its yaw from the final alignment PPCA
+      (see `align.align_chunked`); None aligns on all poses.
     em_iterations: the most EM iterations.
     em_tolerance: relative log-likelihood increase below which EM stops.
     init_subsample: poses the greedy centres are chosen from.
@@ -166,7 +178,8 @@ def fit(poses, *, num_components: int = 3, num_basis: int = 8, key: jax.Array,
   return fit_detailed(
       poses, num_components=num_components, num_basis=num_basis, key=key, mirror=mirror,
       skeleton=skeleton, align_iterations=align_iterations, align_yaw_steps=align_yaw_steps,
-      align_tolerance=align_tolerance, em_iterations=em_iterations, em_tolerance=em_tolerance,
+      align_tolerance=align_tolerance, align_subsample=align_subsample,
+      em_iterations=em_iterations, em_tolerance=em_tolerance,
       init_subsample=init_subsample, min_centre_distance=min_centre_distance,
       noise_floor=noise_floor, chunk_size=chunk_size, devices=devices,
       progress=progress).model

@@ -123,17 +123,43 @@ def greedy_centres(data, num_centres: int, *, min_distance: float = 1e-6) -> np.
   return np.array(chosen, np.int64)
 
 
-def _weighted_stats(data, weights, reference):
-  """(Σ r, Σ r·d, Σ r·d dᵀ) per component, d = y − reference_k.
+def _log_densities_columns(mixture: Mixture, columns):
+  """`component_log_densities` for samples as columns: (D, B) → (K, B).
+
+  One product `[μ_k; e_k] y` for all components gives `μ_k·y` and `e_k y`;
+  `||y − μ_k||² = ||y||² − 2 μ_k·y + ||μ_k||²`, and the Woodbury form of
+  `ppca.log_likelihood` needs nothing else: no (K, D, B) temporaries.
+  """
+  dim = columns.shape[0]
+  num_components, num_basis = mixture.basis.shape[:2]
+  stacked = jnp.concatenate([mixture.mean[:, None], mixture.basis], 1)  # (K, 1+J, D)
+  proj = (stacked.reshape(-1, dim) @ columns).reshape(num_components, num_basis + 1, -1)
+  sq_mean = jnp.sum(mixture.mean**2, 1)
+  basis_mean = jnp.einsum("kjd,kd->kj", mixture.basis, mixture.mean)
+  centred_sq = jnp.sum(columns**2, 0) - 2.0 * proj[:, 0] + sq_mean[:, None]  # (K, B)
+  coeffs = proj[:, 1:] - basis_mean[:, :, None]  # (K, J, B)
+  noise = mixture.noise[:, None]
+  shrink = mixture.variances / (mixture.variances + noise)
+  quad = (centred_sq - jnp.sum(shrink[:, :, None] * coeffs**2, 1)) / noise
+  logdet = (jnp.sum(jnp.log(mixture.variances + noise), 1)
+            + (dim - num_basis) * jnp.log(mixture.noise))
+  log_normal = -0.5 * (quad + logdet[:, None] + dim * np.log(2 * np.pi))
+  return log_normal + jnp.log(mixture.weights)[:, None]
+
+
+def _weighted_stats(columns, weights):
+  """(Σ r, Σ r·y, Σ r·y yᵀ) per component.
 
   Args:
-    data: (B, D); weights: (B, K) (zero on padding); reference: (K, D).
+    columns: (D, B) samples (centred on a fixed offset, for float32 accuracy);
+      weights: (K, B) (zero on padding).
   """
-  centred = data[:, None, :] - reference  # (B, K, D)
-  weighted = centred * weights[..., None]
-  counts = jnp.sum(weights, 0)
-  sums = jnp.sum(weighted, 0)
-  outer = jnp.einsum("bkd,bke->kde", weighted, centred)
+  num_components, dim = weights.shape[0], columns.shape[0]
+  counts = jnp.sum(weights, 1)
+  sums = weights @ columns.T  # (K, D)
+  # One (K·D, B) × (B, D) product for all components.
+  weighted = (weights[:, None, :] * columns[None]).reshape(num_components * dim, -1)
+  outer = (weighted @ columns.T).reshape(num_components, dim, dim)
   return counts, sums, outer
 
 
@@ -141,10 +167,10 @@ def _weighted_stats(data, weights, reference):
 def _hard_stats(chunked: stream.Chunked, centres):
   """Statistics of the hard assignment of every sample to its nearest centre."""
 
-  def fn(data, mask):
-    sq = jnp.sum((data[:, None, :] - centres) ** 2, -1)
-    weights = jax.nn.one_hot(jnp.argmin(sq, -1), centres.shape[0]) * mask[:, None]
-    return _weighted_stats(data, weights, centres)
+  def fn(columns, mask):
+    sq = jnp.sum(centres**2, 1)[:, None] - 2.0 * centres @ columns  # + ||y||², same for all k
+    weights = jax.nn.one_hot(jnp.argmin(sq, 0), centres.shape[0], axis=0) * mask
+    return _weighted_stats(columns, weights)
 
   return stream.scan_sum(fn, chunked)
 
@@ -153,25 +179,25 @@ def _hard_stats(chunked: stream.Chunked, centres):
 def _em_stats(chunked: stream.Chunked, mixture: Mixture):
   """E-step: log-likelihood of the current model and the weighted statistics."""
 
-  def fn(data, mask):
-    joint = component_log_densities(mixture, data)
-    total = jax.nn.logsumexp(joint, -1, keepdims=True)
-    weights = jnp.exp(joint - total) * mask[:, None]
-    return jnp.sum(total[:, 0] * mask), _weighted_stats(data, weights, mixture.mean)
+  def fn(columns, mask):
+    joint = _log_densities_columns(mixture, columns)
+    total = jax.nn.logsumexp(joint, 0, keepdims=True)
+    weights = jnp.exp(joint - total) * mask
+    return jnp.sum(total[0] * mask), _weighted_stats(columns, weights)
 
   return stream.scan_sum(fn, chunked)
 
 
 @functools.partial(jax.jit, static_argnames=("num_basis",))
-def _m_step(stats, reference, previous: Mixture, noise_floor, *, num_basis):
+def _m_step(stats, previous: Mixture, noise_floor, *, num_basis):
   """Closed-form M-step: each component is the ML PPCA of its weighted moments."""
   counts, sums, outer = stats
   safe = jnp.maximum(counts, 1e-12)
-  shift = sums / safe[:, None]
-  covariance = outer / safe[:, None, None] - shift[:, :, None] * shift[:, None, :]
+  mean = sums / safe[:, None]
+  covariance = outer / safe[:, None, None] - mean[:, :, None] * mean[:, None, :]
   fitted = jax.vmap(
       lambda mean, cov: ppca_lib.from_moments(mean, cov, num_basis, noise_floor=noise_floor)
-  )(reference + shift, covariance)
+  )(mean, covariance)
   weights = counts / jnp.sum(counts)
   mixture = Mixture(fitted.mean, fitted.basis, fitted.variances, fitted.noise, weights)
   # A component that lost (almost) all its samples keeps its old shape; its
@@ -201,21 +227,24 @@ def fit_mixture_chunked(chunked: stream.Chunked, num_samples: int, num_component
                         num_basis: int, *, key: jax.Array, iterations: int = 30,
                         tolerance: float = 1e-5, init_subsample: int = 2000,
                         min_centre_distance: float = 1e-6, noise_floor: float = 1e-7,
-                        progress: bool = False) -> MixtureFit:
+                        offset=None, progress: bool = False) -> MixtureFit:
   """`fit_mixture` on samples already chunked (see `lift3d.pose_model.stream`).
 
   Args:
-    chunked: samples (C, B, D) with mask (C, B).
+    chunked: samples minus `offset`, as columns (C, D, B), with mask (C, B).
+      Centring the samples near their mean keeps the float32 second moments
+      accurate.
     num_samples: N, the number of real (unpadded) samples.
+    offset: (D,) added back to the means and centres; default zero.
     Others: as for `fit_mixture`.
 
   Returns:
     A `MixtureFit`.
   """
-  rows = chunked.data.shape[1]
+  rows = chunked.data.shape[-1]
   pick = jax.random.choice(key, num_samples, (min(init_subsample, num_samples),), replace=False)
   pick = np.sort(np.asarray(pick))
-  subsample = np.asarray(chunked.data[pick // rows, pick % rows])
+  subsample = np.asarray(chunked.data[pick // rows, :, pick % rows])  # (n, D)
   centres = subsample[greedy_centres(subsample, num_components, min_distance=min_centre_distance)]
   if len(centres) < num_components:
     logging.warning("fit_mixture: only %d distinct initial centres for %d components",
@@ -227,7 +256,7 @@ def fit_mixture_chunked(chunked: stream.Chunked, num_samples: int, num_component
   placeholder = Mixture(centres, jnp.zeros((num_found, num_basis, dim)),
                         jnp.zeros((num_found, num_basis)), jnp.ones((num_found,)),
                         jnp.full((num_found,), 1.0 / num_found))
-  mixture = _m_step(_hard_stats(chunked, centres), centres, placeholder, noise_floor,
+  mixture = _m_step(_hard_stats(chunked, centres), placeholder, noise_floor,
                     num_basis=num_basis)
   history = []
   bar = tqdm.tqdm(total=iterations, desc="EM", disable=not progress)
@@ -238,19 +267,22 @@ def fit_mixture_chunked(chunked: stream.Chunked, num_samples: int, num_component
     bar.set_postfix(ll=f"{history[-1]:.6g}")
     if len(history) > 1 and history[-1] - history[-2] <= tolerance * abs(history[-2]):
       break  # converged: keep the model whose likelihood was just measured.
-    mixture = _m_step(stats, mixture.mean, mixture, noise_floor, num_basis=num_basis)
+    mixture = _m_step(stats, mixture, noise_floor, num_basis=num_basis)
   else:
     history.append(float(_em_stats(chunked, mixture)[0]) / num_samples)
   bar.close()
   logging.info("EM: K=%d J=%d, mean log-likelihood %.6g after %d iterations",
                len(centres), num_basis, history[-1], len(history) - 1)
+  if offset is not None:
+    mixture = mixture._replace(mean=mixture.mean + offset)
+    centres = centres + offset
   return MixtureFit(mixture, np.array(history), np.asarray(centres))
 
 
 def fit_mixture(data, num_components: int, num_basis: int, *, key: jax.Array,
                 iterations: int = 30, tolerance: float = 1e-5, init_subsample: int = 2000,
                 min_centre_distance: float = 1e-6, noise_floor: float = 1e-7,
-                chunk_size: int = 65536, devices=None, progress: bool = False) -> MixtureFit:
+                chunk_size: int = 8192, devices=None, progress: bool = False) -> MixtureFit:
   """Fits a mixture of PPCA by EM (METHOD §3).
 
   Args:
@@ -281,8 +313,10 @@ def fit_mixture(data, num_components: int, num_basis: int, *, key: jax.Array,
     raise ValueError(f"num_basis must be in [0, {data.shape[1]}), got {num_basis}")
   if num_components < 1:
     raise ValueError(f"num_components must be ≥ 1, got {num_components}")
-  chunked = stream.chunk(data, chunk_size, stream.make_mesh(devices))
+  offset = np.mean(data, 0, dtype=np.float64).astype(np.float32)
+  chunked = stream.chunk(data - offset, chunk_size, stream.make_mesh(devices))
   return fit_mixture_chunked(
       chunked, data.shape[0], num_components, num_basis, key=key, iterations=iterations,
       tolerance=tolerance, init_subsample=init_subsample,
-      min_centre_distance=min_centre_distance, noise_floor=noise_floor, progress=progress)
+      min_centre_distance=min_centre_distance, noise_floor=noise_floor,
+      offset=jnp.asarray(offset), progress=progress)

@@ -7,6 +7,7 @@ tests can check every field end to end against the planted values.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -25,18 +26,23 @@ def num_frames(subject: str, raw_action: str) -> int:
   return 70 if raw_action == "Directions" else 66
 
 
+@functools.lru_cache(maxsize=1)
+def _corpus() -> np.ndarray:
+  from lift3d.data import mocap
+
+  return mocap.load_embedded().poses
+
+
 def world_poses(subject: str, raw_action: str) -> np.ndarray:
   """(N, 32, 3) float32 metres, world frame (z up): mocap poses near the room centre.
 
   Consecutive frames of the embedded mocap corpus (y up) turned z up, at a
   random yaw, with the joints H36M17 lacks set to the hip.
   """
-  from lift3d.data import mocap  # noqa: PLC0415
-
   seed = ALL_SUBJECTS.index(subject) * 10 + RAW_ACTIONS.index(raw_action)
   rng = np.random.default_rng(seed)
   n = num_frames(subject, raw_action)
-  corpus = mocap.load_embedded().poses
+  corpus = _corpus()
   start = rng.integers(0, len(corpus) - n)
   poses = corpus[start:start + n].astype(np.float64)  # (n, 17, 3) y up
   poses[..., [0, 2]] -= poses[:1, :1, [0, 2]]  # hip of the first frame over the origin
@@ -85,7 +91,7 @@ def write_npz(root: str, subjects=ALL_SUBJECTS, detections: bool = True) -> str:
 
 
 def _write_cdf(path: str, data: np.ndarray):
-  import cdflib  # noqa: PLC0415
+  import cdflib
 
   if os.path.exists(path):
     os.remove(path)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import pickle
 
 import grain
 import grain.python as grain_python
@@ -63,7 +64,7 @@ def test_shapes_and_dtypes():
       "visibility": ((17,), np.float32), "in_frame": ((17,), np.bool_),
       "occluded": ((17,), np.bool_), "pose3d": ((17, 3), np.float32),
       "translation": ((3,), np.float32), "camera_rotation": ((3, 3), np.float32),
-      "yaw": ((), np.float32), "focal": ((), np.float32), "has_person": ((), np.bool_),
+      "yaw": ((), np.float32), "camera_height": ((), np.float32), "focal": ((), np.float32), "has_person": ((), np.bool_),
       "pose_index": ((), np.int32),
   }
   assert set(item) == set(expected)
@@ -85,6 +86,10 @@ def test_deterministic_per_seed_and_index_whatever_the_order():
     for key in forward[i]:
       np.testing.assert_array_equal(forward[i][key], backward[i][key], err_msg=key)
       np.testing.assert_array_equal(forward[i][key], again[(4, 1, 5, 0, 3, 2).index(i)][key])
+  # Worker processes get a pickled copy: it must give the same items.
+  copy = pickle.loads(pickle.dumps(a))
+  for key, value in copy[2].items():
+    np.testing.assert_array_equal(value, forward[2][key], err_msg=key)
   other_seed = synthetic.SyntheticPoseSource(POSES, image_size=48, seed=8, length=6)
   assert not np.array_equal(other_seed[0]["image"], forward[0]["image"])
   assert not np.array_equal(forward[0]["image"], forward[1]["image"])
@@ -104,6 +109,10 @@ def test_labels_follow_the_camera_model(camera):
     pose = POSES[item["pose_index"]].astype(np.float64)
     expected3d = (pose - pose[J["Hip"]]) @ (rotation @ my_yaw(float(item["yaw"]))).T
     np.testing.assert_allclose(item["pose3d"], expected3d, atol=1e-5)
+    # The camera centre X has rotation @ X + translation = 0.
+    centre = -rotation.T @ item["translation"]
+    world = (pose - pose[J["Hip"]]) @ my_yaw(float(item["yaw"])).T
+    assert item["camera_height"] == pytest.approx(centre[1] - world[:, 1].min(), abs=1e-4)
     camera_frame = expected3d + item["translation"]
     assert np.all(camera_frame[:, 2] < 0), "every joint is in front of the camera"
     depth = None if camera == "perspective" else -float(item["translation"][2])
@@ -285,5 +294,44 @@ def test_bad_input():
     synthetic.SyntheticPoseSource(POSES, yaw=(1.0, 0.0))
   with pytest.raises(ValueError, match="image_size"):
     synthetic.SyntheticPoseSource(POSES, image_size=4)
+  with pytest.raises(ValueError, match="unknown RenderOptions fields"):
+    synthetic.SyntheticPoseSource(POSES, num_people=2)
   with pytest.raises(IndexError):
     synthetic.SyntheticPoseSource(POSES, length=3)[3]
+
+
+@pytest.mark.slow
+def test_labels_agree_with_lift3d_lift_given_camera_rotation():
+  # A planted one-pose model: every rendered pose is the model's mean, so
+  # lifting the exact 2D labels must give back pose3d when lift gets the
+  # item's camera_rotation (and not when it gets its transpose).
+  import lift3d
+  from lift3d.pose_model.model import PoseModel
+
+  centred = REST - REST.mean(axis=0)
+  limbs = np.array(H36M17.limbs)
+  limb_norm = math.sqrt(np.sum((centred[limbs[:, 0]] - centred[limbs[:, 1]]) ** 2))
+  basis = np.zeros((1, 1, 17, 3))
+  basis[0, 0, J["RWrist"], 0] = 1.0
+  model = PoseModel(
+      mean=(centred / limb_norm)[None].astype(np.float32), basis=basis.astype(np.float32),
+      variances=np.full((1, 1), 1e-6, np.float32), noise=np.full((1,), 1e-6, np.float32),
+      weights=np.ones(1, np.float32), limb_scale=np.float32(limb_norm))
+  source = synthetic.SyntheticPoseSource(
+      REST[None], image_size=96, seed=11, length=8, camera="weak",
+      elevation_deg=(25.0, 25.0), occluder_prob=0.0)
+  items = [source[i] for i in range(8)]
+  keypoints = np.stack([item["keypoints2d"] for item in items])
+  truth = np.stack([item["pose3d"] for item in items]) * 1000.0  # mm, hip at the origin.
+  rotation = items[0]["camera_rotation"]
+
+  def error(camera_rotation):
+    result = lift3d.lift(model, keypoints, num_yaws=720, refine=True,
+                         camera_rotation=camera_rotation)
+    pose = np.asarray(result.pose3d)
+    pose = pose - pose[:, :1]
+    return np.linalg.norm(pose - truth, axis=-1).mean(axis=-1)
+
+  right, transposed = error(rotation), error(rotation.T)
+  assert np.all(right < 5.0), right
+  assert np.all(transposed > 20.0), transposed

@@ -17,9 +17,10 @@ access) and `grain`. `as_dataset` (tf.data) is not used.
 One builder config per protocol (`lift3d.data.h36m.splits.PROTOCOLS`), each
 with two splits:
   * "test": exactly the protocol's test frames;
-  * "train": the training subjects (S1, S5, S6, S7, S8), all cameras and
-    trials, every `train_frame_step`-th frame (10 fps by default): their 3D
-    poses fit the pose model.
+  * "train": the training subjects (S1, S5, S6, S7, S8), all trials, every
+    `train_frame_step`-th frame (10 fps by default), each frame once (as seen
+    by camera `TRAIN_CAMERA`; the world pose is the same for all cameras):
+    their 3D world poses fit the pose model.
 
 Each example: subject, action (canonical name), raw_action, subaction (trial),
 camera, frame (index at 50 fps), pose3d_camera (17, 3) mm, pose3d_world
@@ -32,13 +33,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from typing import ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from lift3d.data.h36m import sources, splits
+from lift3d.data.h36m.cameras import CAMERA_IDS
 
 _TRAIN_FRAME_STEP = 5
+# The training split keeps each frame once, as seen by this camera.
+TRAIN_CAMERA = CAMERA_IDS[0]
 
 
 @dataclasses.dataclass
@@ -66,7 +71,7 @@ class Lift3dH36m(tfds.core.GeneratorBasedBuilder):
   """Human3.6M poses (3D camera and world, 2D ground truth and detections)."""
 
   VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First version: protocols #1-#3 of METHOD §7."}
+  RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First version: protocols #1-#3 of METHOD §7."}
   BUILDER_CONFIGS = _configs()
   DEFAULT_CONFIG_NAME = "protocol1"
   MANUAL_DOWNLOAD_INSTRUCTIONS = sources.expected_files_message("<manual_dir>")
@@ -110,6 +115,9 @@ class Lift3dH36m(tfds.core.GeneratorBasedBuilder):
       subjects, step = protocol.train_subjects, self.builder_config.train_frame_step
 
       def keep(rec, frames):
+        # One record per frame: the world pose is the same for every camera.
+        if rec.camera != TRAIN_CAMERA:
+          return frames[:0]
         return frames[frames % step == 0]
     else:
       subjects = protocol.test_subjects
@@ -205,20 +213,25 @@ def read_arrays(source, *, batch_size: int = 4096, fields=None) -> dict[str, np.
   Returns:
     {key: (N, ...) array}; text fields are decoded to str arrays.
   """
-  import grain  # noqa: PLC0415 (heavy; only readers need it)
+  import grain  # heavy; only readers need it
 
   num = len(source)
   if num == 0:
     return {}
-  ds = grain.MapDataset.source(source)
-  if fields is not None:
-    keep = tuple(fields)
-    ds = ds.map(lambda ex: {k: ex[k] for k in keep})
-  ds = ds.batch(batch_size)
+  keep = tuple(fields) if fields is not None else None
+
+  def read_batch(start):
+    # One grain element per batch: the source's batched read, stacked here
+    # (cheaper than grain's per-record batching).
+    records = source.__getitems__(range(start, min(start + batch_size, num)))
+    keys = keep if keep is not None else tuple(records[0])
+    return {k: np.stack([r[k] for r in records]) for k in keys}
+
+  ds = grain.MapDataset.range(0, num, batch_size).map(read_batch)
   parts: dict[str, list[np.ndarray]] = {}
   for batch in ds:
     for k, v in batch.items():
-      parts.setdefault(k, []).append(np.asarray(v))
+      parts.setdefault(k, []).append(v)
   out = {k: np.concatenate(v) for k, v in parts.items()}
   for k, v in out.items():
     if v.dtype.kind in "SO":

@@ -22,9 +22,10 @@ import numpy as np
 
 CAMERA_IDS: tuple[str, ...] = ("54138969", "55011271", "58860488", "60457274")
 # The "frontal camera (cam 3)" of Protocol #3 (Bogo et al. 2016, followed by the
-# paper): 0-based index 3 of the dataset's camera order, i.e. 60457274, the
-# camera most subjects face; it is also the camera later SMPLify/SPIN
-# evaluation code keeps for this protocol.
+# paper): "cam 3" counts from 0 in the dataset's camera order, i.e. 60457274;
+# it is also the one camera that public evaluation code of this protocol
+# (e.g. SPIN's Human3.6M preprocessing) keeps. Change it here if your
+# reading of "cam 3" differs (1-based counting would give 58860488).
 FRONTAL_CAMERA = "60457274"
 SUBJECTS_WITH_CAMERAS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 

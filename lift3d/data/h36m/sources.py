@@ -242,7 +242,7 @@ def read_npz(manual_dir: str, subjects=ALL_SUBJECTS, detections: str | None = No
 
 
 def _read_cdf_pose(path: str, dim: int) -> np.ndarray:
-  import cdflib  # noqa: PLC0415 (only this layout needs it)
+  import cdflib  # only this layout needs it
 
   data = np.asarray(cdflib.CDF(path).varget("Pose"), np.float64)
   if data.size % (32 * dim):

@@ -1,0 +1,36 @@
+"""Config of the 3D pose model fit (issue 4, METHOD §1–§3).
+
+Keys map one to one onto `lift3d.pose_model.fit` arguments (see
+`experiments.jobs.pose_model.fit_kwargs`), plus `seed` (the PRNG key) and
+`plot_modes` (modes drawn per component in the figure).
+"""
+
+import ml_collections
+
+
+def get(smoke: bool = False) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  # K mixture components and J basis vectors per component (chosen from
+  # experiments/benchmarks/fit_quality.py; see results/pose_model.md).
+  config.num_components = 2 if smoke else 3
+  config.num_basis = 4 if smoke else 8
+  # Add the left-right mirror of every training pose (METHOD §1.3).
+  config.mirror = True
+  # Ground-plane alignment (METHOD §2): alternations per basis size, yaw
+  # updates per alternation, relative cost tolerance, and the size of the
+  # subset the alternation runs on for large corpora.
+  config.align_iterations = 2 if smoke else 4
+  config.align_yaw_steps = 2
+  config.align_tolerance = 1e-4
+  config.align_subsample = 65536
+  # EM for the mixture (METHOD §3).
+  config.em_iterations = 5 if smoke else 30
+  config.em_tolerance = 1e-5
+  config.init_subsample = 2000
+  config.min_centre_distance = 1e-6
+  config.noise_floor = 1e-7
+  # Poses per streamed chunk of the sufficient statistics.
+  config.chunk_size = 8192
+  config.seed = 0
+  config.plot_modes = 3
+  return config
