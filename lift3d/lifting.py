@@ -273,11 +273,11 @@ def _prepare(model: PoseModel, rotation, obs_noise, num_yaws: int, unweighted: b
     ops = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(flat, -1, -2), lower=True)
     ops = ops.reshape((*ops.shape[:3], num_joints, 2))  # (K, T', P, L, 2)
     if symmetric:
-      # Columns ordered (P, K, T') so the sum of squares runs over a leading axis.
-      whitened = jnp.transpose(ops[..., 1], (3, 2, 0, 1)).reshape(num_joints, -1)
-      whitened_x = jnp.transpose(ops[..., 0], (3, 2, 0, 1)).reshape(num_joints, -1)
+      # Rows ordered (P, K, T') so the sum of squares runs over leading slices.
+      whitened = jnp.transpose(ops[..., 1], (2, 0, 1, 3)).reshape(-1, num_joints)
+      whitened_x = jnp.transpose(ops[..., 0], (2, 0, 1, 3)).reshape(-1, num_joints)
     else:
-      whitened = jnp.transpose(ops, (3, 4, 2, 0, 1)).reshape(2 * num_joints, -1)
+      whitened = jnp.transpose(ops, (2, 0, 1, 3, 4)).reshape(-1, 2 * num_joints)
   return _Prepared(
       blocks=blocks, features=features, gram_ones=gram_ones, tikhonov=tikhonov,
       score_offset=score_offset, inv_two_var=0.5 / obs_var, proj=proj, rotation=rotation,
@@ -328,24 +328,35 @@ def _frame_terms(prep: _Prepared, points, weights):
 
 
 def _search_unweighted(prep: _Prepared, points, norm2):
-  """Costs (B, K, T) of every (component, yaw) for unit weights: matrix products."""
+  """Costs (B, K, T) of every (component, yaw) for unit weights: matrix products.
+
+  Frames are the minor axis of the products (`operator @ pointsᵀ`), the sum of
+  squares over the P unknowns runs over contiguous slices, and an
+  optimisation barrier keeps XLA from fusing the products into that loop
+  (which it would otherwise emit as a naive, unvectorised dot).
+  """
   batch, num_joints = points.shape[:2]
   num_components, num = prep.tikhonov.shape
   num_yaws = prep.yaws.shape[0]
   if prep.whitened_x is not None:
     half = num_yaws // 2
-    za = (points[..., 1] @ prep.whitened).reshape(batch, num, num_components * half)
-    zb = (points[..., 0] @ prep.whitened_x).reshape(batch, num, num_components * half)
-    both = jnp.sum(za * za + zb * zb, axis=1)
-    cross = 2.0 * jnp.sum(za * zb, axis=1)
-    base = norm2[:, None] - both
-    cost = jnp.stack([base - cross, base + cross], axis=1)  # (B, 2, K·T')
-    cost = cost.reshape(batch, 2, num_components, half)
-    return jnp.transpose(cost, (0, 2, 1, 3)).reshape(batch, num_components, num_yaws)
-  z = (points.reshape(batch, 2 * num_joints) @ prep.whitened).reshape(
-      batch, num, num_components * num_yaws)
-  cost = norm2[:, None] - jnp.sum(z * z, axis=1)
-  return cost.reshape(batch, num_components, num_yaws)
+    width = num_components * half
+    za = prep.whitened @ points[..., 1].T  # (P·K·T', B)
+    zb = prep.whitened_x @ points[..., 0].T
+    za, zb = jax.lax.optimization_barrier((za, zb))
+    both = sum(za[i * width:(i + 1) * width] ** 2 + zb[i * width:(i + 1) * width] ** 2
+               for i in range(num))
+    cross = 2.0 * sum(za[i * width:(i + 1) * width] * zb[i * width:(i + 1) * width]
+                      for i in range(num))
+    base = norm2 - both
+    cost = jnp.stack([base - cross, base + cross], axis=0)  # (2, K·T', B)
+    cost = cost.reshape(2, num_components, half, batch)
+    return jnp.transpose(cost, (3, 1, 0, 2)).reshape(batch, num_components, num_yaws)
+  width = num_components * num_yaws
+  z = prep.whitened @ points.reshape(batch, 2 * num_joints).T  # (P·K·T, B)
+  z = jax.lax.optimization_barrier(z)
+  cost = norm2 - sum(z[i * width:(i + 1) * width] ** 2 for i in range(num))
+  return jnp.transpose(cost.reshape(num_components, num_yaws, batch), (2, 0, 1))
 
 
 def _search_weighted(prep: _Prepared, gram, rhs, norm2):

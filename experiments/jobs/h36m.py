@@ -59,12 +59,13 @@ def _fit_or_load(cfg, train_source, workdir: str, seed: int):
   return model, path
 
 
-def _fingerprint(cfg, model_path: str, use_det: bool) -> str:
+def _fingerprint(cfg, model_path: str, use_det: bool, dataset: list) -> str:
+  """Hash of everything a cached action depends on: model, settings, dataset."""
   h = hashlib.sha256()
   with open(model_path, "rb") as f:
     h.update(f.read())
   h.update(json.dumps([cfg.protocol, use_det, cfg.num_yaws, cfg.refine, cfg.use_camera_rotation,
-                       cfg.max_frames_per_action]).encode())
+                       cfg.max_frames_per_action, *dataset]).encode())
   return h.hexdigest()[:16]
 
 
@@ -179,7 +180,9 @@ def run(config, workdir: str) -> dict:
 
   cache_dir = os.path.join(workdir, f"h36m_{protocol.name}")
   os.makedirs(cache_dir, exist_ok=True)
-  fingerprint = _fingerprint(cfg, model_path, use_det)
+  fingerprint = _fingerprint(cfg, model_path, use_det, [
+      os.path.abspath(os.path.expanduser(config.data_dir)), builder.info.full_name,
+      len(data["frame"])])
   present = set(data["action"].tolist())
   actions = [a for a in lift_eval.H36M_ACTIONS if a in present]
   actions += sorted(present - set(actions))

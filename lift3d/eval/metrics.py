@@ -4,7 +4,10 @@ Every metric takes predictions and ground truth of the same shape and returns
 one error per frame, shape (...), in the inputs' units (millimetres on
 Human3.6M). The inputs may be NumPy or JAX arrays: NumPy in, NumPy out; JAX in,
 JAX out (jit/vmap-able, no value checks inside jit). Average the per-frame
-values with `np.mean` or the tables of `lift3d.eval.tables`.
+values with `np.mean` or the tables of `lift3d.eval.tables`. Shapes are
+checked (ValueError naming them); values are not: a frame holding NaN (e.g. a
+lifted frame that is not `valid`) gets a NaN error, so one bad frame shows
+instead of being silently dropped or raising mid-evaluation.
 
 Conventions (named once here):
   * MPJPE: mean Euclidean joint error, optionally after subtracting a root

@@ -352,7 +352,7 @@ def align_chunked(chunked: stream.Chunked, num_basis: int, *, subsample=None, ce
   work = chunked if subsample is None else subsample
   num_joints = chunked.data.shape[-2] // 3
   yaws = tomasi_kanade_yaws(work)
-  reference = jnp.zeros((3 * num_joints,), jnp.float32)
+  reference = stream.replicate(jnp.zeros((3 * num_joints,), jnp.float32), stream.mesh_of(work))
   costs, sizes = [], []
   bar = tqdm.tqdm(total=num_basis * iterations_per_size, desc="align", disable=not progress)
   model = None

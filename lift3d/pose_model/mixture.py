@@ -164,18 +164,6 @@ def _weighted_stats(columns, weights):
 
 
 @jax.jit
-def _hard_stats(chunked: stream.Chunked, centres):
-  """Statistics of the hard assignment of every sample to its nearest centre."""
-
-  def fn(columns, mask):
-    sq = jnp.sum(centres**2, 1)[:, None] - 2.0 * centres @ columns  # + ||y||², same for all k
-    weights = jax.nn.one_hot(jnp.argmin(sq, 0), centres.shape[0], axis=0) * mask
-    return _weighted_stats(columns, weights)
-
-  return stream.scan_sum(fn, chunked)
-
-
-@jax.jit
 def _em_stats(chunked: stream.Chunked, mixture: Mixture):
   """E-step: log-likelihood of the current model and the weighted statistics."""
 
@@ -206,6 +194,12 @@ def _m_step(stats, previous: Mixture, noise_floor, *, num_basis):
   return jax.tree.map(
       lambda new, old: jnp.where(alive.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
       mixture, previous._replace(weights=weights))
+
+
+# σ² of the vanishing-width Gaussians that turn the E-step into a hard
+# assignment (squared distances are ≥ 1e-8 apart in float32 sums of normalised
+# poses, so the responsibilities are one-hot).
+_HARD_WIDTH = 1e-12
 
 
 class MixtureFit(NamedTuple):
@@ -242,22 +236,29 @@ def fit_mixture_chunked(chunked: stream.Chunked, num_samples: int, num_component
     A `MixtureFit`.
   """
   rows = chunked.data.shape[-1]
-  pick = jax.random.choice(key, num_samples, (min(init_subsample, num_samples),), replace=False)
-  pick = np.sort(np.asarray(pick))
+  mesh = stream.mesh_of(chunked)
+  # (NumPy draws the subsample, seeded from the key: jax.random.choice without
+  # replacement would compile a sort of all N indices.)
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+  pick = np.sort(rng.choice(num_samples, min(init_subsample, num_samples), replace=False))
   subsample = np.asarray(chunked.data[pick // rows, :, pick % rows])  # (n, D)
   centres = subsample[greedy_centres(subsample, num_components, min_distance=min_centre_distance)]
   if len(centres) < num_components:
     logging.warning("fit_mixture: only %d distinct initial centres for %d components",
                     len(centres), num_components)
-  centres = jnp.asarray(centres)
   num_found, dim = centres.shape
-  # (A placeholder "previous" model with the same structure, so the M-step
-  # compiles once; every centre owns at least itself, so none is replaced.)
-  placeholder = Mixture(centres, jnp.zeros((num_found, num_basis, dim)),
-                        jnp.zeros((num_found, num_basis)), jnp.ones((num_found,)),
-                        jnp.full((num_found,), 1.0 / num_found))
-  mixture = _m_step(_hard_stats(chunked, centres), placeholder, noise_floor,
-                    num_basis=num_basis)
+  # The first M-step uses the hard assignment to the nearest centre: the
+  # E-step of a mixture of equal isotropic Gaussians of vanishing width at the
+  # centres (so it reuses the compiled E-step). Every centre owns at least
+  # itself, so the M-step replaces no component by this placeholder.
+  hard = Mixture(jnp.asarray(centres, jnp.float32),
+                 jnp.zeros((num_found, num_basis, dim), jnp.float32),
+                 jnp.zeros((num_found, num_basis), jnp.float32),
+                 jnp.full((num_found,), _HARD_WIDTH, jnp.float32),
+                 jnp.full((num_found,), 1.0 / num_found, jnp.float32))
+  hard = stream.replicate(hard, mesh)
+  noise_floor = stream.replicate(jnp.float32(noise_floor), mesh)
+  mixture = _m_step(_em_stats(chunked, hard)[1], hard, noise_floor, num_basis=num_basis)
   history = []
   bar = tqdm.tqdm(total=iterations, desc="EM", disable=not progress)
   for _ in range(iterations):

@@ -11,7 +11,7 @@ import os
 
 import matplotlib
 
-matplotlib.use("Agg")  # noqa: E402  (figures are written to files)
+matplotlib.use("Agg")  # figures are written to files
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -63,6 +63,20 @@ def shard(x, mesh: Mesh) -> jax.Array:
   return jax.device_put(x, NamedSharding(mesh, spec))
 
 
+def replicate(tree, mesh: Mesh):
+  """Places a pytree of (small) arrays on every device of the mesh.
+
+  Arrays passed to the jitted passes next to chunked data must carry the same
+  (replicated) sharding on every call, or each new sharding recompiles.
+  """
+  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def mesh_of(chunked: Chunked) -> Mesh:
+  """The mesh that `chunked` was placed on by `chunk`."""
+  return chunked.mask.sharding.mesh
+
+
 def chunk(data, chunk_size: int, mesh: Mesh) -> Chunked:
   """Pads and reshapes (N, ...) samples into sharded chunks (C, ..., B).
 

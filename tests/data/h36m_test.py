@@ -155,6 +155,14 @@ def prepared():
         out[(layout, p, "test")] = (src, h36m.read_arrays(src, batch_size=64))
       train = h36m.data_source(data_dir, "protocol1", "train")
       out[(layout, "protocol1", "train")] = (train, h36m.read_arrays(train, batch_size=64))
+    # A non-default training stride makes a config of its own; once prepared,
+    # the records are reused without the manual directory.
+    data_dir = os.path.join(root, "tfds_npz")
+    builder = h36m.prepare(data_dir, npz_dir, "protocol2", train_frame_step=10)
+    again = h36m.prepare(data_dir, os.path.join(root, "gone"), "protocol2", train_frame_step=10)
+    assert again.info.full_name == builder.info.full_name == "lift3d_h36m/protocol2_train10/1.0.0"
+    train10 = builder.as_data_source()["train"]
+    out[("npz", "protocol2_train10", "train")] = (train10, h36m.read_arrays(train10))
     yield out
 
 
@@ -185,6 +193,9 @@ def test_protocol_sizes(prepared):
   assert set(train["subject"]) == set(h36m.TRAIN_SUBJECTS)
   assert len(train["frame"]) == _num_expected(h36m.TRAIN_SUBJECTS, cam4[:1], (1, 2), 5)
   assert set(train["camera"]) == {h36m.builder.TRAIN_CAMERA}
+  _, train10 = prepared[("npz", "protocol2_train10", "train")]
+  assert len(train10["frame"]) == _num_expected(h36m.TRAIN_SUBJECTS, cam4[:1], (1, 2), 10)
+  assert np.all(train10["frame"] % 10 == 0)
 
 
 @pytest.mark.parametrize("layout", ["npz", "cdf"])

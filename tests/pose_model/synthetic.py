@@ -64,3 +64,17 @@ def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   qa, _ = np.linalg.qr(a.T)
   qb, _ = np.linalg.qr(b.T)
   return np.arccos(np.clip(np.linalg.svd(qa.T @ qb, compute_uv=False), -1, 1))
+
+
+def planted_poses(num: int, seed: int = 0):
+  """(num, 17, 3) float32 metres: a 3-vector PPCA around REST_POSE at random yaws.
+
+  Returns:
+    (poses, yaws (num,)) with poses[n] = R_{yaws[n]} (aligned pose n).
+  """
+  rng = np.random.default_rng(seed)
+  basis = random_orthonormal(rng, 3, 51)
+  aligned = sample_ppca(rng, REST_POSE.reshape(-1), basis, np.array([4e-3, 2e-3, 1e-3]), 1e-6,
+                        num)
+  yaws = rng.uniform(-np.pi, np.pi, num)
+  return rotate(aligned.reshape(num, 17, 3), yaws).astype(np.float32), yaws

@@ -155,6 +155,8 @@ def prepare(data_dir: str, manual_dir: str, protocol: str = "protocol1", *,
             train_frame_step: int = _TRAIN_FRAME_STEP) -> Lift3dH36m:
   """Converts the manual directory into array_record files (once; later calls reuse them).
 
+  Once prepared, the records are reused without looking at `manual_dir`.
+
   Args:
     data_dir: the TFDS data directory the records go to.
     manual_dir: the user's Human3.6M copy (see `sources.expected_files_message`).
@@ -166,8 +168,10 @@ def prepare(data_dir: str, manual_dir: str, protocol: str = "protocol1", *,
     The prepared builder (`builder.as_data_source()[split]` reads it).
   """
   splits.get_protocol(protocol)
-  sources.detect_layout(os.path.expanduser(manual_dir))
   builder = make_builder(data_dir, protocol, train_frame_step=train_frame_step)
+  if builder.is_prepared():
+    return builder
+  sources.detect_layout(os.path.expanduser(manual_dir))
   builder.download_and_prepare(
       file_format="array_record",
       download_config=tfds.download.DownloadConfig(manual_dir=os.path.expanduser(manual_dir)),

@@ -1,0 +1,74 @@
+"""Tests of lift3d.camera: rotations, projections and the 2D normalisation."""
+
+import numpy as np
+import pytest
+
+from lift3d import camera
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.3, -1.2, 2.9])
+def test_rotations_are_proper_and_match_closed_forms(angle):
+  for rot in (camera.yaw_rotation(angle), camera.elevation_rotation(angle)):
+    rot = np.asarray(rot, np.float64)
+    np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=1e-6)
+  c, s = np.cos(angle), np.sin(angle)
+  np.testing.assert_allclose(camera.yaw_rotation(angle),
+                             [[c, 0, s], [0, 1, 0], [-s, 0, c]], atol=1e-6)
+  # The yaw keeps y; the elevation keeps x.
+  np.testing.assert_allclose(np.asarray(camera.yaw_rotation(angle))[1], [0, 1, 0], atol=1e-7)
+  np.testing.assert_allclose(np.asarray(camera.elevation_rotation(angle))[0], [1, 0, 0],
+                             atol=1e-7)
+
+
+def test_elevation_looking_down_lifts_the_horizon():
+  far_ahead = np.array([0.0, 0.0, 10.0])
+  assert (np.asarray(camera.elevation_rotation(0.2)) @ far_ahead)[1] > 0
+
+
+def test_batched_rotations():
+  angles = np.linspace(-3, 3, 6).reshape(2, 3)
+  rot = np.asarray(camera.yaw_rotation(angles))
+  assert rot.shape == (2, 3, 3, 3)
+  np.testing.assert_allclose(rot[1, 2], camera.yaw_rotation(angles[1, 2]), atol=1e-6)
+
+
+def test_weak_perspective_flips_y_and_scales():
+  points = np.array([[[0.0, 1.0, 5.0], [2.0, 0.0, -1.0]]])
+  pixels = np.asarray(camera.weak_perspective(points, np.array([10.0]),
+                                              translation=np.array([[100.0, 50.0]])))
+  np.testing.assert_allclose(pixels, [[[100.0, 40.0], [120.0, 50.0]]])
+  rot = camera.elevation_rotation(0.5)
+  rotated = np.asarray(camera.weak_perspective(points, np.array([1.0]), rotation=rot))
+  expected = np.einsum("ab,nlb->nla", np.asarray(rot), points)[..., :2] * [1, -1]
+  np.testing.assert_allclose(rotated, expected, atol=1e-6)
+
+
+def test_pinhole_matches_similar_triangles():
+  points = np.array([[1.0, 2.0, 4.0], [-1.0, 0.0, 2.0]])
+  pixels = np.asarray(camera.pinhole(points, 100.0, np.array([320.0, 240.0])))
+  np.testing.assert_allclose(pixels, [[345.0, 190.0], [270.0, 240.0]], atol=1e-4)
+
+
+def test_normalize_round_trip_and_invariance():
+  rng = np.random.default_rng(0)
+  keypoints = rng.normal(size=(4, 17, 2)) * 40 + 300
+  weights = rng.uniform(0.2, 1.0, size=(4, 17))
+  weights[:, :3] = 0.0
+  keypoints[:, :3] = np.nan  # weight 0: ignored
+  norm = camera.normalize_keypoints(keypoints, weights)
+  points = np.asarray(norm.points)
+  assert np.isfinite(points).all()
+  np.testing.assert_allclose(points[:, :3], 0.0)
+  # Unit weighted RMS radius, zero weighted mean.
+  w = weights[..., None]
+  np.testing.assert_allclose((w * points).sum(1), 0.0, atol=1e-5)
+  np.testing.assert_allclose((weights * (points**2).sum(-1)).sum(1) / weights.sum(1), 1.0,
+                             rtol=1e-5)
+  # y is flipped (pixels y down -> y up).
+  assert np.all(np.sign(points[:, 3:, 1]) == -np.sign(keypoints[:, 3:, 1] - norm.centre[:, None, 1]))
+  back = np.asarray(camera.denormalize_keypoints(norm.points, norm.centre, norm.size))
+  np.testing.assert_allclose(back[:, 3:], keypoints[:, 3:], rtol=1e-5)
+  moved = camera.normalize_keypoints(keypoints * 3.0 - 17.0, weights)
+  np.testing.assert_allclose(moved.points, norm.points, atol=1e-5)
+  np.testing.assert_allclose(moved.size, 3.0 * np.asarray(norm.size), rtol=1e-5)

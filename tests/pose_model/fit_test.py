@@ -1,0 +1,111 @@
+"""The whole fit (METHOD §1–§3) on planted poses in metres, and on several devices."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from lift3d.pose_model import fit, fit_detailed, load
+from tests.pose_model import synthetic
+from tests.pose_model.conftest import STANDARD
+
+
+def _limb_norm(pose):
+  return np.sqrt(sum(np.sum((pose[a] - pose[b]) ** 2) for a, b in synthetic.LIMBS))
+
+
+def test_fit_gives_a_consistent_model(planted, planted_fit):
+  poses, yaws = planted
+  result = planted_fit
+  model = result.model
+  assert result.num_poses == 2 * len(poses)  # mirrors added
+  assert model.mean.shape == (2, 17, 3) and model.basis.shape == (2, 3, 17, 3)
+  assert model.variances.shape == (2, 3) and model.noise.shape == (2,)
+  np.testing.assert_allclose(np.sum(model.weights), 1.0, atol=1e-6)
+  for k in range(2):
+    flat = np.asarray(model.basis[k]).reshape(3, -1)
+    np.testing.assert_allclose(flat @ flat.T, np.eye(3), atol=1e-5)
+  assert np.all(np.asarray(model.variances) >= 0) and np.all(np.asarray(model.noise) > 0)
+  # limb_scale: the mean limb norm of the input poses, in metres.
+  np.testing.assert_allclose(model.limb_scale, np.mean([_limb_norm(p) for p in poses]),
+                             rtol=1e-5)
+  # The model's poses are normalised: centred means with limb norm about 1.
+  for k in range(2):
+    mean = np.asarray(model.mean[k])
+    np.testing.assert_allclose(mean.mean(0), 0.0, atol=1e-5)
+    assert 0.9 < _limb_norm(mean) < 1.1
+  # Yaws: recovered up to one global rotation (default, short alternation).
+  diff = np.angle(np.exp(1j * (result.yaws - yaws)))
+  offset = np.angle(np.mean(np.exp(1j * diff)))
+  assert np.median(np.abs(np.angle(np.exp(1j * (diff - offset))))) < 0.05
+  # EM never lowered the likelihood; the alignment cost never rose.
+  assert np.all(np.diff(result.log_likelihood) >= -1e-6 * np.abs(result.log_likelihood[:-1]))
+  assert np.all(np.diff(result.align_cost) <= 1e-5 * result.align_cost[:-1])
+
+
+def test_fit_without_mirror_keeps_the_sample_mean(planted):
+  # 800 distinct poses without mirrors: the same array sizes as the standard fit.
+  poses, _ = synthetic.planted_poses(800, seed=1)
+  result = fit_detailed(poses, key=jax.random.key(1), mirror=False, **STANDARD)
+  model = result.model
+  assert result.num_poses == 800
+  # EM keeps Σ_k π_k μ_k = the mean of the aligned poses, here the rest pose
+  # (normalised; in the canonical frame its left side is along +x, like REST_POSE).
+  pooled = np.einsum("k,klc->lc", np.asarray(model.weights), np.asarray(model.mean))
+  np.testing.assert_allclose(pooled, synthetic.normalised_rest_pose(), atol=0.02)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(poses=np.zeros((10, 16, 3))), r"17, 3"),
+    (dict(poses=np.zeros((1, 17, 3))), "N ≥ 2"),
+    (dict(num_basis=0), "num_basis"),
+    (dict(num_basis=51), "num_basis"),
+    (dict(num_components=0), "num_components"),
+])
+def test_fit_rejects_bad_arguments(planted, kwargs, match):
+  args = dict(poses=planted[0][:20], num_components=2, num_basis=3, key=jax.random.key(0))
+  args.update(kwargs)
+  with pytest.raises(ValueError, match=match):
+    fit(**args)
+
+
+def test_fit_rejects_nan(planted):
+  poses = planted[0][:20].copy()
+  poses[3, 4, 1] = np.nan
+  with pytest.raises(ValueError, match="NaN"):
+    fit(poses, key=jax.random.key(0))
+
+
+_MULTI_DEVICE = textwrap.dedent("""
+    import sys, jax
+    assert len(jax.devices()) == 4, jax.devices()
+    from lift3d.pose_model import fit, save
+    from tests.pose_model import synthetic
+    from tests.pose_model.conftest import STANDARD
+    poses, _ = synthetic.planted_poses(400)
+    save(sys.argv[1], fit(poses, key=jax.random.key(0), **STANDARD))
+""")
+
+
+def test_multi_device_fit_equals_single_device(planted_fit, tmp_path):
+  path = str(tmp_path / "four.npz")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+  proc = subprocess.run([sys.executable, "-c", _MULTI_DEVICE, path], cwd=root, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  four, one = load(path), planted_fit.model
+  for name in ("mean", "variances", "noise", "weights", "limb_scale"):
+    np.testing.assert_allclose(getattr(four, name), getattr(one, name), rtol=2e-3, atol=2e-5,
+                               err_msg=name)
+  # Same subspaces (projectors), whatever the eigenvector signs.
+  def projector(basis):
+    flat = np.asarray(basis).reshape(2, 3, -1)
+    return np.einsum("kjx,kjy->kxy", flat, flat)
+  np.testing.assert_allclose(projector(four.basis), projector(one.basis), atol=2e-3)
