@@ -1,8 +1,8 @@
 """Cameras: yaw and elevation rotations, weak perspective and pinhole projection,
 and the pixel <-> normalised 2D conversion (METHOD §0, §4).
 
-3D points are y up (x right, z along the camera's viewing direction); image
-pixels are y down. The y flip happens here and nowhere else: `normalize_keypoints`
+3D points are right-handed, x right, y up, so z points out of the image,
+towards the viewer (a camera looks along -z); image pixels are y down. The y flip happens here and nowhere else: `normalize_keypoints`
 turns pixels into normalised y-up coordinates and `denormalize_keypoints` turns
 them back.
 
@@ -42,8 +42,9 @@ def elevation_rotation(elevation) -> jnp.ndarray:
   """Camera rotation `E` (METHOD §4) of a camera pitched down by `elevation`.
 
   A camera whose optical axis points `elevation` radians below the horizon
-  sees a world point X (y up, z forward) at camera coordinates `E X`, with
-  `E = [[1, 0, 0], [0, cos φ, sin φ], [0, -sin φ, cos φ]]`: a point far
+  sees a world point X (y up, the camera looking along -z when level) at
+  camera coordinates `E X`, with
+  `E = [[1, 0, 0], [0, cos φ, -sin φ], [0, sin φ, cos φ]]`: a point far
   ahead on the horizon appears above the image centre.
 
   Args:
@@ -57,8 +58,8 @@ def elevation_rotation(elevation) -> jnp.ndarray:
   zero, one = jnp.zeros_like(c), jnp.ones_like(c)
   rows = [
       jnp.stack([one, zero, zero], -1),
-      jnp.stack([zero, c, s], -1),
-      jnp.stack([zero, -s, c], -1),
+      jnp.stack([zero, c, -s], -1),
+      jnp.stack([zero, s, c], -1),
   ]
   return jnp.stack(rows, -2)
 
@@ -102,8 +103,8 @@ def pinhole(points, focal, principal) -> jnp.ndarray:
   """Perspective projection of camera-frame points to pixels.
 
   Args:
-    points: (..., L, 3) points in the camera frame, x right, y up, z the
-      depth along the optical axis (positive in front of the camera).
+    points: (..., L, 3) points in the camera frame, x right, y up, z towards
+      the viewer, so points in front of the camera have z < 0 (depth -z).
     focal: (...) focal length in pixels.
     principal: (..., 2) principal point in pixels.
 
@@ -112,7 +113,7 @@ def pinhole(points, focal, principal) -> jnp.ndarray:
   """
   points = jnp.asarray(points)
   focal = jnp.asarray(focal)[..., None, None]
-  xy = points[..., :2] / points[..., 2:3]
+  xy = points[..., :2] / -points[..., 2:3]
   return flip_y(xy) * focal + jnp.asarray(principal)[..., None, :]
 
 

@@ -56,8 +56,8 @@ from lift3d.pose_model.model import PoseModel
 from lift3d.skeleton import H36M17, Skeleton
 
 DEFAULT_OBS_NOISE = 0.05
-_UNWEIGHTED_CHUNK = 1024
-_WEIGHTED_CHUNK = 64
+_UNWEIGHTED_CHUNK = 256
+_WEIGHTED_CHUNK = 32
 
 # (p, q) coordinate pairs of the Gram terms H_pq; a level camera (E = I) only
 # needs these four, since M(θ) has no x-y or y-z entries.
@@ -70,7 +70,7 @@ class LiftResult:
   """The lifted poses (a pytree; every field has the input's batch shape `...`).
 
   Attributes:
-    pose3d: (..., L, 3) millimetres, x right, y up, in the camera's frame
+    pose3d: (..., L, 3) millimetres, x right, y up, z towards the viewer, in the camera's frame
       (rotated by the camera rotation E if one was given), root joint at 0.
     yaw: (...) radians in [0, 2π), θ of METHOD §4.
     scale: (...) weak-perspective scale, input pixels per millimetre of
@@ -319,16 +319,27 @@ def _frame_terms(prep: _Prepared, points, weights):
         c = c + sums[..., q, iu] * sums[..., p, ju]
       corr.append(c / total)
     gram = gram - jnp.stack(corr, axis=-2)
-  # N[b, k, q, p, i] = Σ_l D_l² u_lq B_lpi; then A_θᵀD²w = y⁰ + cos θ y¹ + sin θ y².
-  n = jnp.einsum("blq,klpi->bkqpi", weighted_u, prep.blocks)
-  y0 = n[:, :, 1, 1]
-  y1 = n[:, :, 0, 0] + n[:, :, 2, 2]
-  y2 = n[:, :, 0, 2] - n[:, :, 2, 0]
+  # With N_qp = Σ_l D_l² u_lq B_lp (u = EᵀΠᵀw), A_θᵀD²w = y⁰ + cos θ y¹ + sin θ y²
+  # where y⁰ = N_11, y¹ = N_00 + N_22, y² = N_02 − N_20 (from the entries of
+  # R_θ); each N_qp is one (B, L) x (L, K·P) product.
+  batch = points.shape[0]
+  num_components, _, _, num = prep.blocks.shape
+
+  def project(q, p):
+    coords = jnp.transpose(prep.blocks[:, :, p], (1, 0, 2)).reshape(-1, num_components * num)
+    return (weighted_u[..., q] @ coords).reshape(batch, num_components, num)
+
+  y0 = project(1, 1)
+  y1 = project(0, 0)
+  y2 = project(0, 2)
+  if prep.rotation is not None:  # u_z = 0 for a level camera
+    y1 = y1 + project(2, 2)
+    y2 = y2 - project(2, 0)
   return gram, jnp.stack([y0, y1, y2], axis=2), norm2
 
 
 def _search_unweighted(prep: _Prepared, points, norm2):
-  """Costs (B, K, T) of every (component, yaw) for unit weights: matrix products.
+  """Costs (K, T, B) of every (component, yaw) for unit weights: matrix products.
 
   Frames are the minor axis of the products (`operator @ pointsᵀ`), the sum of
   squares over the P unknowns runs over contiguous slices, and an
@@ -351,16 +362,16 @@ def _search_unweighted(prep: _Prepared, points, norm2):
     base = norm2 - both
     cost = jnp.stack([base - cross, base + cross], axis=0)  # (2, K·T', B)
     cost = cost.reshape(2, num_components, half, batch)
-    return jnp.transpose(cost, (3, 1, 0, 2)).reshape(batch, num_components, num_yaws)
+    return jnp.transpose(cost, (1, 0, 2, 3)).reshape(num_components, num_yaws, batch)
   width = num_components * num_yaws
   z = prep.whitened @ points.reshape(batch, 2 * num_joints).T  # (P·K·T, B)
   z = jax.lax.optimization_barrier(z)
   cost = norm2 - sum(z[i * width:(i + 1) * width] ** 2 for i in range(num))
-  return jnp.transpose(cost.reshape(num_components, num_yaws, batch), (2, 0, 1))
+  return cost.reshape(num_components, num_yaws, batch)
 
 
 def _search_weighted(prep: _Prepared, gram, rhs, norm2):
-  """Costs (B, K, T) of every (component, yaw) with per-frame Gram terms.
+  """Costs (K, T, B) of every (component, yaw) with per-frame Gram terms.
 
   Works in a (K, T', B) layout, frames in the trailing (vector) axis, with the
   factorisation unrolled over the P unknowns.
@@ -396,7 +407,7 @@ def _search_weighted(prep: _Prepared, gram, rhs, norm2):
     z = _forward(low, inv_diag, [
         rhs_t[:, 0, i] + cos * rhs_t[:, 1, i] + sin * rhs_t[:, 2, i] for i in range(num)])
     cost = norm2 - sum(v * v for v in z)
-  return jnp.transpose(cost, (2, 0, 1))
+  return cost
 
 
 def _solve_at(prep: _Prepared, yaw, gram, rhs, norm2, tikhonov, solution: bool):
@@ -512,13 +523,20 @@ def _lift_chunk(prep: _Prepared, model: PoseModel, keypoints, visibility, *, ref
     costs = _search_unweighted(prep, points, norm2)
   else:
     costs = _search_weighted(prep, gram, rhs, norm2)
-  costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)
-  best = jnp.argmin(costs, axis=-1)  # (B, K)
+  # Frames stay the minor axis until here: reductions over T then vectorise.
+  # (The barrier keeps XLA from fusing the search into these reductions,
+  # which it otherwise compiles into a slow, strided loop.)
+  costs = jax.lax.optimization_barrier(costs)
+  costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)  # (K, T, B)
+  lowest = jnp.min(costs, axis=1, keepdims=True)
+  # argmin as two min-reductions: XLA's variadic argmin reduce is far slower here.
+  index = jnp.arange(costs.shape[1], dtype=jnp.int32)[None, :, None]
+  best = jnp.min(jnp.where(costs == lowest, index, costs.shape[1] - 1), axis=1).T  # (B, K)
+  comp_cost = lowest[:, 0].T
   yaw = prep.yaws[best]
-  frame_gram = (jnp.broadcast_to(prep.gram_ones, (batch, *prep.gram_ones.shape))
-                if gram is None else gram)
-  comp_cost = jnp.take_along_axis(costs, best[..., None], axis=-1)[..., 0]
   if refine:
+    frame_gram = (jnp.broadcast_to(prep.gram_ones, (batch, *prep.gram_ones.shape))
+                  if gram is None else gram)
     yaw, comp_cost = _refine(prep, yaw, frame_gram, rhs, norm2, refine_steps)
   score = comp_cost * prep.inv_two_var + prep.score_offset
   score = jnp.where(jnp.isfinite(score), score, jnp.inf)
@@ -528,14 +546,23 @@ def _lift_chunk(prep: _Prepared, model: PoseModel, keypoints, visibility, *, ref
 
   take = lambda x: jnp.take_along_axis(  # noqa: E731
       x, component.reshape((batch, 1) + (1,) * (x.ndim - 2)), axis=1)[:, 0]
-  cost, solution = _solve_at(prep, yaw, take(frame_gram), take(rhs), norm2,
+  chosen_gram = prep.gram_ones[component] if gram is None else take(gram)
+  cost, solution = _solve_at(prep, yaw, chosen_gram, take(rhs), norm2,
                              prep.tikhonov[component], True)
   scale = solution[:, 0]
   coeffs = solution[:, 1:] / scale[:, None]
-  pose = model.mean[component] + jnp.einsum("bj,bjlc->blc", coeffs, model.basis[component])
-  pose = jnp.einsum("bac,blc->bla", camera.yaw_rotation(yaw), pose)
+  # μ_k + a·e_k as one plain matrix product over all K (one-hot in k), and
+  # R_θ applied elementwise: both vectorise far better than per-frame dots.
+  num_components = prep.tikhonov.shape[0]
+  mix = jax.nn.one_hot(component, num_components, dtype=dtype)[:, :, None] * jnp.concatenate(
+      [jnp.ones_like(scale)[:, None], coeffs], axis=1)[:, None, :]  # (B, K, P)
+  flat_blocks = jnp.transpose(prep.blocks, (0, 3, 1, 2)).reshape(-1, num_joints * 3)
+  pose = (mix.reshape(batch, -1) @ flat_blocks).reshape(batch, num_joints, 3)
+  cos, sin = jnp.cos(yaw)[:, None], jnp.sin(yaw)[:, None]
+  pose = jnp.stack([cos * pose[..., 0] + sin * pose[..., 2], pose[..., 1],
+                    cos * pose[..., 2] - sin * pose[..., 0]], axis=-1)
   if prep.rotation is not None:
-    pose = jnp.einsum("ac,blc->bla", prep.rotation, pose)
+    pose = pose @ prep.rotation.T
   # Reprojection: s Π E R_θ X, with t eliminated as in the fit (weighted mean).
   proj = scale[:, None, None] * pose[..., :2]
   w = jnp.ones(keypoints.shape[:2], dtype) if joint_w is None else joint_w
@@ -656,7 +683,8 @@ def lift(
     camera_rotation: optional (3, 3) camera rotation E (METHOD §4), e.g.
       `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
     min_visible: frames with fewer joints of positive weight are not valid.
-    chunk_size: frames per chunk (default 1024 unweighted, 64 weighted).
+    chunk_size: frames per chunk (default 256 unweighted, 32 weighted; chosen with
+      experiments/benchmarks/lift_speed.py so the working set stays in cache).
     obs_noise: 2D noise standard deviation in normalised units (fraction of
       the pose's RMS radius) used in σ_obs (see the module docstring).
     refine_steps: LM steps when `refine` (static).

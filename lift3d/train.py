@@ -257,6 +257,28 @@ def make_train_step(model: cpm.CPM, tx: optax.GradientTransformation, mesh: Mesh
   )
 
 
+def create_train_state(model: cpm.CPM, tx: optax.GradientTransformation, key: jax.Array,
+                       image_shape: tuple[int, int], pose_model: PoseModel,
+                       mesh: Mesh) -> TrainState:
+  """Initial `TrainState`, replicated over `mesh` (as the training step returns it).
+
+  Args:
+    model: the `CPM` module.
+    tx: the optimiser.
+    key: a jax.random key for the initial parameters.
+    image_shape: (H, W) pixels.
+    pose_model: the pose model (only its shapes matter here).
+    mesh: the data-parallel mesh.
+
+  Returns:
+    The state at step 0, placed like the step's outputs (so that the step's
+    first and later calls share one compilation).
+  """
+  params = cpm.init(model, key, image_shape, pose_model)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  return jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+
+
 def data_mesh(devices=None) -> Mesh:
   """A one-axis ("data") mesh over `devices` (default: all devices of all hosts)."""
   devices = jax.devices() if devices is None else devices
@@ -416,9 +438,7 @@ def train(
   )
   step_fn = make_train_step(model, tx, mesh, bool(mask_invisible))
 
-  params = cpm.init(model, jax.random.key(seed), image_shape, pose_model)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-  state = jax.device_put(state, replicated)
+  state = create_train_state(model, tx, jax.random.key(seed), image_shape, pose_model, mesh)
   pose_model = jax.device_put(pose_model, replicated)
 
   manager = ocp.CheckpointManager(

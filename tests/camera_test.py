@@ -22,7 +22,7 @@ def test_rotations_are_proper_and_match_closed_forms(angle):
 
 
 def test_elevation_looking_down_lifts_the_horizon():
-  far_ahead = np.array([0.0, 0.0, 10.0])
+  far_ahead = np.array([0.0, 0.0, -10.0])  # the camera looks along -z
   assert (np.asarray(camera.elevation_rotation(0.2)) @ far_ahead)[1] > 0
 
 
@@ -45,7 +45,7 @@ def test_weak_perspective_flips_y_and_scales():
 
 
 def test_pinhole_matches_similar_triangles():
-  points = np.array([[1.0, 2.0, 4.0], [-1.0, 0.0, 2.0]])
+  points = np.array([[1.0, 2.0, -4.0], [-1.0, 0.0, -2.0]])  # in front: z < 0
   pixels = np.asarray(camera.pinhole(points, 100.0, np.array([320.0, 240.0])))
   np.testing.assert_allclose(pixels, [[345.0, 190.0], [270.0, 240.0]], atol=1e-4)
 

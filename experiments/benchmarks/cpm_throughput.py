@@ -40,17 +40,18 @@ def _pose_model(path: str | None):
 def _step_time(model, pose_model, images, keypoints, visibility, steps: int):
   """(compile seconds, seconds per step) of the jitted training step on one batch."""
   import jax
-  import jax.numpy as jnp
+  from jax.sharding import NamedSharding, PartitionSpec
 
   from lift3d import train
-  from lift3d.models import cpm
 
   tx = train.make_optimizer(learning_rate=1e-3, schedule="constant")
-  params = cpm.init(model, jax.random.key(0), images.shape[1:3], pose_model)
-  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                           opt_state=tx.init(params))
-  step = train.make_train_step(model, tx, train.data_mesh())
+  mesh = train.data_mesh()
+  state = train.create_train_state(model, tx, jax.random.key(0), images.shape[1:3], pose_model,
+                                   mesh)
+  pose_model = jax.device_put(pose_model, NamedSharding(mesh, PartitionSpec()))
+  step = train.make_train_step(model, tx, mesh, False)  # as train() builds it
   batch = {"image": images, "keypoints2d": keypoints, "visibility": visibility}
+  batch = jax.device_put(batch, NamedSharding(mesh, PartitionSpec("data")))
   start = time.perf_counter()
   state, metrics = step(state, batch, pose_model)
   jax.block_until_ready(metrics["loss"])

@@ -28,7 +28,6 @@ from lift3d.data import mocap, synthetic
 from lift3d.models import cpm
 
 
-
 def section(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The CPM settings: `config.cpm` if present, else the config itself."""
   return config.cpm if "cpm" in config else config
@@ -139,9 +138,9 @@ def draw_example(path: str, image: np.ndarray, prediction, index: int = 0,
   out = prediction.output
   num_landmarks = out.projected.shape[-1]
   maps = {
-      "belief maps b (last stage)": out.belief[-1, index, ..., :num_landmarks].max(-1),
-      "projected maps b̂": out.projected[-1, index].max(-1),
-      "fused maps f": out.fused[-1, index, ..., :num_landmarks].max(-1),
+      r"belief maps $b$ (last stage)": out.belief[-1, index, ..., :num_landmarks].max(-1),
+      r"projected maps $\hat{b}$": out.projected[-1, index].max(-1),
+      r"fused maps $f$": out.fused[-1, index, ..., :num_landmarks].max(-1),
   }
   fig = plt.figure(figsize=(15, 3.4))
   ax = fig.add_subplot(1, 5, 1)

@@ -59,7 +59,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   figure = plot_components(result.model, os.path.join(workdir, FIGURE_FILE),
                            num_modes=int(cfg.get("plot_modes", 3)))
   summary = {
-      "num_training_poses": int(len(poses)),
+      "num_training_poses": len(poses),
       "num_poses_fitted": int(result.num_poses),
       "num_components": int(result.model.num_components),
       "num_basis": int(result.model.num_basis),

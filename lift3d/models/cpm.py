@@ -147,11 +147,11 @@ class CPM(nn.Module):
 
   def _lift_maps(self, maps: jax.Array, pose_model: PoseModel):
     """Landmarks from (B, H, W, L) maps, and their lift."""
+    if not self.differentiable_lift:
+      # Nothing of the lifting enters the backward pass.
+      maps = jax.lax.stop_gradient(maps)
     points, confidence = belief_maps.maps_to_points(maps, self.subpixel)
     visibility = jnp.clip(confidence, 0.0, 1.0)
-    if not self.differentiable_lift:
-      points = jax.lax.stop_gradient(points)
-      visibility = jax.lax.stop_gradient(visibility)
     result = _lift(
         pose_model, points, visibility, num_yaws=self.num_yaws,
         differentiable=self.differentiable_lift,

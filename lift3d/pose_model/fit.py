@@ -19,10 +19,9 @@ import numpy as np
 
 from lift3d.pose_model import mixture as mixture_lib
 from lift3d.pose_model import stream
-from lift3d.pose_model.align import align_chunked, from_planes, to_planes
+from lift3d.pose_model.align import align_chunked, from_planes
 from lift3d.pose_model.model import PoseModel
 from lift3d.pose_model.normalize import check_poses, normalize
-from lift3d.pose_model.normalize import mirror as mirror_poses
 from lift3d.skeleton import H36M17, Skeleton
 
 # Fits on at least this many poses show progress bars unless told otherwise.
@@ -41,6 +40,7 @@ class FitResult(NamedTuple):
     align_cost: (M,) alignment cost history (non-increasing).
     log_likelihood: (I,) mean log-likelihood per pose over EM (non-decreasing).
     seconds: wall time of the fit.
+    phase_seconds: wall time of each phase ("prepare", "align", "em").
   """
 
   model: PoseModel
@@ -50,6 +50,7 @@ class FitResult(NamedTuple):
   align_cost: np.ndarray
   log_likelihood: np.ndarray
   seconds: float
+  phase_seconds: dict
 
 
 def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax.Array,
@@ -57,7 +58,7 @@ def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax
                  align_iterations: int = 4, align_yaw_steps: int = 2,
                  align_tolerance: float = 1e-4, align_subsample: int | None = 65536,
                  em_iterations: int = 30,
-                 em_tolerance: float = 1e-5, init_subsample: int = 2000,
+                 em_tolerance: float = 1e-4, init_subsample: int = 2000,
                  min_centre_distance: float = 1e-6, noise_floor: float = 1e-7,
                  chunk_size: int = 8192, devices=None,
                  progress: bool | None = None) -> FitResult:
@@ -80,24 +81,33 @@ def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax
     progress = num_input >= _PROGRESS_FROM
 
   normalised, scales = normalize(poses, skeleton)
+  normalised = np.asarray(normalised)
   limb_scale = jnp.mean(scales)
-  if mirror:
-    normalised = jnp.concatenate([normalised, mirror_poses(normalised, skeleton)])
-  planes = np.asarray(to_planes(normalised))  # (N, 3L), see align.to_planes
-  del normalised
-  num = planes.shape[0]
+  num = 2 * num_input if mirror else num_input
+  perm = np.array(skeleton.mirror_permutation)
+  flip = np.array([-1.0, 1.0, 1.0], np.float32)
+
+  def planes(start, stop):
+    """Poses [start, stop) of [normalised; mirrored] as (n, 3L) planes (align.to_planes)."""
+    part = normalised[start:min(stop, num_input)]
+    if stop > num_input:  # the mirrors (normalize.mirror, chunk by chunk)
+      mirrored = normalised[max(start, num_input) - num_input:stop - num_input][:, perm] * flip
+      part = np.concatenate([part, mirrored])
+    return np.swapaxes(part, 1, 2).reshape(len(part), -1)
+
   mesh = stream.make_mesh(devices)
-  chunked = stream.chunk(planes, chunk_size, mesh)
+  chunked = stream.chunk_from(num, planes, chunk_size, mesh)
+  normalised = None  # (free it: the chunks hold the poses now)
   subsample = None
   if align_subsample is not None and num > align_subsample:
     stride = -(-num // align_subsample)
-    subsample = stream.chunk(planes[::stride], chunk_size, mesh)
-  del planes
+    subsample = stream.chunk(stream.gather(chunked, np.arange(0, num, stride)), chunk_size, mesh)
   logging.info("fit: %d poses (%s), %d chunks of %d on %d device(s)%s", num,
                "with mirrors" if mirror else "no mirrors", chunked.data.shape[0],
                chunked.data.shape[-1], mesh.size,
                "" if subsample is None else f", aligning on every {stride}-th pose")
 
+  phases = {"prepare": time.perf_counter() - start}
   # The aligned poses are streamed centred on the alignment mean (see
   # mixture.fit_mixture_chunked).
   aligned = align_chunked(
@@ -106,6 +116,7 @@ def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax
       tolerance=align_tolerance, noise_floor=noise_floor, progress=progress)
   del chunked, subsample
   yaws = stream.unchunk(aligned.yaws, num)[:num_input]
+  phases["align"] = time.perf_counter() - start - sum(phases.values())
   align_cost = aligned.cost_history
   em = mixture_lib.fit_mixture_chunked(
       aligned.aligned, num, num_components, num_basis, key=key, iterations=em_iterations,
@@ -113,6 +124,7 @@ def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax
       min_centre_distance=min_centre_distance, noise_floor=noise_floor,
       offset=aligned.ppca.mean, progress=progress)
   del aligned
+  phases["em"] = time.perf_counter() - start - sum(phases.values())
   mix = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), em.mixture)  # off the mesh
   model = PoseModel(
       mean=from_planes(mix.mean, skeleton.num_joints),
@@ -124,15 +136,17 @@ def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax
   )
   num_found = model.num_components
   seconds = time.perf_counter() - start
-  logging.info("fit: K=%d J=%d on %d poses in %.1f s", num_found, num_basis, num, seconds)
-  return FitResult(model, num, yaws, np.asarray(scales), align_cost, em.log_likelihood, seconds)
+  logging.info("fit: K=%d J=%d on %d poses in %.1f s (%s)", num_found, num_basis, num, seconds,
+               ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
+  return FitResult(model, num, yaws, np.asarray(scales), align_cost, em.log_likelihood, seconds,
+                   phases)
 
 
 def fit(poses, *, num_components: int = 3, num_basis: int = 8, key: jax.Array,
         mirror: bool = True, skeleton: Skeleton = H36M17, align_iterations: int = 4,
         align_yaw_steps: int = 2, align_tolerance: float = 1e-4,
         align_subsample: int | None = 65536, em_iterations: int = 30,
-        em_tolerance: float = 1e-5, init_subsample: int = 2000,
+        em_tolerance: float = 1e-4, init_subsample: int = 2000,
         min_centre_distance: float = 1e-6, noise_floor: float = 1e-7,
         chunk_size: int = 8192, devices=None, progress: bool | None = None) -> PoseModel:
   """Fits the mixture-of-PPCA pose model to raw 3D poses (METHOD §1–§3).

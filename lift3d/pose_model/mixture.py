@@ -6,9 +6,9 @@ principal component analysers") treats the component labels as missing: the
 E-step computes responsibilities `r_nk ∝ π_k N(y_n; μ_k, e_kᵀ diag(λ_k) e_k +
 σ_k² I)` in log space with the Woodbury identity, and the M-step refits every
 component in closed form from its responsibility-weighted mean and covariance,
-so the log-likelihood never decreases. The sufficient statistics (Σ r, Σ r·d,
-Σ r·d dᵀ with d = y − μ_k of the previous iteration, which keeps float32 sums
-well conditioned) are accumulated chunk by chunk and across devices.
+so the log-likelihood never decreases. The sufficient statistics (Σ r, Σ r·y,
+Σ r·y yᵀ, with y centred on a fixed offset near the data mean so that float32
+sums stay well conditioned) are accumulated chunk by chunk and across devices.
 
 Initial centres are chosen greedily on a subsample (METHOD §3); the first
 M-step uses the hard assignment of every sample to its nearest centre.
@@ -147,33 +147,41 @@ def _log_densities_columns(mixture: Mixture, columns):
   return log_normal + jnp.log(mixture.weights)[:, None]
 
 
-def _weighted_stats(columns, weights):
-  """(Σ r, Σ r·y, Σ r·y yᵀ) per component.
-
-  Args:
-    columns: (D, B) samples (centred on a fixed offset, for float32 accuracy);
-      weights: (K, B) (zero on padding).
-  """
-  num_components, dim = weights.shape[0], columns.shape[0]
-  counts = jnp.sum(weights, 1)
-  sums = weights @ columns.T  # (K, D)
-  # One (K·D, B) × (B, D) product for all components.
-  weighted = (weights[:, None, :] * columns[None]).reshape(num_components * dim, -1)
-  outer = (weighted @ columns.T).reshape(num_components, dim, dim)
-  return counts, sums, outer
+@jax.jit
+def _scatter(chunked: stream.Chunked):
+  """Σ_n y_n y_nᵀ over all samples (fixed for the whole EM)."""
+  return stream.scan_sum(lambda columns, mask: (columns * mask) @ columns.T, chunked)
 
 
 @jax.jit
-def _em_stats(chunked: stream.Chunked, mixture: Mixture):
-  """E-step: log-likelihood of the current model and the weighted statistics."""
+def _em_stats(chunked: stream.Chunked, mixture: Mixture, scatter):
+  """E-step: log-likelihood of `mixture` and the statistics (Σ r, Σ r·y, Σ r·y yᵀ) per component.
+
+  The responsibilities sum to one per sample, so the second moments of the
+  heaviest component are the total scatter minus the others': K−1 products
+  instead of K (a third less work for K = 3, none for K = 1), and the
+  subtraction is well conditioned since that component holds ≥ 1/K of the data.
+  """
+  num_components = mixture.weights.shape[0]
+  heaviest = jnp.argmax(mixture.weights)
+  others = jnp.argsort(jnp.arange(num_components) == heaviest, stable=True)[:-1]
 
   def fn(columns, mask):
+    dim = columns.shape[0]
     joint = _log_densities_columns(mixture, columns)
     total = jax.nn.logsumexp(joint, 0, keepdims=True)
-    weights = jnp.exp(joint - total) * mask
-    return jnp.sum(total[0] * mask), _weighted_stats(columns, weights)
+    weights = jnp.exp(joint - total) * mask  # (K, B)
+    counts = jnp.sum(weights, 1)
+    sums = weights @ columns.T  # (K, D)
+    # One ((K−1)·D, B) × (B, D) product for the other components.
+    weighted = (weights[others][:, None, :] * columns[None]).reshape(-1, columns.shape[1])
+    outer = (weighted @ columns.T).reshape(num_components - 1, dim, dim)
+    return jnp.sum(total[0] * mask), (counts, sums, outer)
 
-  return stream.scan_sum(fn, chunked)
+  log_likelihood, (counts, sums, partial) = stream.scan_sum(fn, chunked)
+  outer = jnp.zeros((num_components, *scatter.shape), scatter.dtype).at[others].set(partial)
+  outer = outer.at[heaviest].set(scatter - jnp.sum(partial, 0))
+  return log_likelihood, (counts, sums, outer)
 
 
 @functools.partial(jax.jit, static_argnames=("num_basis",))
@@ -258,11 +266,13 @@ def fit_mixture_chunked(chunked: stream.Chunked, num_samples: int, num_component
                  jnp.full((num_found,), 1.0 / num_found, jnp.float32))
   hard = stream.replicate(hard, mesh)
   noise_floor = stream.replicate(jnp.float32(noise_floor), mesh)
-  mixture = _m_step(_em_stats(chunked, hard)[1], hard, noise_floor, num_basis=num_basis)
+  scatter = _scatter(chunked)
+  mixture = _m_step(_em_stats(chunked, hard, scatter)[1], hard, noise_floor,
+                    num_basis=num_basis)
   history = []
   bar = tqdm.tqdm(total=iterations, desc="EM", disable=not progress)
   for _ in range(iterations):
-    total, stats = _em_stats(chunked, mixture)
+    total, stats = _em_stats(chunked, mixture, scatter)
     history.append(float(total) / num_samples)
     bar.update(1)
     bar.set_postfix(ll=f"{history[-1]:.6g}")
@@ -270,7 +280,7 @@ def fit_mixture_chunked(chunked: stream.Chunked, num_samples: int, num_component
       break  # converged: keep the model whose likelihood was just measured.
     mixture = _m_step(stats, mixture, noise_floor, num_basis=num_basis)
   else:
-    history.append(float(_em_stats(chunked, mixture)[0]) / num_samples)
+    history.append(float(_em_stats(chunked, mixture, scatter)[0]) / num_samples)
   bar.close()
   logging.info("EM: K=%d J=%d, mean log-likelihood %.6g after %d iterations",
                len(centres), num_basis, history[-1], len(history) - 1)

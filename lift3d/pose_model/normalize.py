@@ -5,6 +5,8 @@ Shape letters: N poses, L joints.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,17 +65,18 @@ def normalize(poses, skeleton: Skeleton = H36M17) -> tuple[jax.Array, jax.Array]
     ValueError: on a bad shape, NaN, or a pose whose limbs all have length 0.
   """
   check_poses(poses, skeleton)
-  poses = jnp.asarray(poses, jnp.float32)
-  scale = limb_norm(poses, skeleton)
+  normalised, scale = _normalize(jnp.asarray(poses, jnp.float32), skeleton)
   if not isinstance(scale, jax.core.Tracer) and bool(jnp.any(scale <= 0)):
     bad = np.flatnonzero(np.asarray(scale).reshape(-1) <= 0)[:5]
     raise ValueError(f"poses at flat indices {bad.tolist()} have all limb lengths zero")
-  return _normalize(poses, scale)
+  return normalised, scale
 
 
-@jax.jit
-def _normalize(poses, scale):
+@functools.partial(jax.jit, static_argnums=1)
+def _normalize(poses, skeleton):
+  scale = limb_norm(poses, skeleton)
   centred = poses - jnp.mean(poses, axis=-2, keepdims=True)
+  # (A zero scale gives inf/NaN here; `normalize` rejects it before returning.)
   return centred / scale[..., None, None], scale
 
 

@@ -88,16 +88,39 @@ def chunk(data, chunk_size: int, mesh: Mesh) -> Chunked:
   Returns:
     A `Chunked` with data (C, ..., B) and mask (C, B).
   """
-  num = data.shape[0]
-  num_chunks, rows = chunk_rows(num, chunk_size, mesh.size)
   data = np.asarray(data)
-  trailing = data.shape[1:]
-  out = np.zeros((num_chunks, *trailing, rows), data.dtype)
-  for c in range(num_chunks):  # chunk by chunk: no full-size temporary copy.
-    part = data[c * rows:(c + 1) * rows]
+  return chunk_from(len(data), lambda start, stop: data[start:stop], chunk_size, mesh)
+
+
+def chunk_from(num: int, rows: Callable[[int, int], np.ndarray], chunk_size: int,
+               mesh: Mesh) -> Chunked:
+  """Like `chunk`, with the samples made chunk by chunk by `rows(start, stop)`.
+
+  Args:
+    num: N, the number of samples.
+    rows: returns samples [start, stop) as a (stop − start, ...) NumPy array;
+      called once per chunk, in order, so the full set never exists twice.
+    chunk_size, mesh: as for `chunk`.
+
+  Returns:
+    A `Chunked` with data (C, ..., B) and mask (C, B).
+  """
+  num_chunks, size = chunk_rows(num, chunk_size, mesh.size)
+  out = None
+  for c in range(num_chunks):
+    part = np.asarray(rows(c * size, min((c + 1) * size, num)))
+    if out is None:
+      out = np.zeros((num_chunks, *part.shape[1:], size), part.dtype)
     out[c, ..., :len(part)] = np.moveaxis(part, 0, -1)
-  mask = (np.arange(num_chunks * rows) < num).reshape(num_chunks, rows)
+  mask = (np.arange(num_chunks * size) < num).reshape(num_chunks, size)
   return Chunked(shard(out, mesh), shard(mask.astype(np.float32), mesh))
+
+
+def gather(chunked: Chunked, index: np.ndarray) -> np.ndarray:
+  """Samples `index` (n,) of a chunked array, as (n, ...) NumPy."""
+  size = chunked.mask.shape[-1]
+  index = np.asarray(index)
+  return np.asarray(chunked.data[index // size, ..., index % size])
 
 
 def unchunk(x: jax.Array, num: int) -> np.ndarray:

@@ -147,3 +147,22 @@ def test_init_is_deterministic_per_key():
   c = cpm.init(tiny.MODEL, jax.random.key(4), shape, pose_model)
   jax.tree.map(np.testing.assert_array_equal, a, b)
   assert not np.array_equal(a["stage_0"]["Conv_0"]["kernel"], c["stage_0"]["Conv_0"]["kernel"])
+
+
+@pytest.mark.slow
+def test_differentiable_lift_switch_controls_gradients_through_the_lifting():
+  pose_model, params, images, _ = _setup()
+
+  def projected_sum(p, model):
+    return jnp.sum(model.apply({"params": p}, images, pose_model).projected[0])
+
+  for differentiable in (False, True):
+    model = tiny.MODEL.clone(differentiable_lift=differentiable)
+    grads = jax.jit(jax.grad(projected_sum), static_argnums=1)(params, model)
+    norm = float(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads["stage_0"])))
+    assert np.isfinite(norm)
+    # Stage 0's projected maps depend on its parameters only through the lift.
+    if differentiable:
+      assert norm > 0
+    else:
+      assert norm == 0

@@ -12,6 +12,8 @@ from tests.pose_model import synthetic
 
 # (`lift3d.pose_model.align` the attribute is the function; this is the module.)
 align_lib = importlib.import_module("lift3d.pose_model.align")
+# The sizes of the standard fit (tests/pose_model/conftest.py): shared compiles.
+NUM, CHUNK = 800, 200
 
 
 def _circular_offset(recovered, true):
@@ -48,10 +50,10 @@ def test_closed_form_yaw_equals_brute_force_search():
 def test_tomasi_kanade_recovers_yaws_of_a_rigid_pose():
   rng = np.random.default_rng(2)
   mean = synthetic.normalised_rest_pose()
-  yaws = rng.uniform(-np.pi, np.pi, 50)
-  poses = synthetic.rotate(np.repeat(mean[None], 50, 0), yaws).astype(np.float32)
-  chunked = stream.chunk(np.asarray(align_lib.to_planes(poses)), 16, stream.make_mesh())
-  recovered = stream.unchunk(align_lib.tomasi_kanade_yaws(chunked), 50)
+  yaws = rng.uniform(-np.pi, np.pi, NUM)
+  poses = synthetic.rotate(np.repeat(mean[None], NUM, 0), yaws).astype(np.float32)
+  chunked = stream.chunk(np.asarray(align_lib.to_planes(poses)), CHUNK, stream.make_mesh())
+  recovered = stream.unchunk(align_lib.tomasi_kanade_yaws(chunked), NUM)
   _, spread = _circular_offset(recovered, yaws)
   assert spread.max() < 1e-4, spread.max()
 
@@ -73,14 +75,14 @@ def _planted_poses(num, seed):
 
 
 def test_planted_alignment_is_recovered_up_to_one_global_yaw():
-  aligned, yaws, poses, basis = _planted_poses(1200, seed=3)
+  aligned, yaws, poses, basis = _planted_poses(NUM, seed=3)
   # The alternation converges linearly (yaws and basis are coupled): run it long.
   result = align_lib.align(poses, 3, iterations_per_size=40, yaw_steps=2, tolerance=1e-12,
-                           chunk_size=512)
+                           chunk_size=CHUNK)
   offset, spread = _circular_offset(result.yaws, yaws)
   assert np.median(spread) < 3e-3 and spread.max() < 2e-2, (np.median(spread), spread.max())
   # aligned = R_θᵀ X = R_{−offset} (true aligned pose).
-  np.testing.assert_allclose(result.aligned, synthetic.rotate(aligned, np.full(1200, -offset)),
+  np.testing.assert_allclose(result.aligned, synthetic.rotate(aligned, np.full(NUM, -offset)),
                              atol=0.02)
   reconstructed = synthetic.rotate(result.aligned, result.yaws)
   np.testing.assert_allclose(reconstructed, poses, atol=1e-5)

@@ -59,7 +59,7 @@ def test_foreign_files(tmp_path):
     load(other)
   tagged = tmp_path / "tagged.npz"
   np.savez(tagged, kind=np.array("somebody.Else"), format_version=np.array(1))
-  with pytest.raises(ValueError, match="somebody.Else"):
+  with pytest.raises(ValueError, match=r"somebody\.Else"):
     load(tagged)
   bare = tmp_path / "bare.npy"
   np.save(bare, np.ones(3))

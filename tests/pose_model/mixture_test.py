@@ -68,7 +68,7 @@ def test_log_likelihood_never_decreases():
   # Overlapping components (close means, different subspaces): EM takes many steps.
   rng, planted = _planted(4)
   planted = planted._replace(mean=planted.mean * 0.1, noise=np.array([0.3, 0.3, 0.3]))
-  data, _ = _sample(rng, planted, 3000)
+  data, _ = _sample(rng, planted, 6000)
   fit = fit_mixture(data, 3, NUM_BASIS, key=jax.random.key(1), iterations=25, tolerance=0.0,
                     chunk_size=1024)
   history = fit.log_likelihood
@@ -105,7 +105,7 @@ def _brute_force_greedy(data, k):
   chosen = []
   for _ in range(k):
     def total(c, chosen=chosen):
-      return np.sum(np.min(dist[:, chosen + [c]], axis=1))
+      return np.sum(np.min(dist[:, [*chosen, c]], axis=1))
     chosen.append(min((c for c in range(len(data)) if c not in chosen), key=total))
   return chosen
 
@@ -139,3 +139,21 @@ def test_fit_mixture_rejects_bad_input():
     fit_mixture(np.full((10, 3), np.nan), 2, 1, key=jax.random.key(0))
   with pytest.raises(ValueError, match="num_basis"):
     fit_mixture(np.zeros((10, 3)), 2, 3, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("num_components", [1, 3])
+def test_em_statistics_match_direct_sums(num_components):
+  rng, planted = _planted(5)
+  planted = Mixture(*(x[:num_components] for x in planted[:4]),
+                    np.full(num_components, 1.0 / num_components))
+  data, _ = _sample(rng, _planted(5)[1], 700)
+  mix = Mixture(*(jnp.asarray(x, jnp.float32) for x in planted))
+  chunked = stream.chunk(data.astype(np.float32), 256, stream.make_mesh())
+  scatter = mixture_lib._scatter(chunked)
+  total, (counts, sums, outer) = mixture_lib._em_stats(chunked, mix, scatter)
+  resp = np.asarray(responsibilities(mix, jnp.asarray(data, jnp.float32)), np.float64)
+  np.testing.assert_allclose(counts, resp.sum(0), rtol=1e-4)
+  np.testing.assert_allclose(sums, resp.T @ data, rtol=1e-4, atol=1e-2)
+  np.testing.assert_allclose(outer, np.einsum("nk,nd,ne->kde", resp, data, data), rtol=1e-4,
+                             atol=0.05)
+  np.testing.assert_allclose(total, np.sum(log_likelihood(mix, jnp.asarray(data))), rtol=1e-5)

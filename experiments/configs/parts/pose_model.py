@@ -25,7 +25,7 @@ def get(smoke: bool = False) -> ml_collections.ConfigDict:
   config.align_subsample = 65536
   # EM for the mixture (METHOD §3).
   config.em_iterations = 5 if smoke else 30
-  config.em_tolerance = 1e-5
+  config.em_tolerance = 1e-4
   config.init_subsample = 2000
   config.min_centre_distance = 1e-6
   config.noise_floor = 1e-7

@@ -1,0 +1,44 @@
+"""Config of lifting 2D landmarks to 3D (issue 5, METHOD §4) and of its evaluation.
+
+`num_yaws`, `refine`, `min_visible` and `obs_noise` are `lift3d.lift`
+arguments; `eval` sets up the held-out lifting experiment of
+`experiments/jobs/lifting.py` (2D made from the held-out mocap clips by
+pinhole cameras at random heights and distances, subject yaws, pixel noise
+and occlusions).
+"""
+
+import ml_collections
+
+
+def get(smoke: bool = False) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  # Yaws searched exhaustively (paper: 80–100).
+  config.num_yaws = 40 if smoke else 100
+  # A few Levenberg–Marquardt steps on the yaw after the grid search.
+  config.refine = False
+  # Frames with fewer visible joints are reported as not valid.
+  config.min_visible = 6
+  # 2D noise std in normalised units (fraction of the pose's RMS radius) in σ_obs.
+  config.obs_noise = 0.05
+
+  ev = ml_collections.ConfigDict()
+  ev.seed = 0
+  # Frames sampled from the held-out clips (split evenly over the cameras).
+  ev.num_frames = 96 if smoke else 4000
+  ev.num_cameras = 4
+  # Pinhole cameras looking at the subject's hip: distance and height (metres),
+  # focal length and image size (pixels). Elevation follows from height and
+  # distance (about -5° to 25° below the horizon here).
+  ev.distance_m = (3.5, 6.0)
+  ev.height_m = (0.6, 2.8)
+  ev.focal_px = 1100.0
+  ev.image_size = (1000, 1000)
+  # Give lift the true camera rotation (True) or assume a level camera.
+  ev.known_camera = True
+  # 2D pixel noise (std) and the probability that a joint is hidden.
+  ev.noise_px = 3.0
+  ev.occlusion_prob = 0.1
+  # Examples drawn in lifting_examples.png.
+  ev.num_examples = 4
+  config.eval = ev
+  return config

@@ -1,0 +1,234 @@
+"""The lifting job: lift 2D projections of the held-out mocap clips (METHOD §4).
+
+`run(config, workdir)` takes the mixture pose model from
+`experiments.jobs.pose_model.load_or_fit` and a single-PPCA baseline
+(`<workdir>/pose_model_k1.npz`, fitted here on the same training poses if
+absent), samples `config.lift.eval.num_frames` frames of the held-out clips
+(`config.data.holdout_clips`), projects them with pinhole cameras at random
+heights and distances looking at the subject's hip, at random subject yaws,
+adds pixel noise and random occlusions (seeded), lifts them with both models
+and reports MPJPE and PA-MPJPE in millimetres (17 joints, in the camera frame,
+root-aligned). Writes `<workdir>/lifting_results.md` and `.json` and
+`<workdir>/lifting_examples.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from lift3d import camera, pose_model
+from lift3d.eval import mpjpe, pa_mpjpe
+from lift3d.lifting import lift
+
+BASELINE_FILE = "pose_model_k1.npz"
+RESULTS_MD = "lifting_results.md"
+RESULTS_JSON = "lifting_results.json"
+FIGURE_FILE = "lifting_examples.png"
+
+
+def baseline_model(config: ml_collections.ConfigDict, workdir: str) -> pose_model.PoseModel:
+  """The single-PPCA baseline: loads `<workdir>/pose_model_k1.npz` or fits and saves it."""
+  from experiments.jobs import pose_model as pose_model_job
+
+  path = os.path.join(workdir, BASELINE_FILE)
+  if os.path.exists(path):
+    return pose_model.load(path)
+  kwargs = pose_model_job.fit_kwargs(config.pose_model)
+  kwargs["num_components"] = 1
+  poses = pose_model_job.training_poses(config)
+  model = pose_model.fit(poses, key=jax.random.key(int(config.pose_model.seed)), **kwargs)
+  pose_model.save(path, model)
+  return model
+
+
+class Views:
+  """2D views of 3D poses: keypoints (C, F, 17, 2) px, visibility (C, F, 17),
+  truth (C, F, 17, 3) mm in each camera's frame (root at 0), rotation (C, 3, 3)."""
+
+  def __init__(self, keypoints, visibility, truth, rotation, elevation):
+    self.keypoints = keypoints
+    self.visibility = visibility
+    self.truth = truth
+    self.rotation = rotation
+    self.elevation = elevation
+
+
+def make_views(poses: np.ndarray, ev: ml_collections.ConfigDict) -> Views:
+  """Projects (N, 17, 3) metre poses (y up) with random pinhole cameras.
+
+  The frames are split evenly over `ev.num_cameras` cameras; each camera has
+  its own height, distance and hence elevation; each frame its own subject
+  yaw about the hip. Seeded by `ev.seed`.
+  """
+  rng = np.random.default_rng(int(ev.seed))
+  cams = int(ev.num_cameras)
+  per_cam = int(ev.num_frames) // cams
+  if per_cam < 1:
+    raise ValueError(f"lift.eval.num_frames={ev.num_frames} < num_cameras={cams}")
+  pick = rng.choice(len(poses), size=cams * per_cam, replace=cams * per_cam > len(poses))
+  sample = poses[pick].astype(np.float64).reshape(cams, per_cam, 17, 3)
+  # Subject yaw about the (vertical through the) hip, then the hip at x = z = 0.
+  yaw = rng.uniform(0, 2 * np.pi, size=(cams, per_cam))
+  hip = sample[:, :, :1]
+  sample = np.einsum("cfab,cflb->cfla", np.asarray(camera.yaw_rotation(yaw), np.float64),
+                     sample - hip * np.array([1.0, 0.0, 1.0]))
+  height = rng.uniform(*ev.height_m, size=cams)
+  distance = rng.uniform(*ev.distance_m, size=cams)
+  hip_height = np.median(hip[..., 0, 1], axis=1)
+  elevation = np.arctan2(height - hip_height, distance)
+  rotation = np.asarray(camera.elevation_rotation(elevation), np.float64)  # (C, 3, 3)
+  # Right-handed camera frame (x right, y up, z towards the viewer): the
+  # camera stands at +z and looks along -z, pitched down by `elevation`.
+  position = np.stack([np.zeros(cams), height, distance], -1)
+  cam_points = np.einsum("cab,cflb->cfla", rotation, sample - position[:, None, None])
+  principal = np.asarray(ev.image_size, np.float64) / 2
+  keypoints = np.asarray(camera.pinhole(cam_points, float(ev.focal_px), principal), np.float64)
+  keypoints = keypoints + float(ev.noise_px) * rng.normal(size=keypoints.shape)
+  visibility = (rng.uniform(size=keypoints.shape[:-1]) >= float(ev.occlusion_prob))
+  keypoints = np.where(visibility[..., None], keypoints, np.nan)
+  truth = (cam_points - cam_points[:, :, :1]) * 1000.0
+  return Views(keypoints.astype(np.float32), visibility.astype(np.float32),
+               truth.astype(np.float32), rotation.astype(np.float32), elevation)
+
+
+def lift_views(model, views: Views, cfg: ml_collections.ConfigDict) -> dict:
+  """Lifts every camera's frames; returns stacked (C, F, ...) numpy outputs and the time."""
+  outs = []
+  start = time.perf_counter()
+  for c in range(views.keypoints.shape[0]):
+    result = lift(model, views.keypoints[c], views.visibility[c], num_yaws=int(cfg.num_yaws),
+                  refine=bool(cfg.refine), min_visible=int(cfg.min_visible),
+                  obs_noise=float(cfg.obs_noise),
+                  camera_rotation=views.rotation[c] if cfg.eval.known_camera else None)
+    outs.append(jax.tree.map(np.asarray, result))
+  seconds = time.perf_counter() - start
+  fields = ("pose3d", "yaw", "component", "cost", "reprojected", "valid")
+  return {"seconds": seconds, **{f: np.stack([getattr(o, f) for o in outs]) for f in fields}}
+
+
+def errors(lifted: dict, views: Views) -> dict:
+  """Per-frame MPJPE and PA-MPJPE (mm, 17 joints) over the valid frames, and summary stats."""
+  valid = lifted["valid"].reshape(-1)
+  pred = lifted["pose3d"].reshape(-1, 17, 3)[valid]
+  true = views.truth.reshape(-1, 17, 3)[valid]
+  per_frame = {"mpjpe": np.asarray(mpjpe(pred, true, root_index=0)),
+               "pa_mpjpe": np.asarray(pa_mpjpe(pred, true))}
+  summary = {"valid_fraction": float(valid.mean()), "frames": int(valid.size)}
+  for name, err in per_frame.items():
+    summary[f"{name}_mean"] = float(err.mean()) if err.size else float("nan")
+    summary[f"{name}_median"] = float(np.median(err)) if err.size else float("nan")
+  return {"per_frame": per_frame, "summary": summary}
+
+
+def write_table(path: str, rows: dict, config: ml_collections.ConfigDict) -> str:
+  ev = config.lift.eval
+  lines = [
+      "# Lifting held-out mocap clips (METHOD §4)",
+      "",
+      f"Held-out clips {list(config.data.holdout_clips)}; {rows[next(iter(rows))]['frames']} "
+      f"frames over {ev.num_cameras} pinhole cameras (height {tuple(ev.height_m)} m, distance "
+      f"{tuple(ev.distance_m)} m, focal {ev.focal_px} px), random subject yaws, "
+      f"{ev.noise_px} px noise, {ev.occlusion_prob:.0%} of joints hidden; "
+      f"T = {config.lift.num_yaws} yaws, refine = {config.lift.refine}, known camera "
+      f"rotation = {ev.known_camera}. Errors in mm over 17 joints, camera frame; MPJPE "
+      "root-aligned, PA-MPJPE after similarity Procrustes.",
+      "",
+      "| model | MPJPE mean | MPJPE median | PA-MPJPE mean | PA-MPJPE median | valid | "
+      "frames/s |",
+      "|---|---:|---:|---:|---:|---:|---:|",
+  ]
+  for name, row in rows.items():
+    lines.append(f"| {name} | {row['mpjpe_mean']:.1f} | {row['mpjpe_median']:.1f} | "
+                 f"{row['pa_mpjpe_mean']:.1f} | {row['pa_mpjpe_median']:.1f} | "
+                 f"{row['valid_fraction']:.1%} | {row['frames_per_second']:,.0f} |")
+  text = "\n".join(lines) + "\n"
+  with open(path, "w") as f:
+    f.write(text)
+  return text
+
+
+def plot(path: str, views: Views, lifted: dict, per_frame: dict, num_examples: int) -> str:
+  """Examples (input 2D; lifted vs true 3D) and CDFs of the per-frame errors."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  from lift3d.viz.skeleton import draw_skeleton_2d, draw_skeleton_3d
+
+  mixture = next(iter(lifted))
+  kp = views.keypoints.reshape(-1, 17, 2)
+  vis = views.visibility.reshape(-1, 17)
+  truth = views.truth.reshape(-1, 17, 3)
+  pred = lifted[mixture]["pose3d"].reshape(-1, 17, 3)
+  valid = np.flatnonzero(lifted[mixture]["valid"].reshape(-1))
+  frames = valid[np.linspace(0, len(valid) - 1, min(num_examples, len(valid))).astype(int)]
+  cols = max(len(frames), 2)
+  fig = plt.figure(figsize=(3.2 * cols, 9.0))
+  for n, f in enumerate(frames):
+    ax = fig.add_subplot(3, cols, n + 1)
+    shown = np.where(vis[f][:, None] > 0, kp[f], np.nanmean(kp[f], axis=0))
+    draw_skeleton_2d(ax, shown, visibility=vis[f])
+    ax.set_title(f"frame {f}: input 2D", fontsize=8)
+    ax.tick_params(labelsize=6)
+    ax3 = fig.add_subplot(3, cols, cols + n + 1, projection="3d")
+    draw_skeleton_3d(ax3, truth[f], colour="0.6", linewidth=3.0)
+    draw_skeleton_3d(ax3, pred[f])
+    ax3.set_title("lifted (colour) vs true (grey), mm", fontsize=8)
+    ax3.tick_params(labelsize=5)
+  for i, metric in enumerate(("mpjpe", "pa_mpjpe")):
+    ax = fig.add_subplot(3, 2, 5 + i)
+    for name, errs in per_frame.items():
+      e = np.sort(errs[metric])
+      ax.plot(e, np.arange(1, e.size + 1) / max(e.size, 1), label=f"{name} (mean {e.mean():.0f})")
+    ax.set_xlabel(f"{metric.upper().replace('_', '-')} per frame (mm)")
+    ax.set_ylabel("fraction of frames")
+    ax.set_xlim(0, np.percentile(np.concatenate([v[metric] for v in per_frame.values()]), 98))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs the held-out lifting evaluation; returns a summary dict."""
+  from experiments.jobs import pose_model as pose_model_job
+  from lift3d.data import mocap
+
+  os.makedirs(workdir, exist_ok=True)
+  models = {}
+  mixture = pose_model_job.load_or_fit(config, workdir)
+  models[f"mixture (K={mixture.num_components})"] = mixture
+  models["single PPCA (K=1)"] = baseline_model(config, workdir)
+  _, held = mocap.load_embedded().split(tuple(config.data.holdout_clips))
+  views = make_views(np.asarray(held.poses), config.lift.eval)
+  logging.info("lifting: %d held-out frames, %d cameras, elevations %s deg", views.truth.shape[0]
+               * views.truth.shape[1], views.truth.shape[0],
+               np.round(np.degrees(views.elevation), 1).tolist())
+  lifted, rows, per_frame = {}, {}, {}
+  for name, model in models.items():
+    lift_views(model, views, config.lift)  # compile (timed run below)
+    lifted[name] = lift_views(model, views, config.lift)
+    err = errors(lifted[name], views)
+    per_frame[name] = err["per_frame"]
+    rows[name] = {**err["summary"],
+                  "frames_per_second": err["summary"]["frames"] / lifted[name]["seconds"]}
+    logging.info("lifting: %s %s", name, rows[name])
+  table = write_table(os.path.join(workdir, RESULTS_MD), rows, config)
+  figure = plot(os.path.join(workdir, FIGURE_FILE), views, lifted, per_frame,
+                int(config.lift.eval.num_examples))
+  summary = {"rows": rows, "table": os.path.join(workdir, RESULTS_MD), "figure": figure,
+             "elevation_deg": np.degrees(views.elevation).round(2).tolist()}
+  with open(os.path.join(workdir, RESULTS_JSON), "w") as f:
+    json.dump(summary, f, indent=2)
+  logging.info("lifting:\n%s", table)
+  return summary
