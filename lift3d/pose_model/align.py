@@ -13,6 +13,11 @@ the yaw step is exact for fixed reconstructions, and re-projecting is exact
 for fixed θ. Yaws are only defined up to one global rotation; `align` fixes it
 so that the mean pose's left side points along +x (facing −z, the camera).
 
+For large training sets `align_chunked` can run the alternation on an evenly
+strided subset and then give every pose its yaw from the final PPCA (choice:
+the PPCA of ~65k poses is as good as that of millions, and the alignment cost
+then no longer grows with N); `fit` does so above `align_subsample` poses.
+
 Shape letters: N poses, L joints, J basis vectors, D = 3L, C chunks, B rows.
 """
 

@@ -53,7 +53,7 @@ class FitResult(NamedTuple):
   phase_seconds: dict
 
 
-def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax.Array,
+def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 10, key: jax.Array,
                  mirror: bool = True, skeleton: Skeleton = H36M17,
                  align_iterations: int = 4, align_yaw_steps: int = 2,
                  align_tolerance: float = 1e-4, align_subsample: int | None = 65536,
@@ -142,7 +142,7 @@ def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 8, key: jax
                    phases)
 
 
-def fit(poses, *, num_components: int = 3, num_basis: int = 8, key: jax.Array,
+def fit(poses, *, num_components: int = 3, num_basis: int = 10, key: jax.Array,
         mirror: bool = True, skeleton: Skeleton = H36M17, align_iterations: int = 4,
         align_yaw_steps: int = 2, align_tolerance: float = 1e-4,
         align_subsample: int | None = 65536, em_iterations: int = 30,
@@ -161,6 +161,8 @@ def fit(poses, *, num_components: int = 3, num_basis: int = 8, key: jax.Array,
     num_components: K, the most mixture components (fewer if the greedy
       centres run out of distinct poses).
     num_basis: J, basis vectors per component and for the alignment PPCA.
+      The defaults K = 3, J = 10 come from experiments/benchmarks/fit_quality.py
+      (see experiments/benchmarks/results/pose_model.md).
     key: jax.random key (subsample for the initial centres).
     mirror: add the left–right mirror of every pose (METHOD §1.3).
     skeleton: the joints' skeleton.

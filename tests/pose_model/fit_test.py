@@ -109,3 +109,18 @@ def test_multi_device_fit_equals_single_device(planted_fit, tmp_path):
     flat = np.asarray(basis).reshape(2, 3, -1)
     return np.einsum("kjx,kjy->kxy", flat, flat)
   np.testing.assert_allclose(projector(four.basis), projector(one.basis), atol=2e-3)
+
+
+def test_alignment_on_a_subset_matches_the_full_alignment(planted, planted_fit):
+  # 800 fitted poses, the alternation on every 4th: yaws of all poses still
+  # come back up to one global rotation, and the model is close to the full fit.
+  poses, yaws = planted
+  result = fit_detailed(poses, key=jax.random.key(0), devices=jax.devices()[:1],
+                        align_subsample=200, **STANDARD)
+  diff = np.angle(np.exp(1j * (result.yaws - yaws)))
+  offset = np.angle(np.exp(1j * (diff - np.angle(np.mean(np.exp(1j * diff))))))
+  assert np.median(np.abs(offset)) < 0.05
+  full_yaws = planted_fit.yaws
+  assert np.median(np.abs(np.angle(np.exp(1j * (result.yaws - full_yaws))))) < 0.05
+  pooled = lambda m: np.einsum("k,klc->lc", np.asarray(m.weights), np.asarray(m.mean))  # noqa: E731
+  np.testing.assert_allclose(pooled(result.model), pooled(planted_fit.model), atol=0.02)

@@ -13,7 +13,7 @@ def get(smoke: bool = False) -> ml_collections.ConfigDict:
   # K mixture components and J basis vectors per component (chosen from
   # experiments/benchmarks/fit_quality.py; see results/pose_model.md).
   config.num_components = 2 if smoke else 3
-  config.num_basis = 4 if smoke else 8
+  config.num_basis = 4 if smoke else 10
   # Add the left-right mirror of every training pose (METHOD §1.3).
   config.mirror = True
   # Ground-plane alignment (METHOD §2): alternations per basis size, yaw
