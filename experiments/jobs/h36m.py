@@ -26,6 +26,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from experiments.jobs.pose_model import fit_kwargs
 from lift3d import eval as lift_eval
 from lift3d.data import h36m
 from lift3d.skeleton import EVAL14_INDICES
@@ -53,8 +54,7 @@ def _fit_or_load(cfg, train_source, workdir: str, seed: int):
     idx = np.linspace(0, len(poses) - 1, cfg.pose_model.max_poses).round().astype(int)
     poses = poses[idx]
   logging.info("h36m: fitting the pose model on %d training poses", len(poses))
-  model = pose_model.fit(poses, num_components=cfg.pose_model.num_components,
-                         num_basis=cfg.pose_model.num_basis, key=jax.random.key(seed))
+  model = pose_model.fit(poses, key=jax.random.key(seed), **fit_kwargs(cfg.pose_model))
   pose_model.save(path, model)
   return model, path
 

@@ -25,7 +25,7 @@ FIGURE_FILE = "pose_model_components.png"
 SUMMARY_FILE = "pose_model_summary.json"
 
 # config.pose_model keys that are not arguments of lift3d.pose_model.fit.
-_NOT_FIT_ARGS = ("seed", "plot_modes")
+_NOT_FIT_ARGS = ("seed", "plot_modes", "max_poses")
 
 
 def fit_kwargs(cfg: ml_collections.ConfigDict) -> dict:
