@@ -8,6 +8,7 @@ A config's `job` field names a module of `experiments/jobs/` whose
 """
 
 import importlib
+import logging as std_logging
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -19,9 +20,17 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for outputs and check
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+class _QuietLibraries(std_logging.Filter):
+  """Drops the INFO chatter of orbax's checkpointing; its warnings still show."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   config = _CONFIG.value
   job = config.job
   try:

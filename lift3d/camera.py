@@ -2,9 +2,9 @@
 and the pixel <-> normalised 2D conversion (METHOD §0, §4).
 
 3D points are right-handed, x right, y up, so z points out of the image,
-towards the viewer (a camera looks along -z); image pixels are y down. The y flip happens here and nowhere else: `normalize_keypoints`
-turns pixels into normalised y-up coordinates and `denormalize_keypoints` turns
-them back.
+towards the viewer (a camera looks along -z); image pixels are y down. The y
+flip happens here and nowhere else: `normalize_keypoints` turns pixels into
+normalised y-up coordinates and `denormalize_keypoints` turns them back.
 
 Shape letters: L joints.
 """
