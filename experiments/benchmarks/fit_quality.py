@@ -11,7 +11,7 @@ least-squares coefficients); the error is the mean per-joint Euclidean
 distance, turned into millimetres with the pose's own normalisation scale.
 The same is reported on (a subsample of) the training poses, to show the gap.
 Reconstruction has no prior on the coefficients, so errors fall as J grows; the
-defaults are chosen where the held-out gain flattens (see results/pose_model.md).
+defaults are chosen where the held-out gain flattens (see experiments/benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

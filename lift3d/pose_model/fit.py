@@ -162,7 +162,7 @@ def fit(poses, *, num_components: int = 3, num_basis: int = 10, key: jax.Array,
       centres run out of distinct poses).
     num_basis: J, basis vectors per component and for the alignment PPCA.
       The defaults K = 3, J = 10 come from experiments/benchmarks/fit_quality.py
-      (see experiments/benchmarks/results/pose_model.md).
+      (see experiments/benchmarks/RESULTS.md).
     key: jax.random key (subsample for the initial centres).
     mirror: add the left–right mirror of every pose (METHOD §1.3).
     skeleton: the joints' skeleton.

@@ -11,7 +11,7 @@ import ml_collections
 def get(smoke: bool = False) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   # K mixture components and J basis vectors per component (chosen from
-  # experiments/benchmarks/fit_quality.py; see results/pose_model.md).
+  # experiments/benchmarks/fit_quality.py; see experiments/benchmarks/RESULTS.md).
   config.num_components = 2 if smoke else 3
   config.num_basis = 4 if smoke else 10
   # Add the left-right mirror of every training pose (METHOD §1.3).
