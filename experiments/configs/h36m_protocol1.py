@@ -19,7 +19,7 @@ import ml_collections
 from experiments.configs.parts import h36m
 
 
-def get_config(variant: str = "") -> ml_collections.ConfigDict:
+def get_config(variant: str = "", protocol: str = "protocol1") -> ml_collections.ConfigDict:
   if variant not in ("", "smoke"):
     raise ValueError(f"unknown variant {variant!r}; expected '' or 'smoke'")
   smoke = variant == "smoke"
@@ -29,5 +29,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.smoke = smoke
   # The user's Human3.6M copy (required).
   config.data_dir = ""
-  config.h36m = h36m.get(smoke, protocol="protocol1")
+  config.h36m = h36m.get(smoke, protocol=protocol)
   return config
