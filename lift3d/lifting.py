@@ -214,6 +214,7 @@ class _Prepared(flax.struct.PyTreeNode):
   yaws: jax.Array  # (T,) the grid.
   whitened: jax.Array | None  # unweighted search operators (see _prepare).
   whitened_x: jax.Array | None
+  solve_ops: jax.Array | None  # (K·T, P, 2L) (AᵀA + Λ)⁻¹Aᵀ per grid point, unweighted.
 
 
 def _prepare(model: PoseModel, rotation, obs_noise, num_yaws: int, unweighted: bool) -> _Prepared:
@@ -264,7 +265,7 @@ def _prepare(model: PoseModel, rotation, obs_noise, num_yaws: int, unweighted: b
     proj = rotation[:2].T @ rotation[:2]
   yaws = jnp.arange(num_yaws, dtype=dtype) * (2 * math.pi / num_yaws)
 
-  whitened = whitened_x = None
+  whitened = whitened_x = solve_ops = None
   if unweighted:
     symmetric = rotation is None and num_yaws % 2 == 0
     grid = yaws[: num_yaws // 2] if symmetric else yaws
@@ -278,6 +279,15 @@ def _prepare(model: PoseModel, rotation, obs_noise, num_yaws: int, unweighted: b
     flat = design.reshape((*design.shape[:2], 2 * num_joints, num))
     ops = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(flat, -1, -2), lower=True)
     ops = ops.reshape((*ops.shape[:3], num_joints, 2))  # (K, T', P, L, 2)
+    # Full solution operators (AᵀA + Λ)⁻¹Aᵀ = L⁻ᵀ(L⁻¹Aᵀ) on the whole grid, so
+    # that the solution at the chosen grid point is one gathered mat-vec.
+    solve = jax.scipy.linalg.solve_triangular(chol, ops.reshape((*ops.shape[:3], -1)),
+                                              lower=True, trans=1)  # (K, T', P, 2L)
+    if symmetric:
+      # θ + π flips the sign of x (R_{θ+π} = R_θ with x, z negated); G is unchanged.
+      flip = jnp.tile(jnp.asarray([-1.0, 1.0], dtype), num_joints)
+      solve = jnp.concatenate([solve, solve * flip], axis=1)
+    solve_ops = solve.reshape(-1, num, 2 * num_joints)
     if symmetric:
       # Rows ordered (P, K, T') so the sum of squares runs over leading slices.
       whitened = jnp.transpose(ops[..., 1], (2, 0, 1, 3)).reshape(-1, num_joints)
@@ -287,7 +297,7 @@ def _prepare(model: PoseModel, rotation, obs_noise, num_yaws: int, unweighted: b
   return _Prepared(
       blocks=blocks, features=features, gram_ones=gram_ones, tikhonov=tikhonov,
       score_offset=score_offset, inv_two_var=0.5 / obs_var, proj=proj, rotation=rotation,
-      yaws=yaws, whitened=whitened, whitened_x=whitened_x,
+      yaws=yaws, whitened=whitened, whitened_x=whitened_x, solve_ops=solve_ops,
   )
 
 
@@ -552,9 +562,17 @@ def _lift_chunk(prep: _Prepared, model: PoseModel, keypoints, visibility, *, ref
 
   take = lambda x: jnp.take_along_axis(  # noqa: E731
       x, component.reshape((batch, 1) + (1,) * (x.ndim - 2)), axis=1)[:, 0]
-  chosen_gram = prep.gram_ones[component] if gram is None else take(gram)
-  cost, solution = _solve_at(prep, yaw, chosen_gram, take(rhs), norm2,
-                             prep.tikhonov[component], True)
+  if gram is None and not refine and not differentiable:
+    # On the grid and unweighted: the search's own cost, and the solution by
+    # the precomputed operator of the chosen (component, yaw).
+    cost = take(comp_cost)
+    chosen = component * prep.yaws.shape[0] + take(best)
+    operator = prep.solve_ops[chosen]  # (B, P, 2L)
+    solution = jnp.sum(operator * points.reshape(batch, 1, -1), axis=-1)
+  else:
+    chosen_gram = prep.gram_ones[component] if gram is None else take(gram)
+    cost, solution = _solve_at(prep, yaw, chosen_gram, take(rhs), norm2,
+                               prep.tikhonov[component], True)
   scale = solution[:, 0]
   coeffs = solution[:, 1:] / scale[:, None]
   # μ_k + a·e_k as one plain matrix product over all K (one-hot in k), and
@@ -586,7 +604,6 @@ def _lift_chunk(prep: _Prepared, model: PoseModel, keypoints, visibility, *, ref
       jnp.abs(scale) > 0)
   nan = jnp.asarray(jnp.nan, dtype)
   mask = lambda x: jnp.where(valid.reshape((batch,) + (1,) * (x.ndim - 1)), x, nan)  # noqa: E731
-  del differentiable
   return LiftResult(
       pose3d=mask(pose3d), yaw=mask(jnp.mod(yaw, 2 * math.pi)), scale=mask(scale_px),
       coeffs=mask(coeffs), component=jnp.where(valid, component, -1), cost=mask(cost),
