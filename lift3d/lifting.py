@@ -139,7 +139,9 @@ def _forward(low: dict, inv_diag: list, rhs: list) -> list:
     v = rhs[i]
     for k in range(i):
       v = v - low[i, k] * z[k]
-    z.append(v * inv_diag[i])
+    # Each z_i feeds every later one: a barrier stops XLA from fusing (and so
+    # recomputing) the whole chain into each consumer.
+    z.append(jax.lax.optimization_barrier(v * inv_diag[i]))
   return z
 
 
@@ -402,6 +404,9 @@ def _search_weighted(prep: _Prepared, gram, rhs, norm2):
   coeffs = _pair_coeffs(cos, sin, prep.proj, pairs)
   gram_t = jnp.transpose(gram, (1, 2, 3, 0))[:, :, :, None, :]  # (K, n, U, 1, B)
   rhs_t = jnp.transpose(rhs, (1, 2, 3, 0))[:, :, :, None, :]  # (K, 3, P, 1, B)
+  # Materialise the transposes once; fused, they become strided reads in
+  # every one of the entries below.
+  gram_t, rhs_t = jax.lax.optimization_barrier((gram_t, rhs_t))
   tik = prep.tikhonov[:, :, None, None]
   entries = {}
   for u, (i, j) in enumerate(_upper(num)):
@@ -418,6 +423,8 @@ def _search_weighted(prep: _Prepared, gram, rhs, norm2):
     both = sum(a * a + b * b for a, b in zip(za, zb, strict=True))
     cross = 2.0 * sum(a * b for a, b in zip(za, zb, strict=True))
     base = norm2 - both
+    # Two consumers of (base, cross): left fused, XLA computes the solves twice.
+    base, cross = jax.lax.optimization_barrier((base, cross))
     cost = jnp.concatenate([base - cross, base + cross], axis=1)  # (K, T, B)
   else:
     z = _forward(low, inv_diag, [
