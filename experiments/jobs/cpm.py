@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from experiments.jobs.pose_model import training_poses
 from lift3d import eval as lift_eval
 from lift3d import train as lift_train
 from lift3d.data import mocap, synthetic
@@ -41,13 +42,12 @@ def build_model(cfg: ml_collections.ConfigDict) -> cpm.CPM:
 
 
 def split_poses(config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
-  """(training, held-out) poses (N, 17, 3) metres of the embedded corpus."""
-  corpus = mocap.load_embedded()
-  train, heldout = corpus.split(tuple(config.data.holdout_clips))
-  stride = int(config.data.get("frame_stride", 1))
-  if stride > 1:
-    train = train.subsample(stride)
-  return train.poses, heldout.poses
+  """(training, held-out) poses (N, 17, 3) metres of the embedded corpus.
+
+  The training poses are exactly those the pose model is fitted on.
+  """
+  _, heldout = mocap.load_embedded().split(tuple(config.data.holdout_clips))
+  return training_poses(config), heldout.poses
 
 
 def make_sources(config: ml_collections.ConfigDict):
