@@ -207,7 +207,7 @@ class _Prepared(flax.struct.PyTreeNode):
 
   blocks: jax.Array  # (K, L, 3, P): [μ, e_1..e_J] per joint and coordinate.
   features: jax.Array  # (K, L, n, U): per-joint Gram features of each pair.
-  gram_ones: jax.Array  # (K, n, U): Gram terms of all-ones weights, t eliminated.
+  gram_ones: jax.Array  # (n, U, K): Gram terms of all-ones weights, t eliminated.
   tikhonov: jax.Array  # (K, P): Λ diagonal (0 for the scale).
   score_offset: jax.Array  # (K,) ½Σlog λ − log π.
   inv_two_var: jax.Array  # () 1 / (2 σ_obs²).
@@ -259,7 +259,7 @@ def _prepare(model: PoseModel, rotation, obs_noise, num_yaws: int, unweighted: b
 
   features = pair_features(blocks)
   centred = blocks - jnp.mean(blocks, axis=1, keepdims=True)
-  gram_ones = jnp.sum(pair_features(centred), axis=1)
+  gram_ones = jnp.transpose(jnp.sum(pair_features(centred), axis=1), (1, 2, 0))
 
   proj = None
   if rotation is not None:
@@ -308,7 +308,12 @@ def _prepare(model: PoseModel, rotation, obs_noise, num_yaws: int, unweighted: b
 
 
 def _frame_terms(prep: _Prepared, points, weights):
-  """Gram terms H (B, K, n, U) (None if unweighted), rhs terms y (B, K, 3, P), ||Dw||² (B,)."""
+  """Per-frame terms, term-major with frames minor (the searches' layout).
+
+  Args: points (B, L, 2) normalised; weights (B, L) D² or None.
+  Returns: Gram terms H (n, U, K, B) (None if unweighted), right-hand-side
+  terms y (3, P, K, B) and ||Dw||² (B,).
+  """
   wx, wy = points[..., 0], points[..., 1]
   if prep.rotation is None:
     u = jnp.stack([wx, wy, jnp.zeros_like(wx)], axis=-1)
@@ -321,10 +326,10 @@ def _frame_terms(prep: _Prepared, points, weights):
   else:
     weighted_u = weights[..., None] * u
     norm2 = jnp.sum(weights * jnp.sum(points**2, axis=-1), axis=-1)
-    gram = jnp.einsum("bl,klnu->bknu", weights, prep.features)
+    gram = jnp.einsum("klnu,bl->nukb", prep.features, weights)
     # Eliminating t: H_pq -= m_p m_qᵀ / V with m = Σ_l D_l² B_l.
-    sums = jnp.einsum("bl,klpi->bkpi", weights, prep.blocks)
-    total = jnp.sum(weights, axis=-1)[:, None, None]
+    sums = jnp.einsum("klpi,bl->pikb", prep.blocks, weights)  # (3, P, K, B)
+    inv_total = 1.0 / jnp.sum(weights, axis=-1)
     num = prep.blocks.shape[-1]
     upper = _upper(num)
     iu = np.array([x[0] for x in upper])
@@ -332,20 +337,17 @@ def _frame_terms(prep: _Prepared, points, weights):
     pairs = _LEVEL_PAIRS if prep.rotation is None else _ALL_PAIRS
     corr = []
     for p, q in pairs:
-      c = sums[..., p, iu] * sums[..., q, ju]
+      c = sums[p, iu] * sums[q, ju]
       if p != q:
-        c = c + sums[..., q, iu] * sums[..., p, ju]
-      corr.append(c / total)
-    gram = gram - jnp.stack(corr, axis=-2)
+        c = c + sums[q, iu] * sums[p, ju]
+      corr.append(c * inv_total)
+    gram = gram - jnp.stack(corr)
   # With N_qp = Σ_l D_l² u_lq B_lp (u = EᵀΠᵀw), A_θᵀD²w = y⁰ + cos θ y¹ + sin θ y²
   # where y⁰ = N_11, y¹ = N_00 + N_22, y² = N_02 − N_20 (from the entries of
-  # R_θ); each N_qp is one (B, L) x (L, K·P) product.
-  batch = points.shape[0]
-  num_components, _, _, num = prep.blocks.shape
+  # R_θ); each N_qp is one (K·P, L) x (L, B) product.
 
   def project(q, p):
-    coords = jnp.transpose(prep.blocks[:, :, p], (1, 0, 2)).reshape(-1, num_components * num)
-    return (weighted_u[..., q] @ coords).reshape(batch, num_components, num)
+    return jnp.einsum("klj,bl->jkb", prep.blocks[:, :, p], weighted_u[..., q])
 
   y0 = project(1, 1)
   y1 = project(0, 0)
@@ -353,7 +355,7 @@ def _frame_terms(prep: _Prepared, points, weights):
   if prep.rotation is not None:  # u_z = 0 for a level camera
     y1 = y1 + project(2, 2)
     y2 = y2 - project(2, 0)
-  return gram, jnp.stack([y0, y1, y2], axis=2), norm2
+  return gram, jnp.stack([y0, y1, y2]), norm2
 
 
 def _search_unweighted(prep: _Prepared, points, norm2):
@@ -389,57 +391,81 @@ def _search_unweighted(prep: _Prepared, points, norm2):
 
 
 def _search_weighted(prep: _Prepared, gram, rhs, norm2):
-  """Costs (K, T, B) of every (component, yaw) with per-frame Gram terms.
+  """Costs of every (component, yaw) with per-frame Gram terms.
 
-  Works in a (K, T', B) layout, frames in the trailing (vector) axis, with the
-  factorisation unrolled over the P unknowns.
+  The Gram matrices of all grid yaws are one matrix product, the (T_s, n)
+  coefficients of the Gram terms against the (n, U·K·B) terms. The
+  factorisation is then unrolled over the P unknowns on (T_s, K·B) arrays,
+  frames in the trailing (SIMD) axis. For a level camera and an even T the
+  search runs over the T/2 pairs (θ, θ + π), which share their Gram matrix:
+  each pair yields the lower of its two costs,
+  `r = ||Dw||² − |z_a|² − |z_b|² − 2|z_a·z_b|` (`z_a`, `z_b` the whitened
+  y⁰ and cos θ y¹ + sin θ y² parts), and `_resolve_pair` later tells which
+  of the two yaws it was.
+
+  One output per factorisation matters on CPU: XLA fuses the whole chain
+  into each consumer, and vectorises the fused loop only while it is small
+  (a second output, or the Gram assembly inside the loop, turns it into
+  scalar code that runs ~10x slower).
+
+  Args: gram (n, U, K, B); rhs (3, P, K, B); norm2 (B,).
+  Returns: (costs (K, T_s, B), paired) where T_s = T/2 if paired else T.
   """
-  _num_components, num = prep.tikhonov.shape
+  num_terms, num_upper, num_components, batch = gram.shape
+  num = prep.tikhonov.shape[1]
   num_yaws = prep.yaws.shape[0]
-  symmetric = prep.rotation is None and num_yaws % 2 == 0
-  grid = prep.yaws[: num_yaws // 2] if symmetric else prep.yaws
-  cos = jnp.cos(grid)[None, :, None]
-  sin = jnp.sin(grid)[None, :, None]
+  paired = prep.rotation is None and num_yaws % 2 == 0
+  grid = prep.yaws[: num_yaws // 2] if paired else prep.yaws
+  size = grid.shape[0]
+  cos, sin = jnp.cos(grid), jnp.sin(grid)
   pairs = _LEVEL_PAIRS if prep.rotation is None else _ALL_PAIRS
-  coeffs = _pair_coeffs(cos, sin, prep.proj, pairs)
-  gram_t = jnp.transpose(gram, (1, 2, 3, 0))[:, :, :, None, :]  # (K, n, U, 1, B)
-  rhs_t = jnp.transpose(rhs, (1, 2, 3, 0))[:, :, :, None, :]  # (K, 3, P, 1, B)
-  # Materialise the transposes once; fused, they become strided reads in
-  # every one of the entries below.
-  gram_t, rhs_t = jax.lax.optimization_barrier((gram_t, rhs_t))
-  tik = prep.tikhonov[:, :, None, None]
-  entries = {}
-  for u, (i, j) in enumerate(_upper(num)):
-    g = 0.0
-    for n, coef in enumerate(coeffs):
-      g = g + coef * gram_t[:, n, u]
-    if i == j:
-      g = g + tik[:, i]
-    entries[i, j] = g
+  coeffs = jnp.stack([jnp.broadcast_to(c, (size,)).astype(gram.dtype)
+                      for c in _pair_coeffs(cos, sin, prep.proj, pairs)], axis=1)  # (T_s, n)
+  width = num_components * batch
+  entries = (coeffs @ gram.reshape(num_terms, -1)).reshape(size, num_upper, width)
+  tik = jnp.repeat(prep.tikhonov.T, batch, axis=1)  # (P, K·B)
+  entries = {(i, j): entries[:, u] + tik[i] if i == j else entries[:, u]
+             for u, (i, j) in enumerate(_upper(num))}
   low, inv_diag = _cholesky(entries, num)
-  if symmetric:
-    za = _forward(low, inv_diag, [rhs_t[:, 0, i] for i in range(num)])
-    zb = _forward(low, inv_diag, [cos * rhs_t[:, 1, i] + sin * rhs_t[:, 2, i] for i in range(num)])
+  y = rhs.reshape(3, num, width)
+  c, s = cos[:, None], sin[:, None]
+  total = jnp.tile(norm2, num_components)  # (K·B,)
+  if paired:
+    za = _forward(low, inv_diag, [jnp.broadcast_to(y[0, i], (size, width)) for i in range(num)])
+    zb = _forward(low, inv_diag, [c * y[1, i] + s * y[2, i] for i in range(num)])
     both = sum(a * a + b * b for a, b in zip(za, zb, strict=True))
     cross = 2.0 * sum(a * b for a, b in zip(za, zb, strict=True))
-    base = norm2 - both
-    # Two consumers of (base, cross): left fused, XLA computes the solves twice.
-    base, cross = jax.lax.optimization_barrier((base, cross))
-    cost = jnp.concatenate([base - cross, base + cross], axis=1)  # (K, T, B)
+    cost = total - both - jnp.abs(cross)
   else:
-    z = _forward(low, inv_diag, [
-        rhs_t[:, 0, i] + cos * rhs_t[:, 1, i] + sin * rhs_t[:, 2, i] for i in range(num)])
-    cost = norm2 - sum(v * v for v in z)
-  return cost
+    z = _forward(low, inv_diag, [y[0, i] + c * y[1, i] + s * y[2, i] for i in range(num)])
+    cost = total - sum(v * v for v in z)
+  cost = jnp.transpose(cost.reshape(size, num_components, batch), (1, 0, 2))
+  return cost, paired
+
+
+def _resolve_pair(prep: _Prepared, best, gram, rhs, norm2):
+  """Which yaw of the chosen pairs (θ, θ + π) is the lower: exact costs of both.
+
+  Args: best (K, B) pair indices in [0, T/2); gram (n, U, K, B); rhs
+  (3, P, K, B); norm2 (B,).
+  Returns: (best (K, B) yaw indices in [0, T), cost (K, B)).
+  """
+  half = prep.yaws.shape[0] // 2
+  candidates = best[None] + jnp.asarray([0, half], best.dtype)[:, None, None]  # (2, K, B)
+  cost = _solve_at(prep, prep.yaws[candidates], gram[:, :, None], rhs[:, :, None], norm2,
+                   prep.tikhonov.T[:, None, :, None], False)[0]
+  cost = jnp.where(jnp.isfinite(cost), cost, jnp.inf)
+  flip = cost[1] < cost[0]
+  return jnp.where(flip, candidates[1], candidates[0]), jnp.min(cost, axis=0)
 
 
 def _solve_at(prep: _Prepared, yaw, gram, rhs, norm2, tikhonov, solution: bool):
-  """Exact solution at given yaws: cost (...) and optionally c (..., P).
+  """Exact solution at given yaws: cost (...) and optionally c (P, ...).
 
-  Args: yaw (...); gram (..., n, U); rhs (..., 3, P); norm2 and tikhonov
-  broadcasting to (...) and (..., P).
+  Args: yaw (...); gram (n, U, ...); rhs (3, P, ...); norm2 broadcasting to
+  (...) and tikhonov to (P, ...). Frames should be the trailing axis.
   """
-  num = rhs.shape[-1]
+  num = rhs.shape[1]
   cos, sin = jnp.cos(yaw), jnp.sin(yaw)
   pairs = _LEVEL_PAIRS if prep.rotation is None else _ALL_PAIRS
   coeffs = _pair_coeffs(cos, sin, prep.proj, pairs)
@@ -447,17 +473,17 @@ def _solve_at(prep: _Prepared, yaw, gram, rhs, norm2, tikhonov, solution: bool):
   for u, (i, j) in enumerate(_upper(num)):
     g = 0.0
     for n, coef in enumerate(coeffs):
-      g = g + coef * gram[..., n, u]
+      g = g + coef * gram[n, u]
     if i == j:
-      g = g + tikhonov[..., i]
+      g = g + tikhonov[i]
     entries[i, j] = g
   low, inv_diag = _cholesky(entries, num)
-  b = [rhs[..., 0, i] + cos * rhs[..., 1, i] + sin * rhs[..., 2, i] for i in range(num)]
+  b = [rhs[0, i] + cos * rhs[1, i] + sin * rhs[2, i] for i in range(num)]
   z = _forward(low, inv_diag, b)
   cost = norm2 - sum(v * v for v in z)
   if not solution:
     return cost, None
-  return cost, jnp.stack(_backward(low, inv_diag, z), axis=-1)
+  return cost, jnp.stack(_backward(low, inv_diag, z))
 
 
 def _refine(prep, yaw, gram, rhs, norm2, steps: int):
@@ -471,18 +497,19 @@ def _refine(prep, yaw, gram, rhs, norm2, steps: int):
   Newton step from the finite-difference slope and curvature, or a shrunken
   step back towards the best yaw after a rejection.
 
-  Args: yaw (B, K) the grid optimum; gram (B, K, n, U); rhs
-  (B, K, 3, P); norm2 (B,).
-  Returns: (yaw, cost) (B, K).
+  Args: yaw (K, B) the grid optimum; gram (n, U, K, B); rhs (3, P, K, B);
+  norm2 (B,).
+  Returns: (yaw, cost) (K, B).
   """
   spacing = 2 * math.pi / prep.yaws.shape[0]
   h = min(0.01, spacing / 4)
   offsets = jnp.asarray([-h, 0.0, h], yaw.dtype)[:, None, None]
+  tikhonov = prep.tikhonov.T[:, None, :, None]  # (P, 1, K, 1)
 
   def body(_, state):
     best, best_cost, trial, damping = state
-    f = _solve_at(prep, trial[None] + offsets, gram[None], rhs[None], norm2[None, :, None],
-                  prep.tikhonov[None, None], False)[0]
+    f = _solve_at(prep, trial[None] + offsets, gram[:, :, None], rhs[:, :, None], norm2,
+                  tikhonov, False)[0]
     f = jnp.where(jnp.isfinite(f), f, jnp.inf)
     better = f[1] < best_cost
     best = jnp.where(better, trial, best)
@@ -543,32 +570,33 @@ def _lift_chunk(prep: _Prepared, model: PoseModel, keypoints, visibility, *, ref
 
   gram, rhs, norm2 = _frame_terms(prep, points, joint_w)
   if joint_w is None:
-    costs = _search_unweighted(prep, points, norm2)
+    costs, paired = _search_unweighted(prep, points, norm2), False
   else:
-    costs = _search_weighted(prep, gram, rhs, norm2)
+    costs, paired = _search_weighted(prep, gram, rhs, norm2)
   # Frames stay the minor axis until here: reductions over T then vectorise.
   # (The barrier keeps XLA from fusing the search into these reductions,
   # which it otherwise compiles into a slow, strided loop.)
   costs = jax.lax.optimization_barrier(costs)
-  costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)  # (K, T, B)
+  costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)  # (K, T_s, B)
   lowest = jnp.min(costs, axis=1, keepdims=True)
   # argmin as two min-reductions: XLA's variadic argmin reduce is far slower here.
   index = jnp.arange(costs.shape[1], dtype=jnp.int32)[None, :, None]
-  best = jnp.min(jnp.where(costs == lowest, index, costs.shape[1] - 1), axis=1).T  # (B, K)
-  comp_cost = lowest[:, 0].T
+  best = jnp.min(jnp.where(costs == lowest, index, costs.shape[1] - 1), axis=1)  # (K, B)
+  comp_cost = lowest[:, 0]
+  if paired:
+    best, comp_cost = _resolve_pair(prep, best, gram, rhs, norm2)
   yaw = prep.yaws[best]
   if refine:
-    frame_gram = (jnp.broadcast_to(prep.gram_ones, (batch, *prep.gram_ones.shape))
+    frame_gram = (jnp.broadcast_to(prep.gram_ones[..., None], (*prep.gram_ones.shape, batch))
                   if gram is None else gram)
     yaw, comp_cost = _refine(prep, yaw, frame_gram, rhs, norm2, refine_steps)
-  score = comp_cost * prep.inv_two_var + prep.score_offset
+  score = comp_cost * prep.inv_two_var + prep.score_offset[:, None]
   score = jnp.where(jnp.isfinite(score), score, jnp.inf)
-  component = jnp.argmin(score, axis=-1).astype(jnp.int32)  # (B,)
-  yaw = jnp.take_along_axis(yaw, component[:, None], axis=1)[:, 0]
-  yaw = jax.lax.stop_gradient(yaw)
+  component = jnp.argmin(score, axis=0).astype(jnp.int32)  # (B,)
+  take = lambda x: jnp.take_along_axis(  # noqa: E731  (..., K, B) -> (..., B)
+      x, jnp.broadcast_to(component, (*x.shape[:-2], 1, batch)), axis=-2)[..., 0, :]
+  yaw = jax.lax.stop_gradient(take(yaw))
 
-  take = lambda x: jnp.take_along_axis(  # noqa: E731
-      x, component.reshape((batch, 1) + (1,) * (x.ndim - 2)), axis=1)[:, 0]
   if gram is None and not refine and not differentiable:
     # On the grid and unweighted: the search's own cost, and the solution by
     # the precomputed operator of the chosen (component, yaw).
@@ -577,9 +605,10 @@ def _lift_chunk(prep: _Prepared, model: PoseModel, keypoints, visibility, *, ref
     operator = prep.solve_ops[chosen]  # (B, P, 2L)
     solution = jnp.sum(operator * points.reshape(batch, 1, -1), axis=-1)
   else:
-    chosen_gram = prep.gram_ones[component] if gram is None else take(gram)
+    chosen_gram = prep.gram_ones[..., component] if gram is None else take(gram)
     cost, solution = _solve_at(prep, yaw, chosen_gram, take(rhs), norm2,
-                               prep.tikhonov[component], True)
+                               prep.tikhonov[component].T, True)
+    solution = solution.T  # (B, P)
   scale = solution[:, 0]
   coeffs = solution[:, 1:] / scale[:, None]
   # μ_k + a·e_k as one plain matrix product over all K (one-hot in k), and

@@ -4,6 +4,7 @@ All tests share one small problem size (K=2 components, J=3 basis vectors,
 L=17 joints, T=24 yaws, batches of 6 frames) so that jit compiles are reused.
 """
 
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ from lift3d.skeleton import H36M17
 
 K, J, L, T, B = 2, 3, 17, 24, 6
 LIMB_SCALE = 0.5  # metres per model unit
+ROTATION = np.asarray(camera.elevation_rotation(0.4), np.float32)  # a pitched camera
 
 
 def make_model(seed=0, num_components=K, num_basis=J):
@@ -128,25 +130,33 @@ def random_frames(seed, hidden=True):
   return kp, vis
 
 
-@jax.jit
-def _internal_costs(model, kp, vis):
-  """Search costs of both paths and the exact solve at every grid yaw."""
-  prep_w = lifting._prepare(model, None, jnp.float32(lifting.DEFAULT_OBS_NOISE), T, False)
+@functools.partial(jax.jit, static_argnames="rotated")
+def _internal_costs(model, kp, vis, rotated=False):
+  """Search costs of both paths and the exact solve at every grid yaw.
+
+  The weighted search of a level camera returns the lower cost of each pair
+  (θ, θ + π), (B, K, T/2); with `rotated` (camera ROTATION) every yaw's.
+  """
+  rotation = jnp.asarray(ROTATION) if rotated else None
+  prep_w = lifting._prepare(model, rotation, jnp.float32(lifting.DEFAULT_OBS_NOISE), T, False)
   prep_u = lifting._prepare(model, None, jnp.float32(lifting.DEFAULT_OBS_NOISE), T, True)
   omega = vis**2
   used = omega > 0
   clean = jnp.where(used[..., None], kp, 0.0)
   points_w = jnp.where(used[..., None], camera.normalize_keypoints(clean, omega).points, 0.0)
   gram, rhs, norm2 = lifting._frame_terms(prep_w, points_w, omega)
-  weighted = lifting._search_weighted(prep_w, gram, rhs, norm2)
-  yaws = jnp.broadcast_to(prep_w.yaws, (B, K, T))
-  exact, sol = lifting._solve_at(prep_w, yaws, gram[:, :, None], rhs[:, :, None],
-                                 norm2[:, None, None], prep_w.tikhonov[None, :, None], True)
+  weighted, paired = lifting._search_weighted(prep_w, gram, rhs, norm2)
+  assert paired == (not rotated)
+  yaws = jnp.broadcast_to(prep_w.yaws[:, None, None], (T, K, B))
+  exact, sol = lifting._solve_at(prep_w, yaws, gram[:, :, None], rhs[:, :, None], norm2,
+                                 prep_w.tikhonov.T[:, None, :, None], True)
   points_u = camera.normalize_keypoints(jnp.nan_to_num(kp)).points
   _, _, norm2_u = lifting._frame_terms(prep_u, points_u, None)
   unweighted = lifting._search_unweighted(prep_u, points_u, norm2_u)
-  # Search costs come frames-minor (K, T, B).
-  return (jnp.transpose(weighted, (2, 0, 1)), exact, sol, jnp.transpose(unweighted, (2, 0, 1)))
+  # Search costs come frames-minor (K, T, B), the exact solve as (T, K, B)
+  # and (P, T, K, B).
+  return (jnp.transpose(weighted, (2, 0, 1)), jnp.transpose(exact, (2, 1, 0)),
+          jnp.transpose(sol, (3, 2, 1, 0)), jnp.transpose(unweighted, (2, 0, 1)))
 
 
 class TestPerYawLeastSquares:
@@ -156,9 +166,18 @@ class TestPerYawLeastSquares:
     weighted, exact, sol, _ = _internal_costs(MODEL, kp, vis)
     for b in range(B):
       costs, sols, _ = reference(MODEL, kp[b], vis[b], T)
-      np.testing.assert_allclose(weighted[b], costs, rtol=2e-3, atol=2e-4)
+      pair_min = np.minimum(costs[:, : T // 2], costs[:, T // 2 :])
+      np.testing.assert_allclose(weighted[b], pair_min, rtol=2e-3, atol=2e-4)
       np.testing.assert_allclose(exact[b], costs, rtol=2e-3, atol=2e-4)
       np.testing.assert_allclose(sol[b], sols, rtol=2e-3, atol=2e-3)
+
+  def test_weighted_costs_of_a_rotated_camera_equal_lstsq(self):
+    kp, vis = random_frames(4)
+    weighted, exact, *_ = _internal_costs(MODEL, kp, vis, rotated=True)
+    for b in range(B):
+      costs, _, _ = reference(MODEL, kp[b], vis[b], T, rotation=ROTATION)
+      np.testing.assert_allclose(weighted[b], costs, rtol=2e-3, atol=2e-4)
+      np.testing.assert_allclose(exact[b], costs, rtol=2e-3, atol=2e-4)
 
   def test_unweighted_costs_equal_lstsq(self):
     kp, _ = random_frames(2, hidden=False)
