@@ -52,12 +52,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from lift3d import camera
+from lift3d._precision import float32_matmuls
 from lift3d.pose_model.model import PoseModel
 from lift3d.skeleton import H36M17, Skeleton
 
 DEFAULT_OBS_NOISE = 0.05
-_UNWEIGHTED_CHUNK = 256
-_WEIGHTED_CHUNK = 32
+# Default frames per chunk, (unweighted, weighted): on CPU chosen with
+# experiments/benchmarks/lift_speed.py so the working set stays in cache; on
+# accelerators large enough to fill the device (see RESULTS.md).
+_CPU_CHUNKS = (256, 128)
+_ACCELERATOR_CHUNKS = (65536, 16384)
 
 # (p, q) coordinate pairs of the Gram terms H_pq; a level camera (E = I) only
 # needs these four, since M(θ) has no x-y or y-z entries.
@@ -702,6 +706,7 @@ def _check_model(model: PoseModel) -> None:
           f"basis (K, J, L, 3), got {shapes[name]}")
 
 
+@float32_matmuls
 def lift(
     model: PoseModel,
     keypoints,
@@ -745,8 +750,10 @@ def lift(
     camera_rotation: optional (3, 3) camera rotation E (METHOD §4), e.g.
       `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
     min_visible: frames with fewer joints of positive weight are not valid.
-    chunk_size: frames per chunk (default 256 unweighted, 32 weighted; chosen with
-      experiments/benchmarks/lift_speed.py so the working set stays in cache).
+    chunk_size: frames per chunk. Default on CPU 256 unweighted and 128
+      weighted (chosen with experiments/benchmarks/lift_speed.py so the
+      working set stays in cache); on GPU/TPU 65,536 and 16,384 (about 1 GB
+      of intermediates).
     obs_noise: 2D noise standard deviation in normalised units (fraction of
       the pose's RMS radius) used in σ_obs (see the module docstring).
     refine_steps: LM steps when `refine` (static).
@@ -781,7 +788,8 @@ def lift(
   if int(min_visible) < 1:
     raise ValueError(f"min_visible must be >= 1, got {min_visible}")
   if chunk_size is None:
-    chunk_size = _UNWEIGHTED_CHUNK if visibility is None else _WEIGHTED_CHUNK
+    chunks = _CPU_CHUNKS if jax.default_backend() == "cpu" else _ACCELERATOR_CHUNKS
+    chunk_size = chunks[visibility is not None]
   if int(chunk_size) < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
   dtype = jnp.result_type(float)

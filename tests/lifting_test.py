@@ -311,6 +311,16 @@ class TestInvariancesAndBatching:
     unweighted = lift(MODEL, kp, num_yaws=T)
     assert not bool(unweighted.valid[1]) and bool(unweighted.valid[3])
 
+  @pytest.mark.parametrize("weighted", [False, True])
+  def test_every_matrix_product_is_full_float32(self, weighted):
+    # On GPU/TPU the default is TF32/bfloat16, which flips near-tied yaws.
+    kp, vis = random_frames(5)
+    fn = jax.jit(lambda k, v: lift(MODEL, k, v if weighted else None, num_yaws=T))
+    text = fn.lower(np.nan_to_num(kp), vis).as_text()
+    dots = [line for line in text.splitlines() if "dot_general" in line]
+    assert dots
+    assert all("precision = [HIGHEST, HIGHEST]" in line for line in dots), dots
+
   def test_shape_errors(self):
     kp, vis = random_frames(23)
     with pytest.raises(ValueError, match=r"\(\.\.\., 17, 2\).*\(6, 16, 2\)"):

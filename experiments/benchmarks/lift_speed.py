@@ -6,14 +6,16 @@ r"""Speed of `lift3d.lift` (METHOD §4) against the machine's float32 GEMM rate.
 Workload: K=3 components, J=10 basis vectors, L=17 joints, T=100 yaws, batches
 of 16,384 frames, float32. Prints frames/s without and with per-frame
 visibility weights, with `refine=True`, and with T=1000, and, measured in the
-same process, the float32 GEMM rate (a 2048² jnp.dot) and the fraction of the
-naive-form bound that each row reaches: a machine running the GEMM rate on the
-per-(component, yaw) matrix form needs K·T·4·2L·(J+1) FLOPs a frame.
+same process, the full-float32 GEMM rate (a 2048² jnp.dot on CPU, 8192² on an
+accelerator) and the fraction of the naive-form bound that each row reaches: a
+machine running the GEMM rate on the per-(component, yaw) matrix form needs
+K·T·4·2L·(J+1) FLOPs a frame. `--chunk 64 128 256` adds one row per chunk size.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import time
@@ -43,9 +45,13 @@ def random_model(num_components: int, num_basis: int, num_joints: int, seed: int
 
 
 def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
-  """float32 GFLOP/s of a size² matrix product, best of `repeats`."""
+  """float32 GFLOP/s of a size² matrix product, best of `repeats`.
+
+  Full float32 (`precision=HIGHEST`), the precision `lift` runs its products
+  in; on GPUs the default would be TF32 and several times faster.
+  """
   a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-  dot = jax.jit(jnp.dot)
+  dot = jax.jit(functools.partial(jnp.dot, precision=jax.lax.Precision.HIGHEST))
   dot(a, a).block_until_ready()
   best = np.inf
   for _ in range(repeats):
@@ -74,7 +80,8 @@ def main():
   parser.add_argument("--quick", action="store_true", help="small batches, fewer rows")
   parser.add_argument("--batch", type=int, default=None, help="frames per batch")
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--chunk", type=int, default=None, help="override lift's chunk_size")
+  parser.add_argument("--chunk", type=int, nargs="*", default=None,
+                      help="override lift's chunk_size (several: one row per size)")
   parser.add_argument("--rows", default="unweighted,weighted,refine,refine_weighted,t1000,"
                       "t1000_weighted", help="comma-separated rows to run")
   args = parser.parse_args()
@@ -86,10 +93,12 @@ def main():
   visibility = (rng.uniform(size=(batch, num_joints)) > 0.2).astype(np.float32)
   visibility = jnp.asarray(visibility * rng.uniform(0.5, 1.0, size=visibility.shape), jnp.float32)
 
-  gflops = gemm_gflops()
+  gemm_size = 2048 if jax.default_backend() == "cpu" else 8192
+  gflops = gemm_gflops(gemm_size)
+  device = jax.devices()[0]
   print(f"machine: {platform.processor() or platform.machine()}, nproc={os.cpu_count()}, "
-        f"jax {jax.__version__} on {jax.devices()[0].platform}")
-  print(f"float32 GEMM (2048²): {gflops:.1f} GFLOP/s")
+        f"jax {jax.__version__} on {device.platform} ({device.device_kind})")
+  print(f"float32 GEMM ({gemm_size}², precision HIGHEST): {gflops:.1f} GFLOP/s")
   rows = {
       "unweighted": dict(num_yaws=100, weighted=False),
       "weighted": dict(num_yaws=100, weighted=True),
@@ -102,19 +111,20 @@ def main():
   if args.quick:
     wanted = [r for r in wanted if r in ("unweighted", "weighted", "refine")]
   print(f"\nK={num_components} J={num_basis} L={num_joints}, batch {batch} frames, float32")
-  print(f"{'row':<16} {'T':>5} {'compile+1st s':>13} {'s/batch':>9} {'frames/s':>11} "
+  print(f"{'row':<22} {'T':>5} {'compile+1st s':>13} {'s/batch':>9} {'frames/s':>11} "
         f"{'naive-bound fps':>15} {'x bound':>8}")
-  for name in wanted:
+  for name, chunk in [(n, c) for n in wanted for c in (args.chunk or [None])]:
     spec = dict(rows[name])
     weighted = spec.pop("weighted")
-    if args.chunk:
-      spec["chunk_size"] = args.chunk
+    if chunk:
+      spec["chunk_size"] = chunk
+      name = f"{name}/{chunk}"
     first, best = time_lift(model, keypoints, visibility if weighted else None, args.repeats,
                             **spec)
     fps = batch / best
     naive_flops = num_components * spec["num_yaws"] * 4 * 2 * num_joints * (num_basis + 1)
     bound = gflops * 1e9 / naive_flops
-    print(f"{name:<16} {spec['num_yaws']:>5} {first:>13.1f} {best:>9.4f} {fps:>11,.0f} "
+    print(f"{name:<22} {spec['num_yaws']:>5} {first:>13.1f} {best:>9.4f} {fps:>11,.0f} "
           f"{bound:>15,.0f} {fps / bound:>8.3f}")
 
 

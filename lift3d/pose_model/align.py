@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from lift3d._precision import float32_matmuls
 from lift3d.pose_model import ppca as ppca_lib
 from lift3d.pose_model import stream
 from lift3d.pose_model.normalize import check_poses
@@ -328,6 +329,7 @@ class ChunkedAlignment(NamedTuple):
   final_cost: float
 
 
+@float32_matmuls
 def align_chunked(chunked: stream.Chunked, num_basis: int, *, subsample=None, centre=False,
                   skeleton: Skeleton = H36M17, iterations_per_size: int = 4,
                   yaw_steps: int = 2, tolerance: float = 1e-4, noise_floor: float = 1e-7,
@@ -393,6 +395,7 @@ def align_chunked(chunked: stream.Chunked, num_basis: int, *, subsample=None, ce
   return ChunkedAlignment(aligned, yaws, model, np.array(costs), np.array(sizes), final_cost)
 
 
+@float32_matmuls
 def align(poses, num_basis: int, *, skeleton: Skeleton = H36M17, iterations_per_size: int = 4,
           yaw_steps: int = 2, tolerance: float = 1e-4, noise_floor: float = 1e-7,
           chunk_size: int = 8192, devices=None, progress: bool = False) -> AlignResult:

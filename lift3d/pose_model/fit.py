@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lift3d._precision import float32_matmuls
 from lift3d.pose_model import mixture as mixture_lib
 from lift3d.pose_model import stream
 from lift3d.pose_model.align import align_chunked, from_planes
@@ -53,6 +54,7 @@ class FitResult(NamedTuple):
   phase_seconds: dict
 
 
+@float32_matmuls
 def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 10, key: jax.Array,
                  mirror: bool = True, skeleton: Skeleton = H36M17,
                  align_iterations: int = 4, align_yaw_steps: int = 2,
@@ -142,6 +144,7 @@ def fit_detailed(poses, *, num_components: int = 3, num_basis: int = 10, key: ja
                    phases)
 
 
+@float32_matmuls
 def fit(poses, *, num_components: int = 3, num_basis: int = 10, key: jax.Array,
         mirror: bool = True, skeleton: Skeleton = H36M17, align_iterations: int = 4,
         align_yaw_steps: int = 2, align_tolerance: float = 1e-4,

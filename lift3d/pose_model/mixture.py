@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from lift3d._precision import float32_matmuls
 from lift3d.pose_model import ppca as ppca_lib
 from lift3d.pose_model import stream
 
@@ -54,6 +55,7 @@ class Mixture(NamedTuple):
     return ppca_lib.PPCA(self.mean[k], self.basis[k], self.variances[k], self.noise[k])
 
 
+@float32_matmuls
 def component_log_densities(mixture: Mixture, data: jax.Array) -> jax.Array:
   """`log π_k + log N(y; μ_k, C_k)` for every sample and component (Woodbury).
 
@@ -72,6 +74,7 @@ def component_log_densities(mixture: Mixture, data: jax.Array) -> jax.Array:
   return per_component + jnp.log(mixture.weights)
 
 
+@float32_matmuls
 def log_likelihood(mixture: Mixture, data: jax.Array) -> jax.Array:
   """Log-density of each sample under the mixture.
 
@@ -85,6 +88,7 @@ def log_likelihood(mixture: Mixture, data: jax.Array) -> jax.Array:
   return jax.nn.logsumexp(component_log_densities(mixture, data), axis=-1)
 
 
+@float32_matmuls
 def responsibilities(mixture: Mixture, data: jax.Array) -> jax.Array:
   """Posterior component probabilities `r_nk`, (..., K), rows summing to 1."""
   return jax.nn.softmax(component_log_densities(mixture, data), axis=-1)
@@ -225,6 +229,7 @@ class MixtureFit(NamedTuple):
   centres: np.ndarray
 
 
+@float32_matmuls
 def fit_mixture_chunked(chunked: stream.Chunked, num_samples: int, num_components: int,
                         num_basis: int, *, key: jax.Array, iterations: int = 30,
                         tolerance: float = 1e-5, init_subsample: int = 2000,
@@ -290,6 +295,7 @@ def fit_mixture_chunked(chunked: stream.Chunked, num_samples: int, num_component
   return MixtureFit(mixture, np.array(history), np.asarray(centres))
 
 
+@float32_matmuls
 def fit_mixture(data, num_components: int, num_basis: int, *, key: jax.Array,
                 iterations: int = 30, tolerance: float = 1e-5, init_subsample: int = 2000,
                 min_centre_distance: float = 1e-6, noise_floor: float = 1e-7,

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lift3d._precision import float32_matmuls
+
 
 class PPCA(NamedTuple):
   """A probabilistic PCA (a pytree).
@@ -82,6 +84,7 @@ def _fix_signs(rows: jax.Array) -> jax.Array:
   return rows * jnp.where(pivot < 0, -1.0, 1.0)
 
 
+@float32_matmuls
 def fit(data, num_basis: int, *, weights=None, noise_floor: float = 0.0) -> PPCA:
   """Fits a PPCA to samples in closed form.
 
@@ -111,6 +114,7 @@ def fit(data, num_basis: int, *, weights=None, noise_floor: float = 0.0) -> PPCA
   return from_moments(mean, covariance, num_basis, noise_floor=noise_floor)
 
 
+@float32_matmuls
 def project(ppca: PPCA, data: jax.Array) -> jax.Array:
   """Least-squares coefficients of `data` on the basis, `a = e (y − μ)`.
 
@@ -124,6 +128,7 @@ def project(ppca: PPCA, data: jax.Array) -> jax.Array:
   return (data - ppca.mean) @ ppca.basis.T
 
 
+@float32_matmuls
 def log_likelihood(ppca: PPCA, data: jax.Array) -> jax.Array:
   """Gaussian log-density of each sample under the PPCA, via the Woodbury identity.
 

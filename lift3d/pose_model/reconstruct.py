@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lift3d._precision import float32_matmuls
 from lift3d.pose_model.align import optimal_yaw, rotate
 from lift3d.pose_model.model import PoseModel
 from lift3d.pose_model.normalize import check_poses
@@ -75,6 +76,7 @@ def _reconstruct(model: PoseModel, poses, *, num_yaws: int, refine_steps: int):
                         pick(residual))
 
 
+@float32_matmuls
 def reconstruct(model: PoseModel, poses, *, num_yaws: int = 360,
                 refine_steps: int = 3) -> Reconstruction:
   """The best in-model reconstruction of each (normalised) pose.

@@ -74,3 +74,14 @@ def test_sample_has_the_model_covariance():
   np.testing.assert_allclose(np.cov(draws.T), ppca.covariance(model), atol=0.15)
   np.testing.assert_allclose(np.asarray(ppca.project(model, jnp.asarray(mean + basis[0]))),
                              [1.0, 0.0, 0.0], atol=1e-5)
+
+
+def test_projection_and_log_likelihood_use_full_float32_products():
+  # On GPU/TPU the default is TF32/bfloat16; the moments need float32.
+  data = np.random.default_rng(0).normal(size=(500, DIM)).astype(np.float32)
+  model = ppca.fit(data, 2)
+  for fn in (lambda x: ppca.project(model, x), lambda x: ppca.log_likelihood(model, x)):
+    text = jax.jit(fn).lower(data).as_text()
+    dots = [line for line in text.splitlines() if "dot_general" in line]
+    assert dots
+    assert all("precision = [HIGHEST, HIGHEST]" in line for line in dots), dots
