@@ -137,6 +137,11 @@ def _internal_costs(model, kp, vis, rotated=False):
   The weighted search of a level camera returns the lower cost of each pair
   (θ, θ + π), (B, K, T/2); with `rotated` (camera ROTATION) every yaw's.
   """
+  with jax.default_matmul_precision("highest"):  # as lift itself runs them
+    return _internal_costs_body(model, kp, vis, rotated)
+
+
+def _internal_costs_body(model, kp, vis, rotated):
   rotation = jnp.asarray(ROTATION) if rotated else None
   prep_w = lifting._prepare(model, rotation, jnp.float32(lifting.DEFAULT_OBS_NOISE), T, False)
   prep_u = lifting._prepare(model, None, jnp.float32(lifting.DEFAULT_OBS_NOISE), T, True)

@@ -173,6 +173,7 @@ def _tk_yaws(chunked: stream.Chunked, projector):
   return stream.scan_map_sum(fn, chunked)
 
 
+@float32_matmuls
 def tomasi_kanade_yaws(chunked: stream.Chunked) -> jax.Array:
   """Initial yaws by the Tomasi–Kanade variant of METHOD §2 (up to one global yaw).
 

@@ -77,6 +77,7 @@ def test_log_likelihood_never_decreases():
   assert np.all(np.diff(history) >= -1e-6 * np.abs(history[:-1])), np.diff(history)
 
 
+@pytest.mark.usefixtures("full_precision")
 def test_log_densities_match_dense_gaussians_and_chunked_form():
   rng, planted = _planted(1)
   mix = Mixture(*(jnp.asarray(x, jnp.float32) for x in planted))
@@ -122,6 +123,7 @@ def test_greedy_centres_match_brute_force_and_stop_on_duplicates():
   assert sorted(greedy_centres(dup, 3).tolist()) in ([0, 6], [0, 7], [0, 8], [0, 9])
 
 
+@pytest.mark.usefixtures("full_precision")
 def test_sharded_sums_match_numpy():
   rng = np.random.default_rng(3)
   data = rng.normal(size=(1000, 4)).astype(np.float32)
@@ -141,6 +143,7 @@ def test_fit_mixture_rejects_bad_input():
     fit_mixture(np.zeros((10, 3)), 2, 3, key=jax.random.key(0))
 
 
+@pytest.mark.usefixtures("full_precision")
 @pytest.mark.parametrize("num_components", [1, 3])
 def test_em_statistics_match_direct_sums(num_components):
   rng, planted = _planted(5)
