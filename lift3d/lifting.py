@@ -29,10 +29,11 @@ Gram matrices `Σ_pq M_pq(θ) H_pq` with `M(θ) = R_θᵀ EᵀΠᵀΠE R_θ` are
 in (1, cos², sin·cos, sin²) of per-frame terms `H_pq = Σ_l D_l² B_lpᵀ B_lq`.
 For a level camera `G(θ + π) = G(θ)` and only the sign of the `y¹, y²` part
 flips, so one factorisation serves two yaws.
-- Unweighted (`visibility=None`): the whitened operators `L_θ⁻¹ A_θᵀ`
-  (`L_θ` the Cholesky factor of `A_θᵀA_θ + Λ`) are precomputed for every
-  (k, θ); a chunk of frames is then one or two matrix products and a sum of
-  squares: `r(θ) = ||w||² − ||L_θ⁻¹ A_θᵀ w||²`.
+- Unweighted (`visibility=None`): `r(θ) = ||w||² − wᵀ M_θ w` with
+  `M_θ = A_θ (A_θᵀA_θ + Λ)⁻¹ A_θᵀ` precomputed for every (k, θ); a chunk of
+  frames is then two matrix products of those coefficients against the
+  per-frame products of coordinates, and the solution at the chosen (k, θ) is
+  one precomputed operator `(A_θᵀA_θ + Λ)⁻¹ A_θᵀ` applied to w.
 - Weighted: per-frame Gram terms, then a Cholesky factorisation per
   (frame, k, θ) unrolled over the (J+1) unknowns with frames in the trailing
   (SIMD) axis, and `r(θ) = ||D w||² − ||L_θ⁻¹ A_θᵀ D² w||²`.
@@ -60,7 +61,7 @@ DEFAULT_OBS_NOISE = 0.05
 # Default frames per chunk, (unweighted, weighted): on CPU chosen with
 # experiments/benchmarks/lift_speed.py so the working set stays in cache; on
 # accelerators large enough to fill the device (see RESULTS.md).
-_CPU_CHUNKS = (256, 128)
+_CPU_CHUNKS = (2048, 128)
 _ACCELERATOR_CHUNKS = (65536, 16384)
 
 # (p, q) coordinate pairs of the Gram terms H_pq; a level camera (E = I) only
@@ -218,8 +219,8 @@ class _Prepared(flax.struct.PyTreeNode):
   proj: jax.Array | None  # (3, 3) S = EᵀΠᵀΠE, or None for a level camera.
   rotation: jax.Array | None  # (3, 3) E or None.
   yaws: jax.Array  # (T,) the grid.
-  whitened: jax.Array | None  # unweighted search operators (see _prepare).
-  whitened_x: jax.Array | None
+  quad: jax.Array | None  # (K·T_s, F) unweighted search: quadratic forms (see _prepare).
+  quad_cross: jax.Array | None  # (K·T/2, L²) their x-y part of a θ/θ+π pair, or None.
   solve_ops: jax.Array | None  # (K·T, P, 2L) (AᵀA + Λ)⁻¹Aᵀ per grid point, unweighted.
 
 
@@ -271,7 +272,7 @@ def _prepare(model: PoseModel, rotation, obs_noise, num_yaws: int, unweighted: b
     proj = rotation[:2].T @ rotation[:2]
   yaws = jnp.arange(num_yaws, dtype=dtype) * (2 * math.pi / num_yaws)
 
-  whitened = whitened_x = solve_ops = None
+  quad = quad_cross = solve_ops = None
   if unweighted:
     symmetric = rotation is None and num_yaws % 2 == 0
     grid = yaws[: num_yaws // 2] if symmetric else yaws
@@ -294,16 +295,27 @@ def _prepare(model: PoseModel, rotation, obs_noise, num_yaws: int, unweighted: b
       flip = jnp.tile(jnp.asarray([-1.0, 1.0], dtype), num_joints)
       solve = jnp.concatenate([solve, solve * flip], axis=1)
     solve_ops = solve.reshape(-1, num, 2 * num_joints)
+    # r(θ) = ||w||² − ||L⁻¹Aᵀw||² = wᵀ(I − M)w with M = A L⁻ᵀL⁻¹Aᵀ (2L x 2L):
+    # one product of the (K·T, F) coefficients of I − M against F per-frame
+    # products of coordinates, instead of the (P·K·T, B) intermediate L⁻¹Aᵀw.
+    def upper(matrix):  # (..., n, n) -> (..., n(n+1)/2) coefficients of w_i w_j, i ≤ j
+      iu, ju = np.triu_indices(matrix.shape[-1])
+      return matrix[..., iu, ju] * jnp.asarray(np.where(iu == ju, 1.0, 2.0), dtype)
+
     if symmetric:
-      # Rows ordered (P, K, T') so the sum of squares runs over leading slices.
-      whitened = jnp.transpose(ops[..., 1], (2, 0, 1, 3)).reshape(-1, num_joints)
-      whitened_x = jnp.transpose(ops[..., 0], (2, 0, 1, 3)).reshape(-1, num_joints)
+      # w = (x, y): wᵀ(I − M)w = xᵀ(I − M_xx)x + yᵀ(I − M_yy)y ∓ 2 yᵀM_yx x for θ / θ + π.
+      m = jnp.einsum("ktpia,ktpjb->ktabij", ops, ops).reshape(-1, 2, 2, num_joints, num_joints)
+      eye = jnp.eye(num_joints, dtype=dtype)
+      quad = jnp.concatenate([upper(eye - m[:, 1, 1]), upper(eye - m[:, 0, 0])], axis=1)
+      quad_cross = 2.0 * m[:, 1, 0].reshape(m.shape[0], -1)
     else:
-      whitened = jnp.transpose(ops, (2, 0, 1, 3, 4)).reshape(-1, 2 * num_joints)
+      flat_ops = ops.reshape((*ops.shape[:3], 2 * num_joints))
+      m = jnp.einsum("ktpi,ktpj->ktij", flat_ops, flat_ops).reshape(-1, *flat_ops.shape[-1:] * 2)
+      quad = upper(jnp.eye(2 * num_joints, dtype=dtype) - m)
   return _Prepared(
       blocks=blocks, features=features, gram_ones=gram_ones, tikhonov=tikhonov,
       score_offset=score_offset, inv_two_var=0.5 / obs_var, proj=proj, rotation=rotation,
-      yaws=yaws, whitened=whitened, whitened_x=whitened_x, solve_ops=solve_ops,
+      yaws=yaws, quad=quad, quad_cross=quad_cross, solve_ops=solve_ops,
   )
 
 
@@ -362,36 +374,35 @@ def _frame_terms(prep: _Prepared, points, weights):
   return gram, jnp.stack([y0, y1, y2]), norm2
 
 
-def _search_unweighted(prep: _Prepared, points, norm2):
+def _search_unweighted(prep: _Prepared, points):
   """Costs (K, T, B) of every (component, yaw) for unit weights: matrix products.
 
-  Frames are the minor axis of the products (`operator @ pointsᵀ`), the sum of
-  squares over the P unknowns runs over contiguous slices, and an
-  optimisation barrier keeps XLA from fusing the products into that loop
-  (which it would otherwise emit as a naive, unvectorised dot).
+  `r(θ) = wᵀ(I − M_θ)w`: the precomputed coefficients of every I − M_θ
+  against the per-frame products of coordinates (upper triangles of y yᵀ and
+  x xᵀ, and all of y xᵀ for the pairs θ / θ + π of a level camera), frames
+  the minor axis of the products.
   """
   batch, num_joints = points.shape[:2]
-  num_components, num = prep.tikhonov.shape
+  num_components = prep.tikhonov.shape[0]
   num_yaws = prep.yaws.shape[0]
-  if prep.whitened_x is not None:
+  # The per-frame products are built frames-major, (B, F), where each frame's
+  # coordinates are contiguous; the products contract F (`quad @ featuresᵀ`)
+  # and come out frames-minor.
+  if prep.quad_cross is not None:
+    x, y = points[..., 0], points[..., 1]  # (B, L)
     half = num_yaws // 2
-    width = num_components * half
-    za = prep.whitened @ points[..., 1].T  # (P·K·T', B)
-    zb = prep.whitened_x @ points[..., 0].T
-    za, zb = jax.lax.optimization_barrier((za, zb))
-    both = sum(za[i * width:(i + 1) * width] ** 2 + zb[i * width:(i + 1) * width] ** 2
-               for i in range(num))
-    cross = 2.0 * sum(za[i * width:(i + 1) * width] * zb[i * width:(i + 1) * width]
-                      for i in range(num))
-    base = norm2 - both
-    cost = jnp.stack([base - cross, base + cross], axis=0)  # (2, K·T', B)
-    cost = cost.reshape(2, num_components, half, batch)
+    # Columns i ≤ j in np.triu_indices order, from contiguous slices (no gather).
+    squares = jnp.concatenate(
+        [v[:, i : i + 1] * v[:, i:] for v in (y, x) for i in range(num_joints)], axis=1)
+    cross = (y[:, :, None] * x[:, None, :]).reshape(batch, num_joints * num_joints)
+    even = prep.quad @ squares.T  # (K·T', B)
+    odd = prep.quad_cross @ cross.T
+    cost = jnp.stack([even - odd, even + odd]).reshape(2, num_components, half, batch)
     return jnp.transpose(cost, (1, 0, 2, 3)).reshape(num_components, num_yaws, batch)
-  width = num_components * num_yaws
-  z = prep.whitened @ points.reshape(batch, 2 * num_joints).T  # (P·K·T, B)
-  z = jax.lax.optimization_barrier(z)
-  cost = norm2 - sum(z[i * width:(i + 1) * width] ** 2 for i in range(num))
-  return cost.reshape(num_components, num_yaws, batch)
+  flat = points.reshape(batch, 2 * num_joints)
+  squares = jnp.concatenate([flat[:, i : i + 1] * flat[:, i:] for i in range(2 * num_joints)],
+                            axis=1)
+  return (prep.quad @ squares.T).reshape(num_components, num_yaws, batch)
 
 
 def _search_weighted(prep: _Prepared, gram, rhs, norm2):
@@ -574,7 +585,7 @@ def _lift_chunk(prep: _Prepared, model: PoseModel, keypoints, visibility, *, ref
 
   gram, rhs, norm2 = _frame_terms(prep, points, joint_w)
   if joint_w is None:
-    costs, paired = _search_unweighted(prep, points, norm2), False
+    costs, paired = _search_unweighted(prep, points), False
   else:
     costs, paired = _search_weighted(prep, gram, rhs, norm2)
   # Frames stay the minor axis until here: reductions over T then vectorise.
@@ -750,7 +761,7 @@ def lift(
     camera_rotation: optional (3, 3) camera rotation E (METHOD §4), e.g.
       `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
     min_visible: frames with fewer joints of positive weight are not valid.
-    chunk_size: frames per chunk. Default on CPU 256 unweighted and 128
+    chunk_size: frames per chunk. Default on CPU 2,048 unweighted and 128
       weighted (chosen with experiments/benchmarks/lift_speed.py so the
       working set stays in cache); on GPU/TPU 65,536 and 16,384 (about 1 GB
       of intermediates).

@@ -156,8 +156,7 @@ def _internal_costs_body(model, kp, vis, rotated):
   exact, sol = lifting._solve_at(prep_w, yaws, gram[:, :, None], rhs[:, :, None], norm2,
                                  prep_w.tikhonov.T[:, None, :, None], True)
   points_u = camera.normalize_keypoints(jnp.nan_to_num(kp)).points
-  _, _, norm2_u = lifting._frame_terms(prep_u, points_u, None)
-  unweighted = lifting._search_unweighted(prep_u, points_u, norm2_u)
+  unweighted = lifting._search_unweighted(prep_u, points_u)
   # Search costs come frames-minor (K, T, B), the exact solve as (T, K, B)
   # and (P, T, K, B).
   return (jnp.transpose(weighted, (2, 0, 1)), jnp.transpose(exact, (2, 1, 0)),
