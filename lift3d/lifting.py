@@ -34,9 +34,15 @@ flips, so one factorisation serves two yaws.
   frames is then two matrix products of those coefficients against the
   per-frame products of coordinates, and the solution at the chosen (k, θ) is
   one precomputed operator `(A_θᵀA_θ + Λ)⁻¹ A_θᵀ` applied to w.
-- Weighted: per-frame Gram terms, then a Cholesky factorisation per
-  (frame, k, θ) unrolled over the (J+1) unknowns with frames in the trailing
-  (SIMD) axis, and `r(θ) = ||D w||² − ||L_θ⁻¹ A_θᵀ D² w||²`.
+- Weighted: per-frame Gram terms; the Gram matrices of all grid yaws are one
+  matrix product of those terms with their (cos², sin·cos, sin², 1)
+  coefficients; then a Cholesky factorisation per (frame, k, θ) unrolled over
+  the (J+1) unknowns with frames in the trailing (SIMD) axis, and
+  `r(θ) = ||D w||² − ||L_θ⁻¹ A_θᵀ D² w||²`. A level camera searches the
+  pairs (θ, θ + π), which share a factorisation, for the lower cost of each
+  pair and settles which of the two it was afterwards.
+- All matrix products run in full float32 (`lift3d._precision`), also on
+  GPUs and TPUs, whose TF32/bfloat16 default would flip near-tied yaws.
 
 Shape letters: L joints, J basis vectors, P = J + 1 unknowns, K components,
 T yaws, B frames.
@@ -62,6 +68,7 @@ DEFAULT_OBS_NOISE = 0.05
 # experiments/benchmarks/lift_speed.py so the working set stays in cache; on
 # accelerators large enough to fill the device (see RESULTS.md).
 _CPU_CHUNKS = (2048, 128)
+_CPU_REFINE_CHUNK = 128
 _ACCELERATOR_CHUNKS = (65536, 16384)
 
 # (p, q) coordinate pairs of the Gram terms H_pq; a level camera (E = I) only
@@ -762,9 +769,9 @@ def lift(
       `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
     min_visible: frames with fewer joints of positive weight are not valid.
     chunk_size: frames per chunk. Default on CPU 2,048 unweighted and 128
-      weighted (chosen with experiments/benchmarks/lift_speed.py so the
-      working set stays in cache); on GPU/TPU 65,536 and 16,384 (about 1 GB
-      of intermediates).
+      weighted or with `refine` (chosen with experiments/benchmarks/lift_speed.py
+      so the working set stays in cache); on GPU/TPU 65,536 unweighted and
+      16,384 weighted (under 1 GB of intermediates).
     obs_noise: 2D noise standard deviation in normalised units (fraction of
       the pose's RMS radius) used in σ_obs (see the module docstring).
     refine_steps: LM steps when `refine` (static).
@@ -799,8 +806,10 @@ def lift(
   if int(min_visible) < 1:
     raise ValueError(f"min_visible must be >= 1, got {min_visible}")
   if chunk_size is None:
-    chunks = _CPU_CHUNKS if jax.default_backend() == "cpu" else _ACCELERATOR_CHUNKS
-    chunk_size = chunks[visibility is not None]
+    if jax.default_backend() != "cpu":
+      chunk_size = _ACCELERATOR_CHUNKS[visibility is not None]
+    else:
+      chunk_size = _CPU_REFINE_CHUNK if refine else _CPU_CHUNKS[visibility is not None]
   if int(chunk_size) < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
   dtype = jnp.result_type(float)
