@@ -193,19 +193,21 @@ class TestPerYawLeastSquares:
 
 class TestSearchEqualsBruteForce:
 
+  # An odd number of yaws has no θ/θ + π pairs: the unpaired searches.
+  @pytest.mark.parametrize("num_yaws", [T, T + 1])
   @pytest.mark.parametrize("weighted", [False, True])
-  def test_component_yaw_cost_and_coeffs(self, weighted):
+  def test_component_yaw_cost_and_coeffs(self, weighted, num_yaws):
     kp, vis = random_frames(3, hidden=weighted)
-    result = lift(MODEL, kp, vis if weighted else None, num_yaws=T)
+    result = lift(MODEL, kp, vis if weighted else None, num_yaws=num_yaws)
     assert result.valid.all()
     for b in range(B):
-      costs, sols, scores = reference(MODEL, kp[b], vis[b] if weighted else None, T)
+      costs, sols, scores = reference(MODEL, kp[b], vis[b] if weighted else None, num_yaws)
       k = int(np.argmin(scores))
       t = int(np.argmin(costs[k]))
       if np.sort(scores)[1] - scores.min() < 1e-3 * abs(scores.min()):
         continue  # a near tie: float32 may pick either
       assert int(result.component[b]) == k
-      np.testing.assert_allclose(float(result.yaw[b]), 2 * np.pi * t / T, atol=1e-5)
+      np.testing.assert_allclose(float(result.yaw[b]), 2 * np.pi * t / num_yaws, atol=1e-5)
       np.testing.assert_allclose(float(result.cost[b]), costs[k, t], rtol=2e-3, atol=2e-4)
       np.testing.assert_allclose(np.asarray(result.coeffs[b]), sols[k, t, 1:] / sols[k, t, 0],
                                  rtol=2e-3, atol=2e-3)

@@ -127,7 +127,8 @@ def main():
           np.stack([it["keypoints2d"] for it in its]),
           np.stack([it["visibility"] for it in its]), 1 if args.quick else 2)
       rows.append((f"paper config (368px, 6 stages, 46×46 maps), fused, batch {batch}",
-                   f"{batch / step_s:.2f} img/s", f"{step_s:.1f} s/step",
+                   f"{batch / step_s:.2f} img/s",
+                   f"{step_s * 1e3:.1f} ms/step" if step_s < 1 else f"{step_s:.1f} s/step",
                    f"compile {compile_s:.0f} s"))
 
   width = max(len(r[0]) for r in rows)
