@@ -68,7 +68,7 @@ DEFAULT_OBS_NOISE = 0.05
 # experiments/benchmarks/lift_speed.py so the working set stays in cache; on
 # accelerators large enough to fill the device (see RESULTS.md).
 _CPU_CHUNKS = (2048, 128)
-_CPU_REFINE_CHUNK = 128
+_CPU_REFINE_CHUNK = 64
 _ACCELERATOR_CHUNKS = (65536, 16384)
 
 # (p, q) coordinate pairs of the Gram terms H_pq; a level camera (E = I) only
@@ -528,11 +528,12 @@ def _refine(prep, yaw, gram, rhs, norm2, steps: int):
   offsets = jnp.asarray([-h, 0.0, h], yaw.dtype)[:, None, None]
   tikhonov = prep.tikhonov.T[:, None, :, None]  # (P, 1, K, 1)
 
-  def body(_, state):
-    best, best_cost, trial, damping = state
+  def evaluate(trial):  # exact costs at trial − h, trial, trial + h: (3, K, B)
     f = _solve_at(prep, trial[None] + offsets, gram[:, :, None], rhs[:, :, None], norm2,
                   tikhonov, False)[0]
-    f = jnp.where(jnp.isfinite(f), f, jnp.inf)
+    return jnp.where(jnp.isfinite(f), f, jnp.inf)
+
+  def update(best, best_cost, trial, damping, f):
     better = f[1] < best_cost
     best = jnp.where(better, trial, best)
     best_cost = jnp.where(better, f[1], best_cost)
@@ -544,11 +545,19 @@ def _refine(prep, yaw, gram, rhs, norm2, steps: int):
     damping = jnp.where(better, damping * 0.1, damping * 10.0)
     return best, best_cost, trial, damping
 
-  damping = jnp.full_like(yaw, 1e-3)
-  # The first iteration evaluates (and accepts) the grid yaw itself, so every
+  def body(_, state):
+    # The costs of a trial reach the next iteration through the loop state, so
+    # the solver's output has one consumer: fused into several, XLA computed
+    # the whole factorisation once per consumer.
+    *state, f = state
+    state = update(*state, f)
+    return (*state, evaluate(state[2]))
+
+  # The first evaluation is at the grid yaw itself (accepted), so every
   # comparison is between exact costs of the same function.
-  best, best_cost, _, _ = jax.lax.fori_loop(
-      0, steps + 1, body, (yaw, jnp.full_like(yaw, jnp.inf), yaw, damping))
+  state = (yaw, jnp.full_like(yaw, jnp.inf), yaw, jnp.full_like(yaw, 1e-3), evaluate(yaw))
+  *state, f = jax.lax.fori_loop(0, steps, body, state)
+  best, best_cost, _, _ = update(*state, f)
   return best, best_cost
 
 
@@ -768,10 +777,11 @@ def lift(
     camera_rotation: optional (3, 3) camera rotation E (METHOD §4), e.g.
       `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
     min_visible: frames with fewer joints of positive weight are not valid.
-    chunk_size: frames per chunk. Default on CPU 2,048 unweighted and 128
-      weighted or with `refine` (chosen with experiments/benchmarks/lift_speed.py
-      so the working set stays in cache); on GPU/TPU 65,536 unweighted and
-      16,384 weighted (under 1 GB of intermediates).
+    chunk_size: frames per chunk. Default on CPU 2,048 unweighted, 128
+      weighted and 64 with `refine` (chosen with
+      experiments/benchmarks/lift_speed.py so the working set stays in cache);
+      on GPU/TPU 65,536 unweighted and 16,384 weighted (under 1 GB of
+      intermediates).
     obs_noise: 2D noise standard deviation in normalised units (fraction of
       the pose's RMS radius) used in σ_obs (see the module docstring).
     refine_steps: LM steps when `refine` (static).
