@@ -465,20 +465,33 @@ def _search_weighted(prep: _Prepared, gram, rhs, norm2):
   return cost, paired
 
 
-def _resolve_pair(prep: _Prepared, best, gram, rhs, norm2):
-  """Which yaw of the chosen pairs (θ, θ + π) is the lower: exact costs of both.
+def _resolve_pair(prep: _Prepared, best, gram, rhs):
+  """Which yaw of the chosen pairs (θ, θ + π) has the lower cost.
+
+  The two costs are `r = ||Dw||² − |z_a|² − |z_b|² ∓ 2 z_a·z_b` (see
+  `_search_weighted`), so θ + π is the lower one where `z_a·z_b < 0`: one
+  factorisation at θ and the sign of one number, a single output per
+  (component, frame).
 
   Args: best (K, B) pair indices in [0, T/2); gram (n, U, K, B); rhs
-  (3, P, K, B); norm2 (B,).
-  Returns: (best (K, B) yaw indices in [0, T), cost (K, B)).
+  (3, P, K, B).
+  Returns: best (K, B) yaw indices in [0, T).
   """
   half = prep.yaws.shape[0] // 2
-  candidates = best[None] + jnp.asarray([0, half], best.dtype)[:, None, None]  # (2, K, B)
-  cost = _solve_at(prep, prep.yaws[candidates], gram[:, :, None], rhs[:, :, None], norm2,
-                   prep.tikhonov.T[:, None, :, None], False)[0]
-  cost = jnp.where(jnp.isfinite(cost), cost, jnp.inf)
-  flip = cost[1] < cost[0]
-  return jnp.where(flip, candidates[1], candidates[0]), jnp.min(cost, axis=0)
+  num = rhs.shape[1]
+  theta = prep.yaws[best]
+  cos, sin = jnp.cos(theta), jnp.sin(theta)
+  coeffs = _pair_coeffs(cos, sin, prep.proj, _LEVEL_PAIRS)
+  tikhonov = prep.tikhonov.T[:, :, None]  # (P, K, 1)
+  entries = {}
+  for u, (i, j) in enumerate(_upper(num)):
+    g = sum(coef * gram[n, u] for n, coef in enumerate(coeffs))
+    entries[i, j] = g + tikhonov[i] if i == j else g
+  low, inv_diag = _cholesky(entries, num)
+  za = _forward(low, inv_diag, [rhs[0, i] for i in range(num)])
+  zb = _forward(low, inv_diag, [cos * rhs[1, i] + sin * rhs[2, i] for i in range(num)])
+  cross = sum(a * b for a, b in zip(za, zb, strict=True))
+  return jnp.where(cross < 0, best + half, best)
 
 
 def _solve_at(prep: _Prepared, yaw, gram, rhs, norm2, tikhonov, solution: bool):
@@ -614,8 +627,8 @@ def _lift_chunk(prep: _Prepared, model: PoseModel, keypoints, visibility, *, ref
   index = jnp.arange(costs.shape[1], dtype=jnp.int32)[None, :, None]
   best = jnp.min(jnp.where(costs == lowest, index, costs.shape[1] - 1), axis=1)  # (K, B)
   comp_cost = lowest[:, 0]
-  if paired:
-    best, comp_cost = _resolve_pair(prep, best, gram, rhs, norm2)
+  if paired:  # comp_cost, the lower cost of the pair, stands
+    best = _resolve_pair(prep, best, gram, rhs)
   yaw = prep.yaws[best]
   if refine:
     frame_gram = (jnp.broadcast_to(prep.gram_ones[..., None], (*prep.gram_ones.shape, batch))
