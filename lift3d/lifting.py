@@ -494,22 +494,43 @@ def _resolve_pair(prep: _Prepared, best, gram, rhs):
   return jnp.where(cross < 0, best + half, best)
 
 
+def _trig_terms(gram, tikhonov):
+  """Level-camera Gram terms in the basis (1, cos 2θ, sin 2θ), Λ folded in.
+
+  `G(θ) = H_yy + cos²θ H_xx + sin²θ H_zz + sinθ cosθ H_xz + Λ` is
+  `N₀ + cos 2θ N₁ + sin 2θ N₂`: three terms instead of four, which keeps the
+  fused factorisation loop small enough for LLVM to vectorise.
+
+  Args: gram (4, U, ...) in `_LEVEL_PAIRS` order; tikhonov broadcasting to
+  (P, ...). Returns: (3, U, ...).
+  """
+  num = tikhonov.shape[0]
+  yy, xx, zz, xz = gram
+  diagonal = [u for u, (i, j) in enumerate(_upper(num)) if i == j]
+  ridge = jnp.zeros_like(yy).at[jnp.asarray(diagonal)].add(tikhonov)
+  return jnp.stack([yy + 0.5 * (xx + zz) + ridge, 0.5 * (xx - zz), 0.5 * xz])
+
+
 def _solve_at(prep: _Prepared, yaw, gram, rhs, norm2, tikhonov, solution: bool):
   """Exact solution at given yaws: cost (...) and optionally c (P, ...).
 
-  Args: yaw (...); gram (n, U, ...); rhs (3, P, ...); norm2 broadcasting to
-  (...) and tikhonov to (P, ...). Frames should be the trailing axis.
+  Args: yaw (...); gram (n, U, ...), or (3, U, ...) from `_trig_terms` when
+  tikhonov is None; rhs (3, P, ...); norm2 broadcasting to (...) and
+  tikhonov to (P, ...). Frames should be the trailing axis.
   """
   num = rhs.shape[1]
   cos, sin = jnp.cos(yaw), jnp.sin(yaw)
-  pairs = _LEVEL_PAIRS if prep.rotation is None else _ALL_PAIRS
-  coeffs = _pair_coeffs(cos, sin, prep.proj, pairs)
+  if tikhonov is None:
+    coeffs = [1.0, jnp.cos(2 * yaw), jnp.sin(2 * yaw)]
+  else:
+    pairs = _LEVEL_PAIRS if prep.rotation is None else _ALL_PAIRS
+    coeffs = _pair_coeffs(cos, sin, prep.proj, pairs)
   entries = {}
   for u, (i, j) in enumerate(_upper(num)):
     g = 0.0
     for n, coef in enumerate(coeffs):
       g = g + coef * gram[n, u]
-    if i == j:
+    if i == j and tikhonov is not None:
       g = g + tikhonov[i]
     entries[i, j] = g
   low, inv_diag = _cholesky(entries, num)
@@ -539,11 +560,13 @@ def _refine(prep, yaw, gram, rhs, norm2, steps: int):
   spacing = 2 * math.pi / prep.yaws.shape[0]
   h = min(0.01, spacing / 4)
   offsets = jnp.asarray([-h, 0.0, h], yaw.dtype)[:, None, None]
-  tikhonov = prep.tikhonov.T[:, None, :, None]  # (P, 1, K, 1)
+  tikhonov = prep.tikhonov.T[:, :, None]  # (P, K, 1)
+  if prep.rotation is None:
+    gram, tikhonov = _trig_terms(gram, tikhonov), None
 
   def evaluate(trial):  # exact costs at trial − h, trial, trial + h: (3, K, B)
     f = _solve_at(prep, trial[None] + offsets, gram[:, :, None], rhs[:, :, None], norm2,
-                  tikhonov, False)[0]
+                  None if tikhonov is None else tikhonov[:, None], False)[0]
     return jnp.where(jnp.isfinite(f), f, jnp.inf)
 
   def update(best, best_cost, trial, damping, f):
