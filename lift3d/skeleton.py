@@ -12,6 +12,7 @@ D coordinate dimension (2 or 3).
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -140,6 +141,34 @@ MPII16_NAMES = (
     "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder",
     "l_elbow", "l_wrist",
 )
+
+
+def check_poses(poses, skeleton: Skeleton = H36M17, *, what: str = "poses",
+                batched: bool = False) -> None:
+  """Raises ValueError unless `poses` is a finite pose array for `skeleton`.
+
+  Finiteness is not checked on JAX tracers (inside `jit`).
+
+  Args:
+    poses: array-like, expected (..., L, 3) with L = skeleton.num_joints, or
+      (N, L, 3) with N ≥ 1 if `batched`.
+    skeleton: the joints' skeleton.
+    what: the argument's name, for the message.
+    batched: require exactly one batch axis, of at least one pose.
+  """
+  shape = np.shape(poses)
+  expected = "(N, {L}, 3) with N ≥ 1" if batched else "(..., {L}, 3)"
+  wrong_batch = batched and (len(shape) != 3 or shape[0] == 0)
+  if len(shape) < 2 or shape[-2:] != (skeleton.num_joints, 3) or wrong_batch:
+    raise ValueError(
+        f"expected {what} {expected.format(L=skeleton.num_joints)} for skeleton "
+        f"{skeleton.name}, got {shape}; map other layouts with lift3d.skeleton.convert first"
+    )
+  jax = sys.modules.get("jax")  # a tracer exists only if jax is loaded
+  if jax is not None and isinstance(poses, jax.core.Tracer):
+    return
+  if not bool(np.all(np.isfinite(poses))):
+    raise ValueError(f"{what} contain NaN or infinite values; drop or repair those poses first")
 
 
 class ConvertedPose(NamedTuple):

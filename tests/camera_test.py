@@ -1,5 +1,7 @@
 """Tests of lift3d.camera: rotations, projections and the 2D normalisation."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -72,3 +74,58 @@ def test_normalize_round_trip_and_invariance():
   moved = camera.normalize_keypoints(keypoints * 3.0 - 17.0, weights)
   np.testing.assert_allclose(moved.points, norm.points, atol=1e-5)
   np.testing.assert_allclose(moved.size, 3.0 * np.asarray(norm.size), rtol=1e-5)
+
+
+def _yaw_matrix(theta):
+  c, s = np.cos(theta), np.sin(theta)
+  return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def test_rotate_yaw_matches_the_matrix_eager_jit_and_planes():
+  rng = np.random.default_rng(0)
+  poses = rng.normal(size=(4, 17, 3))
+  yaws = rng.uniform(-np.pi, np.pi, 4)
+  expected = np.einsum("nij,nlj->nli", np.stack([_yaw_matrix(t) for t in yaws]), poses)
+  np.testing.assert_allclose(camera.rotate_yaw(poses, yaws[:, None]), expected, atol=1e-12)
+  jitted = jax.jit(camera.rotate_yaw)(jnp.asarray(poses, jnp.float32), yaws[:, None])
+  np.testing.assert_allclose(jitted, expected, atol=1e-5)
+  # Coordinates on axis 0, e.g. (3, L, B) planes with one yaw per column.
+  planes = np.transpose(poses, (2, 1, 0))
+  np.testing.assert_allclose(camera.rotate_yaw(planes, yaws, axis=0),
+                             np.transpose(expected, (2, 1, 0)), atol=1e-12)
+  np.testing.assert_allclose(camera.yaw_rotation(yaws), [_yaw_matrix(t) for t in yaws],
+                             atol=1e-12)
+
+
+def test_numpy_in_numpy_out_jax_in_jax_out():
+  points = np.array([[1.0, 2.0, -4.0]])
+  for fn, args in [(camera.yaw_rotation, (0.3,)), (camera.elevation_rotation, (0.3,)),
+                   (camera.rotate_yaw, (points, 0.3)), (camera.pinhole, (points, 10.0, [1, 2])),
+                   (camera.weak_perspective, (points[None], 2.0))]:
+    out = fn(*args)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64, fn.__name__
+    traced = jax.jit(fn)(*(jnp.asarray(a) for a in args))
+    assert isinstance(traced, jax.Array), fn.__name__
+    np.testing.assert_allclose(traced, out, rtol=1e-6, atol=1e-6)
+
+
+def test_pinhole_per_axis_focal_and_distortion():
+  # Per-axis focal lengths and the distortion model, term by term.
+  points = np.array([[0.2, -0.1, -2.0], [-0.4, 0.3, -1.5]])  # y up, z to the viewer
+  focal, principal = np.array([1000.0, 1010.0]), np.array([500.0, 490.0])
+  radial, tangential = np.array([-0.2, 0.05, 0.01]), np.array([1e-3, -2e-3])
+  x, y = points[:, 0] / -points[:, 2], -points[:, 1] / -points[:, 2]  # y down, z forward
+  r2 = x**2 + y**2
+  scale = 1 + radial[0] * r2 + radial[1] * r2**2 + radial[2] * r2**3
+  tan = tangential[0] * y + tangential[1] * x
+  want = np.stack([x * (scale + tan) + tangential[1] * r2,
+                   y * (scale + tan) + tangential[0] * r2], -1)
+  np.testing.assert_allclose(
+      camera.pinhole(points, focal, principal, radial=radial, tangential=tangential),
+      want * focal + principal, rtol=1e-12)
+  np.testing.assert_allclose(camera.pinhole(points, focal, principal),
+                             np.stack([x, y], -1) * focal + principal, rtol=1e-12)
+  # One focal length per camera: (C,) with principal points (C, 2).
+  batched = camera.pinhole(np.stack([points, 2 * points]), np.array([100.0, 200.0]),
+                           np.array([[0.0, 0.0], [10.0, 10.0]]))
+  np.testing.assert_allclose(batched[1], camera.pinhole(points, 200.0, [10.0, 10.0]))

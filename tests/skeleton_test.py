@@ -248,3 +248,24 @@ def test_converter_errors():
     sk.convert(np.zeros(17), "h36m17")
   with pytest.raises(ValueError, match="confidence shape"):
     sk.convert(np.zeros((16, 2)), "mpii16", np.ones(17))
+
+
+def test_check_poses_shapes_batching_and_tracers():
+  import jax
+
+  from lift3d.skeleton import check_poses
+
+  good = np.zeros((2, 17, 3))
+  check_poses(good)
+  check_poses(good[0])  # (..., L, 3): a single pose is fine
+  with pytest.raises(ValueError, match=r"\(N, 17, 3\) with N ≥ 1"):
+    check_poses(good[0], batched=True)
+  with pytest.raises(ValueError, match=r"\(N, 17, 3\) with N ≥ 1"):
+    check_poses(good[:0], batched=True)
+  with pytest.raises(ValueError, match=r"expected targets \(\.\.\., 17, 3\)"):
+    check_poses(np.zeros((2, 16, 3)), what="targets")
+  bad = good.copy()
+  bad[1, 3, 0] = np.nan
+  with pytest.raises(ValueError, match="NaN"):
+    check_poses(bad)
+  jax.jit(lambda p: check_poses(p) or p)(bad)  # no finiteness check on tracers

@@ -9,21 +9,19 @@ hidden by random occluders. Each example carries its 2D labels, visibility and
 the same whatever the order of access, so the source shards and shuffles
 freely under grain.
 
-Conventions (METHOD §0):
+Conventions (docs/method.md §0):
 - 3D: metres, x right, y up. The camera frame is right-handed with the camera
   at the origin looking along -z, so z points towards the viewer: a proper
   rotation of the (right-handed, y-up) mocap frame, which is what makes the
   painter's order physically right. Weak-perspective lifting only sees x and
   y, so `lift3d.lift` reports poses in this same frame when given
-  `camera_rotation` below (checked: with the pose model fitted on the
-  embedded corpus, lifting these labels is clearly more accurate with it than
-  with `lift3d.camera.elevation_rotation(φ)`, its transpose, which assumes a
-  z-forward frame).
+  `camera_rotation` below, which is `lift3d.camera.elevation_rotation(φ)`.
 - 2D: pixels, x right, y down; pixel centres sit at integer coordinates, so
   pixel (row i, column j) covers [j - 0.5, j + 0.5] x [i - 0.5, i + 0.5] and a
   keypoint is in the frame when -0.5 <= x <= W - 0.5 and -0.5 <= y <= H - 0.5.
-- Rotations: yaw θ about y is `R_θ` of METHOD §0; the camera pitch φ (positive
-  when the camera looks down on the person) is a rotation about x, so that
+- Rotations and projections are those of `lift3d.camera`: yaw θ about y is
+  `yaw_rotation(θ)` (R_θ, docs/method.md §0); the camera pitch φ (positive
+  when the camera looks down on the person) is `elevation_rotation(φ)`, so that
   pose_camera = R_x(φ) R_θ (pose - hip) + translation, with
   R_x(φ) = [[1, 0, 0], [0, cos φ, -sin φ], [0, sin φ, cos φ]].
 - Visibility is 1 for a joint inside the frame and not behind an occluder;
@@ -44,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from lift3d.skeleton import H36M17
+from lift3d import camera
+from lift3d.skeleton import H36M17, check_poses
 
 _NUM_JOINTS = H36M17.num_joints
 _J = {name: i for i, name in enumerate(H36M17.names)}
@@ -223,52 +222,13 @@ class Scene:
   noise_key: tuple[int, int]
 
 
-def yaw_rotation(theta: float) -> np.ndarray:
-  """R_θ of METHOD §0: rotation by `theta` radians about the y (up) axis, (3, 3)."""
-  c, s = math.cos(theta), math.sin(theta)
-  return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def pitch_rotation(phi: float) -> np.ndarray:
-  """R_x(φ), (3, 3): the camera rotation of a camera pitched down by `phi` radians.
-
-  In the camera frame the world's up axis becomes (0, cos φ, sin φ): tilted
-  towards a camera that looks down on the scene.
-  """
-  c, s = math.cos(phi), math.sin(phi)
-  return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-
-
-def project(points: np.ndarray, focal: float, image_size: tuple[int, int], *,
-            camera: str = "perspective", reference_depth: float | None = None) -> np.ndarray:
-  """Projects camera-frame points to pixels.
-
-  Args:
-    points: (..., 3) metres, camera frame (x right, y up, camera looking
-      along -z), all with z < 0 for "perspective".
-    focal: focal length, pixels.
-    image_size: (H, W); the principal point is the image centre
-      ((W - 1) / 2, (H - 1) / 2).
-    camera: "perspective" (divide by each point's depth -z) or "weak" (divide
-      by `reference_depth` for all points).
-    reference_depth: metres, required for "weak".
-
-  Returns:
-    (..., 2) pixels, x right, y down.
-  """
-  points = np.asarray(points, np.float64)
-  height, width = image_size
-  if camera == "perspective":
-    depth = -points[..., 2]
-  elif camera == "weak":
-    if reference_depth is None:
-      raise ValueError("camera='weak' needs reference_depth")
-    depth = np.full(points.shape[:-1], float(reference_depth))
-  else:
-    raise ValueError(f"camera must be 'perspective' or 'weak', got {camera!r}")
-  u = (width - 1) / 2 + focal * points[..., 0] / depth
-  v = (height - 1) / 2 - focal * points[..., 1] / depth
-  return np.stack([u, v], axis=-1)
+def _project(points: np.ndarray, focal: float, principal: np.ndarray, kind: str,
+             reference_depth: float) -> np.ndarray:
+  """(..., 3) camera-frame metres -> (..., 2) pixels, by `lift3d.camera.pinhole` for
+  "perspective" or `lift3d.camera.weak_perspective` at `reference_depth` for "weak"."""
+  if kind == "perspective":
+    return camera.pinhole(points, focal, principal)
+  return camera.weak_perspective(points, focal / reference_depth, translation=principal)
 
 
 def _generator(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -356,8 +316,8 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
   size_frac = _uniform(rng, options.person_size)
   jitter = rng.uniform(-options.centre_jitter, options.centre_jitter, 2)
   focal = (width / 2) / math.tan(fov / 2)
-  camera_rotation = pitch_rotation(phi)
-  pose3d = pose @ (camera_rotation @ yaw_rotation(yaw)).T
+  camera_rotation = camera.elevation_rotation(phi)
+  pose3d = pose @ (camera_rotation @ camera.yaw_rotation(yaw)).T
   # Distance and position: the 2D box of the projected joints spans size_frac
   # of the short image side and is centred on the jittered image centre. Start
   # from the weak-perspective solution at the hip's depth and correct for
@@ -381,8 +341,8 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
   # corrects the box for its measured size and centre (the box scales as 1 /
   # depth and moves by focal / depth per metre of shift).
   for _ in range(3 if options.camera == "perspective" else 1):
-    points = project(pose3d + np.array([shift[0], shift[1], -depth]), focal, (height, width),
-                     camera=options.camera, reference_depth=depth)
+    points = _project(pose3d + np.array([shift[0], shift[1], -depth]), focal, principal,
+                      options.camera, depth)
     box_lo, box_hi = points.min(axis=0), points.max(axis=0)
     size = max(box_hi[0] - box_lo[0], box_hi[1] - box_lo[1], 1e-3)
     box_offset = (0.5 * (box_lo + box_hi) - principal) * (1.0, -1.0)
@@ -395,7 +355,7 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
   camera_height = float(-(camera_rotation.T @ translation)[1] - pose[:, 1].min())
 
   def to_pixels(points):
-    return project(points, focal, (height, width), camera=options.camera, reference_depth=depth)
+    return _project(points, focal, principal, options.camera, depth)
 
   thickness = _uniform(rng, options.thickness)
   ends, radii, colours = _person_capsules(pose_cam, rng, thickness)
@@ -729,18 +689,6 @@ def example_from_scene(scene: Scene, image: np.ndarray) -> dict[str, np.ndarray]
   )
 
 
-def check_poses(poses: np.ndarray) -> np.ndarray:
-  """Validates a pose corpus: (N, 17, 3) finite metres; returns it as float32."""
-  poses = np.asarray(poses)
-  if poses.ndim != 3 or poses.shape[1:] != (_NUM_JOINTS, 3) or poses.shape[0] == 0:
-    raise ValueError(
-        f"expected poses (N, {_NUM_JOINTS}, 3) metres y up with N >= 1, got {poses.shape}; "
-        "map other skeletons with lift3d.skeleton.convert first")
-  if not np.all(np.isfinite(poses)):
-    raise ValueError("poses contain NaN or inf values")
-  return poses.astype(np.float32)
-
-
 class SyntheticPoseSource:
   """A grain random-access data source of rendered people.
 
@@ -759,8 +707,8 @@ class SyntheticPoseSource:
       looking along -z).
     translation: (3,) float32 metres, the hip in the camera frame.
     camera_rotation: (3, 3) float32, R_x(φ) (world y-up frame to camera
-      orientation): the E to pass as `lift3d.lift(..., camera_rotation=...)`
-      (not `lift3d.camera.elevation_rotation(φ)`, its transpose).
+      orientation), `lift3d.camera.elevation_rotation(φ)`: the E to pass as
+      `lift3d.lift(..., camera_rotation=...)`.
     yaw: () float32 radians, θ of R_θ applied to the corpus pose.
     camera_height: () float32 metres, the camera centre's height above the
       pose's lowest joint (the floor, for a standing pose).
@@ -784,7 +732,8 @@ class SyntheticPoseSource:
         (any `RenderOptions` field, e.g. no_person_prob=0.1) replace its
         fields.
     """
-    self.poses = check_poses(poses)
+    check_poses(poses, batched=True)
+    self.poses = np.asarray(poses).astype(np.float32)
     if isinstance(image_size, int | np.integer):
       image_size = (int(image_size), int(image_size))
     options = options or RenderOptions()

@@ -10,7 +10,7 @@ import a module as `importlib.import_module("lift3d.pose_model.align")` or
 `from lift3d.pose_model.align import ...`.
 """
 
-from lift3d.pose_model.align import AlignResult, align, optimal_yaw, rotate, yaw_rotation
+from lift3d.pose_model.align import AlignResult, align, optimal_yaw
 from lift3d.pose_model.fit import FitResult, fit, fit_detailed
 from lift3d.pose_model.io import load, save
 from lift3d.pose_model.mixture import Mixture, fit_mixture, greedy_centres
@@ -37,7 +37,5 @@ __all__ = [
     "normalize",
     "optimal_yaw",
     "reconstruct",
-    "rotate",
     "save",
-    "yaw_rotation",
 ]

@@ -32,42 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from lift3d import camera
 from lift3d._precision import float32_matmuls
 from lift3d.pose_model import ppca as ppca_lib
 from lift3d.pose_model import stream
-from lift3d.pose_model.normalize import check_poses
-from lift3d.skeleton import H36M17, Skeleton
-
-
-def yaw_rotation(yaw: jax.Array) -> jax.Array:
-  """`R_θ = [[cos θ, 0, sin θ], [0, 1, 0], [−sin θ, 0, cos θ]]`.
-
-  Args:
-    yaw: (...) radians.
-
-  Returns:
-    (..., 3, 3) rotation matrices.
-  """
-  c, s = jnp.cos(yaw), jnp.sin(yaw)
-  zero, one = jnp.zeros_like(c), jnp.ones_like(c)
-  rows = [jnp.stack([c, zero, s], -1), jnp.stack([zero, one, zero], -1),
-          jnp.stack([-s, zero, c], -1)]
-  return jnp.stack(rows, -2)
-
-
-def rotate(poses: jax.Array, yaw: jax.Array) -> jax.Array:
-  """Applies `R_θ` to every joint: `X_l ← R_θ X_l`.
-
-  Args:
-    poses: (..., L, 3), y up.
-    yaw: (...) radians, broadcastable against the pose batch.
-
-  Returns:
-    (..., L, 3) rotated poses.
-  """
-  c, s = jnp.cos(yaw)[..., None], jnp.sin(yaw)[..., None]
-  x, y, z = poses[..., 0], poses[..., 1], poses[..., 2]
-  return jnp.stack([c * x + s * z, y, -s * x + c * z], -1)
+from lift3d.skeleton import H36M17, Skeleton, check_poses
 
 
 def optimal_yaw(poses: jax.Array, targets: jax.Array) -> jax.Array:
@@ -131,9 +100,8 @@ def from_planes(flat, num_joints: int):
 
 def _rotate_planes(planes, yaw):
   """R_θ on (D, B) planes, yaw (B,)."""
-  x, y, z = jnp.split(planes, 3, axis=0)
-  c, s = jnp.cos(yaw), jnp.sin(yaw)
-  return jnp.concatenate([c * x + s * z, y, -s * x + c * z], 0)
+  rotated = camera.rotate_yaw(planes.reshape(3, -1, planes.shape[-1]), yaw, axis=0)
+  return rotated.reshape(planes.shape)
 
 
 def _optimal_yaw_planes(planes, targets):

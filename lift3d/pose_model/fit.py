@@ -22,8 +22,8 @@ from lift3d.pose_model import mixture as mixture_lib
 from lift3d.pose_model import stream
 from lift3d.pose_model.align import align_chunked, from_planes
 from lift3d.pose_model.model import PoseModel
-from lift3d.pose_model.normalize import check_poses, normalize
-from lift3d.skeleton import H36M17, Skeleton
+from lift3d.pose_model.normalize import normalize
+from lift3d.skeleton import H36M17, Skeleton, check_poses
 
 # Fits on at least this many poses show progress bars unless told otherwise.
 _PROGRESS_FROM = 100_000

@@ -11,25 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lift3d.skeleton import H36M17, Skeleton
-
-
-def check_poses(poses, skeleton: Skeleton = H36M17, *, what: str = "poses") -> None:
-  """Raises ValueError unless `poses` is a finite (..., L, 3) array for `skeleton`.
-
-  Args:
-    poses: array-like, expected (..., L, 3) with L = skeleton.num_joints.
-    skeleton: the joints' skeleton.
-    what: the argument's name, for the message.
-  """
-  shape = np.shape(poses)
-  if len(shape) < 2 or shape[-2:] != (skeleton.num_joints, 3):
-    raise ValueError(
-        f"expected {what} (..., {skeleton.num_joints}, 3) for skeleton {skeleton.name}, got "
-        f"{shape}; map other layouts with lift3d.skeleton.convert first"
-    )
-  if not isinstance(poses, jax.core.Tracer) and not bool(np.all(np.isfinite(poses))):
-    raise ValueError(f"{what} contain NaN or infinite values; drop or repair those poses first")
+from lift3d.skeleton import H36M17, Skeleton, check_poses
 
 
 def limb_norm(poses: jax.Array, skeleton: Skeleton = H36M17) -> jax.Array:

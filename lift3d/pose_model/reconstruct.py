@@ -19,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from lift3d._precision import float32_matmuls
-from lift3d.pose_model.align import optimal_yaw, rotate
+from lift3d.camera import rotate_yaw
+from lift3d.pose_model.align import optimal_yaw
 from lift3d.pose_model.model import PoseModel
-from lift3d.pose_model.normalize import check_poses
+from lift3d.skeleton import check_poses
 
 
 class Reconstruction(NamedTuple):
@@ -44,7 +45,7 @@ class Reconstruction(NamedTuple):
 
 def _project(pose, yaw, mean, basis):
   """(coeffs (J,), reconstruction in the aligned frame (L, 3)) for one yaw."""
-  aligned = rotate(pose, -yaw)
+  aligned = rotate_yaw(pose, -yaw)
   coeffs = jnp.einsum("jlc,lc->j", basis, aligned - mean)
   return coeffs, mean + jnp.einsum("j,jlc->lc", coeffs, basis)
 
@@ -52,14 +53,14 @@ def _project(pose, yaw, mean, basis):
 def _one_component(pose, mean, basis, yaws, refine_steps):
   def residual(yaw):
     _, recon = _project(pose, yaw, mean, basis)
-    return jnp.sum((rotate(pose, -yaw) - recon) ** 2)
+    return jnp.sum((rotate_yaw(pose, -yaw) - recon) ** 2)
 
   yaw = yaws[jnp.argmin(jax.vmap(residual)(yaws))]
   for _ in range(refine_steps):  # each step cannot increase the residual
     _, recon = _project(pose, yaw, mean, basis)
     yaw = optimal_yaw(pose, recon)
   coeffs, recon = _project(pose, yaw, mean, basis)
-  return yaw, coeffs, rotate(recon, yaw), residual(yaw)
+  return yaw, coeffs, rotate_yaw(recon, yaw), residual(yaw)
 
 
 @functools.partial(jax.jit, static_argnames=("num_yaws", "refine_steps"))

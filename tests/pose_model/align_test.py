@@ -2,7 +2,6 @@
 
 import importlib
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -20,17 +19,6 @@ def _circular_offset(recovered, true):
   diff = align_lib.wrap(np.asarray(recovered, np.float64) - true)
   offset = np.angle(np.mean(np.exp(1j * diff)))
   return offset, np.abs(align_lib.wrap(diff - offset))
-
-
-def test_rotation_matches_matrix_and_jit():
-  rng = np.random.default_rng(0)
-  poses = rng.normal(size=(4, 17, 3))
-  yaws = rng.uniform(-np.pi, np.pi, 4)
-  expected = synthetic.rotate(poses, yaws)
-  np.testing.assert_allclose(align_lib.rotate(poses, yaws), expected, atol=1e-5)
-  np.testing.assert_allclose(jax.jit(align_lib.rotate)(poses, yaws), expected, atol=1e-5)
-  mats = np.stack([synthetic.yaw_matrix(t) for t in yaws])
-  np.testing.assert_allclose(align_lib.yaw_rotation(yaws), mats, atol=1e-6)
 
 
 def test_closed_form_yaw_equals_brute_force_search():

@@ -1,4 +1,4 @@
-"""Human3.6M cameras: parameters, world <-> camera transforms and projection.
+"""Human3.6M cameras: parameters, world <-> camera transforms, projection by `lift3d.camera`.
 
 The parameters of the four cameras (intrinsics shared by all subjects,
 extrinsics per subject) are read from `third_party/h36m/cameras.json`; see the
@@ -19,6 +19,8 @@ import pathlib
 from typing import NamedTuple
 
 import numpy as np
+
+from lift3d import camera as camera_lib
 
 CAMERA_IDS: tuple[str, ...] = ("54138969", "55011271", "58860488", "60457274")
 # The "frontal camera (cam 3)" of Protocol #3 (Bogo et al. 2016, followed by the
@@ -156,46 +158,22 @@ def camera_to_world(points, camera: Camera) -> np.ndarray:
   return points @ camera.rotation + camera.centre
 
 
-def distort(normalised, camera: Camera) -> np.ndarray:
-  """Applies the lens distortion of Human3.6M to normalised image coordinates.
-
-  The dataset's own model (its ProjectPointRadial): with r² = x² + y²,
-  radial = 1 + k1 r² + k2 r⁴ + k3 r⁶ and tan = p1 y + p2 x,
-  (x', y') = (x, y)(radial + tan) + (p2, p1) r².
-
-  Args:
-    normalised: (..., 2) coordinates x/z, y/z.
-    camera: the camera (its radial and tangential coefficients).
-
-  Returns:
-    (..., 2) distorted normalised coordinates.
-  """
-  xy = np.asarray(normalised, np.float64)
-  k1, k2, k3 = camera.radial
-  p1, p2 = camera.tangential
-  r2 = np.sum(xy**2, axis=-1, keepdims=True)
-  radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
-  tan = p1 * xy[..., 1:2] + p2 * xy[..., 0:1]
-  return xy * (radial + tan) + np.array([p2, p1]) * r2
-
-
 def project(points_camera, camera: Camera, *, distortion: bool = True) -> np.ndarray:
-  """Projects camera-frame points to pixels.
+  """Projects camera-frame points to pixels with `lift3d.camera.pinhole`.
 
   Args:
     points_camera: (..., 3) camera coordinates, mm, z > 0 in front.
     camera: the camera.
     distortion: apply the lens distortion (True, as the dataset's 2D ground
-      truth does) or use the plain pinhole model.
+      truth does; `lift3d.camera.distort` is the dataset's own model) or use
+      the plain pinhole model.
 
   Returns:
     (..., 2) pixels, x right, y down.
   """
-  points = _check_points(points_camera, "project")
-  xy = points[..., :2] / points[..., 2:3]
-  if distortion:
-    xy = distort(xy, camera)
-  return xy * camera.focal_length + camera.principal_point
+  points = camera_to_lift(_check_points(points_camera, "project"))
+  lens = dict(radial=camera.radial, tangential=camera.tangential) if distortion else {}
+  return camera_lib.pinhole(points, camera.focal_length, camera.principal_point, **lens)
 
 
 def project_world(points_world, camera: Camera, *, distortion: bool = True) -> np.ndarray:
