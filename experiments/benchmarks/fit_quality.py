@@ -28,7 +28,7 @@ import numpy as np
 from experiments.configs.parts import data as data_config
 from lift3d import pose_model
 from lift3d.data import mocap
-from lift3d.pose_model.reconstruct import reconstruct
+from lift3d.pose_model.reconstruction import reconstruct
 
 
 def per_joint_error_mm(model, poses) -> np.ndarray:

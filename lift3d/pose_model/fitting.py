@@ -20,9 +20,9 @@ import numpy as np
 from lift3d._precision import float32_matmuls
 from lift3d.pose_model import mixture as mixture_lib
 from lift3d.pose_model import stream
-from lift3d.pose_model.align import align_chunked, from_planes
+from lift3d.pose_model.alignment import align_chunked, from_planes
 from lift3d.pose_model.model import PoseModel
-from lift3d.pose_model.normalize import normalize
+from lift3d.pose_model.normalization import normalize
 from lift3d.skeleton import H36M17, Skeleton, check_poses
 
 # Fits on at least this many poses show progress bars unless told otherwise.

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lift3d.pose_model import PoseModel
-from lift3d.pose_model.reconstruct import reconstruct
+from lift3d.pose_model.reconstruction import reconstruct
 from tests.pose_model import synthetic
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from lift3d._precision import float32_matmuls
 from lift3d.camera import rotate_yaw
-from lift3d.pose_model.align import optimal_yaw
+from lift3d.pose_model.alignment import optimal_yaw
 from lift3d.pose_model.model import PoseModel
 from lift3d.skeleton import check_poses
 

@@ -1,16 +1,13 @@
 """Ground-plane alignment (METHOD §2) against brute force and planted yaws."""
 
-import importlib
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lift3d.pose_model import alignment as align_lib
 from lift3d.pose_model import stream
 from tests.pose_model import synthetic
 
-# (`lift3d.pose_model.align` the attribute is the function; this is the module.)
-align_lib = importlib.import_module("lift3d.pose_model.align")
 # The sizes of the standard fit (tests/pose_model/conftest.py): shared compiles.
 NUM, CHUNK = 800, 200
 

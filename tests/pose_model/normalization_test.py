@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lift3d.pose_model.normalize import limb_norm, mirror, normalize
+from lift3d.pose_model.normalization import limb_norm, mirror, normalize
 from lift3d.skeleton import H36M17
 from tests.pose_model import synthetic
 
