@@ -30,20 +30,19 @@ def mode_poses(model: PoseModel, component: int, mode: int, sigmas: float = 2.0)
   return (mean - step * direction) * scale, (mean + step * direction) * scale
 
 
-def plot_components(model: PoseModel, path: str | os.PathLike, *, num_modes: int = 3,
-                    sigmas: float = 2.0, skeleton: Skeleton = H36M17, dpi: int = 80) -> str:
-  """Draws every component's mean and its top modes of variation to a PNG.
+def components_figure(model: PoseModel, *, num_modes: int = 3, sigmas: float = 2.0,
+                      skeleton: Skeleton = H36M17) -> plt.Figure:
+  """A figure of every component's mean and its top modes of variation.
 
   Args:
     model: the pose model (K components, J ≥ 0 basis vectors).
-    path: output file (PNG).
     num_modes: modes per component (the first min(num_modes, J), largest λ first).
     sigmas: how far along each mode, in standard deviations.
     skeleton: the joints' skeleton.
-    dpi: figure resolution.
 
   Returns:
-    The path written.
+    A matplotlib Figure of K rows and 1 + min(num_modes, J) columns of 3D
+    axes: the mean of component k, then its modes; the caller closes it.
   """
   num_components = model.num_components
   num_modes = min(num_modes, model.num_basis)
@@ -69,6 +68,22 @@ def plot_components(model: PoseModel, path: str | os.PathLike, *, num_modes: int
     ax.view_init(elev=10, azim=-80)
     ax.tick_params(labelsize=5)
   fig.tight_layout()
+  return fig
+
+
+def plot_components(model: PoseModel, path: str | os.PathLike, *, num_modes: int = 3,
+                    sigmas: float = 2.0, skeleton: Skeleton = H36M17, dpi: int = 80) -> str:
+  """Writes `components_figure` to a PNG.
+
+  Args:
+    model, num_modes, sigmas, skeleton: as for `components_figure`.
+    path: output file (PNG).
+    dpi: figure resolution.
+
+  Returns:
+    The path written.
+  """
+  fig = components_figure(model, num_modes=num_modes, sigmas=sigmas, skeleton=skeleton)
   fig.savefig(path, dpi=dpi)
   plt.close(fig)
   return os.fspath(path)

@@ -11,7 +11,6 @@ import tempfile
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from absl.testing import absltest
 
 from lift3d.data import h36m
 from lift3d.data.h36m import cameras as cams
@@ -20,116 +19,119 @@ from lift3d.skeleton import H36M32_TO_17
 from tests.data import h36m_fake as fake
 
 
-class CameraTest(absltest.TestCase):
-
-  def test_every_subject_has_four_calibrated_cameras(self):
-    table = cams.load_cameras()
-    self.assertEqual(sorted(table), sorted(sources.ALL_SUBJECTS))
-    for per_camera in table.values():
-      self.assertEqual(tuple(per_camera), cams.CAMERA_IDS)
-      for c in per_camera.values():
-        np.testing.assert_allclose(c.rotation @ c.rotation.T, np.eye(3), atol=1e-6)
-        self.assertAlmostEqual(np.linalg.det(c.rotation), 1.0, places=6)
-        # Cameras stand 1.4-1.7 m above the floor, 3-6 m from the room centre.
-        self.assertBetween(c.centre[2], 1400, 1700)
-        self.assertBetween(np.linalg.norm(c.centre[:2]), 3000, 6000)
-        # ... and look at it: the room centre at 1 m is in front, in the image.
-        p = cams.world_to_camera(np.array([0.0, 0.0, 1000.0]), c)
-        self.assertGreater(p[2], 3000)
-        px = cams.project(p, c)
-        self.assertTrue(np.all((px > 0) & (px < c.image_size)), px)
-
-  def test_quaternion_known_rotation(self):
-    # 90° about z: (w, x, y, z) = (cos 45°, 0, 0, sin 45°) maps x to y.
-    r = cams.quaternion_to_matrix([np.sqrt(0.5), 0, 0, np.sqrt(0.5)])
-    np.testing.assert_allclose(r @ [1.0, 0, 0], [0, 1.0, 0], atol=1e-12)
-
-  def test_round_trip_and_known_points(self):
-    c = cams.get_camera("S9", "55011271")
-    rng = np.random.default_rng(0)
-    x = rng.normal(scale=1000.0, size=(5, 17, 3))
-    np.testing.assert_allclose(cams.camera_to_world(cams.world_to_camera(x, c), c), x, atol=1e-9)
-    # The camera centre maps to the origin, and a point on the optical axis
-    # projects to the principal point, with or without distortion.
-    np.testing.assert_allclose(cams.world_to_camera(c.centre, c), 0.0, atol=1e-9)
-    on_axis = cams.camera_to_world(np.array([0.0, 0.0, 4000.0]), c)
-    np.testing.assert_allclose(cams.project_world(on_axis, c), c.principal_point, atol=1e-9)
-
-  def test_projection_formulas(self):
-    c = cams.get_camera("S1", "54138969")
-    p = np.array([300.0, -200.0, 4000.0])
-    x, y = p[0] / p[2], p[1] / p[2]
-    np.testing.assert_allclose(cams.project(p, c, distortion=False),
-                               c.focal_length * [x, y] + c.principal_point)
-    # The dataset's distortion model, term by term.
-    k1, k2, k3 = c.radial
-    p1, p2 = c.tangential
-    r2 = x * x + y * y
-    radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
-    tan = p1 * y + p2 * x
-    want = np.array([x * (radial + tan) + p2 * r2, y * (radial + tan) + p1 * r2])
-    np.testing.assert_allclose(cams.project(p, c), c.focal_length * want + c.principal_point)
-    zero = c._replace(radial=np.zeros(3), tangential=np.zeros(2))
-    np.testing.assert_allclose(cams.project(p, zero), cams.project(p, c, distortion=False))
-
-  def test_frames(self):
-    # Camera "up" (y = -1) is lift-frame up; depth points to the viewer.
-    np.testing.assert_allclose(cams.camera_to_lift([0.0, -1.0, 5.0]), [0.0, 1.0, -5.0])
-    np.testing.assert_allclose(cams.world_to_model([1.0, 2.0, 3.0]), [1.0, 3.0, -2.0])
-    # A level camera looking along world +y: E is the identity.
-    level = cams.Camera("x", np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]), np.zeros(3),
-                        np.ones(2), np.zeros(2), np.zeros(3), np.zeros(2), np.ones(2))
-    np.testing.assert_allclose(cams.lift_rotation(level), np.eye(3), atol=1e-12)
-    # In general E maps model-frame poses to the lift frame of that camera.
-    c = cams.get_camera("S11", cams.FRONTAL_CAMERA)
-    e = cams.lift_rotation(c)
-    self.assertAlmostEqual(np.linalg.det(e), 1.0, places=6)
-    w = np.random.default_rng(1).normal(size=(17, 3)) * 500
-    lifted = cams.camera_to_lift(cams.world_to_camera(w, c))
-    model = cams.world_to_model(w)
-    np.testing.assert_allclose(lifted - lifted.mean(0), (model - model.mean(0)) @ e.T, atol=1e-9)
-
-  def test_same_up_axis_as_mocap_reader(self):
-    mocap = pytest.importorskip("lift3d.data.mocap")
-    if hasattr(mocap, "Z_UP_TO_Y_UP"):
-      np.testing.assert_allclose(cams.WORLD_TO_MODEL, mocap.Z_UP_TO_Y_UP)
-
-  def test_bad_shapes_and_names(self):
-    c = cams.get_camera("S1", "54138969")
-    with self.assertRaisesRegex(ValueError, r"\(\.\.\., 3\)"):
-      cams.world_to_camera(np.zeros((17, 2)), c)
-    with self.assertRaisesRegex(ValueError, "subject 'S2'"):
-      cams.get_camera("S2", "54138969")
-    with self.assertRaisesRegex(ValueError, "unknown camera"):
-      cams.get_camera("S1", "123")
+def test_every_subject_has_four_calibrated_cameras():
+  table = cams.load_cameras()
+  assert sorted(table) == sorted(sources.ALL_SUBJECTS)
+  for per_camera in table.values():
+    assert tuple(per_camera) == cams.CAMERA_IDS
+    for c in per_camera.values():
+      np.testing.assert_allclose(c.rotation @ c.rotation.T, np.eye(3), atol=1e-6)
+      assert np.linalg.det(c.rotation) == pytest.approx(1.0, abs=5e-07)
+      # Cameras stand 1.4-1.7 m above the floor, 3-6 m from the room centre.
+      assert 1400 <= c.centre[2] <= 1700
+      assert 3000 <= np.linalg.norm(c.centre[:2]) <= 6000
+      # ... and look at it: the room centre at 1 m is in front, in the image.
+      p = cams.world_to_camera(np.array([0.0, 0.0, 1000.0]), c)
+      assert p[2] > 3000
+      px = cams.project(p, c)
+      assert np.all((px > 0) & (px < c.image_size)), px
 
 
-class SourcesTest(absltest.TestCase):
+def test_quaternion_known_rotation():
+  # 90° about z: (w, x, y, z) = (cos 45°, 0, 0, sin 45°) maps x to y.
+  r = cams.quaternion_to_matrix([np.sqrt(0.5), 0, 0, np.sqrt(0.5)])
+  np.testing.assert_allclose(r @ [1.0, 0, 0], [0, 1.0, 0], atol=1e-12)
 
-  def test_action_names_and_trials(self):
-    self.assertEqual(sources.parse_action("TakingPhoto 1"), ("Photo", 1))
-    self.assertEqual(sources.parse_action("WalkDog"), ("WalkDog", 0))
-    self.assertEqual(sources.parse_action("WalkingDog 2"), ("WalkDog", 2))
-    trials = sources.trial_numbers(["Directions 1", "Directions", "Discussion 1",
-                                    "Discussion 2", "Photo"])
-    self.assertEqual(trials, {"Directions": 1, "Directions 1": 2, "Discussion 1": 1,
-                              "Discussion 2": 2, "Photo": 1})
 
-  def test_missing_or_incomplete_manual_dir(self):
-    with tempfile.TemporaryDirectory() as d:
-      with self.assertRaises(sources.ManualDirError) as e:
-        sources.detect_layout(os.path.join(d, "nothing"))
-      msg = str(e.exception)
-      for expected in ("data_3d_h36m.npz", "data_2d_h36m_gt.npz", "D3_Positions_mono",
-                       "D2_Positions", "S11", "--manual_dir"):
-        self.assertIn(expected, msg)
-      fake.write_cdf(d, subjects=("S1", "S5"), with_2d=False)
-      with self.assertRaisesRegex(sources.ManualDirError, r"not for \['S6'"):
-        sources.detect_layout(d)
-      # The builder raises the same single error.
-      with tempfile.TemporaryDirectory() as data_dir:
-        with self.assertRaisesRegex(sources.ManualDirError, "D3_Positions_mono"):
-          h36m.prepare(data_dir, os.path.join(d, "missing"))
+def test_round_trip_and_known_points():
+  c = cams.get_camera("S9", "55011271")
+  rng = np.random.default_rng(0)
+  x = rng.normal(scale=1000.0, size=(5, 17, 3))
+  np.testing.assert_allclose(cams.camera_to_world(cams.world_to_camera(x, c), c), x, atol=1e-9)
+  # The camera centre maps to the origin, and a point on the optical axis
+  # projects to the principal point, with or without distortion.
+  np.testing.assert_allclose(cams.world_to_camera(c.centre, c), 0.0, atol=1e-9)
+  on_axis = cams.camera_to_world(np.array([0.0, 0.0, 4000.0]), c)
+  np.testing.assert_allclose(cams.project_world(on_axis, c), c.principal_point, atol=1e-9)
+
+
+def test_projection_formulas():
+  c = cams.get_camera("S1", "54138969")
+  p = np.array([300.0, -200.0, 4000.0])
+  x, y = p[0] / p[2], p[1] / p[2]
+  np.testing.assert_allclose(cams.project(p, c, distortion=False),
+                             c.focal_length * [x, y] + c.principal_point)
+  # The dataset's distortion model, term by term.
+  k1, k2, k3 = c.radial
+  p1, p2 = c.tangential
+  r2 = x * x + y * y
+  radial = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+  tan = p1 * y + p2 * x
+  want = np.array([x * (radial + tan) + p2 * r2, y * (radial + tan) + p1 * r2])
+  np.testing.assert_allclose(cams.project(p, c), c.focal_length * want + c.principal_point)
+  zero = c._replace(radial=np.zeros(3), tangential=np.zeros(2))
+  np.testing.assert_allclose(cams.project(p, zero), cams.project(p, c, distortion=False))
+
+
+def test_frames():
+  # Camera "up" (y = -1) is lift-frame up; depth points to the viewer.
+  np.testing.assert_allclose(cams.camera_to_lift([0.0, -1.0, 5.0]), [0.0, 1.0, -5.0])
+  np.testing.assert_allclose(cams.world_to_model([1.0, 2.0, 3.0]), [1.0, 3.0, -2.0])
+  # A level camera looking along world +y: E is the identity.
+  level = cams.Camera("x", np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]), np.zeros(3),
+                      np.ones(2), np.zeros(2), np.zeros(3), np.zeros(2), np.ones(2))
+  np.testing.assert_allclose(cams.lift_rotation(level), np.eye(3), atol=1e-12)
+  # In general E maps model-frame poses to the lift frame of that camera.
+  c = cams.get_camera("S11", cams.FRONTAL_CAMERA)
+  e = cams.lift_rotation(c)
+  assert np.linalg.det(e) == pytest.approx(1.0, abs=5e-07)
+  w = np.random.default_rng(1).normal(size=(17, 3)) * 500
+  lifted = cams.camera_to_lift(cams.world_to_camera(w, c))
+  model = cams.world_to_model(w)
+  np.testing.assert_allclose(lifted - lifted.mean(0), (model - model.mean(0)) @ e.T, atol=1e-9)
+
+
+def test_same_up_axis_as_mocap_reader():
+  mocap = pytest.importorskip("lift3d.data.mocap")
+  if hasattr(mocap, "Z_UP_TO_Y_UP"):
+    np.testing.assert_allclose(cams.WORLD_TO_MODEL, mocap.Z_UP_TO_Y_UP)
+
+
+def test_bad_shapes_and_names():
+  c = cams.get_camera("S1", "54138969")
+  with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
+    cams.world_to_camera(np.zeros((17, 2)), c)
+  with pytest.raises(ValueError, match="subject 'S2'"):
+    cams.get_camera("S2", "54138969")
+  with pytest.raises(ValueError, match="unknown camera"):
+    cams.get_camera("S1", "123")
+
+
+def test_action_names_and_trials():
+  assert sources.parse_action("TakingPhoto 1") == ("Photo", 1)
+  assert sources.parse_action("WalkDog") == ("WalkDog", 0)
+  assert sources.parse_action("WalkingDog 2") == ("WalkDog", 2)
+  trials = sources.trial_numbers(["Directions 1", "Directions", "Discussion 1",
+                                  "Discussion 2", "Photo"])
+  assert trials == {"Directions": 1, "Directions 1": 2, "Discussion 1": 1,
+                            "Discussion 2": 2, "Photo": 1}
+
+
+def test_missing_or_incomplete_manual_dir():
+  with tempfile.TemporaryDirectory() as d:
+    with pytest.raises(sources.ManualDirError) as e:
+      sources.detect_layout(os.path.join(d, "nothing"))
+    msg = str(e.value)
+    for expected in ("data_3d_h36m.npz", "data_2d_h36m_gt.npz", "D3_Positions_mono",
+                     "D2_Positions", "S11", "--manual_dir"):
+      assert expected in msg
+    fake.write_cdf(d, subjects=("S1", "S5"), with_2d=False)
+    with pytest.raises(sources.ManualDirError, match=r"not for \['S6'"):
+      sources.detect_layout(d)
+    # The builder raises the same single error.
+    with tempfile.TemporaryDirectory() as data_dir:
+      with pytest.raises(sources.ManualDirError, match="D3_Positions_mono"):
+        h36m.prepare(data_dir, os.path.join(d, "missing"))
 
 
 def _expected(subject, raw, camera_index, frames):
@@ -248,5 +250,3 @@ def test_layouts_agree_and_grain_pipeline(prepared):
   assert isinstance(tfds.core.DatasetInfo, type)
 
 
-if __name__ == "__main__":
-  absltest.main()

@@ -2,8 +2,9 @@
 
 Runs `python -m experiments.main` in a subprocess, as a user would, and checks
 that every step of the demo wrote its outputs, that command-line overrides reach
-the library, and that the numbers written are real (a loadable model, finite
-errors, the requested number of training steps).
+the library, and that the numbers written are real (a loadable model; lifting
+errors that agree across the outputs and beat the mean pose alone; the
+requested number of training steps).
 """
 
 import json
@@ -24,6 +25,20 @@ def _launch(workdir, *overrides):
   return subprocess.run(cmd, cwd=_REPO, capture_output=True, text=True, timeout=900)
 
 
+def _mean_pose_pa_mpjpe() -> float:
+  """PA-MPJPE (mm) of the training mean pose on the smoke config's held-out clips."""
+  from experiments.configs import default
+  from lift3d.data import mocap
+  from lift3d.eval import pa_mpjpe
+
+  clips = tuple(default.get_config("smoke").data.holdout_clips)
+  train, held = mocap.load_embedded().split(clips)
+  train_poses = np.asarray(train.poses, np.float64)
+  mean = np.mean(train_poses - train_poses[:, :1], axis=0) * 1000.0
+  truth = np.asarray(held.poses, np.float64) * 1000.0
+  return float(np.mean(pa_mpjpe(np.broadcast_to(mean, truth.shape), truth)))
+
+
 def test_default_smoke_runs_every_step(tmp_path):
   work = str(tmp_path / "run")
   proc = _launch(work, "--config.cpm.train.num_steps=3", "--config.pose_model.num_components=2")
@@ -36,8 +51,18 @@ def test_default_smoke_runs_every_step(tmp_path):
   np.testing.assert_allclose(float(np.sum(model.weights)), 1.0, rtol=1e-5)
   with open(os.path.join(work, "summary.json")) as f:
     summary = json.load(f)
-  for row in summary["lifting"]["rows"].values():
-    assert np.isfinite(row["mpjpe_mean"]) and 0 < row["pa_mpjpe_mean"] < 1000
+  with open(os.path.join(work, "lifting_results.json")) as f:
+    assert json.load(f)["rows"] == summary["lifting"]["rows"]
+  rows = summary["lifting"]["rows"]
+  prior_only = _mean_pose_pa_mpjpe()
+  assert len(rows) == 2, rows  # the mixture and the single-PPCA baseline
+  for row in rows.values():
+    assert row["frames"] == 96 and row["valid_fraction"] == 1.0, row  # smoke: 96 frames
+    assert 0 < row["pa_mpjpe_mean"] <= row["mpjpe_mean"], row
+  # The mixture's lifts use the 2D: they beat the prior alone (the training
+  # mean pose, similarity-aligned to each held-out frame).
+  mixture = next(v for k, v in rows.items() if k.startswith("mixture"))
+  assert mixture["pa_mpjpe_mean"] < 0.9 * prior_only, (mixture, prior_only)
   with open(os.path.join(work, "metrics.jsonl")) as f:
     steps = [json.loads(line)["step"] for line in f]
   assert steps and steps[-1] == 3

@@ -1,18 +1,40 @@
-"""The component figure: it is written, and its mode poses are the closed form."""
+"""The component figure: its panel grid, its size on disk, and its mode poses in closed form."""
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 from PIL import Image
 
-from lift3d.pose_model.plot import mode_poses, plot_components
+from lift3d.pose_model.plot import components_figure, mode_poses, plot_components
 
 
-def test_plot_components_writes_png(planted_fit, tmp_path):
+@pytest.mark.parametrize("num_modes", [2, 10])
+def test_figure_has_a_row_per_component_and_the_top_modes(planted_fit, num_modes):
+  model = planted_fit.model
+  fig = components_figure(model, num_modes=num_modes)
+  try:
+    shown = min(num_modes, model.num_basis)  # at most J modes
+    assert len(fig.axes) == model.num_components * (1 + shown)
+    for index, ax in enumerate(fig.axes):
+      rows, cols, start, _ = ax.get_subplotspec().get_geometry()
+      assert (rows, cols, start) == (model.num_components, 1 + shown, index)
+    for k in range(model.num_components):
+      titles = [ax.get_title() for ax in fig.axes[k * (1 + shown):(k + 1) * (1 + shown)]]
+      assert titles[0].startswith(f"component {k}: mean")
+      # The modes in order of decreasing variance.
+      order = np.argsort(-np.asarray(model.variances[k]))[:shown]
+      assert [int(t.split()[1].rstrip(":")) for t in titles[1:]] == order.tolist(), titles
+  finally:
+    plt.close(fig)
+
+
+def test_plot_components_writes_the_figure_at_its_size(planted_fit, tmp_path):
   model = planted_fit.model
   path = plot_components(model, tmp_path / "components.png", num_modes=2, dpi=40)
   with Image.open(path) as image:
-    width, height = image.size
-  # Two component rows, mean + 2 modes per row.
-  assert width > height > 0
+    # Two component rows of mean + 2 modes: 2.6 x 2.8 inches a panel.
+    assert image.size == (round(2.6 * 3 * 40), round(2.8 * 2 * 40))
+    assert np.asarray(image.convert("L")).min() < 128  # something is drawn
 
 
 def test_mode_poses_closed_form(planted_fit):
