@@ -36,37 +36,40 @@ def main():
   import numpy as np
 
   import lift3d
+  from experiments import settings
   from experiments.benchmarks.cpm_throughput import _pose_model
-  from experiments.configs.parts import cpm as cpm_part
-  from experiments.configs.parts import data
-  from experiments.jobs import cpm as cpm_job
+  from experiments.configs import default
   from lift3d import eval as lift_eval
   from lift3d import train
+  from lift3d.data import synthetic
+  from lift3d.eval.cpm_evaluator import CPMEvaluator
 
-  config = cpm_part.get(False)
-  config.data = data.get(False)
+  full = default.get_config()
+  config = full.cpm
   steps = args.steps or (20 if args.quick else 1500)
   config.eval.num_examples = args.eval_examples or (32 if args.quick else 256)
   pose_model = _pose_model(args.pose_model)
-  train_source, eval_source = cpm_job.make_sources(config)
+  train_poses, heldout_poses = settings.split_corpus(full.data)
+  train_source = synthetic.SyntheticPoseSource(train_poses, **settings.render_kwargs(config))
+  eval_source = synthetic.SyntheticPoseSource(heldout_poses,
+                                              **settings.heldout_render_kwargs(config))
   workdir = args.workdir or tempfile.mkdtemp(prefix="cpm_ablation_")
-  train_cfg = dict(config.train.to_dict())
-  for key in ("num_steps", "time_limit_s", "distributed", "log_every"):
+  train_cfg = settings.train_kwargs(config.train)
+  for key in ("num_steps", "time_limit_s", "log_every"):
     train_cfg.pop(key)
 
   rows = []
   for fusion in (False, True):
     config.fusion = fusion
-    model = cpm_job.build_model(config)
+    model = settings.cpm_model(config)
     name = "fused" if fusion else "plain"
     start = time.perf_counter()
     state = train.train(model, pose_model, train_source, os.path.join(workdir, name),
                         num_steps=steps, log_every=max(steps // 20, 1), **train_cfg)
     train_s = time.perf_counter() - start
     params = jax.device_get(state.params)
-    metrics, _ = cpm_job.evaluate(
-        params, model, pose_model, eval_source, num_examples=config.eval.num_examples,
-        batch_size=config.eval.batch_size, min_confidence=config.eval.min_confidence)
+    metrics = CPMEvaluator(model, pose_model, eval_source,
+                           **settings.cpm_eval_kwargs(config.eval)).run(params).metrics
     omega = float(np.mean(jax.nn.sigmoid(params["fusion_logits"]))) if fusion else 1.0
     rows.append(dict(variant=f"{name} CPM", steps=steps, train_s=train_s, mean_omega=omega,
                      **metrics))
@@ -88,7 +91,7 @@ def main():
 
   with open(os.path.join(workdir, "ablation.json"), "w") as f:
     json.dump(rows, f, indent=2)
-  print(f"held-out renders: {config.eval.num_examples} images of {tuple(config.data.holdout_clips)}"
+  print(f"held-out renders: {config.eval.num_examples} images of {tuple(full.data.holdout_clips)}"
         f" at {config.image_size}px; {steps} steps × batch {config.train.batch_size} each")
   print(f"{'variant':<24} {'2D px':>7} {'MPJPE mm':>9} {'PA-MPJPE':>9} {'valid':>6} "
         f"{'mean ω':>7} {'train s':>8}")

@@ -72,15 +72,15 @@ def main():
 
   import numpy as np
 
+  from experiments import settings
   from experiments.configs.parts import cpm as cpm_part
-  from experiments.jobs import cpm as cpm_job
   from lift3d import train
   from lift3d.data import mocap, synthetic
   from lift3d.models import cpm
 
   pose_model = _pose_model(args.pose_model)
   cfg = cpm_part.get(False)
-  small = cpm_job.build_model(cfg)
+  small = settings.cpm_model(cfg)
   poses, _ = mocap.load_embedded().split(("humanoid3d_walk", "humanoid3d_punch"))
   batch_size = int(cfg.train.batch_size)
   size = int(cfg.image_size)

@@ -16,7 +16,7 @@ plot of the worst frames. Per-action results are cached: rerunning resumes.
 
 import ml_collections
 
-from experiments.configs.parts import h36m
+from experiments.configs.parts import h36m, pose_model
 
 
 def get_config(variant: str = "", protocol: str = "protocol1") -> ml_collections.ConfigDict:
@@ -30,4 +30,8 @@ def get_config(variant: str = "", protocol: str = "protocol1") -> ml_collections
   # The user's Human3.6M copy (required).
   config.data_dir = ""
   config.h36m = h36m.get(smoke, protocol=protocol)
+  # The pose model, fitted on the training subjects' 3D poses and cached in
+  # <workdir>/pose_model.npz: the default experiment's settings.
+  config.pose_model = pose_model.get(smoke)
+  config.pose_model.max_poses = 2000 if smoke else 0
   return config

@@ -1,20 +1,41 @@
-"""The default job: runs each step of `config.steps` (a job module) in turn."""
+"""The default job: the steps of `config.steps` in turn, on one split of the corpus.
 
-import importlib
+The corpus is split once (`experiments.settings.split_corpus`) and the same
+training and held-out poses go to every step: "pose_model" (fit and save the
+pose model), "lifting" (lift views of the held-out poses) and "cpm" (train
+and evaluate the fused CPM). Each step writes into the workdir; later steps
+load the pose model saved there.
+"""
+
 import json
 import os
 
 from absl import logging
 
+from experiments import settings
+from experiments.jobs import cpm, lifting, pose_model
+
 
 def run(config, workdir: str) -> dict:
-  """Runs `experiments.jobs.<step>.run(config, workdir)` for every step; returns their summaries."""
+  """Runs every step of `config.steps`; returns their summaries (also in summary.json)."""
   os.makedirs(workdir, exist_ok=True)
+  train_poses, heldout_poses = settings.split_corpus(config.data)
+  steps = {
+      "pose_model": lambda: pose_model.fit_and_save(
+          train_poses, workdir, **settings.pose_model_args(config.pose_model))[1],
+      "lifting": lambda: lifting.evaluate(
+          train_poses, heldout_poses, workdir, **settings.lifting_args(config)),
+      "cpm": lambda: cpm.train_and_evaluate(
+          train_poses, heldout_poses, workdir, **settings.cpm_args(config)),
+  }
+  unknown = [step for step in config.steps if step not in steps]
+  if unknown:
+    raise ValueError(f"config.steps has unknown steps {unknown}; expected some of "
+                     f"{list(steps)}")
   summary = {}
   for step in config.steps:
     logging.info("demo: step %s", step)
-    module = importlib.import_module(f"experiments.jobs.{step}")
-    summary[step] = module.run(config, workdir)
+    summary[step] = steps[step]()
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2, default=str)
   logging.info("demo: done; summary in %s", os.path.join(workdir, "summary.json"))

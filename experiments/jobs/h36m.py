@@ -26,7 +26,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from experiments.jobs.pose_model import fit_kwargs
+from experiments import settings
 from lift3d import eval as lift_eval
 from lift3d.data import h36m
 from lift3d.skeleton import EVAL14_INDICES
@@ -35,41 +35,26 @@ _FIELDS = ("subject", "action", "subaction", "camera", "frame", "pose3d_camera",
            "pose2d_gt", "pose2d_det", "has_detection")
 
 
-def _fit_or_load(cfg, train_source, workdir: str, seed: int):
-  """The pose model: `<workdir>/pose_model.npz`, or fitted on the training poses."""
-  import jax
-
-  from lift3d import pose_model
-
-  path = os.path.join(workdir, "pose_model.npz")
-  if os.path.exists(path):
-    logging.info("h36m: loading the pose model from %s", path)
-    return pose_model.load(path), path
+def _training_poses(train_source) -> np.ndarray:
+  """(N, 17, 3) float32 metres, y up: the 3D poses of the training split, one per frame."""
   arrays = h36m.read_arrays(train_source, fields=("pose3d_world",))
   if not arrays:
     raise ValueError("the training split is empty: no 3D poses of S1, S5, S6, S7, S8")
   world = arrays["pose3d_world"]  # one record per frame
-  poses = h36m.world_to_model(world.astype(np.float64) / 1000.0).astype(np.float32)
-  if cfg.pose_model.max_poses and len(poses) > cfg.pose_model.max_poses:
-    idx = np.linspace(0, len(poses) - 1, cfg.pose_model.max_poses).round().astype(int)
-    poses = poses[idx]
-  logging.info("h36m: fitting the pose model on %d training poses", len(poses))
-  model = pose_model.fit(poses, key=jax.random.key(seed), **fit_kwargs(cfg.pose_model))
-  pose_model.save(path, model)
-  return model, path
+  return h36m.world_to_model(world.astype(np.float64) / 1000.0).astype(np.float32)
 
 
-def _fingerprint(cfg, model_path: str, use_det: bool, dataset: list) -> str:
+def _fingerprint(model_path: str, settings_used: list, dataset: list) -> str:
   """Hash of everything a cached action depends on: model, settings, dataset."""
   h = hashlib.sha256()
   with open(model_path, "rb") as f:
     h.update(f.read())
-  h.update(json.dumps([cfg.protocol, use_det, cfg.num_yaws, cfg.refine, cfg.use_camera_rotation,
-                       cfg.max_frames_per_action, *dataset]).encode())
+  h.update(json.dumps([*settings_used, *dataset]).encode())
   return h.hexdigest()[:16]
 
 
-def _lift_action(model, data, sel, cfg, use_det: bool) -> dict:
+def _lift_action(model, data, sel, *, use_det: bool, use_camera_rotation: bool,
+                 batch_size: int, num_yaws: int, refine: bool) -> dict:
   """Lifts the frames `sel` of `data` group by group (subject, camera); returns arrays."""
   from lift3d import lift
 
@@ -82,10 +67,10 @@ def _lift_action(model, data, sel, cfg, use_det: bool) -> dict:
   for subject, cid in sorted(set(zip(subjects, cameras, strict=True))):
     group = np.flatnonzero((subjects == subject) & (cameras == cid))
     rotation = None
-    if cfg.use_camera_rotation:
+    if use_camera_rotation:
       rotation = h36m.lift_rotation(h36m.get_camera(subject, cid)).astype(np.float32)
-    for start in range(0, len(group), cfg.batch_size):
-      part = group[start:start + cfg.batch_size]
+    for start in range(0, len(group), batch_size):
+      part = group[start:start + batch_size]
       keypoints = data[key2d][sel[part]]
       visibility = None
       finite = np.all(np.isfinite(keypoints), axis=-1)
@@ -93,12 +78,12 @@ def _lift_action(model, data, sel, cfg, use_det: bool) -> dict:
         visibility = finite.astype(np.float32)
         keypoints = np.where(finite[..., None], keypoints, 0.0)
       # Pad to a power of two so that few batch shapes (jit compilations) occur.
-      size = min(max(64, 1 << (len(part) - 1).bit_length()), max(cfg.batch_size, len(part)))
+      size = min(max(64, 1 << (len(part) - 1).bit_length()), max(batch_size, len(part)))
       pad = size - len(part)
       keypoints = np.concatenate([keypoints, np.repeat(keypoints[:1], pad, 0)])
       if visibility is not None:
         visibility = np.concatenate([visibility, np.repeat(visibility[:1], pad, 0)])
-      res = lift(model, keypoints, visibility, num_yaws=cfg.num_yaws, refine=cfg.refine,
+      res = lift(model, keypoints, visibility, num_yaws=num_yaws, refine=refine,
                  camera_rotation=rotation)
       pred[part] = np.asarray(res.pose3d)[: len(part)]
       reproj[part] = np.asarray(res.reprojected)[: len(part)]
@@ -155,43 +140,67 @@ def _plot_worst(path, data, indices, cache, errors, num: int):
   return path
 
 
-def run(config, workdir: str) -> dict:
-  """Runs one Human3.6M protocol (see the module docstring); returns the summary."""
-  cfg = config.h36m
-  protocol = h36m.get_protocol(cfg.protocol)
-  if not config.data_dir:
+def evaluate_protocol(data_dir: str, workdir: str, *, protocol: str, tfds_dir: str,
+                      train_frame_step: int, input_2d: str, use_camera_rotation: bool,
+                      num_yaws: int, refine: bool, batch_size: int,
+                      max_frames_per_action: int, num_worst: int,
+                      pose_model_args: dict) -> dict:
+  """Runs one Human3.6M protocol (see the module docstring); returns the summary.
+
+  Args:
+    data_dir: the user's Human3.6M copy (the TFDS manual directory).
+    workdir: outputs, the cached pose model and per-action results.
+    protocol: "protocol1", "protocol2" or "protocol3".
+    tfds_dir: where the array_record files go.
+    train_frame_step: every n-th training frame enters the dataset.
+    input_2d: "gt", "detections" or "auto" (detections when the copy has them).
+    use_camera_rotation: pass each camera's rotation E to the lifting.
+    num_yaws, refine: `lift3d.lift` keywords.
+    batch_size: frames per `lift` call.
+    max_frames_per_action: test frames per action (0: all).
+    num_worst: worst frames drawn.
+    pose_model_args: `experiments.jobs.pose_model.load_or_fit` keywords.
+  """
+  from experiments.jobs import pose_model as pose_model_job
+
+  spec = h36m.get_protocol(protocol)
+  if not data_dir:
     raise ValueError("set --config.data_dir to your Human3.6M copy (the TFDS manual directory)")
   os.makedirs(workdir, exist_ok=True)
-  builder = h36m.prepare(cfg.tfds_dir, config.data_dir, protocol.name,
-                         train_frame_step=cfg.train_frame_step)
+  builder = h36m.prepare(tfds_dir, data_dir, spec.name, train_frame_step=train_frame_step)
   sources = builder.as_data_source()
-  model, model_path = _fit_or_load(cfg, sources["train"], workdir, int(config.seed))
+  model_path = os.path.join(workdir, pose_model_job.MODEL_FILE)
+  # The training poses are read only when the model must be fitted.
+  poses = None if os.path.exists(model_path) else _training_poses(sources["train"])
+  model = pose_model_job.load_or_fit(poses, workdir, report=False, **pose_model_args)
 
   data = h36m.read_arrays(sources["test"], fields=_FIELDS)
   if not data:
-    raise ValueError(f"{protocol.name}: the test split is empty")
+    raise ValueError(f"{spec.name}: the test split is empty")
   has_det = bool(np.all(data["has_detection"]))
-  if cfg.input not in ("auto", "gt", "detections"):
-    raise ValueError(f"config.h36m.input must be auto, gt or detections, got {cfg.input!r}")
-  if cfg.input == "detections" and not has_det:
+  if input_2d not in ("auto", "gt", "detections"):
+    raise ValueError(f"config.h36m.input must be auto, gt or detections, got {input_2d!r}")
+  if input_2d == "detections" and not has_det:
     raise ValueError("config.h36m.input='detections' but the copy has no detections file")
-  use_det = cfg.input == "detections" or (cfg.input == "auto" and has_det)
+  use_det = input_2d == "detections" or (input_2d == "auto" and has_det)
   true_lift = h36m.camera_to_lift(data["pose3d_camera"]).astype(np.float32)
 
-  cache_dir = os.path.join(workdir, f"h36m_{protocol.name}")
+  cache_dir = os.path.join(workdir, f"h36m_{spec.name}")
   os.makedirs(cache_dir, exist_ok=True)
-  fingerprint = _fingerprint(cfg, model_path, use_det, [
-      os.path.abspath(os.path.expanduser(config.data_dir)), builder.info.full_name,
-      len(data["frame"])])
+  fingerprint = _fingerprint(
+      model_path, [protocol, use_det, num_yaws, refine, use_camera_rotation,
+                   max_frames_per_action],
+      [os.path.abspath(os.path.expanduser(data_dir)), builder.info.full_name,
+       len(data["frame"])])
   present = set(data["action"].tolist())
   actions = [a for a in lift_eval.H36M_ACTIONS if a in present]
   actions += sorted(present - set(actions))
   per_frame: dict[str, list] = {}
   index_parts, worst_cache = [], {"pred": [], "reprojected": []}
-  for action in tqdm(actions, desc=f"h36m {protocol.name}", unit="action"):
+  for action in tqdm(actions, desc=f"h36m {spec.name}", unit="action"):
     sel = np.flatnonzero(data["action"] == action)
-    if cfg.max_frames_per_action and len(sel) > cfg.max_frames_per_action:
-      sel = sel[np.linspace(0, len(sel) - 1, cfg.max_frames_per_action).round().astype(int)]
+    if max_frames_per_action and len(sel) > max_frames_per_action:
+      sel = sel[np.linspace(0, len(sel) - 1, max_frames_per_action).round().astype(int)]
     path = os.path.join(cache_dir, f"{action}.npz")
     cached = None
     if os.path.exists(path):
@@ -199,8 +208,10 @@ def run(config, workdir: str) -> dict:
         if str(f["fingerprint"]) == fingerprint and np.array_equal(f["indices"], sel):
           cached = {k: f[k] for k in f.files}
     if cached is None:
-      out = _lift_action(model, data, sel, cfg, use_det)
-      scores = _score(out["pred"], true_lift[sel], protocol)
+      out = _lift_action(model, data, sel, use_det=use_det,
+                         use_camera_rotation=use_camera_rotation, batch_size=batch_size,
+                         num_yaws=num_yaws, refine=refine)
+      scores = _score(out["pred"], true_lift[sel], spec)
       inputs = data["pose2d_det" if use_det else "pose2d_gt"][sel]
       scores["input_px"] = lift_eval.pixel_error(inputs, data["pose2d_gt"][sel],
                                                  np.isfinite(inputs).all(-1).astype(np.float32))
@@ -222,34 +233,34 @@ def run(config, workdir: str) -> dict:
   worst = {k: np.concatenate(v) for k, v in worst_cache.items()}
   # Invalid frames (too few finite joints) count with NaN -> left out, and reported.
   ok = frame["valid"] & np.isfinite(frame["error"])
-  metric_name = "MPJPE" if protocol.metric == "mpjpe" else "PA-MPJPE"
-  title = (f"Human3.6M {protocol.name}: {metric_name} over {len(protocol.joints)} joints (mm), "
+  metric_name = "MPJPE" if spec.metric == "mpjpe" else "PA-MPJPE"
+  title = (f"Human3.6M {spec.name}: {metric_name} over {len(spec.joints)} joints (mm), "
            f"input {'detections' if use_det else 'ground-truth 2D'}")
   action_table = lift_eval.group_table(
       frame["error"][ok], data["action"][indices][ok], title=title,
-      order=lift_eval.H36M_ACTIONS, reference={"Average": protocol.paper_mm},
+      order=lift_eval.H36M_ACTIONS, reference={"Average": spec.paper_mm},
       reference_name="paper")
   subject_table = lift_eval.group_table(
       frame["error"][ok], data["subject"][indices][ok], title=title, group_name="subject",
-      order=protocol.test_subjects)
-  stem = os.path.join(workdir, f"h36m_{protocol.name}")
+      order=spec.test_subjects)
+  stem = os.path.join(workdir, f"h36m_{spec.name}")
   lift_eval.write_table(action_table, f"{stem}_actions")
   lift_eval.write_table(subject_table, f"{stem}_subjects")
   plot = _plot_worst(f"{stem}_worst.png", data, indices, worst,
-                     np.where(ok, frame["error"], np.nan), cfg.num_worst)
+                     np.where(ok, frame["error"], np.nan), num_worst)
 
   def mean(k):
     return float(np.mean(frame[k][ok])) if ok.any() else float("nan")
 
   summary = {
-      "protocol": protocol.name,
-      "metric": protocol.metric,
+      "protocol": spec.name,
+      "metric": spec.metric,
       "input": "detections" if use_det else "gt",
       "frames": len(indices),
       "valid_frames": int(ok.sum()),
       "average_mm": action_table.average,
       "frame_average_mm": action_table.frame_average,
-      "paper_mm": protocol.paper_mm,
+      "paper_mm": spec.paper_mm,
       "per_action_mm": action_table.as_dict(),
       "per_subject_mm": subject_table.as_dict(),
       "mpjpe_mm": mean("mpjpe"),
@@ -266,6 +277,11 @@ def run(config, workdir: str) -> dict:
   with open(f"{stem}.json", "w") as f:
     json.dump(summary, f, indent=2)
   logging.info("h36m %s: %s %.2f mm (paper %.2f) on %d frames; tables in %s_*.md",
-               protocol.name, metric_name, summary["average_mm"], protocol.paper_mm,
+               spec.name, metric_name, summary["average_mm"], spec.paper_mm,
                summary["frames"], stem)
   return summary
+
+
+def run(config, workdir: str) -> dict:
+  """Runs the protocol of `config.h36m` on `config.data_dir`; returns the summary."""
+  return evaluate_protocol(config.data_dir, workdir, **settings.h36m_args(config))

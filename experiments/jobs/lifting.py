@@ -1,15 +1,14 @@
 """The lifting job: lift 2D projections of the held-out mocap clips (METHOD §4).
 
-`run(config, workdir)` takes the mixture pose model from
-`experiments.jobs.pose_model.load_or_fit` and a single-PPCA baseline
-(`<workdir>/pose_model_k1.npz`, fitted here on the same training poses if
-absent), samples `config.lift.eval.num_frames` frames of the held-out clips
-(`config.data.holdout_clips`), projects them with pinhole cameras at random
-heights and distances looking at the subject's hip, at random subject yaws,
-adds pixel noise and random occlusions (seeded), lifts them with both models
-and reports MPJPE and PA-MPJPE in millimetres (17 joints, in the camera frame,
-root-aligned). Writes `<workdir>/lifting_results.md` and `.json` and
-`<workdir>/lifting_examples.png`.
+`run(config, workdir)` splits the corpus (`experiments.settings.split_corpus`)
+and calls `evaluate`, which takes the mixture pose model and a single-PPCA
+baseline from the workdir (`pose_model.npz`, `pose_model_k1.npz`; fitted on
+the training poses if absent), samples frames of the held-out poses, projects
+them with pinhole cameras at random heights and distances looking at the
+subject's hip, at random subject yaws, adds pixel noise and random occlusions
+(seeded), lifts them with both models and reports MPJPE and PA-MPJPE in
+millimetres (17 joints, in the camera frame, root-aligned). Writes
+`<workdir>/lifting_results.md` and `.json` and `<workdir>/lifting_examples.png`.
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from lift3d import camera, pose_model
+from experiments import settings
+from lift3d import camera
 from lift3d.eval import mpjpe, pa_mpjpe
 from lift3d.lifting import lift
 
@@ -31,21 +31,6 @@ BASELINE_FILE = "pose_model_k1.npz"
 RESULTS_MD = "lifting_results.md"
 RESULTS_JSON = "lifting_results.json"
 FIGURE_FILE = "lifting_examples.png"
-
-
-def baseline_model(config: ml_collections.ConfigDict, workdir: str) -> pose_model.PoseModel:
-  """The single-PPCA baseline: loads `<workdir>/pose_model_k1.npz` or fits and saves it."""
-  from experiments.jobs import pose_model as pose_model_job
-
-  path = os.path.join(workdir, BASELINE_FILE)
-  if os.path.exists(path):
-    return pose_model.load(path)
-  kwargs = pose_model_job.fit_kwargs(config.pose_model)
-  kwargs["num_components"] = 1
-  poses = pose_model_job.training_poses(config)
-  model = pose_model.fit(poses, key=jax.random.key(int(config.pose_model.seed)), **kwargs)
-  pose_model.save(path, model)
-  return model
 
 
 class Views:
@@ -60,18 +45,22 @@ class Views:
     self.elevation = elevation
 
 
-def make_views(poses: np.ndarray, ev: ml_collections.ConfigDict) -> Views:
+def make_views(poses: np.ndarray, *, seed: int, num_frames: int, num_cameras: int,
+               distance_m: tuple[float, float], height_m: tuple[float, float], focal_px: float,
+               image_size: tuple[int, int], noise_px: float, occlusion_prob: float) -> Views:
   """Projects (N, 17, 3) metre poses (y up) with random pinhole cameras.
 
-  The frames are split evenly over `ev.num_cameras` cameras; each camera has
-  its own height, distance and hence elevation; each frame its own subject
-  yaw about the hip. Seeded by `ev.seed`.
+  The frames are split evenly over the cameras; each camera has its own
+  height and distance (uniform in `height_m`, `distance_m`, metres) and hence
+  elevation; each frame its own subject yaw about the hip. Focal length and
+  image size in pixels; `noise_px` the std of the 2D noise; each joint hidden
+  with probability `occlusion_prob`. Seeded by `seed`.
   """
-  rng = np.random.default_rng(int(ev.seed))
-  cams = int(ev.num_cameras)
-  per_cam = int(ev.num_frames) // cams
+  rng = np.random.default_rng(seed)
+  cams = num_cameras
+  per_cam = num_frames // cams
   if per_cam < 1:
-    raise ValueError(f"lift.eval.num_frames={ev.num_frames} < num_cameras={cams}")
+    raise ValueError(f"lift.eval.num_frames={num_frames} < num_cameras={cams}")
   pick = rng.choice(len(poses), size=cams * per_cam, replace=cams * per_cam > len(poses))
   sample = poses[pick].astype(np.float64).reshape(cams, per_cam, 17, 3)
   # Subject yaw about the (vertical through the) hip, then the hip at x = z = 0.
@@ -79,8 +68,8 @@ def make_views(poses: np.ndarray, ev: ml_collections.ConfigDict) -> Views:
   hip = sample[:, :, :1]
   sample = np.einsum("cfab,cflb->cfla", np.asarray(camera.yaw_rotation(yaw), np.float64),
                      sample - hip * np.array([1.0, 0.0, 1.0]))
-  height = rng.uniform(*ev.height_m, size=cams)
-  distance = rng.uniform(*ev.distance_m, size=cams)
+  height = rng.uniform(*height_m, size=cams)
+  distance = rng.uniform(*distance_m, size=cams)
   hip_height = np.median(hip[..., 0, 1], axis=1)
   elevation = np.arctan2(height - hip_height, distance)
   rotation = np.asarray(camera.elevation_rotation(elevation), np.float64)  # (C, 3, 3)
@@ -88,25 +77,30 @@ def make_views(poses: np.ndarray, ev: ml_collections.ConfigDict) -> Views:
   # camera stands at +z and looks along -z, pitched down by `elevation`.
   position = np.stack([np.zeros(cams), height, distance], -1)
   cam_points = np.einsum("cab,cflb->cfla", rotation, sample - position[:, None, None])
-  principal = np.asarray(ev.image_size, np.float64) / 2
-  keypoints = np.asarray(camera.pinhole(cam_points, float(ev.focal_px), principal), np.float64)
-  keypoints = keypoints + float(ev.noise_px) * rng.normal(size=keypoints.shape)
-  visibility = (rng.uniform(size=keypoints.shape[:-1]) >= float(ev.occlusion_prob))
+  principal = np.asarray(image_size, np.float64) / 2
+  keypoints = np.asarray(camera.pinhole(cam_points, float(focal_px), principal), np.float64)
+  keypoints = keypoints + float(noise_px) * rng.normal(size=keypoints.shape)
+  visibility = (rng.uniform(size=keypoints.shape[:-1]) >= float(occlusion_prob))
   keypoints = np.where(visibility[..., None], keypoints, np.nan)
   truth = (cam_points - cam_points[:, :, :1]) * 1000.0
   return Views(keypoints.astype(np.float32), visibility.astype(np.float32),
                truth.astype(np.float32), rotation.astype(np.float32), elevation)
 
 
-def lift_views(model, views: Views, cfg: ml_collections.ConfigDict) -> dict:
-  """Lifts every camera's frames; returns stacked (C, F, ...) numpy outputs and the time."""
+def lift_views(model, views: Views, *, known_camera: bool, **lift_kwargs) -> dict:
+  """Lifts every camera's frames; returns stacked (C, F, ...) numpy outputs and the time.
+
+  Args:
+    model: the pose model.
+    views: from `make_views`.
+    known_camera: pass each camera's rotation to `lift` (else a level camera).
+    **lift_kwargs: `lift3d.lift` keywords (num_yaws, refine, min_visible, obs_noise).
+  """
   outs = []
   start = time.perf_counter()
   for c in range(views.keypoints.shape[0]):
-    result = lift(model, views.keypoints[c], views.visibility[c], num_yaws=int(cfg.num_yaws),
-                  refine=bool(cfg.refine), min_visible=int(cfg.min_visible),
-                  obs_noise=float(cfg.obs_noise),
-                  camera_rotation=views.rotation[c] if cfg.eval.known_camera else None)
+    result = lift(model, views.keypoints[c], views.visibility[c],
+                  camera_rotation=views.rotation[c] if known_camera else None, **lift_kwargs)
     outs.append(jax.tree.map(np.asarray, result))
   seconds = time.perf_counter() - start
   fields = ("pose3d", "yaw", "component", "cost", "reprojected", "valid")
@@ -127,18 +121,12 @@ def errors(lifted: dict, views: Views) -> dict:
   return {"per_frame": per_frame, "summary": summary}
 
 
-def write_table(path: str, rows: dict, config: ml_collections.ConfigDict) -> str:
-  ev = config.lift.eval
+def write_table(path: str, rows: dict, *, description: str) -> str:
+  """Writes the Markdown table of `rows` (model name -> summary) under `description`."""
   lines = [
       "# Lifting held-out mocap clips (METHOD §4)",
       "",
-      f"Held-out clips {list(config.data.holdout_clips)}; {rows[next(iter(rows))]['frames']} "
-      f"frames over {ev.num_cameras} pinhole cameras (height {tuple(ev.height_m)} m, distance "
-      f"{tuple(ev.distance_m)} m, focal {ev.focal_px} px), random subject yaws, "
-      f"{ev.noise_px} px noise, {ev.occlusion_prob:.0%} of joints hidden; "
-      f"T = {config.lift.num_yaws} yaws, refine = {config.lift.refine}, known camera "
-      f"rotation = {ev.known_camera}. Errors in mm over 17 joints, camera frame; MPJPE "
-      "root-aligned, PA-MPJPE after similarity Procrustes.",
+      description,
       "",
       "| model | MPJPE mean | MPJPE median | PA-MPJPE mean | PA-MPJPE median | valid | "
       "frames/s |",
@@ -199,36 +187,69 @@ def plot(path: str, views: Views, lifted: dict, per_frame: dict, num_examples: i
   return path
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs the held-out lifting evaluation; returns a summary dict."""
+def evaluate(train_poses: np.ndarray, heldout_poses: np.ndarray, workdir: str, *,
+             pose_model_args: dict, lift_kwargs: dict, views_kwargs: dict, known_camera: bool,
+             num_examples: int, heldout_clips: tuple[str, ...] = ()) -> dict:
+  """Lifts views of the held-out poses with the mixture and a single PPCA; writes the results.
+
+  Args:
+    train_poses: (N, 17, 3) metres, the pose models' training poses (fitted
+      only if `<workdir>/pose_model.npz` or `pose_model_k1.npz` is absent).
+    heldout_poses: (M, 17, 3) metres, the poses to view and lift.
+    workdir: where the models are and the results go.
+    pose_model_args: `experiments.jobs.pose_model.load_or_fit` keywords.
+    lift_kwargs: `lift3d.lift` keywords.
+    views_kwargs: `make_views` keywords.
+    known_camera: give `lift` the true camera rotation.
+    num_examples: frames drawn in the figure.
+    heldout_clips: names of the held-out clips, for the table.
+
+  Returns:
+    A summary dict (per-model rows, paths, camera elevations).
+  """
   from experiments.jobs import pose_model as pose_model_job
-  from lift3d.data import mocap
 
   os.makedirs(workdir, exist_ok=True)
   models = {}
-  mixture = pose_model_job.load_or_fit(config, workdir)
+  mixture = pose_model_job.load_or_fit(train_poses, workdir, **pose_model_args)
   models[f"mixture (K={mixture.num_components})"] = mixture
-  models["single PPCA (K=1)"] = baseline_model(config, workdir)
-  _, held = mocap.load_embedded().split(tuple(config.data.holdout_clips))
-  views = make_views(np.asarray(held.poses), config.lift.eval)
+  baseline_args = dict(pose_model_args, fit_kwargs={**pose_model_args["fit_kwargs"],
+                                                     "num_components": 1})
+  models["single PPCA (K=1)"] = pose_model_job.load_or_fit(
+      train_poses, workdir, filename=BASELINE_FILE, report=False, **baseline_args)
+  views = make_views(heldout_poses, **views_kwargs)
   logging.info("lifting: %d held-out frames, %d cameras, elevations %s deg", views.truth.shape[0]
                * views.truth.shape[1], views.truth.shape[0],
                np.round(np.degrees(views.elevation), 1).tolist())
   lifted, rows, per_frame = {}, {}, {}
   for name, model in models.items():
-    lift_views(model, views, config.lift)  # compile (timed run below)
-    lifted[name] = lift_views(model, views, config.lift)
+    lift_views(model, views, known_camera=known_camera, **lift_kwargs)  # compile (timed below)
+    lifted[name] = lift_views(model, views, known_camera=known_camera, **lift_kwargs)
     err = errors(lifted[name], views)
     per_frame[name] = err["per_frame"]
     rows[name] = {**err["summary"],
                   "frames_per_second": err["summary"]["frames"] / lifted[name]["seconds"]}
     logging.info("lifting: %s %s", name, rows[name])
-  table = write_table(os.path.join(workdir, RESULTS_MD), rows, config)
-  figure = plot(os.path.join(workdir, FIGURE_FILE), views, lifted, per_frame,
-                int(config.lift.eval.num_examples))
+  ev = views_kwargs
+  description = (
+      f"Held-out clips {list(heldout_clips)}; {rows[next(iter(rows))]['frames']} "
+      f"frames over {ev['num_cameras']} pinhole cameras (height {tuple(ev['height_m'])} m, "
+      f"distance {tuple(ev['distance_m'])} m, focal {ev['focal_px']} px), random subject yaws, "
+      f"{ev['noise_px']} px noise, {ev['occlusion_prob']:.0%} of joints hidden; "
+      f"T = {lift_kwargs['num_yaws']} yaws, refine = {lift_kwargs['refine']}, known camera "
+      f"rotation = {known_camera}. Errors in mm over 17 joints, camera frame; MPJPE "
+      "root-aligned, PA-MPJPE after similarity Procrustes.")
+  table = write_table(os.path.join(workdir, RESULTS_MD), rows, description=description)
+  figure = plot(os.path.join(workdir, FIGURE_FILE), views, lifted, per_frame, num_examples)
   summary = {"rows": rows, "table": os.path.join(workdir, RESULTS_MD), "figure": figure,
              "elevation_deg": np.degrees(views.elevation).round(2).tolist()}
   with open(os.path.join(workdir, RESULTS_JSON), "w") as f:
     json.dump(summary, f, indent=2)
   logging.info("lifting:\n%s", table)
   return summary
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs the held-out lifting evaluation; returns a summary dict."""
+  train_poses, heldout_poses = settings.split_corpus(config.data)
+  return evaluate(train_poses, heldout_poses, workdir, **settings.lifting_args(config))

@@ -1,10 +1,10 @@
-"""The pose-model job: fit the mixture of PPCA on the embedded mocap corpus.
+"""The pose-model job: fit the mixture of PPCA on the training poses (METHOD §1–§3).
 
-`run(config, workdir)` fits on `lift3d.data.mocap.load_embedded()` minus
-`config.data.holdout_clips`, every `config.data.frame_stride`-th frame, with
-the arguments of `config.pose_model`; it writes `<workdir>/pose_model.npz`,
+`run(config, workdir)` splits the corpus (`experiments.settings.split_corpus`)
+and calls `fit_and_save`, which writes `<workdir>/pose_model.npz`,
 `<workdir>/pose_model_components.png` and `<workdir>/pose_model_summary.json`.
-`load_or_fit(config, workdir)` is what the other jobs call.
+`load_or_fit` is how the other jobs get a pose model: the saved one, or a new
+fit of the poses they pass.
 """
 
 from __future__ import annotations
@@ -17,49 +17,46 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from experiments import settings
 from lift3d import pose_model
 from lift3d.pose_model.plot import plot_components
 
 MODEL_FILE = "pose_model.npz"
-FIGURE_FILE = "pose_model_components.png"
-SUMMARY_FILE = "pose_model_summary.json"
-
-# config.pose_model keys that are not arguments of lift3d.pose_model.fit.
-_NOT_FIT_ARGS = ("seed", "plot_modes", "max_poses")
 
 
-def fit_kwargs(cfg: ml_collections.ConfigDict) -> dict:
-  """`lift3d.pose_model.fit` keyword arguments from `config.pose_model` (no key)."""
-  return {k: v for k, v in cfg.to_dict().items() if k not in _NOT_FIT_ARGS}
+def _stem(filename: str) -> str:
+  return os.path.splitext(filename)[0]
 
 
-def training_poses(config: ml_collections.ConfigDict) -> np.ndarray:
-  """(N, 17, 3) metres: the embedded corpus minus the held-out clips, subsampled."""
-  from lift3d.data import mocap
+def fit_and_save(poses: np.ndarray, workdir: str, *, fit_kwargs: dict, seed: int,
+                 max_poses: int = 0, plot_modes: int = 3, filename: str = MODEL_FILE,
+                 report: bool = True) -> tuple[pose_model.PoseModel, dict]:
+  """Fits the pose model to `poses` and saves it as `<workdir>/<filename>`.
 
-  corpus = mocap.load_embedded()
-  train, _ = corpus.split(tuple(config.data.holdout_clips))
-  stride = int(config.data.get("frame_stride", 1))
-  if stride > 1:
-    train = train.subsample(stride)
-  logging.info("pose_model: %d training poses from %d clips (held out: %s)", len(train.poses),
-               len(set(np.asarray(train.clip_ids).tolist())), list(config.data.holdout_clips))
-  return np.asarray(train.poses, np.float32)
+  Args:
+    poses: (N, 17, 3) metres, y up.
+    workdir: output directory.
+    fit_kwargs: `lift3d.pose_model.fit` keywords (all but `key`).
+    seed: the fit's PRNG seed.
+    max_poses: fit on at most this many poses, evenly strided (0: all).
+    plot_modes: modes per component in the figure.
+    filename: the model file; the figure and summary are named after it
+      (`<stem>_components.png`, `<stem>_summary.json`).
+    report: write the figure and the summary.
 
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Fits the pose model, saves it and its figure; returns a summary dict."""
-  cfg = config.pose_model
+  Returns:
+    (the model, a summary dict).
+  """
   os.makedirs(workdir, exist_ok=True)
-  poses = training_poses(config)
-  result = pose_model.fit_detailed(poses, key=jax.random.key(int(cfg.seed)),
-                                   **fit_kwargs(cfg))
-  model_path = os.path.join(workdir, MODEL_FILE)
+  num_input = len(poses)
+  if max_poses and len(poses) > max_poses:
+    poses = poses[np.linspace(0, len(poses) - 1, max_poses).round().astype(int)]
+  logging.info("pose_model: fitting %s on %d poses", filename, len(poses))
+  result = pose_model.fit_detailed(poses, key=jax.random.key(seed), **fit_kwargs)
+  model_path = os.path.join(workdir, filename)
   pose_model.save(model_path, result.model)
-  figure = plot_components(result.model, os.path.join(workdir, FIGURE_FILE),
-                           num_modes=int(cfg.get("plot_modes", 3)))
   summary = {
-      "num_training_poses": len(poses),
+      "num_training_poses": num_input,
       "num_poses_fitted": int(result.num_poses),
       "num_components": int(result.model.num_components),
       "num_basis": int(result.model.num_basis),
@@ -70,19 +67,41 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "em_iterations": int(len(result.log_likelihood) - 1),
       "final_align_cost": float(result.align_cost[-1]),
       "model_path": model_path,
-      "figure": figure,
   }
-  with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
-    json.dump(summary, f, indent=2)
+  if report:
+    stem = os.path.join(workdir, _stem(filename))
+    summary["figure"] = plot_components(result.model, f"{stem}_components.png",
+                                        num_modes=plot_modes)
+    with open(f"{stem}_summary.json", "w") as f:
+      json.dump(summary, f, indent=2)
   logging.info("pose_model: %s", summary)
-  return summary
+  return result.model, summary
 
 
-def load_or_fit(config: ml_collections.ConfigDict, workdir: str) -> pose_model.PoseModel:
-  """Loads `<workdir>/pose_model.npz` if present, else fits (via `run`) and saves it."""
-  path = os.path.join(workdir, MODEL_FILE)
+def load_or_fit(poses: np.ndarray, workdir: str, *, filename: str = MODEL_FILE,
+                **fit_args) -> pose_model.PoseModel:
+  """`<workdir>/<filename>` if present, else `fit_and_save(poses, workdir, **fit_args)`'s model.
+
+  Args:
+    poses: (N, 17, 3) metres, fitted only if the file is absent.
+    workdir: where the model file is (or goes).
+    filename: the model file.
+    **fit_args: the other `fit_and_save` keywords.
+
+  Returns:
+    The pose model.
+  """
+  path = os.path.join(workdir, filename)
   if os.path.exists(path):
     logging.info("pose_model: loading %s", path)
     return pose_model.load(path)
-  run(config, workdir)
+  fit_and_save(poses, workdir, filename=filename, **fit_args)
   return pose_model.load(path)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Fits the pose model on the corpus's training poses, saves it and its figure; returns
+  the summary."""
+  train_poses, _ = settings.split_corpus(config.data)
+  _, summary = fit_and_save(train_poses, workdir, **settings.pose_model_args(config.pose_model))
+  return summary

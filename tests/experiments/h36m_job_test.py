@@ -94,17 +94,18 @@ def test_fit_path_uses_the_training_poses(runs, monkeypatch):
 
   def fake_fit(poses, **kwargs):
     seen["poses"], seen["kwargs"] = np.asarray(poses), kwargs
-    return _quick_model(np.asarray(poses))
+    return pose_model.FitResult(_quick_model(np.asarray(poses)), 2 * len(poses), None, None,
+                                np.zeros(1), np.zeros(1), 0.0, {})
 
-  monkeypatch.setattr(pose_model, "fit", fake_fit)
+  monkeypatch.setattr(pose_model, "fit_detailed", fake_fit)
   with tempfile.TemporaryDirectory() as work:
     config = _config(h36m_protocol1, runs["manual"], runs["tfds"], num_worst=0)
-    config.h36m.pose_model.max_poses = 0
+    config.pose_model.max_poses = 0
     job.run(config, work)
     assert os.path.exists(os.path.join(work, "pose_model.npz"))
   want = _training_poses_model_frame()
   np.testing.assert_allclose(seen["poses"], want, atol=1e-4)  # metres, y up, once per frame
-  assert seen["kwargs"]["num_components"] == config.h36m.pose_model.num_components
+  assert seen["kwargs"]["num_components"] == config.pose_model.num_components
 
 
 @pytest.mark.slow

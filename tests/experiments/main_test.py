@@ -26,16 +26,15 @@ def _launch(workdir, *overrides):
 
 
 def _mean_pose_pa_mpjpe() -> float:
-  """PA-MPJPE (mm) of the training mean pose on the smoke config's held-out clips."""
+  """PA-MPJPE (mm) of the training mean pose on the smoke config's held-out poses."""
+  from experiments import settings
   from experiments.configs import default
-  from lift3d.data import mocap
   from lift3d.eval import pa_mpjpe
 
-  clips = tuple(default.get_config("smoke").data.holdout_clips)
-  train, held = mocap.load_embedded().split(clips)
-  train_poses = np.asarray(train.poses, np.float64)
-  mean = np.mean(train_poses - train_poses[:, :1], axis=0) * 1000.0
-  truth = np.asarray(held.poses, np.float64) * 1000.0
+  train, heldout = settings.split_corpus(default.get_config("smoke").data)
+  train = np.asarray(train, np.float64)
+  mean = np.mean(train - train[:, :1], axis=0) * 1000.0
+  truth = np.asarray(heldout, np.float64) * 1000.0
   return float(np.mean(pa_mpjpe(np.broadcast_to(mean, truth.shape), truth)))
 
 

@@ -2,8 +2,6 @@
 
 import ml_collections
 
-from experiments.configs.parts import pose_model
-
 
 def get(smoke: bool = False, protocol: str = "protocol1") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -23,12 +21,6 @@ def get(smoke: bool = False, protocol: str = "protocol1") -> ml_collections.Conf
   config.batch_size = 16384
   # Test frames per action (0 = all); smoke runs keep a few.
   config.max_frames_per_action = 40 if smoke else 0
-  # The pose model, fitted on the training subjects' 3D poses and cached in
-  # <workdir>/pose_model.npz: the same settings as the default experiment
-  # (experiments/configs/parts/pose_model.py), plus a cap on the poses used.
-  config.pose_model = pose_model.get(smoke)
-  # At most this many training poses (evenly strided; 0 = all).
-  config.pose_model.max_poses = 2000 if smoke else 0
   # Worst frames drawn in <workdir>/h36m_<protocol>_worst.png.
   config.num_worst = 6
   return config

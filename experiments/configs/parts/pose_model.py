@@ -1,8 +1,9 @@
 """Config of the 3D pose model fit (issue 4, METHOD §1–§3).
 
-Keys map one to one onto `lift3d.pose_model.fit` arguments (see
-`experiments.jobs.pose_model.fit_kwargs`), plus `seed` (the PRNG key) and
-`plot_modes` (modes drawn per component in the figure).
+Most keys are `lift3d.pose_model.fit` arguments (mapped in
+`experiments.settings.fit_kwargs`), plus `seed` (the PRNG key), `max_poses`
+(a cap on the poses fitted) and `plot_modes` (modes drawn per component in
+the figure).
 """
 
 import ml_collections
@@ -32,5 +33,7 @@ def get(smoke: bool = False) -> ml_collections.ConfigDict:
   # Poses per streamed chunk of the sufficient statistics.
   config.chunk_size = 8192
   config.seed = 0
+  # At most this many training poses (evenly strided; 0 = all).
+  config.max_poses = 0
   config.plot_modes = 3
   return config
