@@ -121,7 +121,7 @@ H36M17 = Skeleton(
     left_right=((4, 1), (5, 2), (6, 3), (11, 14), (12, 15), (13, 16)),
 )
 
-# Evaluation subset of Human3.6M protocols #2 and #3 (METHOD §7): H36M17 minus
+# Evaluation subset of Human3.6M protocols #2 and #3 (docs/method.md §7): H36M17 minus
 # Hip, Spine and Neck/Nose.
 EVAL14_INDICES: tuple[int, ...] = tuple(
     i for i, n in enumerate(H36M17.names) if n not in ("Hip", "Spine", "Neck/Nose")

@@ -1,4 +1,4 @@
-"""Training the CPM (METHOD §6): loss, state, a data-parallel jitted step, the loop.
+"""Training the CPM (docs/method.md §6): loss, state, a data-parallel jitted step, the loop.
 
 - Loss: Σ over stages t and maps l of ||f_tl − b*_l||² (summed over the map
   grid, averaged over the batch), with `b*_l` a Gaussian at the ground-truth

@@ -1,4 +1,4 @@
-r"""Speed of `lift3d.lift` (METHOD §4) against the machine's float32 GEMM rate.
+r"""Speed of `lift3d.lift` (docs/method.md §4) against the machine's float32 GEMM rate.
 
   python -m experiments.benchmarks.lift_speed            # the issue's workload
   python -m experiments.benchmarks.lift_speed --quick    # a small, fast run

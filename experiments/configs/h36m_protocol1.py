@@ -1,4 +1,4 @@
-r"""Human3.6M Protocol #1 (METHOD §7) with the paper's method.
+r"""Human3.6M Protocol #1 (docs/method.md §7) with the paper's method.
 
   python -m experiments.main --config=experiments/configs/h36m_protocol1.py \
       --config.data_dir=/path/to/h36m --workdir=runs/h36m_p1

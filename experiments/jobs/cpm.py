@@ -1,4 +1,4 @@
-"""The CPM job: train the fused CPM on synthetic renders, evaluate, draw (METHOD §5–§6).
+"""The CPM job: train the fused CPM on synthetic renders, evaluate, draw (docs/method.md §5–§6).
 
 `run(config, workdir)` splits the corpus once (`experiments.settings`) and
 calls `train_and_evaluate` with plain arguments:

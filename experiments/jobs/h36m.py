@@ -1,4 +1,4 @@
-"""Human3.6M protocols #1-#3 (METHOD §7): fit, lift, score, tabulate, plot.
+"""Human3.6M protocols #1-#3 (docs/method.md §7): fit, lift, score, tabulate, plot.
 
 `run(config, workdir)`:
 1. converts the user's copy (`config.data_dir`, the TFDS manual directory) to

@@ -1,4 +1,4 @@
-"""The lifting job: lift 2D projections of the held-out mocap clips (METHOD §4).
+"""The lifting job: lift 2D projections of the held-out mocap clips (docs/method.md §4).
 
 `run(config, workdir)` splits the corpus (`experiments.settings.split_corpus`)
 and calls `evaluate`, which takes the mixture pose model and a single-PPCA
@@ -124,7 +124,7 @@ def errors(lifted: dict, views: Views) -> dict:
 def write_table(path: str, rows: dict, *, description: str) -> str:
   """Writes the Markdown table of `rows` (model name -> summary) under `description`."""
   lines = [
-      "# Lifting held-out mocap clips (METHOD §4)",
+      "# Lifting held-out mocap clips (docs/method.md §4)",
       "",
       description,
       "",

@@ -1,4 +1,4 @@
-"""The pose-model job: fit the mixture of PPCA on the training poses (METHOD §1–§3).
+"""The pose-model job: fit the mixture of PPCA on the training poses (docs/method.md §1–§3).
 
 `run(config, workdir)` splits the corpus (`experiments.settings.split_corpus`)
 and calls `fit_and_save`, which writes `<workdir>/pose_model.npz`,

@@ -1,4 +1,4 @@
-"""Evaluation: pose-error metrics and per-action/per-subject tables (METHOD §7)."""
+"""Evaluation: pose-error metrics and per-action/per-subject tables (docs/method.md §7)."""
 
 from lift3d.eval.metrics import (
     joint_errors,

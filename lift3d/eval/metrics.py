@@ -1,4 +1,4 @@
-"""Pose-error metrics of the Human3.6M protocols (METHOD §7).
+"""Pose-error metrics of the Human3.6M protocols (docs/method.md §7).
 
 Every metric takes predictions and ground truth of the same shape and returns
 one error per frame, shape (...), in the inputs' units (millimetres on

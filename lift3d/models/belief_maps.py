@@ -1,4 +1,4 @@
-"""Belief maps: Gaussian maps at 2D points, and points back from maps (METHOD §5).
+"""Belief maps: Gaussian maps at 2D points, and points back from maps (docs/method.md §5).
 
 Maps are channels-last, `(..., H, W, L)`, one channel per landmark, on the
 network's output grid. Grid coordinates are `(u, v)` = (column, row) of a map
@@ -48,7 +48,7 @@ def gaussian_maps(points: jax.Array, height: int, width: int, sigma: float) -> j
   """Unnormalised Gaussian maps centred at 2D points: `exp(-|p - c|² / 2σ²)`.
 
   This is both the training target `b*` (at ground-truth landmarks) and the
-  projected belief map `b̂` (at reprojected landmarks), METHOD §5–§6. The peak
+  projected belief map `b̂` (at reprojected landmarks), docs/method.md §5–§6. The peak
   value is 1 when the centre lies on a cell centre.
 
   Args:
@@ -80,7 +80,7 @@ def _quadratic_offset(left: jax.Array, centre: jax.Array, right: jax.Array) -> j
 
 
 def maps_to_points(maps: jax.Array, subpixel: str = "argmax") -> tuple[jax.Array, jax.Array]:
-  """2D landmarks and confidences from belief maps (METHOD §5, last item).
+  """2D landmarks and confidences from belief maps (docs/method.md §5, last item).
 
   Args:
     maps: (..., H, W, L) belief maps.

@@ -1,6 +1,6 @@
 """A multi-stage Convolutional Pose Machine with projected belief maps and fusion.
 
-Paper §5, METHOD §5–§6. An image trunk computes features at stride `s`; stage 1
+Paper §5, docs/method.md §5–§6. An image trunk computes features at stride `s`; stage 1
 predicts L+1 belief maps (L landmarks and the background) from them; every
 later stage sees the trunk features and the previous stage's *fused* maps.
 At every stage (when `fusion` is on):

@@ -1,10 +1,10 @@
-"""Aligning training poses in the ground plane (METHOD §2, paper §4.1).
+"""Aligning training poses in the ground plane (docs/method.md §2, paper §4.1).
 
 Model: `X_n ≈ R_{θ_n} (μ + Σ_j a_nj e_j)`, with R_θ the yaw rotation about the
 vertical (y) axis. `align` finds every pose's yaw θ_n and a PPCA of the
 de-rotated poses by alternation: a Tomasi–Kanade start, then PPCA steps (fixed
 θ) and closed-form yaw steps (fixed μ, e), the basis grown from 1 to J
-(choice, METHOD §2: a fixed number of alternations per basis size, stopping
+(choice, docs/method.md §2: a fixed number of alternations per basis size, stopping
 early when the relative change of the cost falls below a tolerance).
 
 The cost `Σ_n ||X_n − R_{θ_n}(μ + a_n·e)||²` (a_n the least-squares
@@ -40,7 +40,7 @@ from lift3d.skeleton import H36M17, Skeleton, check_poses
 
 
 def optimal_yaw(poses: jax.Array, targets: jax.Array) -> jax.Array:
-  """The yaw θ minimising `||X − R_θ Q||²` in closed form (METHOD §2).
+  """The yaw θ minimising `||X − R_θ Q||²` in closed form (docs/method.md §2).
 
   `θ = atan2(Σ_l (x_l q_lz − z_l q_lx), Σ_l (x_l q_lx + z_l q_lz))`.
 
@@ -143,7 +143,7 @@ def _tk_yaws(chunked: stream.Chunked, projector):
 
 @float32_matmuls
 def tomasi_kanade_yaws(chunked: stream.Chunked) -> jax.Array:
-  """Initial yaws by the Tomasi–Kanade variant of METHOD §2 (up to one global yaw).
+  """Initial yaws by the Tomasi–Kanade variant of docs/method.md §2 (up to one global yaw).
 
   Args:
     chunked: poses as planes (C, 3L, B), normalised and centred.
@@ -368,7 +368,7 @@ def align_chunked(chunked: stream.Chunked, num_basis: int, *, subsample=None, ce
 def align(poses, num_basis: int, *, skeleton: Skeleton = H36M17, iterations_per_size: int = 4,
           yaw_steps: int = 2, tolerance: float = 1e-4, noise_floor: float = 1e-7,
           chunk_size: int = 8192, devices=None, progress: bool = False) -> AlignResult:
-  """Aligns poses in the ground plane and fits a PPCA to them (METHOD §2).
+  """Aligns poses in the ground plane and fits a PPCA to them (docs/method.md §2).
 
   Args:
     poses: (N, L, 3) normalised poses (see `normalize`), y up.

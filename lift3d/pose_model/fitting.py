@@ -1,4 +1,4 @@
-"""Fitting the 3D pose model: normalise, mirror, align, mixture of PPCA (METHOD §1–§3).
+"""Fitting the 3D pose model: normalise, mirror, align, mixture of PPCA (docs/method.md §1–§3).
 
 The poses are chunked once and sharded over all local devices; every pass
 (alignment, EM) streams the chunks, so memory stays a few copies of the poses
@@ -152,7 +152,7 @@ def fit(poses, *, num_components: int = 3, num_basis: int = 10, key: jax.Array,
         em_tolerance: float = 1e-4, init_subsample: int = 2000,
         min_centre_distance: float = 1e-6, noise_floor: float = 1e-7,
         chunk_size: int = 8192, devices=None, progress: bool | None = None) -> PoseModel:
-  """Fits the mixture-of-PPCA pose model to raw 3D poses (METHOD §1–§3).
+  """Fits the mixture-of-PPCA pose model to raw 3D poses (docs/method.md §1–§3).
 
   Normalises every pose (centre, unit limb norm), adds the left–right mirrors,
   aligns all poses in the ground plane while growing a PPCA basis to
@@ -167,7 +167,7 @@ def fit(poses, *, num_components: int = 3, num_basis: int = 10, key: jax.Array,
       The defaults K = 3, J = 10 come from experiments/benchmarks/fit_quality.py
       (see experiments/benchmarks/RESULTS.md).
     key: jax.random key (subsample for the initial centres).
-    mirror: add the left–right mirror of every pose (METHOD §1.3).
+    mirror: add the left–right mirror of every pose (docs/method.md §1.3).
     skeleton: the joints' skeleton.
     align_iterations: alignment alternations per basis size.
     align_yaw_steps: closed-form yaw updates per alternation.

@@ -1,4 +1,4 @@
-"""Mixture of probabilistic PCA (METHOD §3, paper §4.2), fitted by EM on chunked data.
+"""Mixture of probabilistic PCA (docs/method.md §3, paper §4.2), fitted by EM on chunked data.
 
 Component k is a PPCA (mean μ_k, orthonormal basis e_k, variances λ_k, noise
 σ_k²) with weight π_k. EM (Tipping & Bishop 1999, "Mixtures of probabilistic
@@ -10,7 +10,7 @@ so the log-likelihood never decreases. The sufficient statistics (Σ r, Σ r·y,
 Σ r·y yᵀ, with y centred on a fixed offset near the data mean so that float32
 sums stay well conditioned) are accumulated chunk by chunk and across devices.
 
-Initial centres are chosen greedily on a subsample (METHOD §3); the first
+Initial centres are chosen greedily on a subsample (docs/method.md §3); the first
 M-step uses the hard assignment of every sample to its nearest centre.
 
 Shape letters: N samples, D dimensions, K components, J basis vectors,
@@ -95,7 +95,7 @@ def responsibilities(mixture: Mixture, data: jax.Array) -> jax.Array:
 
 
 def greedy_centres(data, num_centres: int, *, min_distance: float = 1e-6) -> np.ndarray:
-  """Greedy initial centres (METHOD §3).
+  """Greedy initial centres (docs/method.md §3).
 
   Each new centre is the sample that most reduces `Σ_n min_{s∈S} ||y_n − s||`;
   the choice stops early when the best candidate lies closer than
@@ -300,7 +300,7 @@ def fit_mixture(data, num_components: int, num_basis: int, *, key: jax.Array,
                 iterations: int = 30, tolerance: float = 1e-5, init_subsample: int = 2000,
                 min_centre_distance: float = 1e-6, noise_floor: float = 1e-7,
                 chunk_size: int = 8192, devices=None, progress: bool = False) -> MixtureFit:
-  """Fits a mixture of PPCA by EM (METHOD §3).
+  """Fits a mixture of PPCA by EM (docs/method.md §3).
 
   Args:
     data: (N, D) samples (aligned, flattened poses).

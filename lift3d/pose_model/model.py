@@ -11,7 +11,7 @@ import jax
 
 @flax.struct.dataclass
 class PoseModel:
-  """A mixture of probabilistic PCA over aligned, normalised 3D poses (METHOD §3).
+  """A mixture of probabilistic PCA over aligned, normalised 3D poses (docs/method.md §3).
 
   Poses in the model are in the normalised frame (centred, unit sum of squared
   limb lengths), y up. Build one with `lift3d.pose_model.fit`, or by hand.

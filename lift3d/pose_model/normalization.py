@@ -1,4 +1,4 @@
-"""Normalising 3D training poses and their left–right mirrors (METHOD §1).
+"""Normalising 3D training poses and their left–right mirrors (docs/method.md §1).
 
 Shape letters: N poses, L joints.
 """
@@ -33,7 +33,7 @@ def limb_norm(poses: jax.Array, skeleton: Skeleton = H36M17) -> jax.Array:
 def normalize(poses, skeleton: Skeleton = H36M17) -> tuple[jax.Array, jax.Array]:
   """Centres each pose at the mean of its joints and scales it to unit limb norm.
 
-  METHOD §1.1–1.2: `X ← (X − mean_l X_l) / sqrt(Σ_limbs ||X_i − X_j||²)`.
+  docs/method.md §1.1–1.2: `X ← (X − mean_l X_l) / sqrt(Σ_limbs ||X_i − X_j||²)`.
 
   Args:
     poses: (..., L, 3) metres (any length unit), y up.
@@ -63,7 +63,7 @@ def _normalize(poses, skeleton):
 
 
 def mirror(poses, skeleton: Skeleton = H36M17) -> jax.Array:
-  """The left–right mirror of each pose, `X' = P_lr X diag(−1, 1, 1)` (METHOD §1.3).
+  """The left–right mirror of each pose, `X' = P_lr X diag(−1, 1, 1)` (docs/method.md §1.3).
 
   Swaps every left joint with its right twin and negates x, so a mirrored
   pose is again a plausible pose of the same skeleton.

@@ -6,7 +6,7 @@ orthonormal basis e (J×D), `a_j ~ N(0, λ_j)` and `ε ~ N(0, σ² I)`, so
 
 The basis size may be a traced integer (`num_active`): the basis keeps its
 static J rows and the rows past `num_active` are zero with λ = 0, so growing
-the basis (METHOD §2) does not recompile.
+the basis (docs/method.md §2) does not recompile.
 
 Shape letters: N samples, D = 3L dimensions, J basis vectors.
 

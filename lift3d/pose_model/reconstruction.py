@@ -3,7 +3,7 @@
 For a normalised pose X and component k, find `min_{θ, a} ||X − R_θ(μ_k + a·e_k)||²`
 (no prior on a): for fixed θ, a is the projection of `R_θᵀX − μ_k`, so the
 residual is a function of θ alone, searched on a grid of yaws and refined by
-the closed-form alternation of METHOD §2. The best component wins. Used to
+the closed-form alternation of docs/method.md §2. The best component wins. Used to
 measure how well a pose model covers held-out poses.
 
 Shape letters: N poses, L joints, K components, J basis vectors, T yaws.

@@ -42,7 +42,7 @@ SIZE = (64, 80)  # (H, W): not square, so that H/W mix-ups show.
 
 
 def my_yaw(theta):
-  """R_θ of METHOD §0, written out independently of the module."""
+  """R_θ of docs/method.md §0, written out independently of the module."""
   return np.array([[math.cos(theta), 0, math.sin(theta)], [0, 1, 0],
                    [-math.sin(theta), 0, math.cos(theta)]])
 

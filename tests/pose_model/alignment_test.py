@@ -1,4 +1,4 @@
-"""Ground-plane alignment (METHOD §2) against brute force and planted yaws."""
+"""Ground-plane alignment (docs/method.md §2) against brute force and planted yaws."""
 
 import jax.numpy as jnp
 import numpy as np

@@ -1,4 +1,4 @@
-"""The whole fit (METHOD §1–§3) on planted poses in metres, and on several devices."""
+"""The whole fit (docs/method.md §1–§3) on planted poses in metres, and on several devices."""
 
 import os
 import subprocess

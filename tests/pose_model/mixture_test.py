@@ -1,4 +1,4 @@
-"""Mixture of PPCA (METHOD §3) against planted components, brute force and dense maths."""
+"""Mixture of PPCA (docs/method.md §3) against planted components, brute force and dense maths."""
 
 import importlib
 import itertools

@@ -1,4 +1,4 @@
-"""Normalisation and mirroring (METHOD §1) against closed forms."""
+"""Normalisation and mirroring (docs/method.md §1) against closed forms."""
 
 import numpy as np
 import pytest

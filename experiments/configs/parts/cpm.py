@@ -1,4 +1,4 @@
-"""Config of the CPM with projected belief maps and fusion (issue 7, METHOD §5–§6).
+"""Config of the CPM with projected belief maps and fusion (issue 7, docs/method.md §5–§6).
 
 The default is the small CPU configuration (64×64 input, stride 4, 16×16
 maps, 3 stages, narrow layers) that the demo trains for a few minutes;

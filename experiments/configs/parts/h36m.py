@@ -13,7 +13,7 @@ def get(smoke: bool = False, protocol: str = "protocol1") -> ml_collections.Conf
   config.train_frame_step = 5
   # 2D input: "gt", "detections", or "auto" (detections when the copy has them).
   config.input = "auto"
-  # Pass each camera's rotation E (pitch and roll; METHOD §4) to the lifting.
+  # Pass each camera's rotation E (pitch and roll; docs/method.md §4) to the lifting.
   config.use_camera_rotation = True
   config.num_yaws = 20 if smoke else 100
   config.refine = False

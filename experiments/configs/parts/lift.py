@@ -1,4 +1,4 @@
-"""Config of lifting 2D landmarks to 3D (issue 5, METHOD §4) and of its evaluation.
+"""Config of lifting 2D landmarks to 3D (issue 5, docs/method.md §4) and of its evaluation.
 
 `num_yaws`, `refine`, `min_visible` and `obs_noise` are `lift3d.lift`
 arguments; `eval` sets up the held-out lifting experiment of

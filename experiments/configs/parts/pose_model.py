@@ -1,4 +1,4 @@
-"""Config of the 3D pose model fit (issue 4, METHOD §1–§3).
+"""Config of the 3D pose model fit (issue 4, docs/method.md §1–§3).
 
 Most keys are `lift3d.pose_model.fit` arguments (mapped in
 `experiments.settings.fit_kwargs`), plus `seed` (the PRNG key), `max_poses`
@@ -15,16 +15,16 @@ def get(smoke: bool = False) -> ml_collections.ConfigDict:
   # experiments/benchmarks/fit_quality.py; see experiments/benchmarks/RESULTS.md).
   config.num_components = 2 if smoke else 3
   config.num_basis = 4 if smoke else 10
-  # Add the left-right mirror of every training pose (METHOD §1.3).
+  # Add the left-right mirror of every training pose (docs/method.md §1.3).
   config.mirror = True
-  # Ground-plane alignment (METHOD §2): alternations per basis size, yaw
+  # Ground-plane alignment (docs/method.md §2): alternations per basis size, yaw
   # updates per alternation, relative cost tolerance, and the size of the
   # subset the alternation runs on for large corpora.
   config.align_iterations = 2 if smoke else 4
   config.align_yaw_steps = 2
   config.align_tolerance = 1e-4
   config.align_subsample = 65536
-  # EM for the mixture (METHOD §3).
+  # EM for the mixture (docs/method.md §3).
   config.em_iterations = 5 if smoke else 30
   config.em_tolerance = 1e-4
   config.init_subsample = 2000

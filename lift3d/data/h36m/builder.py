@@ -71,7 +71,8 @@ class Lift3dH36m(tfds.core.GeneratorBasedBuilder):
   """Human3.6M poses (3D camera and world, 2D ground truth and detections)."""
 
   VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First version: protocols #1-#3 of METHOD §7."}
+  RELEASE_NOTES: ClassVar[dict[str, str]] = {
+      "1.0.0": "First version: protocols #1-#3 of docs/method.md §7."}
   BUILDER_CONFIGS = _configs()
   DEFAULT_CONFIG_NAME = "protocol1"
   MANUAL_DOWNLOAD_INSTRUCTIONS = sources.expected_files_message("<manual_dir>")

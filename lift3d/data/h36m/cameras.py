@@ -31,7 +31,7 @@ CAMERA_IDS: tuple[str, ...] = ("54138969", "55011271", "58860488", "60457274")
 FRONTAL_CAMERA = "60457274"
 SUBJECTS_WITH_CAMERAS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 
-# (x, y, z) world, z up -> (x, z, -y) model, y up: a proper rotation (METHOD §0).
+# (x, y, z) world, z up -> (x, z, -y) model, y up: a proper rotation (docs/method.md §0).
 WORLD_TO_MODEL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 # Camera (x right, y down, z forward) -> lift frame (x right, y up, z to the viewer).
 CAMERA_TO_LIFT = np.diag([1.0, -1.0, -1.0])
@@ -213,7 +213,7 @@ def world_to_model(points) -> np.ndarray:
 
 
 def lift_rotation(camera: Camera) -> np.ndarray:
-  """Rotation E from the y-up model frame into the camera's lift frame (METHOD §4).
+  """Rotation E from the y-up model frame into the camera's lift frame (docs/method.md §4).
 
   E = F R Pᵀ with P = `WORLD_TO_MODEL`, R the camera's rotation and
   F = `CAMERA_TO_LIFT`: a level camera gives the identity (up to a yaw, which

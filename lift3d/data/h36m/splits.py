@@ -1,4 +1,4 @@
-"""The evaluation protocols of Human3.6M (METHOD §7) as data.
+"""The evaluation protocols of Human3.6M (docs/method.md §7) as data.
 
 A `Protocol` says which frames are tested and how they are scored:
 
@@ -65,7 +65,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "protocol3": Protocol("protocol3", ("S9", "S11"), (FRONTAL_CAMERA,), (1,), 1, "pa_mpjpe", EVAL14_INDICES, 79.6),
 }
 
-# The paper's other published Human3.6M figures (METHOD §7).
+# The paper's other published Human3.6M figures (docs/method.md §7).
 PAPER_PROTOCOL1_SINGLE_PPCA_MM = 92.96
 PAPER_2D_ERROR_PX = 9.47
 PAPER_CPM_2D_ERROR_PX = 10.04
