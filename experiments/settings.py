@@ -20,8 +20,6 @@ from lift3d.models import cpm
 _FIT_FIELDS = ("num_components", "num_basis", "mirror", "align_iterations", "align_yaw_steps",
                "align_tolerance", "align_subsample", "em_iterations", "em_tolerance",
                "init_subsample", "min_centre_distance", "noise_floor", "chunk_size")
-# The lift section's fields that are `lift3d.lift` keywords.
-_LIFT_FIELDS = ("num_yaws", "refine", "min_visible", "obs_noise")
 # The CPM train section's fields that are `lift3d.train.train` keywords.
 _TRAIN_FIELDS = ("num_steps", "batch_size", "optimizer", "learning_rate", "schedule",
                  "warmup_steps", "weight_decay", "grad_clip", "mask_invisible", "log_every",
