@@ -14,12 +14,19 @@
   labels are used.
 - Data parallel: one `jax.sharding.Mesh` axis "data" over all devices (of all
   hosts); the batch is sharded along it and the state is replicated, so the
-  same jitted step runs on one CPU, several GPUs/TPUs, or several hosts (each
-  host then reads its own shard of the data source, via grain's
-  `ShardOptions`, after `initialize_distributed`).
+  same jitted step runs on one CPU, several GPUs/TPUs, or several processes
+  (hosts) after `initialize_distributed`. Each process reads only its rows of
+  every global batch (`batch_dataset` with grain's `ShardOptions` by process
+  index) and `jax.make_array_from_process_local_data` assembles the global
+  batch; metrics, logs and the progress bar come from process 0; every
+  process takes part in saving and restoring the (orbax) checkpoints.
 - Data order: batch `s` is element `s` of a grain `MapDataset` (shuffled per
   epoch with a fixed seed, repeated, batched), so resuming at step `s` reads
   exactly what an uninterrupted run would read; there is no iterator state.
+  The global batch of a step is the same for any number of processes.
+- Mixed precision (`dtype="bfloat16"`): the CNN computes in bfloat16 with
+  float32 parameters and optimiser state; the lifting, fusion and loss stay
+  float32.
 - orbax `CheckpointManager` under `<workdir>/checkpoints` (periodic, atomic:
   orbax writes to a temporary directory and renames it); `train` resumes from
   the latest checkpoint by default. Metrics: `<workdir>/metrics.jsonl`, one
@@ -33,6 +40,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -55,6 +63,9 @@ from lift3d.pose_model.model import PoseModel
 BATCH_KEYS = ("image", "keypoints2d", "visibility")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+# Computation dtypes of the CNN (`train(dtype=...)`); parameters, optimiser
+# state, lifting and loss stay float32.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @flax.struct.dataclass
@@ -276,7 +287,29 @@ def create_train_state(model: cpm.CPM, tx: optax.GradientTransformation, key: ja
   """
   params = cpm.init(model, key, image_shape, pose_model)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-  return jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+  return replicate(state, mesh)
+
+
+def replicate(tree, mesh: Mesh):
+  """Places a pytree of arrays, equal on every process, on every device of `mesh`.
+
+  Unlike `jax.device_put` onto a mesh of several processes, no process talks
+  to another: each fills its own devices from its own copy.
+
+  Args:
+    tree: a pytree of arrays (host or device), the same on every process.
+    mesh: the mesh (of all processes' devices).
+
+  Returns:
+    The pytree of global arrays, replicated over `mesh`.
+  """
+  sharding = NamedSharding(mesh, PartitionSpec())
+
+  def put(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+  return jax.tree.map(put, tree)
 
 
 def data_mesh(devices=None) -> Mesh:
@@ -285,33 +318,84 @@ def data_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices), ("data",))
 
 
-def initialize_distributed(enabled: bool) -> None:
+# Environment variables read by `initialize_distributed` (besides those of JAX
+# and of the cluster: JAX_COORDINATOR_ADDRESS, SLURM, TPU pods);
+# experiments/launch_local.py sets them for its processes.
+ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAX_PROCESS_ID"
+
+
+def initialize_distributed(enabled: bool = True) -> None:
   """Multi-host setup: `jax.distributed.initialize()` when `enabled`.
 
   Call it first thing, before any other JAX computation. The coordinator and
-  process ids come from the environment (SLURM, TPU pods, or the
-  JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID variables).
+  process ids come from the cluster (TPU pods, SLURM, ... as JAX detects
+  them) or from the environment: JAX_COORDINATOR_ADDRESS (host:port of
+  process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID. Collectives between CPU
+  processes go through gloo. Calling it again is a no-op.
+
+  An uncaught exception then ends the process at once (exit code 1, after
+  its traceback), so that its launcher sees which process failed: otherwise
+  JAX's exit-time barrier keeps it alive until the others fail in turn.
+
+  Args:
+    enabled: False does nothing (one process).
+
+  Raises:
+    ValueError: if JAX_NUM_PROCESSES or JAX_PROCESS_ID is not an integer.
   """
-  if enabled:
-    jax.distributed.initialize()
-    logging.info(
-        "distributed: process %d of %d, %d local / %d global devices",
-        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
-    )
+  if not enabled or jax.distributed.is_initialized():
+    return
+  kwargs = {}
+  for name, key in ((ENV_NUM_PROCESSES, "num_processes"), (ENV_PROCESS_ID, "process_id")):
+    value = os.environ.get(name)
+    if value is not None:
+      try:
+        kwargs[key] = int(value)
+      except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+  # Cross-process collectives of the CPU backend (the default from jax 0.5 on,
+  # set here for clarity); without it CPU processes cannot all-reduce.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
+  sys.excepthook = _exit_at_once_after(sys.excepthook)
+  logging.info(
+      "distributed: process %d of %d, %d local / %d global devices",
+      jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+  )
+
+
+def _exit_at_once_after(excepthook):
+  def hook(kind, value, traceback):
+    excepthook(kind, value, traceback)
+    logging.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130 if issubclass(kind, KeyboardInterrupt) else 1)
+
+  return hook
 
 
 def batch_dataset(
     source, *, batch_size: int, seed: int, shard_options: grain_python.ShardOptions | None = None
 ) -> grain.MapDataset:
-  """This host's batches: element `s` is the batch of step `s`.
+  """This host's batches: element `s` is its part of the batch of step `s`.
+
+  The examples are shuffled (a new permutation every epoch) and cut into
+  global batches of `batch_size * shard_count`; shard `p` of `P` takes rows
+  `[p * batch_size, (p + 1) * batch_size)` of every global batch and reads
+  only those examples. So the global batch of a step does not depend on the
+  number of hosts, and host `p`'s rows are where
+  `jax.make_array_from_process_local_data` puts process `p`'s data on a mesh
+  over `jax.devices()`.
 
   Args:
     source: a grain random-access source (`__len__`, `__getitem__`) whose items
       are dicts with at least "image" (H, W, 3) uint8, "keypoints2d" (L, 2)
       pixels y down and "visibility" (L,).
     batch_size: examples per batch on this host.
-    seed: shuffling seed (a new permutation every epoch).
-    shard_options: which shard of the source this host reads (default: all).
+    seed: shuffling seed.
+    shard_options: which shard (host) this is (default: the only one).
 
   Returns:
     An infinite `grain.MapDataset` of dicts of stacked numpy arrays.
@@ -319,15 +403,21 @@ def batch_dataset(
   if len(source) == 0:
     raise ValueError("the data source is empty")
   shard = shard_options or grain_python.NoSharding()
-  dataset = grain.MapDataset.source(source)[shard.shard_index :: shard.shard_count]
-  if len(dataset) < batch_size:
-    raise ValueError(f"batch_size {batch_size} exceeds this shard's {len(dataset)} examples")
-  return (
-      dataset.shuffle(seed=seed)
+  if len(source) < batch_size * shard.shard_count:
+    raise ValueError(
+        f"the global batch of {batch_size * shard.shard_count} exceeds the source's "
+        f"{len(source)} examples"
+    )
+  # Batching a MapDataset is lazy: picking every P-th block of `batch_size`
+  # consecutive examples reads only this host's examples.
+  blocks = (
+      grain.MapDataset.source(source)
+      .shuffle(seed=seed)
       .repeat()
       .map(lambda item: {k: np.asarray(item[k]) for k in BATCH_KEYS})
       .batch(batch_size, drop_remainder=True)
   )
+  return blocks[shard.shard_index :: shard.shard_count]
 
 
 def _global_batch(batch: Mapping[str, np.ndarray], sharding: NamedSharding):
@@ -341,9 +431,11 @@ class MetricsWriter:
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.enabled = jax.process_index() == 0
     if self.enabled and os.path.exists(self.path):
-      # Resuming: drop records after the checkpoint (they will be recomputed).
+      # Resuming: drop records after the checkpoint (they will be recomputed),
+      # and a last line a killed run left unfinished (no newline).
       with open(self.path) as f:
-        keep = [line for line in f if line.strip() and json.loads(line)["step"] <= start_step]
+        keep = [line for line in f
+                if line.strip() and line.endswith("\n") and json.loads(line)["step"] <= start_step]
       with open(self.path, "w") as f:
         f.writelines(keep)
 
@@ -376,6 +468,7 @@ def train(
     weight_decay: float = 0.0,
     grad_clip: float = 0.0,
     mask_invisible: bool = False,
+    dtype: str = "float32",
     log_every: int = 10,
     ckpt_every: int = 100,
     max_to_keep: int = 2,
@@ -403,6 +496,8 @@ def train(
     optimizer, learning_rate, schedule, warmup_steps, weight_decay, grad_clip:
       see `make_optimizer`.
     mask_invisible: see `target_maps`.
+    dtype: computation dtype of the CNN, "float32" or "bfloat16" (mixed
+      precision: float32 parameters, optimiser state, lifting and loss).
     log_every: log metrics every this many steps (and at the last step).
     ckpt_every: checkpoint every this many steps (and at the last step).
     max_to_keep: checkpoints kept.
@@ -419,17 +514,21 @@ def train(
   """
   if num_steps < 0:
     raise ValueError(f"num_steps must be >= 0, got {num_steps}")
-  if batch_size % jax.device_count():
+  if batch_size % jax.device_count() or batch_size % jax.process_count():
     raise ValueError(
-        f"batch_size {batch_size} is not a multiple of the {jax.device_count()} devices"
+        f"batch_size {batch_size} is not a multiple of the {jax.device_count()} devices "
+        f"(of {jax.process_count()} processes)"
     )
+  if dtype not in DTYPES:
+    raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+  if DTYPES[dtype] != model.dtype:
+    model = model.clone(dtype=DTYPES[dtype])
   cpm.check_pose_model(pose_model, model)
   image_shape = tuple(np.shape(source[0]["image"])[:2])
   cpm.check_images(np.zeros((1, *image_shape, 3), np.uint8), model)
   os.makedirs(workdir, exist_ok=True)
 
   mesh = data_mesh()
-  replicated = NamedSharding(mesh, PartitionSpec())
   sharded = NamedSharding(mesh, PartitionSpec("data"))
   tx = make_optimizer(
       optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
@@ -439,7 +538,7 @@ def train(
   step_fn = make_train_step(model, tx, mesh, bool(mask_invisible))
 
   state = create_train_state(model, tx, jax.random.key(seed), image_shape, pose_model, mesh)
-  pose_model = jax.device_put(pose_model, replicated)
+  pose_model = replicate(pose_model, mesh)
 
   manager = ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), "checkpoints"),

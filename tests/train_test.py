@@ -172,3 +172,45 @@ def test_belief_map_grid_matches_target_convention():
   points, _ = belief_maps.maps_to_points(targets[..., :1], "argmax")
   back = belief_maps.grid_to_pixels(points, stride)
   np.testing.assert_allclose(np.asarray(back), [[[9.5, 13.5]]])
+
+
+def test_bfloat16_cnn_trains_like_float32(tmp_path):
+  source, pose_model = tiny.BlobSource(4), tiny.pose_model()
+  args = dict(num_steps=50, ckpt_every=100, **SETTINGS)
+  runs = {dtype: train.train(tiny.MODEL, pose_model, source, str(tmp_path / dtype), dtype=dtype,
+                             **args)
+          for dtype in ("float32", "bfloat16")}
+  # Mixed precision: parameters and optimiser state stay float32.
+  for leaf in jax.tree.leaves((runs["bfloat16"].params, runs["bfloat16"].opt_state)):
+    assert leaf.dtype in (jnp.float32, jnp.int32), leaf.dtype
+  # Every convolution computes in bfloat16; the maps reach the lifting, the
+  # fusion and the loss as float32.
+  model = tiny.MODEL.clone(dtype=jnp.bfloat16)
+  batch = {k: np.stack([source[i][k] for i in range(2)]) for k in train.BATCH_KEYS}
+  jaxpr = str(jax.make_jaxpr(lambda p: train.loss_fn(p, model, pose_model, batch))(
+      jax.device_get(runs["bfloat16"].params)))
+  convs = [line for line in jaxpr.splitlines() if "conv_general_dilated[" in line]
+  num_convs = len(jax.tree.leaves(runs["float32"].params)) // 2  # a kernel and a bias each
+  assert len(convs) >= num_convs and all(":bf16[" in line for line in convs), convs
+  output = jax.eval_shape(lambda p: model.apply({"params": p}, batch["image"], pose_model),
+                          runs["bfloat16"].params)
+  assert output.fused.dtype == output.lifted.pose3d.dtype == jnp.float32
+
+  losses = {d: np.array([r["loss"] for r in _metrics(tmp_path / d)]) for d in runs}
+  single, half = losses["float32"], losses["bfloat16"]
+  assert half[-5:].mean() < 0.8 * half[:5].mean(), half
+  # Step 1 has the same parameters and data: bfloat16 rounds every activation
+  # by at most 2^-9 relative, so after D convolutions the maps are off by
+  # about D 2^-9 and the squared error by twice that (as long as no arg-max of
+  # the lifting flips).
+  assert abs(half[0] - single[0]) <= 2 * num_convs * 2.0**-9 * single[0], (half[0], single[0])
+  # Later the two runs follow different (rounded) paths; stated tolerance:
+  # 10% at every step, 5% over the last 10 steps.
+  np.testing.assert_allclose(half, single, rtol=0.1)
+  assert abs(half[-10:].mean() - single[-10:].mean()) <= 0.05 * single[-10:].mean()
+
+
+def test_bad_dtype():
+  with pytest.raises(ValueError, match="dtype must be one of"):
+    train.train(tiny.MODEL, tiny.pose_model(), tiny.BlobSource(4), "/nonexistent/x",
+                num_steps=1, dtype="float16", **SETTINGS)

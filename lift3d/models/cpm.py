@@ -92,13 +92,15 @@ class _Stage(nn.Module):
   features: int
   kernel: int
   num_convs: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
+    conv = functools.partial(nn.Conv, dtype=self.dtype)
     for _ in range(self.num_convs):
-      x = nn.relu(nn.Conv(self.features, (self.kernel, self.kernel))(x))
-    x = nn.relu(nn.Conv(self.features, (1, 1))(x))
-    return nn.Conv(self.num_maps, (1, 1))(x)
+      x = nn.relu(conv(self.features, (self.kernel, self.kernel))(x))
+    x = nn.relu(conv(self.features, (1, 1))(x))
+    return conv(self.num_maps, (1, 1))(x)
 
 
 class CPM(nn.Module):
@@ -122,6 +124,9 @@ class CPM(nn.Module):
     differentiable_lift: let gradients flow through the lifting's chosen
       least-squares solution (default: stopped).
     fusion_init_logit: initial free parameter of ω (0 gives ω = 0.5).
+    dtype: computation dtype of the convolutions (e.g. `jnp.bfloat16` for
+      mixed precision); parameters stay float32, and the belief maps are cast
+      to float32 before the lifting, the fusion and the loss.
   """
 
   num_landmarks: int = 17
@@ -139,6 +144,7 @@ class CPM(nn.Module):
   num_yaws: int = 100
   differentiable_lift: bool = False
   fusion_init_logit: float = 0.0
+  dtype: Any = jnp.float32
 
   @property
   def stride(self) -> int:
@@ -173,13 +179,14 @@ class CPM(nn.Module):
     x = images.astype(jnp.float32)
     if jnp.issubdtype(images.dtype, jnp.integer):
       x = x / 255.0
-    x = x - 0.5
+    x = (x - 0.5).astype(self.dtype)
+    conv = functools.partial(nn.Conv, dtype=self.dtype)
     for i, features in enumerate(self.trunk_features):
       if i > 0:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
       for _ in range(self.trunk_convs):
-        x = nn.relu(nn.Conv(features, (3, 3))(x))
-    features = nn.relu(nn.Conv(self.feature_channels, (3, 3), name="trunk_out")(x))
+        x = nn.relu(conv(features, (3, 3))(x))
+    features = nn.relu(conv(self.feature_channels, (3, 3), name="trunk_out")(x))
     height, width = features.shape[-3], features.shape[-2]
 
     if self.fusion:
@@ -194,11 +201,16 @@ class CPM(nn.Module):
     beliefs, projections, fuseds, reprojections, valids = [], [], [], [], []
     previous = None
     for t in range(self.num_stages):
-      stage_in = features if previous is None else jnp.concatenate([features, previous], -1)
+      if previous is None:
+        stage_in = features
+      else:
+        stage_in = jnp.concatenate([features, previous.astype(self.dtype)], -1)
       belief = _Stage(
           num_maps, self.stage_features, self.stage1_kernel if t == 0 else self.stage_kernel,
-          self.stage_convs, name=f"stage_{t}",
+          self.stage_convs, dtype=self.dtype, name=f"stage_{t}",
       )(stage_in)
+      # Mixed precision: everything after the CNN (lifting, fusion, loss) in float32.
+      belief = belief.astype(jnp.float32)
       landmark_maps = belief[..., : self.num_landmarks]
       # The lifting has no parameters: skip it while initialising (fast init).
       if self.fusion and not self.is_initializing():

@@ -66,6 +66,9 @@ def get(smoke: bool = False) -> ml_collections.ConfigDict:
       weight_decay=0.0,
       grad_clip=10.0,
       mask_invisible=False,
+      # "bfloat16": the CNN computes in bfloat16 (float32 parameters,
+      # optimiser state, lifting and loss).
+      dtype="float32",
       log_every=2 if smoke else 25,
       ckpt_every=3 if smoke else 250,
       max_to_keep=2,
