@@ -529,6 +529,7 @@ def train(
   os.makedirs(workdir, exist_ok=True)
 
   mesh = data_mesh()
+  replicated = NamedSharding(mesh, PartitionSpec())
   sharded = NamedSharding(mesh, PartitionSpec("data"))
   tx = make_optimizer(
       optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
@@ -538,7 +539,7 @@ def train(
   step_fn = make_train_step(model, tx, mesh, bool(mask_invisible))
 
   state = create_train_state(model, tx, jax.random.key(seed), image_shape, pose_model, mesh)
-  pose_model = replicate(pose_model, mesh)
+  pose_model = jax.device_put(pose_model, replicated)
 
   manager = ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), "checkpoints"),

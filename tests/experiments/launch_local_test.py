@@ -187,3 +187,33 @@ def test_process_env_and_error_line():
   pump.tail.clear()
   pump.tail.append(b"some output\r\nlast words\n")
   assert pump.error_line() == "last words" and pump.error_line(fallback=False) is None
+
+
+def test_tpu_config_sizes_its_batches_from_the_pod():
+  from experiments.configs import cpm_h36m_tpu
+
+  config = cpm_h36m_tpu.get_config()
+  assert (config.image_size, config.model.num_stages, config.train.dtype) == (368, 6, "bfloat16")
+  assert config.pod.per_host_batch == 4 * 8 and config.train.batch_size == 4 * 4 * 8
+  config.pod.num_hosts, config.pod.per_chip_batch = 2, 3  # as --config.pod.* overrides do
+  assert config.pod.per_host_batch == 4 * 3 and config.train.to_dict()["batch_size"] == 2 * 4 * 3
+  smoke = cpm_h36m_tpu.get_config("smoke")
+  assert smoke.train.batch_size == smoke.pod.num_hosts * smoke.pod.per_host_batch == 4
+
+
+@pytest.mark.slow
+def test_tpu_config_smoke_trains_on_two_processes(tmp_path):
+  # The README's local command: experiments.main's CPM job on 2 processes × 2 devices.
+  workdir = tmp_path / "run"
+  done = subprocess.run(
+      [sys.executable, "-m", "experiments.launch_local", "--num_processes=2",
+       "--devices_per_process=2", "--", "--config=experiments/configs/cpm_h36m_tpu.py:smoke",
+       f"--workdir={workdir}"],
+      cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
+      timeout=1200)
+  assert done.returncode == 0, done.stderr[-3000:]
+  records = _metrics(workdir)
+  assert [r["step"] for r in records] == [2, 4, 6]
+  assert all(np.isfinite(r["loss"]) for r in records)
+  with open(workdir / "cpm_eval.json") as f:
+    assert json.load(f)["step"] == 6

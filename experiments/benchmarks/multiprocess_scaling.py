@@ -1,0 +1,100 @@
+r"""Training steps/s of the synthetic CPM config over processes and devices (issue 15).
+
+  python -m experiments.benchmarks.multiprocess_scaling [--steps=60] [--out=runs/scaling]
+
+Runs experiments/configs/cpm_synthetic.py (64×64 renders, global batch 16)
+through `experiments.launch_local` as 1 process × 1 device, 1 process × 2
+devices and 2 processes × 1 device (the multi-host code path: gloo
+collectives between the processes), each for `--steps` steps, and reads the
+steps/s that `lift3d.train.train` logs every 10 steps, leaving out the first
+`--warmup` steps (compilation, the first gloo connection). One pose model is
+fitted first and copied into every workdir, so that all runs lift with the
+same model. Prints a Markdown table with
+- the multi-process efficiency: steps/s of 2 × 1 over 1 × 2 (the same two
+  devices, split over two processes instead of one);
+- the scaling efficiency of each 2-device layout over 1 × 1 with the same
+  global batch: steps/s(2 devices) / (2 · steps/s(1 device)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+LAYOUTS = ((1, 1), (1, 2), (2, 1))  # (processes, devices per process)
+CONFIG = "experiments/configs/cpm_synthetic.py"
+LOG_EVERY = 10
+
+
+def _fit_pose_model(directory: str) -> str:
+  from experiments.configs import cpm_synthetic
+  from experiments.jobs import pose_model
+
+  config = cpm_synthetic.get_config()
+  pose_model.run(config, directory)
+  return os.path.join(directory, pose_model.MODEL_FILE)
+
+
+def _steps_per_s(workdir: str, warmup: int) -> float:
+  """Steps over seconds of the logged intervals after `warmup` steps."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  window = [r for r in records if r["step"] > warmup]
+  if not window:
+    raise ValueError(f"no records after step {warmup} in {workdir}; raise --steps")
+  seconds = sum(LOG_EVERY / r["steps_per_s"] for r in window)
+  return LOG_EVERY * len(window) / seconds
+
+
+def run_layout(processes: int, devices: int, workdir: str, pose_model_path: str,
+               steps: int) -> float:
+  """Trains the synthetic config in one layout; returns wall seconds."""
+  shutil.rmtree(workdir, ignore_errors=True)
+  os.makedirs(workdir)
+  shutil.copy(pose_model_path, workdir)
+  command = [
+      sys.executable, "-m", "experiments.launch_local", f"--num_processes={processes}",
+      f"--devices_per_process={devices}", "--", f"--config={CONFIG}", f"--workdir={workdir}",
+      f"--config.train.num_steps={steps}", f"--config.train.log_every={LOG_EVERY}",
+      f"--config.train.ckpt_every={steps}", "--config.train.time_limit_s=0",
+      "--config.eval.num_examples=8", "--config.eval.batch_size=8",
+  ]
+  start = time.perf_counter()
+  done = subprocess.run(command, capture_output=True, text=True)
+  if done.returncode:
+    raise RuntimeError(f"{processes} × {devices} failed:\n{done.stderr[-3000:]}")
+  return time.perf_counter() - start
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--steps", type=int, default=60)
+  parser.add_argument("--warmup", type=int, default=20)
+  parser.add_argument("--out", default="runs/multiprocess_scaling")
+  args = parser.parse_args()
+  os.makedirs(args.out, exist_ok=True)
+  pose_model_path = _fit_pose_model(os.path.join(args.out, "pose_model"))
+  rates = {}
+  for processes, devices in LAYOUTS:
+    workdir = os.path.join(args.out, f"{processes}x{devices}")
+    wall = run_layout(processes, devices, workdir, pose_model_path, args.steps)
+    rates[processes, devices] = _steps_per_s(workdir, args.warmup)
+    print(f"{processes} × {devices}: {rates[processes, devices]:.2f} steps/s "
+          f"({wall:.0f} s wall incl. startup, compile, evaluation)", flush=True)
+  one = rates[1, 1]
+  print("\n| processes × devices | steps/s | images/s | vs 1 × 1 | scaling efficiency |")
+  print("|---|---|---|---|---|")
+  for (processes, devices), rate in rates.items():
+    speedup = rate / one
+    print(f"| {processes} × {devices} | {rate:.2f} | {16 * rate:.0f} | {speedup:.2f}× | "
+          f"{speedup / (processes * devices):.0%} |")
+  print(f"\nmulti-process efficiency (2 × 1 over 1 × 2): {rates[2, 1] / rates[1, 2]:.0%}")
+
+
+if __name__ == "__main__":
+  main()
