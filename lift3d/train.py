@@ -313,8 +313,13 @@ def replicate(tree, mesh: Mesh):
 
 
 def data_mesh(devices=None) -> Mesh:
-  """A one-axis ("data") mesh over `devices` (default: all devices of all hosts)."""
-  devices = jax.devices() if devices is None else devices
+  """A one-axis ("data") mesh over `devices` (default: all devices of all hosts).
+
+  The default orders the devices by process, so that each process's devices
+  hold one contiguous block of the batch (its rows, see `batch_dataset`).
+  """
+  if devices is None:
+    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
   return Mesh(np.asarray(devices), ("data",))
 
 
@@ -590,7 +595,7 @@ def train(
       bar.set_postfix(loss=f"{record['loss']:.4g}", steps_per_s=f"{steps_per_s:.3g}")
       if not np.isfinite(record["loss"]):
         logging.warning("step %d: non-finite loss %s", done, record["loss"])
-    out_of_time = time_limit_s is not None and time.perf_counter() - started > time_limit_s
+    out_of_time = _out_of_time(started, time_limit_s, done, log_every)
     if done % max(ckpt_every, 1) == 0 or done == num_steps or out_of_time:
       manager.save(done, args=ocp.args.StandardSave(state), force=True)
     bar.update(1)
@@ -603,6 +608,23 @@ def train(
   manager.wait_until_finished()
   manager.close()
   return state
+
+
+def _out_of_time(started: float, time_limit_s: float | None, step: int, log_every: int) -> bool:
+  """Whether to stop after `step` for the time limit, the same on every process."""
+  if time_limit_s is None:
+    return False
+  if jax.process_count() == 1:
+    return time.perf_counter() - started > time_limit_s
+  # The checkpoint and every later step are collective: all processes must
+  # stop at the same step, so process 0's clock decides, every `log_every`
+  # steps (one small broadcast).
+  if step % max(log_every, 1):
+    return False
+  from jax.experimental import multihost_utils
+
+  late = np.asarray(time.perf_counter() - started > time_limit_s)
+  return bool(multihost_utils.broadcast_one_to_all(late))
 
 
 def restore_params(workdir: str, step: int | None = None):

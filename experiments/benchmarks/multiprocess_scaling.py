@@ -2,18 +2,20 @@ r"""Training steps/s of the synthetic CPM config over processes and devices (iss
 
   python -m experiments.benchmarks.multiprocess_scaling [--steps=60] [--out=runs/scaling]
 
-Runs experiments/configs/cpm_synthetic.py (64×64 renders, global batch 16)
-through `experiments.launch_local` as 1 process × 1 device, 1 process × 2
-devices and 2 processes × 1 device (the multi-host code path: gloo
-collectives between the processes), each for `--steps` steps, and reads the
-steps/s that `lift3d.train.train` logs every 10 steps, leaving out the first
-`--warmup` steps (compilation, the first gloo connection). One pose model is
-fitted first and copied into every workdir, so that all runs lift with the
-same model. Prints a Markdown table with
+Trains the model and renders of experiments/configs/cpm_synthetic.py (64×64,
+global batch 16) with `lift3d.train.train`, started by
+`experiments.launch_local` as 1 process × 1 device, 1 process × 2 devices and
+2 processes × 1 device (the multi-host code path: gloo collectives between
+the processes), for `--steps` steps each, and reads the steps/s that `train`
+logs every 10 steps, leaving out the first `--warmup` steps (compilation, the
+first gloo connection). The job's evaluation is skipped (it does not time
+training). One pose model is fitted first and shared by all runs. Prints a
+Markdown table with
 - the multi-process efficiency: steps/s of 2 × 1 over 1 × 2 (the same two
   devices, split over two processes instead of one);
 - the scaling efficiency of each 2-device layout over 1 × 1 with the same
   global batch: steps/s(2 devices) / (2 · steps/s(1 device)).
+Each launched process runs this module with `--worker`.
 """
 
 from __future__ import annotations
@@ -27,17 +29,37 @@ import sys
 import time
 
 LAYOUTS = ((1, 1), (1, 2), (2, 1))  # (processes, devices per process)
-CONFIG = "experiments/configs/cpm_synthetic.py"
 LOG_EVERY = 10
 
 
-def _fit_pose_model(directory: str) -> str:
+def _config():
   from experiments.configs import cpm_synthetic
+
+  return cpm_synthetic.get_config()
+
+
+def _fit_pose_model(directory: str) -> str:
   from experiments.jobs import pose_model
 
-  config = cpm_synthetic.get_config()
-  pose_model.run(config, directory)
+  pose_model.run(_config(), directory)
   return os.path.join(directory, pose_model.MODEL_FILE)
+
+
+def _worker(workdir: str, pose_model_path: str, steps: int, distributed: bool) -> None:
+  """One process of a layout: trains the synthetic config for `steps` steps."""
+  from experiments.jobs import cpm as cpm_job
+  from lift3d import pose_model as pose_model_lib
+  from lift3d import train
+
+  train.initialize_distributed(distributed)
+  config = _config()
+  settings = dict(config.train.to_dict(), num_steps=steps, log_every=LOG_EVERY,
+                  ckpt_every=steps, progress=False)
+  for key in ("distributed", "time_limit_s"):
+    settings.pop(key, None)
+  source, _ = cpm_job.make_sources(config)
+  train.train(cpm_job.build_model(config), pose_model_lib.load(pose_model_path), source,
+              workdir, seed=int(config.seed), **settings)
 
 
 def _steps_per_s(workdir: str, warmup: int) -> float:
@@ -53,16 +75,13 @@ def _steps_per_s(workdir: str, warmup: int) -> float:
 
 def run_layout(processes: int, devices: int, workdir: str, pose_model_path: str,
                steps: int) -> float:
-  """Trains the synthetic config in one layout; returns wall seconds."""
+  """Trains in one layout (fresh workdir); returns the wall seconds of the launch."""
   shutil.rmtree(workdir, ignore_errors=True)
-  os.makedirs(workdir)
-  shutil.copy(pose_model_path, workdir)
   command = [
       sys.executable, "-m", "experiments.launch_local", f"--num_processes={processes}",
-      f"--devices_per_process={devices}", "--", f"--config={CONFIG}", f"--workdir={workdir}",
-      f"--config.train.num_steps={steps}", f"--config.train.log_every={LOG_EVERY}",
-      f"--config.train.ckpt_every={steps}", "--config.train.time_limit_s=0",
-      "--config.eval.num_examples=8", "--config.eval.batch_size=8",
+      f"--devices_per_process={devices}", "--module=experiments.benchmarks.multiprocess_scaling",
+      "--", "--worker", f"--workdir={workdir}", f"--pose_model={pose_model_path}",
+      f"--steps={steps}",
   ]
   start = time.perf_counter()
   done = subprocess.run(command, capture_output=True, text=True)
@@ -76,7 +95,14 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=60)
   parser.add_argument("--warmup", type=int, default=20)
   parser.add_argument("--out", default="runs/multiprocess_scaling")
+  parser.add_argument("--worker", action="store_true", help="(one launched process)")
+  parser.add_argument("--workdir", help="(worker) its workdir")
+  parser.add_argument("--pose_model", help="(worker) the pose model file")
+  parser.add_argument("--distributed", action="store_true", help="(worker) join the others")
   args = parser.parse_args()
+  if args.worker:
+    _worker(args.workdir, args.pose_model, args.steps, args.distributed)
+    return
   os.makedirs(args.out, exist_ok=True)
   pose_model_path = _fit_pose_model(os.path.join(args.out, "pose_model"))
   rates = {}
@@ -85,7 +111,7 @@ def main() -> None:
     wall = run_layout(processes, devices, workdir, pose_model_path, args.steps)
     rates[processes, devices] = _steps_per_s(workdir, args.warmup)
     print(f"{processes} × {devices}: {rates[processes, devices]:.2f} steps/s "
-          f"({wall:.0f} s wall incl. startup, compile, evaluation)", flush=True)
+          f"({wall:.0f} s wall incl. startup and compilation)", flush=True)
   one = rates[1, 1]
   print("\n| processes × devices | steps/s | images/s | vs 1 × 1 | scaling efficiency |")
   print("|---|---|---|---|---|")

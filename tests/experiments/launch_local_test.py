@@ -120,6 +120,19 @@ def test_two_processes_killed_and_resumed_train_like_one_process(tmp_path, cache
     assert abs(r1["loss"] - r2["loss"]) <= tol, (r1["step"], r1["loss"], r2["loss"], tol)
 
 
+def test_processes_stop_together_at_the_time_limit(tmp_path, cache_dir):
+  # Each process has its own clock, but the checkpoint and the steps are
+  # collective: they must agree on the step to stop at (else they deadlock).
+  settings = dict(SETTINGS, log_every=2, time_limit_s=1e-3)
+  done = subprocess.run(
+      _launch_args(2, 2, "--mode=train", f"--workdir={tmp_path}",
+                   f"--settings={json.dumps(settings)}"),
+      cwd=REPO, env=_env(cache_dir), capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert [r["step"] for r in _metrics(tmp_path)] == [2]
+  assert sorted(d for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()) == ["2"]
+
+
 def test_a_failing_process_fails_the_launch_with_its_error_line(cache_dir):
   started = time.monotonic()
   done = subprocess.run(_launch_args(2, 1, "--mode=fail"), cwd=REPO, env=_env(cache_dir),
