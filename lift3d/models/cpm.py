@@ -179,7 +179,9 @@ class CPM(nn.Module):
     x = images.astype(jnp.float32)
     if jnp.issubdtype(images.dtype, jnp.integer):
       x = x / 255.0
-    x = (x - 0.5).astype(self.dtype)
+    x = x - 0.5
+    # nn.Conv casts its inputs to `dtype`: with bfloat16 everything up to the
+    # belief maps computes in bfloat16.
     conv = functools.partial(nn.Conv, dtype=self.dtype)
     for i, features in enumerate(self.trunk_features):
       if i > 0:
@@ -201,10 +203,7 @@ class CPM(nn.Module):
     beliefs, projections, fuseds, reprojections, valids = [], [], [], [], []
     previous = None
     for t in range(self.num_stages):
-      if previous is None:
-        stage_in = features
-      else:
-        stage_in = jnp.concatenate([features, previous.astype(self.dtype)], -1)
+      stage_in = features if previous is None else jnp.concatenate([features, previous], -1)
       belief = _Stage(
           num_maps, self.stage_features, self.stage1_kernel if t == 0 else self.stage_kernel,
           self.stage_convs, dtype=self.dtype, name=f"stage_{t}",

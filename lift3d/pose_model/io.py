@@ -52,8 +52,9 @@ def save(path: str | os.PathLike, model: PoseModel) -> None:
   _check_model(model)
   arrays = {name: np.asarray(getattr(model, name), np.float32) for name in _FIELDS}
   # Write through a file object so NumPy does not append ".npz" to the name,
-  # and via a temporary file so a crash never leaves a truncated model behind.
-  tmp = f"{os.fspath(path)}.tmp"
+  # and via a temporary file so a crash never leaves a truncated model behind
+  # (one per process: the processes of a multi-host run may all save it).
+  tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
   with open(tmp, "wb") as f:
     np.savez(f, kind=np.array(KIND), format_version=np.array(FORMAT_VERSION), **arrays)
   os.replace(tmp, path)
