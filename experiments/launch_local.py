@@ -136,7 +136,8 @@ class _Pump(threading.Thread):
       for part in re.split(rb"(?<=[\n\r])", chunk):
         if not part:
           continue
-        pieces.append(prefix + part if at_line_start else part)
+        bare = part in (b"\n", b"\r", b"\r\n")  # an empty line: no prefix
+        pieces.append(prefix + part if at_line_start and not bare else part)
         at_line_start = part.endswith((b"\n", b"\r"))
       with self.lock:
         self.out.write(b"".join(pieces))

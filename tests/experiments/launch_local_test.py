@@ -5,6 +5,7 @@ The processes run tests/experiments/distributed_worker.py (the tiny CPM through
 persistent compilation cache, so that a relaunch does not compile again.
 """
 
+import io
 import json
 import os
 import signal
@@ -193,6 +194,11 @@ def test_process_env_and_error_line():
   assert (env["JAX_COORDINATOR_ADDRESS"], env["JAX_NUM_PROCESSES"], env["JAX_PROCESS_ID"]) == (
       "127.0.0.1:1234", "3", "1")
   assert env["HOME"] == "/h" and env["JAX_PLATFORMS"] == "cpu"
+  # Every line is prefixed, also a progress bar's "\r" rewrites.
+  out = io.BytesIO()
+  pump = launch_local._Pump(1, io.BytesIO(b"a\n\rbar 1\rbar 2\nb"), out, threading.Lock())
+  pump.run()
+  assert out.getvalue() == b"[1] a\n\r[1] bar 1\r[1] bar 2\n[1] b"
   pump = launch_local._Pump(0, None, None, threading.Lock())
   pump.tail.extend([b"Traceback (most recent call last):\n  File x\nValueError: bad", b" input\n",
                     b"I1126 exit\n"])
