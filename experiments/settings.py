@@ -23,7 +23,7 @@ _FIT_FIELDS = ("num_components", "num_basis", "mirror", "align_iterations", "ali
 # The CPM train section's fields that are `lift3d.train.train` keywords.
 _TRAIN_FIELDS = ("num_steps", "batch_size", "optimizer", "learning_rate", "schedule",
                  "warmup_steps", "weight_decay", "grad_clip", "mask_invisible", "log_every",
-                 "ckpt_every", "max_to_keep", "num_threads", "prefetch")
+                 "ckpt_every", "max_to_keep", "num_threads", "prefetch", "dtype")
 
 
 def split_corpus(data: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:

@@ -33,30 +33,22 @@ LOG_EVERY = 10
 
 
 def _config():
-  """The CPM section of the synthetic config, and the whole config."""
   from experiments.configs import cpm_synthetic
 
-  config = cpm_synthetic.get_config()
-  return (config.cpm if "cpm" in config else config), config
-
-
-def _training_poses(config):
-  from lift3d.data import mocap
-
-  train, _ = mocap.load_embedded().split(tuple(config.data.holdout_clips))
-  return train.poses
+  return cpm_synthetic.get_config()
 
 
 def _fit_pose_model(directory: str) -> str:
-  """Fits a pose model on the training poses (the CPM job's default settings)."""
+  """Fits a pose model on the training poses (the CPM job's settings)."""
   import jax
 
+  from experiments import settings
   from lift3d import pose_model as pose_model_lib
 
-  _, config = _config()
-  fields = {k: v for k, v in config.pose_model.to_dict().items()
-            if k not in ("seed", "plot_modes", "max_poses")}
-  model = pose_model_lib.fit(_training_poses(config), key=jax.random.key(0), **fields)
+  config = _config()
+  train_poses, _ = settings.split_corpus(config.data)
+  model = pose_model_lib.fit(train_poses, key=jax.random.key(int(config.pose_model.seed)),
+                             **settings.fit_kwargs(config.pose_model))
   os.makedirs(directory, exist_ok=True)
   path = os.path.join(directory, "pose_model.npz")
   pose_model_lib.save(path, model)
@@ -65,26 +57,19 @@ def _fit_pose_model(directory: str) -> str:
 
 def _worker(workdir: str, pose_model_path: str, steps: int, distributed: bool) -> None:
   """One process of a layout: trains the synthetic config for `steps` steps."""
+  from experiments import settings
   from lift3d import pose_model as pose_model_lib
   from lift3d import train
   from lift3d.data import synthetic
-  from lift3d.models import cpm
 
   train.initialize_distributed(distributed)
-  section, config = _config()
-  fields = dict(section.model.to_dict())
-  fields["trunk_features"] = tuple(fields["trunk_features"])
-  model = cpm.CPM(fusion=bool(section.fusion), **fields)
-  source = synthetic.SyntheticPoseSource(
-      _training_poses(config), image_size=int(section.image_size),
-      seed=int(section.synthetic.seed), length=int(section.synthetic.length),
-      **section.synthetic.render.to_dict())
-  t = section.train
-  train.train(model, pose_model_lib.load(pose_model_path), source, workdir,
-              seed=int(config.seed), num_steps=steps, batch_size=t.batch_size,
-              optimizer=t.optimizer, learning_rate=t.learning_rate, schedule=t.schedule,
-              warmup_steps=t.warmup_steps, grad_clip=t.grad_clip, log_every=LOG_EVERY,
-              ckpt_every=steps, num_threads=t.num_threads, prefetch=t.prefetch, progress=False)
+  config = _config()
+  train_poses, _ = settings.split_corpus(config.data)
+  source = synthetic.SyntheticPoseSource(train_poses, **settings.render_kwargs(config.cpm))
+  kwargs = dict(settings.train_kwargs(config.cpm.train), num_steps=steps, log_every=LOG_EVERY,
+                ckpt_every=steps, time_limit_s=None, progress=False)
+  train.train(settings.cpm_model(config.cpm), pose_model_lib.load(pose_model_path), source,
+              workdir, seed=int(config.seed), **kwargs)
 
 
 def _steps_per_s(workdir: str, warmup: int) -> float:

@@ -15,12 +15,12 @@ The network is the paper's (368×368 input, stride 8, 46×46 maps, 6 stages,
 parameters, optimiser state, lifting and loss. Sizes:
 - `pod`: hosts (processes: TPU hosts, or one per GPU), chips (devices) per
   host, examples per chip;
-- global batch `train.batch_size` = hosts × chips per host × per-chip batch
+- global batch `cpm.train.batch_size` = hosts × chips per host × per-chip batch
   (the batch of one optimiser step over the whole slice);
 - per-host batch `pod.per_host_batch` = chips per host × per-chip batch: the
   rows each host reads and renders per step (`lift3d.train.batch_dataset`);
-- data workers `train.num_threads`: grain threads per host producing
-  examples, and `train.prefetch` batches read ahead.
+- data workers `cpm.train.num_threads`: grain threads per host producing
+  examples, and `cpm.train.prefetch` batches read ahead.
 Overriding a `pod` field recomputes both batches.
 
 Data: the synthetic renders of the CPM job (experiments/jobs/cpm.py), at the
@@ -45,13 +45,13 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
       chips_per_host=2 if smoke else 4,
       per_chip_batch=1 if smoke else 8,
   ))
-  pod = config.pod
+  pod, section = config.pod, config.cpm
   config.pod.per_host_batch = pod.get_ref("chips_per_host") * pod.get_ref("per_chip_batch")
-  config.train.batch_size = pod.get_ref("num_hosts") * pod.get_ref("per_host_batch")
+  section.train.batch_size = pod.get_ref("num_hosts") * pod.get_ref("per_host_batch")
   if not smoke:
-    config.model = cpm.paper_model()
-    config.image_size = 368
-    config.train.update(dict(
+    section.model = cpm.paper_model()
+    section.image_size = 368
+    section.train.update(dict(
         num_steps=100_000,
         learning_rate=1e-3,
         warmup_steps=1000,
@@ -62,6 +62,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         prefetch=8,
         time_limit_s=0.0,
     ))
-    config.eval.update(dict(num_examples=1024, batch_size=64))
-  config.train.dtype = "bfloat16"
+    section.eval.update(dict(num_examples=1024, batch_size=64))
+  section.train.dtype = "bfloat16"
   return config

@@ -209,15 +209,21 @@ def test_process_env_and_error_line():
 
 
 def test_tpu_config_sizes_its_batches_from_the_pod():
+  from experiments import settings
   from experiments.configs import cpm_h36m_tpu
 
   config = cpm_h36m_tpu.get_config()
-  assert (config.image_size, config.model.num_stages, config.train.dtype) == (368, 6, "bfloat16")
-  assert config.pod.per_host_batch == 4 * 8 and config.train.batch_size == 4 * 4 * 8
+  section = config.cpm
+  assert (section.image_size, section.model.num_stages, section.train.dtype) == (
+      368, 6, "bfloat16")
+  assert config.pod.per_host_batch == 4 * 8 and section.train.batch_size == 4 * 4 * 8
   config.pod.num_hosts, config.pod.per_chip_batch = 2, 3  # as --config.pod.* overrides do
-  assert config.pod.per_host_batch == 4 * 3 and config.train.to_dict()["batch_size"] == 2 * 4 * 3
+  assert config.pod.per_host_batch == 4 * 3 and section.train.to_dict()["batch_size"] == 2 * 4 * 3
+  # The job receives the dtype and the global batch.
+  kwargs = settings.train_kwargs(section.train)
+  assert (kwargs["dtype"], kwargs["batch_size"]) == ("bfloat16", 24)
   smoke = cpm_h36m_tpu.get_config("smoke")
-  assert smoke.train.batch_size == smoke.pod.num_hosts * smoke.pod.per_host_batch == 4
+  assert smoke.cpm.train.batch_size == smoke.pod.num_hosts * smoke.pod.per_host_batch == 4
 
 
 @pytest.mark.slow
