@@ -1,9 +1,10 @@
 r"""The paper's fused CPM sized for a TPU pod slice (issue 15).
 
-  # every host of a v4-32 slice (4 hosts × 4 chips), from your machine:
+  # every host of a v4-32 slice (4 hosts × 4 chips), from your machine; the
+  # workdir is a file system mounted on every host (Filestore, NFS, gcsfuse):
   gcloud compute tpus tpu-vm ssh $TPU --zone=$ZONE --worker=all --command="cd lift3d && \
       python -m experiments.main --distributed \
-      --config=experiments/configs/cpm_h36m_tpu.py --workdir=gs://$BUCKET/cpm_tpu"
+      --config=experiments/configs/cpm_h36m_tpu.py --workdir=/mnt/shared/cpm_tpu"
   # another slice: change the pod shape, the batches follow
   ... --config.pod.num_hosts=8 --config.pod.per_chip_batch=4 ...
   # the same program on this machine: 2 processes × 2 CPU devices, tiny sizes
