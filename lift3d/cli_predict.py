@@ -143,13 +143,13 @@ def _read_boxes(path: str) -> dict:
 
 
 def _boxes_for(boxes: dict | None, path: str, index: int):
+  """The boxes of input `index` at `path`: those of every key naming it (None if none)."""
   if boxes is None:
     return None
   name = os.path.basename(path)
-  for key in (path, name, os.path.splitext(name)[0], str(index)):
-    if key in boxes:
-      return boxes[key]
-  return None
+  keys = dict.fromkeys((path, name, os.path.splitext(name)[0], str(index)))
+  found = [boxes[key] for key in keys if key in boxes]
+  return np.concatenate(found) if found else None
 
 
 def _records(path: str, frame, people, skipped: list[str]) -> list[dict]:
@@ -280,9 +280,9 @@ def _cmd_predict(args) -> int:
           frames = 0
           with writer if writer is not None else contextlib.nullcontext():
             for frame, image in enumerate(media.read_video(path)):
-              follow = [inference.box_from_keypoints(p.keypoints, p.confidence,
-                                                     min_confidence=0.1)
-                        for p in previous if p.valid]
+              follow = [box for box in (
+                  inference.box_from_keypoints(p.keypoints, p.confidence, min_confidence=0.1)
+                  for p in previous if p.valid) if np.all(box[2:] > 0)]
               frame_boxes = np.stack(follow) if follow else first_boxes
               people = run(image, frame_boxes)
               records.extend(_records(path, frame, people, skipped))

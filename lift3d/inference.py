@@ -164,7 +164,22 @@ def save_network_config(workdir: str, config: Mapping[str, Any]) -> str:
   return path
 
 
-def _network_from_config(config: Mapping[str, Any], params, pose_model, where: str) -> Network:
+def network_from_config(config: Mapping[str, Any], params, pose_model: PoseModel | None = None,
+                        *, where: str = "network config") -> Network:
+  """A `Network` from its config (`network_config`), parameters and pose model.
+
+  Args:
+    config: the dict `network_config` returns (e.g. read from network.json).
+    params: the CPM's parameters.
+    pose_model: the pose model, or None.
+    where: names the config's origin in error messages.
+
+  Returns:
+    The `Network`.
+
+  Raises:
+    ValueError: a malformed or inconsistent config.
+  """
   try:
     fields = dict(config["model"])
     fields["trunk_features"] = tuple(int(f) for f in fields["trunk_features"])
@@ -232,7 +247,7 @@ def load_network(path: str) -> Network:
     params = train.restore_params(path)
     model_path = os.path.join(path, POSE_MODEL_FILE)
     pose_model = pose_model_io.load(model_path) if os.path.isfile(model_path) else None
-    return _network_from_config(config, params, pose_model, path)
+    return network_from_config(config, params, pose_model, where=path)
   if not os.path.isfile(path):
     raise ValueError(f"no network at {path!r}: expected a training workdir or a file written "
                      "by `lift3d export`")
@@ -253,7 +268,7 @@ def load_network(path: str) -> Network:
                               for k in _POSE_MODEL_FIELDS})
   config = json.loads(state["config"])
   params = jax.tree.map(jnp.asarray, state["params"])
-  return _network_from_config(config, params, pose_model, path)
+  return network_from_config(config, params, pose_model, where=path)
 
 
 def export_network(network: Network, path: str) -> None:

@@ -62,6 +62,7 @@ def overlay_figure(image: np.ndarray, people: Sequence, *, title: str = "",
                                                 linestyle="--", edgecolor="0.7"))
       ax.text(x - 0.5, y - 0.5, f"#{n}: {person.reason}", color="0.9", fontsize=6,
               va="bottom", wrap=True)
+  ax.set_aspect("equal", adjustable="box")
   ax.set_xlim(-0.5, image.shape[1] - 0.5)
   ax.set_ylim(image.shape[0] - 0.5, -0.5)
   ax.set_title(title, fontsize=8)
