@@ -155,7 +155,15 @@ def network_config(model: cpm.CPM, *, input_size: int, person_size: float = 0.7,
 
 
 def save_network_config(workdir: str, config: Mapping[str, Any]) -> str:
-  """Writes `<workdir>/network.json` (atomically); returns its path."""
+  """Writes `<workdir>/network.json` (atomically), which `load_network` reads.
+
+  Args:
+    workdir: the training workdir (must exist).
+    config: the dict of `network_config`.
+
+  Returns:
+    The path written.
+  """
   path = os.path.join(workdir, NETWORK_FILE)
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
@@ -454,7 +462,8 @@ def predict(
       (H, W, 3) arrays of different sizes.
     boxes: None (one person roughly centred in each picture, as in the
       paper's demo), or per picture an array (P, 4) of person boxes
-      (x, y, w, h) in pixels (COCO convention), P >= 0.
+      (x, y, w, h) in pixels (COCO convention), P >= 0, or None for that
+      picture's centred person.
     scales: crop scales whose maps are averaged (m > 1 zooms in); None takes
       `network.scales`. (1.0,) is a single pass.
     num_yaws: yaws of the final lift's search.
@@ -493,16 +502,33 @@ def predict(
 
   size = int(network.input_size)
   num_landmarks = network.model.num_landmarks
-  # Crops of every usable box, picture by picture (one compilation per
-  # picture size and bucket), then the network on buckets of people.
-  jobs, crops, centres, sides = [], [], [], []
   results: list[list[Person | None]] = [[None] * len(b) for b in per_image]
+  # Crops picture by picture (one compilation per picture size and bucket);
+  # the network runs on buckets of up to _MAX_CHUNK people as they fill up,
+  # so memory stays bounded whatever the number of pictures.
+  pending: list[tuple[int, int, np.ndarray, float, float]] = []  # (i, j, crops, centre, side)
+
+  def flush():
+    count = len(pending)
+    take = list(range(count)) + [0] * (_bucket(count) - count)
+    keypoints, confidence, lifted = jax.device_get(_infer(
+        network.params, np.stack([pending[t][2] for t in take]),
+        np.stack([pending[t][3] for t in take]).astype(np.float32),
+        np.array([pending[t][4] for t in take], np.float32), pose_model,
+        np.bool_(subpixel == "quadratic"), model=network.model, size=size, scales=scales,
+        num_yaws=int(num_yaws)))
+    for n, (i, j, *_) in enumerate(pending):
+      results[i][j] = _person(per_image[i][j], keypoints[n], confidence[n],
+                              jax.tree.map(lambda x, n=n: np.asarray(x)[n], lifted),
+                              min_confidence)
+    pending.clear()
+
   for i, (image, image_boxes) in enumerate(zip(images, per_image, strict=True)):
     usable = [j for j, box in enumerate(image_boxes)
               if np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0]
     for j in sorted(set(range(len(image_boxes))) - set(usable)):
       results[i][j] = _invalid_person(image_boxes[j], num_landmarks, pose_model.num_basis,
-                                      "zero-size or non-finite box")
+                                      "zero-size or non-finite box (w, h must be > 0)")
     for start in range(0, len(usable), _MAX_CHUNK):
       chosen = usable[start : start + _MAX_CHUNK]
       chosen_boxes = image_boxes[chosen]
@@ -511,29 +537,13 @@ def predict(
       pad = _bucket(len(chosen)) - len(chosen)
       centre_p = np.concatenate([centre, np.repeat(centre[:1], pad, 0)]).astype(np.float32)
       side_p = np.concatenate([side, np.repeat(side[:1], pad, 0)]).astype(np.float32)
-      crop = _crops(jnp.asarray(image), centre_p, side_p, size=size, scales=scales)
-      crops.append(np.asarray(crop[: len(chosen)]))
-      centres.append(centre)
-      sides.append(side)
-      jobs.extend((i, j) for j in chosen)
-  if jobs:
-    crops_all = np.concatenate(crops)
-    centres_all = np.concatenate(centres).astype(np.float32)
-    sides_all = np.concatenate(sides).astype(np.float32)
-    for start in range(0, len(jobs), _MAX_CHUNK):
-      stop = min(start + _MAX_CHUNK, len(jobs))
-      count = stop - start
-      pad = _bucket(count) - count
-      take = np.concatenate([np.arange(start, stop), np.full(pad, start)])
-      keypoints, confidence, lifted = jax.device_get(_infer(
-          network.params, crops_all[take], centres_all[take], sides_all[take], pose_model,
-          np.bool_(subpixel == "quadratic"), model=network.model, size=size, scales=scales,
-          num_yaws=int(num_yaws)))
-      for n in range(count):
-        i, j = jobs[start + n]
-        results[i][j] = _person(per_image[i][j], keypoints[n], confidence[n],
-                                jax.tree.map(lambda x, n=n: np.asarray(x)[n], lifted),
-                                min_confidence)
+      crops = np.asarray(_crops(jnp.asarray(image), centre_p, side_p, size=size, scales=scales))
+      for n, j in enumerate(chosen):
+        pending.append((i, j, crops[n], centre[n], side[n]))
+        if len(pending) == _MAX_CHUNK:
+          flush()
+  if pending:
+    flush()
   return [list(r) for r in results]
 
 

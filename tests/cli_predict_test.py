@@ -46,6 +46,7 @@ def test_photographs_give_records_overlays_and_one_line_per_bad_input(tmp_path, 
   Image.fromarray(skimage.data.coffee()).save(folder / "coffee.jpg")
   Image.fromarray(skimage.data.camera()).save(folder / "camera.png")  # grey
   (folder / "broken.png").write_bytes(b"not a picture")
+  (folder / "broken.mp4").write_bytes(b"not a video")
   boxes = [{"image_id": "astronaut.png", "bbox": [150, 20, 230, 480], "category_id": 1},
            {"image_id": "astronaut", "bbox": [10, 10, 0, 30], "category_id": 1},
            {"image_id": "coffee.jpg", "bbox": [0, 0, 50, 50], "category_id": 3}]  # not a person
@@ -56,9 +57,10 @@ def test_photographs_give_records_overlays_and_one_line_per_bad_input(tmp_path, 
                                 str(overlays))
   assert status == 0, stderr
   lines = stderr.strip().splitlines()
-  assert len(lines) == 3, stderr
+  assert len(lines) == 4, stderr
   assert any("camera.png" in line and "grey" in line for line in lines)
-  assert any("broken.png" in line and "unreadable" in line for line in lines)
+  assert any("broken.png" in line and "unreadable picture" in line for line in lines)
+  assert any("broken.mp4" in line and "unreadable video" in line for line in lines)
   assert any("astronaut.png" in line and "zero-size" in line for line in lines)
   assert "predicted 2 people" in stdout
 
