@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lift3d
-from lift3d import inference, train
+from lift3d import cli, inference, train
 from lift3d import pose_model as pose_model_lib
 from lift3d.models import belief_maps, cpm
 from tests.models import tiny
@@ -180,6 +180,14 @@ def test_load_network_from_a_training_workdir(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, loaded.pose_model, net.pose_model)
   with open(os.path.join(workdir, "network.json")) as f:
     assert json.load(f)["model"]["num_stages"] == tiny.MODEL.num_stages
+  # `lift3d export WORKDIR OUT` writes the same network into one file.
+  exported = str(tmp_path / "exported.msgpack")
+  assert cli.main(["export", workdir, exported]) == 0
+  again = lift3d.load_network(exported)
+  assert again.config() == loaded.config()
+  jax.tree.map(np.testing.assert_array_equal, again.params, loaded.params)
+  jax.tree.map(np.testing.assert_array_equal, again.pose_model, loaded.pose_model)
+  assert cli.main(["export", str(tmp_path / "nowhere"), exported]) == 2
 
 
 def test_no_person_is_invalid_with_a_reason_never_a_pose():
