@@ -143,7 +143,7 @@ def main():
       print(f"| paper forward, batch 1 | fused {fused_s * 1e3:.0f} ms | plain "
             f"{plain_s * 1e3:.0f} ms | (fused − plain)/fused "
             f"{100 * (fused_s - plain_s) / fused_s:.1f}% | lifting+projection+fusion alone "
-            f"{parts_s * 1e3:.1f} ms = {100 * parts_s / fused_s:.1f}% of the fused forward |")
+            f"{parts_s * 1e3:.1f} ms = {100 * parts_s / fused_s:.2f}% of the fused forward |")
 
 
 if __name__ == "__main__":
