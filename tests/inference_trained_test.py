@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 import lift3d
+from experiments import settings
 from experiments.configs import cpm_synthetic
 from experiments.jobs import cpm as cpm_job
 from lift3d import eval as lift_eval
 from lift3d import inference
+from lift3d.data import synthetic
 
 NUM_STEPS = 1500
 NUM_EXAMPLES = 64
@@ -26,11 +28,13 @@ def trained(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("cpm"))
   config = cpm_synthetic.get_config()
   with config.unlocked():
-    config.train.num_steps = NUM_STEPS
-    config.train.time_limit_s = 0.0
-    config.eval.num_examples = NUM_EXAMPLES
+    config.cpm.train.num_steps = NUM_STEPS
+    config.cpm.train.time_limit_s = 0.0
+    config.cpm.eval.num_examples = NUM_EXAMPLES
   metrics = cpm_job.run(config, workdir)
-  _, eval_source = cpm_job.make_sources(config)
+  _, heldout = settings.split_corpus(config.data)
+  eval_source = synthetic.SyntheticPoseSource(heldout,
+                                              **settings.heldout_render_kwargs(config.cpm))
   return workdir, metrics, eval_source
 
 
