@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
   lift.add_argument("--refine", action="store_true", help="refine the yaw (a few LM steps)")
   lift.add_argument("--batch", type=int, default=4096, help="frames per lift call")
   lift.set_defaults(func=_cmd_lift)
+  from lift3d import cli_predict  # the `predict` and `export` commands (issue 14)
+
+  cli_predict.add_commands(sub)
   return parser
 
 

@@ -10,7 +10,10 @@ calls `train_and_evaluate` with plain arguments:
 4. 2D pixel error, 3D MPJPE and PA-MPJPE on renders of the held-out poses
    (`lift3d.eval.cpm_evaluator.CPMEvaluator`), written to `<workdir>/cpm_eval.json`;
 5. the figure `<workdir>/cpm_example.png`: image, belief maps, projected
-   maps, fused maps and the 3D pose.
+   maps, fused maps and the 3D pose;
+6. `<workdir>/network.json` (for `lift3d.load_network` / `lift3d export`) and
+   `<workdir>/predict_example.png`: `lift3d.predict` on held-out renders
+   pasted side by side, one box each (the path a user's pictures take).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 from absl import logging
 
 from experiments import settings
+from lift3d import inference
 from lift3d import train as lift_train
 from lift3d.data import synthetic
 from lift3d.eval.cpm_evaluator import CPMEvaluator
@@ -77,6 +81,28 @@ def draw_example(path: str, image: np.ndarray, prediction, index: int = 0,
   plt.close(fig)
 
 
+def network_config(model: cpm.CPM, render_kwargs: dict, eval_kwargs: dict) -> dict:
+  """The workdir's `network.json`: the model, its input size and the training framing."""
+  person_size = render_kwargs.get("person_size", synthetic.RenderOptions().person_size)
+  return inference.network_config(
+      model, input_size=int(render_kwargs["image_size"]),
+      person_size=float(np.mean(person_size)),
+      min_confidence=float(eval_kwargs.get("min_confidence", 0.2)))
+
+
+def draw_predict_example(path: str, network: inference.Network, source, count: int = 3) -> None:
+  """`lift3d.predict` on `count` renders of `source` side by side, boxes from their labels."""
+  from lift3d.viz import overlay
+
+  items = [source[i] for i in range(count)]
+  picture = np.concatenate([it["image"] for it in items], axis=1)
+  width = items[0]["image"].shape[1]
+  boxes = [inference.box_from_keypoints(it["keypoints2d"] + [n * width, 0])
+           for n, it in enumerate(items)]
+  people = inference.predict(network, None, [picture], [np.stack(boxes)])[0]
+  overlay.save_overlay(path, picture, people, title="lift3d.predict on held-out renders")
+
+
 def train_and_evaluate(train_poses: np.ndarray, heldout_poses: np.ndarray, workdir: str, *,
                        model: cpm.CPM, pose_model_args: dict, render_kwargs: dict,
                        heldout_render_kwargs: dict, train_kwargs: dict, eval_kwargs: dict,
@@ -106,6 +132,9 @@ def train_and_evaluate(train_poses: np.ndarray, heldout_poses: np.ndarray, workd
   lift_train.initialize_distributed(distributed)
   os.makedirs(workdir, exist_ok=True)
   pose_model = pose_model_job.load_or_fit(train_poses, workdir, **pose_model_args)
+  config = network_config(model, render_kwargs, eval_kwargs)
+  if jax.process_index() == 0:
+    inference.save_network_config(workdir, config)
   train_source = synthetic.SyntheticPoseSource(train_poses, **render_kwargs)
   eval_source = synthetic.SyntheticPoseSource(heldout_poses, **heldout_render_kwargs)
   logging.info("cpm: %s (stride %d), training on %r", model, model.stride, train_source)
@@ -121,6 +150,8 @@ def train_and_evaluate(train_poses: np.ndarray, heldout_poses: np.ndarray, workd
         os.path.join(workdir, "cpm_example.png"), result.first_batch["image"][0],
         result.first_prediction, 0, truth3d=result.first_batch["pose3d"][0] * 1000.0,
     )
+    network = inference.network_from_config(config, jax.device_get(state.params), pose_model)
+    draw_predict_example(os.path.join(workdir, "predict_example.png"), network, eval_source)
   return metrics
 
 

@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+import lift3d
 from lift3d import pose_model
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,7 +44,8 @@ def test_default_smoke_runs_every_step(tmp_path):
   proc = _launch(work, "--config.cpm.train.num_steps=3", "--config.pose_model.num_components=2")
   assert proc.returncode == 0, proc.stderr[-3000:]
   for name in ("pose_model.npz", "pose_model_components.png", "lifting_results.md",
-               "lifting_examples.png", "metrics.jsonl", "cpm_example.png", "summary.json"):
+               "lifting_examples.png", "metrics.jsonl", "cpm_example.png", "summary.json",
+               "network.json", "predict_example.png"):
     assert os.path.getsize(os.path.join(work, name)) > 0, name
   model = pose_model.load(os.path.join(work, "pose_model.npz"))
   assert model.num_components == 2  # the command-line override reached the fit
@@ -65,6 +67,9 @@ def test_default_smoke_runs_every_step(tmp_path):
   with open(os.path.join(work, "metrics.jsonl")) as f:
     steps = [json.loads(line)["step"] for line in f]
   assert steps and steps[-1] == 3
+  # The workdir is a network that lift3d.load_network (and `lift3d export`) reads.
+  network = lift3d.load_network(work)
+  assert network.pose_model.num_components == 2 and network.input_size == 32
 
 
 def test_unknown_job_is_a_clear_error(tmp_path):

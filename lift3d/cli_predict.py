@@ -1,0 +1,319 @@
+r"""The `lift3d predict` and `lift3d export` commands (issue 14).
+
+  lift3d export WORKDIR OUT.msgpack
+  lift3d predict INPUT... --network NET --out OUT.json [--boxes BOXES.json] [--overlay DIR]
+         [--scales 0.8,1,1.25] [--num-yaws 100] [--min-confidence 0.2] [--pose-model M.npz]
+
+`export` writes a training workdir's network (parameters, config, pose model)
+into one file that `--network` (and `lift3d.load_network`) reads without
+orbax. `predict` runs `lift3d.predict` on pictures, folders of pictures and
+videos (one record per person per picture or frame).
+
+INPUT: picture files (.png, .jpg, ...), folders (their pictures and videos,
+sorted by name), videos (.mp4, .avi, ...; decoded with PyAV).
+
+BOXES (optional): person detections in COCO format, either a results list
+`[{"image_id", "bbox": [x, y, w, h], "score", "category_id"}, ...]` (records
+with a `category_id` other than 1, person, are ignored) whose `image_id` is a
+file name (with or without folder and suffix) or the index of the file among
+the inputs (0-based), or a COCO dataset `{"images": [{"id", "file_name"}],
+"annotations": [...]}`, or a mapping `{file name: [[x, y, w, h], ...]}`.
+Pictures without an entry get one person roughly centred. In a video the boxes
+apply to the first frame; each later frame's boxes follow the previous frame's
+valid people (the box around their 2D landmarks), falling back to the first
+frame's boxes when there is none.
+
+OUT.json schema (`"schema": "lift3d.predict/1"`):
+  {"schema", "network", "joints": [17 names], "axes": {...}, "skipped": [...],
+   "records": [{"image": path, "frame": int or null, "person": int,
+                "box": [x, y, w, h], "keypoints2d": [[x, y] * 17],
+                "confidence": [17], "pose3d": [[x, y, z] * 17] or null,
+                "yaw": float or null, "valid": bool, "reason": str}]}
+Axes: `box` pixels, (x, y) its top-left corner with the picture's top-left
+corner at (0, 0) (COCO); `keypoints2d` pixels, x right, y down, pixel centres at
+integers; `pose3d` millimetres in the camera frame, x right, y up, z towards the
+viewer, root joint (Hip) at 0; `yaw` radians about the vertical (the lift's θ).
+`pose3d` and `yaw` are null where `valid` is false. OUT.npz holds the same
+fields as arrays (N records; NaN where not valid).
+
+`--overlay DIR`: per picture `DIR/<name>.png`, per video `DIR/<name>.mp4`: the
+2D skeletons over the picture beside the 3D poses (left blue, right red).
+
+Unreadable or grey pictures and zero-size boxes print one line each and are
+skipped. The records computed so far are always written, also when the run
+is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+
+SCHEMA = "lift3d.predict/1"
+AXES = {
+    "box": "pixels: x, y of the top-left corner (picture's top-left corner at 0, 0), width, "
+           "height (COCO)",
+    "keypoints2d": "pixels: x right, y down, pixel centres at integer coordinates",
+    "pose3d": "millimetres, camera frame: x right, y up, z towards the viewer; root joint (Hip) "
+              "at 0",
+    "yaw": "radians, rotation of the pose about the vertical (y) axis",
+}
+
+
+def add_commands(sub) -> None:
+  """Adds the `predict` and `export` subcommands to the `lift3d` argument parser."""
+  export = sub.add_parser("export", help="write a trained network into one portable file")
+  export.add_argument("workdir", help="training workdir (checkpoints/, network.json)")
+  export.add_argument("out", help="output file, e.g. network.msgpack")
+  export.set_defaults(func=_cmd_export)
+
+  predict = sub.add_parser("predict", help="2D and 3D poses of people in pictures and videos")
+  predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                       help="picture files, folders of pictures, videos")
+  predict.add_argument("--network", required=True,
+                       help="a file from `lift3d export`, or a training workdir")
+  predict.add_argument("--out", required=True, help="results, .json or .npz")
+  predict.add_argument("--boxes", default=None, help="COCO-format person detections (.json)")
+  predict.add_argument("--overlay", default=None, metavar="DIR",
+                       help="write an overlay per picture (PNG) and per video (MP4) here")
+  predict.add_argument("--pose-model", default=None,
+                       help="pose model .npz (default: the network's own)")
+  predict.add_argument("--scales", default=None,
+                       help="comma-separated crop scales (default: the network's)")
+  predict.add_argument("--num-yaws", type=int, default=100, help="yaws searched (default 100)")
+  predict.add_argument("--min-confidence", type=float, default=None,
+                       help="validity threshold on the mean map value (default: the network's)")
+  predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+  predict.set_defaults(func=_cmd_predict)
+
+
+def _cmd_export(args) -> int:
+  from lift3d import inference
+
+  out_dir = os.path.dirname(os.path.abspath(args.out))
+  if not os.path.isdir(out_dir):
+    raise ValueError(f"output directory {out_dir!r} does not exist")
+  if not os.path.isdir(args.workdir):
+    raise ValueError(f"workdir {args.workdir!r} does not exist")
+  network = inference.load_network(args.workdir)
+  if network.pose_model is None:
+    logging.warning("%s has no pose_model.npz: the file holds no pose model", args.workdir)
+  inference.export_network(network, args.out)
+  print(f"exported {args.workdir} -> {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
+  return 0
+
+
+def _read_boxes(path: str) -> dict:
+  """BOXES.json -> {key: (P, 4) array}; keys are image ids / file names as given."""
+  try:
+    with open(path) as f:
+      data = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(f"cannot read boxes {path!r}: {e}") from None
+  boxes: dict = {}
+  if isinstance(data, dict) and "annotations" in data:
+    names = {img.get("id"): img.get("file_name") for img in data.get("images", [])
+             if isinstance(img, dict)}
+    data = [dict(rec, image_id=names.get(rec.get("image_id"), rec.get("image_id")))
+            for rec in data["annotations"] if isinstance(rec, dict)]
+  if isinstance(data, dict):
+    for key, rows in data.items():
+      array = np.asarray(rows, np.float64).reshape(-1, 4) if len(rows) else np.zeros((0, 4))
+      boxes[str(key)] = array
+    return boxes
+  if not isinstance(data, list):
+    raise ValueError(f"boxes {path!r}: expected a COCO results list, a COCO dataset or a "
+                     "mapping of file names to boxes")
+  for i, rec in enumerate(data):
+    if not isinstance(rec, dict) or "bbox" not in rec or "image_id" not in rec:
+      raise ValueError(f"boxes {path!r}: record {i} needs 'image_id' and 'bbox'")
+    if rec.get("category_id", 1) != 1:
+      continue
+    bbox = np.asarray(rec["bbox"], np.float64)
+    if bbox.shape != (4,):
+      raise ValueError(f"boxes {path!r}: record {i} has bbox {rec['bbox']}; expected [x, y, w, h]")
+    key = str(rec["image_id"])
+    boxes[key] = np.concatenate([boxes.get(key, np.zeros((0, 4))), bbox[None]])
+  return boxes
+
+
+def _boxes_for(boxes: dict | None, path: str, index: int):
+  """The boxes of input `index` at `path`: those of every key naming it (None if none)."""
+  if boxes is None:
+    return None
+  name = os.path.basename(path)
+  keys = dict.fromkeys((path, name, os.path.splitext(name)[0], str(index)))
+  found = [boxes[key] for key in keys if key in boxes]
+  return np.concatenate(found) if found else None
+
+
+def _records(path: str, frame, people, skipped: list[str]) -> list[dict]:
+  """JSON-able records of one picture's people (zero-size boxes reported and dropped)."""
+  out = []
+  for n, person in enumerate(people):
+    if person.reason.startswith("zero-size"):
+      line = f"{path}{'' if frame is None else f' frame {frame}'} box #{n} {list(person.box)}: " \
+             f"{person.reason}; skipped"
+      print(f"lift3d: {line}", file=sys.stderr)
+      skipped.append(line)
+      continue
+    rnd = lambda a, d: np.round(np.asarray(a, np.float64), d).tolist()  # noqa: E731
+    out.append({
+        "image": path,
+        "frame": frame,
+        "person": n,
+        "box": rnd(person.box, 2),
+        "keypoints2d": rnd(person.keypoints, 2),
+        "confidence": rnd(person.confidence, 4),
+        "pose3d": rnd(person.lifted.pose3d, 1) if person.valid else None,
+        "yaw": round(float(person.lifted.yaw), 4) if person.valid else None,
+        "valid": bool(person.valid),
+        "reason": person.reason,
+    })
+  return out
+
+
+def _write(path: str, network: str, records: list[dict], skipped: list[str]) -> None:
+  """Writes OUT (.json or .npz) atomically."""
+  from lift3d.skeleton import H36M17
+
+  tmp = f"{path}.tmp"
+  if path.lower().endswith(".npz"):
+    num = len(records)
+    nan = lambda *s: np.full(s, np.nan, np.float32)  # noqa: E731
+    arrays = {
+        "image": np.asarray([r["image"] for r in records], str),
+        "frame": np.asarray([-1 if r["frame"] is None else r["frame"] for r in records], np.int64),
+        "person": np.asarray([r["person"] for r in records], np.int64),
+        "box": np.asarray([r["box"] for r in records], np.float32).reshape(num, 4),
+        "keypoints2d": np.asarray([r["keypoints2d"] for r in records], np.float32).reshape(
+            num, H36M17.num_joints, 2),
+        "confidence": np.asarray([r["confidence"] for r in records], np.float32).reshape(
+            num, H36M17.num_joints),
+        "pose3d": np.stack([np.asarray(r["pose3d"], np.float32) if r["valid"]
+                            else nan(H36M17.num_joints, 3) for r in records]) if num
+                  else nan(0, H36M17.num_joints, 3),
+        "yaw": np.asarray([r["yaw"] if r["valid"] else np.nan for r in records], np.float32),
+        "valid": np.asarray([r["valid"] for r in records], bool),
+        "reason": np.asarray([r["reason"] for r in records], str),
+        "joints": np.asarray(H36M17.names),
+    }
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+  else:
+    document = {"schema": SCHEMA, "network": network, "joints": list(H36M17.names),
+                "axes": AXES, "skipped": skipped, "records": records}
+    with open(tmp, "w") as f:
+      json.dump(document, f)
+  os.replace(tmp, path)
+
+
+def _overlay_path(directory: str, path: str, suffix: str, used: set) -> str:
+  stem = os.path.splitext(os.path.basename(path))[0]
+  candidate, n = os.path.join(directory, stem + suffix), 1
+  while candidate in used:
+    candidate, n = os.path.join(directory, f"{stem}_{n}{suffix}"), n + 1
+  used.add(candidate)
+  return candidate
+
+
+def _cmd_predict(args) -> int:
+  import tqdm
+
+  from lift3d import inference, media
+  from lift3d import pose_model as pose_model_lib
+  from lift3d.viz import overlay
+
+  if not args.out.lower().endswith((".json", ".npz")):
+    raise ValueError(f"--out must end in .json or .npz, got {args.out!r}")
+  out_dir = os.path.dirname(os.path.abspath(args.out))
+  if not os.path.isdir(out_dir):
+    raise ValueError(f"output directory {out_dir!r} does not exist")
+  if args.num_yaws < 1:
+    raise ValueError(f"--num-yaws must be >= 1, got {args.num_yaws}")
+  scales = None
+  if args.scales:
+    try:
+      scales = tuple(float(s) for s in args.scales.split(","))
+    except ValueError:
+      raise ValueError(f"--scales must be comma-separated numbers, got {args.scales!r}") from None
+  files = media.expand_inputs(args.inputs)
+  boxes = _read_boxes(args.boxes) if args.boxes else None
+  network = inference.load_network(args.network)
+  pose_model = None
+  if args.pose_model:
+    try:
+      pose_model = pose_model_lib.load(args.pose_model)
+    except (FileNotFoundError, ValueError) as e:
+      raise ValueError(f"cannot load pose model: {e}") from None
+  elif network.pose_model is None:
+    raise ValueError(f"{args.network!r} holds no pose model; pass --pose-model")
+  if args.overlay:
+    os.makedirs(args.overlay, exist_ok=True)
+
+  def run(image, image_boxes):
+    return inference.predict(
+        network, pose_model, [image], None if image_boxes is None else [image_boxes],
+        scales=scales, num_yaws=args.num_yaws, min_confidence=args.min_confidence)[0]
+
+  records: list[dict] = []
+  skipped: list[str] = []
+  skipped_files = 0
+  used: set = set()
+  status = 0
+  bar = tqdm.tqdm(total=len(files), unit="file", desc="predict", disable=args.no_progress)
+  try:
+    for index, path in enumerate(files):
+      first_boxes = _boxes_for(boxes, path, index)
+      try:
+        if media.is_video(path):
+          writer = None
+          if args.overlay:
+            writer = media.VideoWriter(_overlay_path(args.overlay, path, ".mp4", used),
+                                       fps=media.video_rate(path))
+          previous = []
+          frames = 0
+          with writer if writer is not None else contextlib.nullcontext():
+            for frame, image in enumerate(media.read_video(path)):
+              follow = [box for box in (
+                  inference.box_from_keypoints(p.keypoints, p.confidence, min_confidence=0.1)
+                  for p in previous if p.valid) if np.all(box[2:] > 0)]
+              frame_boxes = np.stack(follow) if follow else first_boxes
+              people = run(image, frame_boxes)
+              records.extend(_records(path, frame, people, skipped))
+              previous = people
+              frames += 1
+              if writer is not None:
+                writer.write(overlay.overlay_array(image, people, title=f"{path} #{frame}"))
+              bar.set_postfix(frames=frames)
+          if frames == 0:
+            raise media.MediaError(f"{path}: no frames")
+        else:
+          image = media.read_image(path)
+          people = run(image, first_boxes)
+          records.extend(_records(path, None, people, skipped))
+          if args.overlay:
+            overlay.save_overlay(_overlay_path(args.overlay, path, ".png", used), image, people,
+                                 title=os.path.basename(path))
+      except media.MediaError as e:
+        print(f"lift3d: skipping {e}", file=sys.stderr)
+        skipped.append(str(e))
+        skipped_files += 1
+      bar.update(1)
+  except KeyboardInterrupt:
+    print(f"lift3d: interrupted; writing the {len(records)} records computed so far",
+          file=sys.stderr)
+    status = 130
+  finally:
+    bar.close()
+    _write(args.out, args.network, records, skipped)
+  valid = sum(r["valid"] for r in records)
+  print(f"predicted {len(records)} people ({valid} valid) in {len(files) - skipped_files} of "
+        f"{len(files)} inputs -> {args.out}" + (f", overlays in {args.overlay}"
+                                                if args.overlay else ""))
+  return status

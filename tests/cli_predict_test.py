@@ -1,0 +1,158 @@
+"""Tests of `lift3d predict` and `lift3d export` (lift3d/cli_predict.py) end to end."""
+
+import json
+import os
+
+import av
+import jax
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from lift3d import cli, inference
+from lift3d.data import synthetic
+from lift3d.data.mocap import load_embedded
+from lift3d.models import cpm
+from tests.models import tiny
+
+L = tiny.NUM_LANDMARKS
+
+
+@pytest.fixture(scope="module")
+def network_file(tmp_path_factory):
+  pose_model = tiny.pose_model()
+  params = cpm.init(tiny.MODEL, jax.random.key(0), (tiny.IMAGE_SIZE,) * 2, pose_model)
+  network = inference.Network(tiny.MODEL, params, input_size=tiny.IMAGE_SIZE, scales=(1.0,),
+                              pose_model=pose_model)
+  path = str(tmp_path_factory.mktemp("net") / "tiny.msgpack")
+  inference.export_network(network, path)
+  return path
+
+
+def _run(capsys, *argv):
+  status = cli.main(["predict", *argv, "--num-yaws", "8", "--no-progress"])
+  captured = capsys.readouterr()
+  return status, captured.out, captured.err
+
+
+def test_photographs_give_records_overlays_and_one_line_per_bad_input(tmp_path, network_file,
+                                                                      capsys):
+  # Real photographs shipped with scikit-image, a grey picture, a file that
+  # is no picture, and a detections file with a zero-size box.
+  folder = tmp_path / "pictures"
+  folder.mkdir()
+  Image.fromarray(skimage.data.astronaut()).save(folder / "astronaut.png")
+  Image.fromarray(skimage.data.coffee()).save(folder / "coffee.jpg")
+  Image.fromarray(skimage.data.camera()).save(folder / "camera.png")  # grey
+  (folder / "broken.png").write_bytes(b"not a picture")
+  (folder / "broken.mp4").write_bytes(b"not a video")
+  boxes = [{"image_id": "astronaut.png", "bbox": [150, 20, 230, 480], "category_id": 1},
+           {"image_id": "astronaut", "bbox": [10, 10, 0, 30], "category_id": 1},
+           {"image_id": "coffee.jpg", "bbox": [0, 0, 50, 50], "category_id": 3}]  # not a person
+  (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+  out, overlays = tmp_path / "out.json", tmp_path / "overlays"
+  status, stdout, stderr = _run(capsys, str(folder), "--network", network_file, "--out", str(out),
+                                "--boxes", str(tmp_path / "boxes.json"), "--overlay",
+                                str(overlays))
+  assert status == 0, stderr
+  lines = stderr.strip().splitlines()
+  assert len(lines) == 4, stderr
+  assert any("camera.png" in line and "grey" in line for line in lines)
+  assert any("broken.png" in line and "unreadable picture" in line for line in lines)
+  assert any("broken.mp4" in line and "unreadable video" in line for line in lines)
+  assert any("astronaut.png" in line and "zero-size" in line for line in lines)
+  assert "predicted 2 people" in stdout
+
+  document = json.loads(out.read_text())
+  assert document["schema"] == "lift3d.predict/1" and len(document["joints"]) == L
+  assert set(document["axes"]) == {"box", "keypoints2d", "pose3d", "yaw"}
+  records = document["records"]
+  assert [os.path.basename(r["image"]) for r in records] == ["astronaut.png", "coffee.jpg"]
+  astronaut, coffee = records
+  assert astronaut["box"] == [150, 20, 230, 480]
+  height, width = skimage.data.coffee().shape[:2]
+  side = max(height, width) * 0.7  # no box: one person centred
+  assert coffee["box"] == pytest.approx([(width - side) / 2, (height - side) / 2, side, side])
+  for record in records:
+    assert record["frame"] is None and record["person"] == 0
+    keypoints = np.asarray(record["keypoints2d"])
+    assert keypoints.shape == (L, 2) and np.all(np.isfinite(keypoints))
+    assert np.asarray(record["confidence"]).shape == (L,)
+    if record["valid"]:
+      pose = np.asarray(record["pose3d"])
+      assert pose.shape == (L, 3) and np.all(np.isfinite(pose)) and record["reason"] == ""
+      assert np.isfinite(record["yaw"])
+    else:
+      assert record["pose3d"] is None and record["reason"]
+  assert sorted(os.listdir(overlays)) == ["astronaut.png", "coffee.png"]
+  for name in ("astronaut.png", "coffee.png"):
+    assert Image.open(overlays / name).size == (800, 400)
+
+
+def test_a_video_goes_through_frame_by_frame_with_an_mp4_overlay(tmp_path, network_file, capsys):
+  # Renders of a clip of the corpus written with PyAV.
+  poses = load_embedded().poses[::40][:5]
+  source = synthetic.SyntheticPoseSource(poses, image_size=(48, 64), seed=3, length=len(poses))
+  video = tmp_path / "clip.mp4"
+  with av.open(str(video), mode="w") as container:
+    stream = container.add_stream("mpeg4", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    for i in range(len(poses)):
+      frame = av.VideoFrame.from_ndarray(source[i]["image"], format="rgb24")
+      for packet in stream.encode(frame):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  out = tmp_path / "out.npz"
+  status, stdout, stderr = _run(capsys, str(video), "--network", network_file, "--out", str(out),
+                                "--overlay", str(tmp_path / "ov"))
+  assert status == 0, stderr
+  assert f"predicted {len(poses)} people" in stdout
+  with np.load(out) as result:
+    assert list(result["frame"]) == list(range(len(poses)))
+    assert list(result["person"]) == [0] * len(poses)
+    assert result["keypoints2d"].shape == (len(poses), L, 2)
+    assert result["pose3d"].shape == (len(poses), L, 3)
+    assert np.all(np.isfinite(result["pose3d"][result["valid"]]))
+    assert np.all(np.isnan(result["pose3d"][~result["valid"]]))
+  with av.open(str(tmp_path / "ov" / "clip.mp4")) as container:
+    frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+  assert len(frames) == len(poses) and frames[0].shape == (400, 800, 3)
+
+
+def test_results_computed_before_an_interruption_are_written(tmp_path, network_file, capsys,
+                                                             monkeypatch):
+  for name in ("a.png", "b.png", "c.png"):
+    Image.fromarray(np.full((20, 30, 3), 100, np.uint8)).save(tmp_path / name)
+  real, calls = inference.predict, []
+
+  def interrupted_on_the_second_picture(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(inference, "predict", interrupted_on_the_second_picture)
+  out = tmp_path / "out.json"
+  status, _, stderr = _run(capsys, *(str(tmp_path / n) for n in ("a.png", "b.png", "c.png")),
+                           "--network", network_file, "--out", str(out))
+  assert status == 130 and "interrupted" in stderr
+  records = json.loads(out.read_text())["records"]
+  assert [os.path.basename(r["image"]) for r in records] == ["a.png"]
+
+
+def test_bad_arguments_give_one_line_and_status_2(tmp_path, network_file, capsys):
+  picture = tmp_path / "a.png"
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(picture)
+  for argv, message in [
+      ([str(tmp_path / "missing.png"), "--network", network_file, "--out", str(tmp_path / "o.json")],
+       "does not exist"),
+      ([str(picture), "--network", str(tmp_path / "none.msgpack"), "--out",
+        str(tmp_path / "o.json")], "no network at"),
+      ([str(picture), "--network", network_file, "--out", str(tmp_path / "o.txt")], ".json or .npz"),
+      ([str(picture), "--network", network_file, "--out", str(tmp_path / "o.json"), "--scales",
+        "1,x"], "comma-separated"),
+  ]:
+    status, _, stderr = _run(capsys, *argv)
+    assert status == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
