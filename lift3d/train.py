@@ -193,8 +193,8 @@ def loss_fn(params, model: cpm.CPM, pose_model: PoseModel, batch: Mapping[str, j
     params: the CPM's parameters.
     model: the `CPM` module.
     pose_model: the pose model for the lifting.
-    batch: "image" (B, H, W, 3) uint8, "keypoints2d" (B, L, 2) pixels y down,
-      "visibility" (B, L).
+    batch: "image" (B, H, W, C) uint8 (C = `model.channels`), "keypoints2d"
+      (B, L, 2) pixels y down, "visibility" (B, L).
     mask_invisible: see `target_maps`.
 
   Returns:
@@ -381,6 +381,7 @@ def train(
     max_to_keep: int = 2,
     num_threads: int = 2,
     prefetch: int = 4,
+    worker_count: int = 0,
     progress: bool = True,
     time_limit_s: float | None = None,
     stop_at_step: int | None = None,
@@ -408,6 +409,8 @@ def train(
     max_to_keep: checkpoints kept.
     num_threads: grain reader threads (examples are produced in parallel).
     prefetch: batches read ahead.
+    worker_count: grain worker processes producing the batches (0: the
+      `num_threads` threads of this process); the batches are the same.
     progress: show a tqdm progress bar.
     time_limit_s: stop (with a checkpoint) once this much wall time has been
       spent in this call; a later call continues the run.
@@ -424,8 +427,9 @@ def train(
         f"batch_size {batch_size} is not a multiple of the {jax.device_count()} devices"
     )
   cpm.check_pose_model(pose_model, model)
-  image_shape = tuple(np.shape(source[0]["image"])[:2])
-  cpm.check_images(np.zeros((1, *image_shape, 3), np.uint8), model)
+  first_shape = tuple(np.shape(source[0]["image"]))
+  cpm.check_images(np.zeros((1, *first_shape), np.uint8), model)  # size and channels
+  image_shape = first_shape[:2]
   os.makedirs(workdir, exist_ok=True)
 
   mesh = data_mesh()
@@ -462,11 +466,12 @@ def train(
       source, batch_size=batch_size // jax.process_count(), seed=seed,
       shard_options=shard_options,
   )
-  batches: Iterator = iter(
-      dataset[start:].to_iter_dataset(
-          grain_python.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
-      )
+  iterable = dataset[start:].to_iter_dataset(
+      grain_python.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
   )
+  if worker_count > 0:
+    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(worker_count)))
+  batches: Iterator = iter(iterable)
 
   bar = tqdm.tqdm(
       total=num_steps, initial=start, disable=not progress or jax.process_index() != 0,

@@ -122,6 +122,9 @@ class CPM(nn.Module):
     differentiable_lift: let gradients flow through the lifting's chosen
       least-squares solution (default: stopped).
     fusion_init_logit: initial free parameter of ω (0 gives ω = 0.5).
+    centre_map: the images carry a fourth channel, the person-centre map
+      (`lift3d.data.augment.centre_map`, scaled like the colours), which is
+      average-pooled to the map grid and given to every stage (as in the CPM).
   """
 
   num_landmarks: int = 17
@@ -139,6 +142,12 @@ class CPM(nn.Module):
   num_yaws: int = 100
   differentiable_lift: bool = False
   fusion_init_logit: float = 0.0
+  centre_map: bool = False
+
+  @property
+  def channels(self) -> int:
+    """Input channels: RGB, and the centre map when `centre_map`."""
+    return 4 if self.centre_map else 3
 
   @property
   def stride(self) -> int:
@@ -163,7 +172,8 @@ class CPM(nn.Module):
     """Runs every stage.
 
     Args:
-      images: (B, H·s, W·s, 3) uint8 (0..255) or float in [0, 1].
+      images: (B, H·s, W·s, C) uint8 (0..255) or float in [0, 1]; C = 3, or 4
+        with the centre map last when `centre_map`.
       pose_model: the mixture-of-PPCA pose model (not trained here).
 
     Returns:
@@ -174,6 +184,12 @@ class CPM(nn.Module):
     if jnp.issubdtype(images.dtype, jnp.integer):
       x = x / 255.0
     x = x - 0.5
+    centre = None
+    if self.centre_map:
+      # The centre map at the grid (a stride×stride average), beside the
+      # features of every stage.
+      x, centre = x[..., :3], x[..., 3:] + 0.5
+      centre = nn.avg_pool(centre, (self.stride, self.stride), strides=(self.stride,) * 2)
     for i, features in enumerate(self.trunk_features):
       if i > 0:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -195,6 +211,8 @@ class CPM(nn.Module):
     previous = None
     for t in range(self.num_stages):
       stage_in = features if previous is None else jnp.concatenate([features, previous], -1)
+      if centre is not None:
+        stage_in = jnp.concatenate([stage_in, centre], -1)
       belief = _Stage(
           num_maps, self.stage_features, self.stage1_kernel if t == 0 else self.stage_kernel,
           self.stage_convs, name=f"stage_{t}",
@@ -266,10 +284,12 @@ class Prediction:
 
 
 def check_images(images, model: CPM) -> None:
-  """ValueError unless `images` is (B, H, W, 3) with H, W multiples of the stride."""
+  """ValueError unless `images` is (B, H, W, model.channels), H and W multiples of the stride."""
   shape = np.shape(images)
-  if len(shape) != 4 or shape[-1] != 3:
-    raise ValueError(f"expected images (B, H, W, 3), got {shape}")
+  if len(shape) != 4 or shape[-1] != model.channels:
+    hint = (" (RGB and the centre map: lift3d.data.augment.with_centre_map)" if model.centre_map
+            else "")
+    raise ValueError(f"expected images (B, H, W, {model.channels}){hint}, got {shape}")
   if shape[1] % model.stride or shape[2] % model.stride:
     raise ValueError(
         f"image size {shape[1]}×{shape[2]} is not a multiple of the network stride "
@@ -311,8 +331,8 @@ def predict(
   Args:
     params: the network's parameters (`variables["params"]`).
     model: the `CPM` module.
-    images: (B, H, W, 3) uint8 0..255 (or float in [0, 1]); H and W multiples
-      of `model.stride`.
+    images: (B, H, W, C) uint8 0..255 (or float in [0, 1]); H and W multiples
+      of `model.stride`; C = `model.channels` (the centre map fourth).
     pose_model: the pose model used for lifting (L joints).
     min_confidence: a frame is valid only if its mean landmark confidence is at
       least this.
@@ -339,14 +359,14 @@ def init(model: CPM, key: jax.Array, image_shape: tuple[int, int], pose_model: P
     The `params` collection (a pytree of float32 arrays).
   """
   image_shape = tuple(int(s) for s in image_shape)
-  check_images(np.zeros((1, *image_shape, 3), np.uint8), model)
+  check_images(np.zeros((1, *image_shape, model.channels), np.uint8), model)
   check_pose_model(pose_model, model)
   return _init_jit(_init_key(key), pose_model, model=model, image_shape=image_shape)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "image_shape"))
 def _init_jit(key, pose_model, *, model, image_shape):
-  images = jnp.zeros((1, *image_shape, 3), jnp.uint8)
+  images = jnp.zeros((1, *image_shape, model.channels), jnp.uint8)
   return model.init(key, images, pose_model)["params"]
 
 

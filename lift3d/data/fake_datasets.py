@@ -1,0 +1,328 @@
+"""Tiny fake copies of MPII and COCO in their real on-disk formats (tests and smoke runs).
+
+The real datasets cannot be redistributed, so tests and the `:smoke` configs
+write these instead: JPEG images of people rendered by
+`lift3d.data.synthetic` (so every label is exact up to JPEG noise), and the
+annotation files exactly as the releases lay them out:
+
+- MPII: `mpii_human_pose_v1_u12_1.mat` written with `scipy.io.savemat` in the
+  `RELEASE` layout (1-based MATLAB pixels, a struct array per image, string
+  and empty `is_visible` flags, an `annorect` without `annopoints`, a test
+  image) and `images/*.jpg`;
+- COCO: `annotations/person_keypoints_{train,val}2017.json` (crowd, empty
+  and zero-box annotations beside the normal ones, integer keypoints) and
+  `{train,val}2017/*.jpg`.
+
+Each writer returns the planted truth: one `FakePerson` per record the
+builder must write, with the labels in lift3d's pixels (0-based, centres at
+integers), so tests compare the records with it field by field.
+
+Some images hold two people: two renders side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import json
+import os
+
+import numpy as np
+
+from lift3d.skeleton import H36M17
+
+_J = {name: i for i, name in enumerate(H36M17.names)}
+
+
+@dataclasses.dataclass(frozen=True)
+class FakePerson:
+  """The planted truth of one record.
+
+  Attributes:
+    split: "train" or "validation".
+    image_name: file name of its image.
+    image_id: the image's id in the dataset's numbering.
+    keypoints: (L, 2) float32 pixels (0-based), NaN where unlabelled.
+    visibility: (L,) float32.
+    box: (4,) float32 x, y, w, h as the builder must store it.
+    keypoints17: (17, 2) float32, the renderer's H36M17 labels in the image.
+  """
+
+  split: str
+  image_name: str
+  image_id: int
+  keypoints: np.ndarray
+  visibility: np.ndarray
+  box: np.ndarray
+  keypoints17: np.ndarray
+
+
+@functools.lru_cache(maxsize=1)
+def _poses() -> np.ndarray:
+  from lift3d.data import mocap
+
+  return mocap.load_embedded().poses[::7]
+
+
+def render_people(seed: int, index: int, num_people: int, height: int,
+                  width: int) -> tuple[np.ndarray, list[dict]]:
+  """An image of `num_people` rendered people side by side, and their labels.
+
+  Args:
+    seed, index: fix the renders (`lift3d.data.synthetic`).
+    num_people: 1 or 2 (two renders of width `width // 2` side by side).
+    height, width: image size, pixels.
+
+  Returns:
+    image: (height, width, 3) uint8.
+    labels: per person "keypoints2d" (17, 2) px, "visibility" (17,),
+      "in_frame" (17,) bool (of the whole image).
+  """
+  from lift3d.data import synthetic
+
+  part = width // num_people
+  source = synthetic.SyntheticPoseSource(
+      _poses(), image_size=(height, part), seed=seed, length=1 << 30, occluder_prob=0.2,
+      max_clutter=1, person_size=(0.6, 0.85))
+  images, labels = [], []
+  for p in range(num_people):
+    example = source[index * 2 + p]
+    images.append(example["image"])
+    kp = example["keypoints2d"] + np.array([p * part, 0.0], np.float32)
+    labels.append({"keypoints2d": kp, "visibility": example["visibility"],
+                   "in_frame": example["in_frame"]})
+  image = np.concatenate(images, axis=1)
+  if image.shape[1] < width:
+    image = np.pad(image, ((0, 0), (0, width - image.shape[1]), (0, 0)))
+  return image, labels
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
+  """(H, W, 3) uint8 -> JPEG bytes (PIL)."""
+  from PIL import Image
+
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+  return buffer.getvalue()
+
+
+def h36m17_to_mpii16(kp: np.ndarray) -> np.ndarray:
+  """(17, 2) H36M17 -> (16, 2) MPII16, such that `skeleton.convert` gives back
+  every H36M17 joint but Spine (upper neck = 2·Neck/Nose − Head)."""
+  names = ("RFoot", "RKnee", "RHip", "LHip", "LKnee", "LFoot", "Hip", "Thorax", None, "Head",
+           "RWrist", "RElbow", "RShoulder", "LShoulder", "LElbow", "LWrist")
+  out = np.stack([kp[_J[n]] if n else 2 * kp[_J["Neck/Nose"]] - kp[_J["Head"]] for n in names])
+  return out.astype(np.float32)
+
+
+def h36m17_to_coco17(kp: np.ndarray) -> np.ndarray:
+  """(17, 2) H36M17 -> (17, 2) COCO17 (ears placed so that the COCO recipe's Head is exact)."""
+  j = {n: kp[i] for n, i in _J.items()}
+  shoulders = j["LShoulder"] + j["RShoulder"]
+  mid_ear = (j["Head"] + 0.25 * shoulders) / 1.5
+  side = 0.15 * (j["LShoulder"] - j["RShoulder"])
+  ears = (mid_ear + side, mid_ear - side)
+  eyes = tuple(0.5 * (j["Neck/Nose"] + e) for e in ears)
+  out = [j["Neck/Nose"], eyes[0], eyes[1], ears[0], ears[1], j["LShoulder"], j["RShoulder"],
+         j["LElbow"], j["RElbow"], j["LWrist"], j["RWrist"], j["LHip"], j["RHip"], j["LKnee"],
+         j["RKnee"], j["LFoot"], j["RFoot"]]
+  return np.stack(out).astype(np.float32)
+
+
+def _struct_array(items: list[dict], fields: tuple[str, ...]) -> np.ndarray:
+  """A (1, n) MATLAB struct array (numpy record array of objects) for scipy.io.savemat."""
+  out = np.empty((1, len(items)), dtype=[(f, object) for f in fields])
+  for i, item in enumerate(items):
+    for f in fields:
+      out[0, i][f] = item.get(f, np.zeros((0, 0)))
+  return out
+
+
+def _mpii_image_names(count: int, seed: int) -> list[str]:
+  """Names like the release's ("015601864.jpg"), with both splits represented."""
+  from lift3d.data import mpii
+
+  rng = np.random.default_rng(seed)
+  names: list[str] = []
+  want_val = max(1, count // 4)
+  while len(names) < count:
+    name = f"{rng.integers(0, 10**9):09d}.jpg"
+    is_val = mpii.split_of(name) == "validation"
+    if name in names or (is_val and sum(mpii.split_of(n) == "validation" for n in names) >= want_val):
+      continue
+    if not is_val and count - len(names) <= want_val - sum(
+        mpii.split_of(n) == "validation" for n in names):
+      continue
+    names.append(name)
+  return names
+
+
+def write_mpii(root: str, *, num_images: int = 8, height: int = 96, width: int = 128,
+               seed: int = 0) -> list[FakePerson]:
+  """Writes a fake MPII release under `root` and returns the records it must give.
+
+  Image k holds two people when k % 3 == 1 (the second with no `annopoints`
+  when k % 6 == 4, as some release entries are), one otherwise; one more
+  image is a test image (`img_train` 0, no joints).
+
+  Args:
+    root: the manual directory to write.
+    num_images: training images (at least 4; about a quarter validation).
+    height, width: image size, pixels.
+    seed: fixes the renders and the names.
+
+  Returns:
+    The planted records, in the builder's order within each split.
+  """
+  import scipy.io
+
+  from lift3d.data import mpii
+
+  os.makedirs(os.path.join(root, mpii.IMAGE_DIR), exist_ok=True)
+  names = _mpii_image_names(num_images + 1, seed)
+  annolist, img_train, single, truth = [], [], [], []
+  for k, name in enumerate(names):
+    test_image = k == num_images
+    num_people = 2 if k % 3 == 1 else 1
+    image, labels = render_people(seed, k, num_people, height, width)
+    with open(os.path.join(root, mpii.IMAGE_DIR, name), "wb") as f:
+      f.write(encode_jpeg(image))
+    rects = []
+    for p, label in enumerate(labels):
+      kp17 = label["keypoints2d"]
+      kp = h36m17_to_mpii16(kp17)
+      vis17 = label["visibility"]
+      lo, hi = kp.min(0), kp.max(0)
+      centre = (lo + hi) / 2
+      scale = float(hi[1] - lo[1]) / 200.0 * 1.1
+      rect = {"scale": scale, "objpos": {"x": centre[0] + 1.0, "y": centre[1] + 1.0}}
+      head = np.array([*kp[9] - 4.0, *kp[9] + 4.0]) + 1.0
+      rect.update(x1=head[0], y1=head[1], x2=head[2], y2=head[3])
+      no_points = test_image or (p == 1 and k % 6 == 4)
+      if not no_points:
+        vis16 = h36m17_to_mpii16(np.stack([vis17, vis17], -1))[:, 0]  # joint visibility
+        vis16[8] = min(vis17[_J["Neck/Nose"]], vis17[_J["Head"]])
+        unlabelled = (k + p) % 16  # one joint per person left out, as the release does
+        points, stored_vis = [], np.zeros(16, np.float32)
+        for joint in range(16):
+          if joint == unlabelled:
+            continue
+          visible = bool(vis16[joint] > 0)
+          # The release's flags: numbers, strings, or empty (counted visible).
+          flag = (np.zeros((0, 0)) if joint == 9 and visible
+                  else str(int(visible)) if joint % 2 else int(visible))
+          points.append({"id": joint, "x": float(kp[joint, 0]) + 1.0,
+                         "y": float(kp[joint, 1]) + 1.0, "is_visible": flag})
+          stored_vis[joint] = float(visible)
+        rect["annopoints"] = {"point": _struct_array(points, ("id", "x", "y", "is_visible"))}
+        stored = kp.copy()
+        stored[unlabelled] = np.nan
+        side = 200.0 * scale
+        truth.append(FakePerson(
+            mpii.split_of(name), name, k, stored, stored_vis,
+            np.array([centre[0] - side / 2, centre[1] - side / 2, side, side], np.float32),
+            kp17))
+      rects.append(rect)
+    annolist.append({
+        "image": {"name": name},
+        "annorect": _struct_array(rects, ("x1", "y1", "x2", "y2", "annopoints", "scale",
+                                          "objpos")),
+    })
+    img_train.append(0 if test_image else 1)
+    single.append(np.array([[1.0]]) if num_people == 1 else np.zeros((0, 0)))
+  single_cells = np.empty((len(names), 1), dtype=object)
+  for i, s in enumerate(single):
+    single_cells[i, 0] = s
+  release = {
+      "annolist": _struct_array(annolist, ("image", "annorect")),
+      "img_train": np.asarray(img_train, np.uint8)[None],
+      "single_person": single_cells,
+      "version": "fake-12",
+  }
+  scipy.io.savemat(os.path.join(root, mpii.ANNOTATION_FILE), {"RELEASE": release})
+  order = {"train": 0, "validation": 1}
+  return sorted(truth, key=lambda t: order[t.split])  # stable: release order within a split
+
+
+def write_coco(root: str, *, num_images: int = 6, height: int = 96, width: int = 128,
+               seed: int = 0) -> list[FakePerson]:
+  """Writes a fake COCO 2017 keypoints release under `root`; returns the records it must give.
+
+  Per split: `num_images` images with one or two people (integer keypoints,
+  v = 0 outside the image, 1 hidden, 2 visible), plus a crowd annotation, an
+  annotation without keypoints, one with a zero-width box (all three dropped
+  by the builder) and an image without people.
+
+  Args:
+    root: the manual directory to write.
+    num_images: images per split.
+    height, width: image size, pixels.
+    seed: fixes the renders.
+
+  Returns:
+    The planted records, train first, in annotation order.
+  """
+  from lift3d.data import coco
+  from lift3d.skeleton import COCO17_NAMES
+
+  os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+  truth = []
+  annotation_id = 1000
+  for s, split in enumerate(coco.SPLITS):
+    folder = coco.image_dir(root, split)
+    os.makedirs(folder, exist_ok=True)
+    images, annotations = [], []
+    for k in range(num_images + 1):
+      image_id = 100 * (s + 1) + k
+      name = f"{image_id:012d}.jpg"
+      num_people = 0 if k == num_images else (2 if k % 2 else 1)
+      image, labels = render_people(seed + 7 * s, k, max(num_people, 1), height, width)
+      with open(os.path.join(folder, name), "wb") as f:
+        f.write(encode_jpeg(image))
+      images.append({"id": image_id, "file_name": name, "width": width, "height": height})
+      for label in labels[:num_people]:
+        kp17 = label["keypoints2d"]
+        kp = np.rint(h36m17_to_coco17(kp17))
+        inside = ((kp[:, 0] >= 0) & (kp[:, 0] <= width - 1) & (kp[:, 1] >= 0)
+                  & (kp[:, 1] <= height - 1))
+        vis = h36m17_to_coco17(np.stack([label["visibility"]] * 2, -1))[:, 0] > 0.99
+        v = np.where(inside, np.where(vis, 2, 1), 0)
+        flat = np.stack([np.where(v > 0, kp[:, 0], 0), np.where(v > 0, kp[:, 1], 0), v], -1)
+        lo, hi = kp[v > 0].min(0) - 3.0, kp[v > 0].max(0) + 3.0
+        box = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
+        annotation_id += 1
+        annotations.append({
+            "id": annotation_id, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+            "keypoints": [int(x) for x in flat.ravel()], "num_keypoints": int((v > 0).sum()),
+            "bbox": box, "area": box[2] * box[3], "segmentation": [],
+        })
+        truth.append(FakePerson(
+            split, name, image_id, np.where(v[:, None] > 0, kp, np.nan).astype(np.float32),
+            (v == 2).astype(np.float32),
+            np.array([box[0] - 0.5, box[1] - 0.5, box[2], box[3]], np.float32), kp17))
+    first = images[0]["id"]
+    dropped = [
+        # A crowd region (RLE mask, no keypoints), a person without
+        # keypoints, and one with keypoints but an empty box.
+        {"iscrowd": 1, "num_keypoints": 0, "keypoints": [0] * 51, "bbox": [1.0, 2.0, 30.0, 20.0],
+         "segmentation": {"counts": [5, 10, 5], "size": [height, width]}},
+        {"iscrowd": 0, "num_keypoints": 0, "keypoints": [0] * 51, "bbox": [4.0, 4.0, 10.0, 10.0],
+         "segmentation": []},
+        {"iscrowd": 0, "num_keypoints": 1, "keypoints": [9, 9, 2] + [0] * 48,
+         "bbox": [9.0, 9.0, 0.0, 12.0], "segmentation": []},
+    ]
+    for extra in dropped:
+      annotation_id += 1
+      annotations.insert(1, {"id": annotation_id, "image_id": first, "category_id": 1,
+                             "area": 0.0, **extra})
+    data = {
+        "info": {"description": "lift3d fake COCO", "year": 2017},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "person", "supercategory": "person",
+                        "keypoints": list(COCO17_NAMES), "skeleton": []}],
+    }
+    with open(coco.annotation_path(root, split), "w") as f:
+      json.dump(data, f)
+  return truth
