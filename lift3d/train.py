@@ -49,6 +49,7 @@ import tqdm
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lift3d.data import pipeline
 from lift3d.models import belief_maps, cpm
 from lift3d.pose_model.model import PoseModel
 
@@ -469,9 +470,7 @@ def train(
   iterable = dataset[start:].to_iter_dataset(
       grain_python.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
   )
-  if worker_count > 0:
-    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(worker_count)))
-  batches: Iterator = iter(iterable)
+  batches: Iterator = iter(pipeline.with_workers(iterable, worker_count))
 
   bar = tqdm.tqdm(
       total=num_steps, initial=start, disable=not progress or jax.process_index() != 0,

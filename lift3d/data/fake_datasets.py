@@ -139,23 +139,21 @@ def _struct_array(items: list[dict], fields: tuple[str, ...]) -> np.ndarray:
   return out
 
 
-def _mpii_image_names(count: int, seed: int) -> list[str]:
-  """Names like the release's ("015601864.jpg"), with both splits represented."""
+def _mpii_image_names(num_train: int, seed: int) -> list[str]:
+  """Names like the release's ("015601864.jpg"): `num_train` training images, a quarter
+  (at least one) of them in the validation split, then one test image."""
   from lift3d.data import mpii
 
   rng = np.random.default_rng(seed)
+  want = {"validation": max(1, num_train // 4)}
+  want["train"] = num_train - want["validation"]
   names: list[str] = []
-  want_val = max(1, count // 4)
-  while len(names) < count:
+  while len(names) < num_train:
     name = f"{rng.integers(0, 10**9):09d}.jpg"
-    is_val = mpii.split_of(name) == "validation"
-    if name in names or (is_val and sum(mpii.split_of(n) == "validation" for n in names) >= want_val):
-      continue
-    if not is_val and count - len(names) <= want_val - sum(
-        mpii.split_of(n) == "validation" for n in names):
-      continue
-    names.append(name)
-  return names
+    split = mpii.split_of(name)
+    if name not in names and sum(mpii.split_of(n) == split for n in names) < want[split]:
+      names.append(name)
+  return [*names, f"{rng.integers(0, 10**9):09d}.jpg"]
 
 
 def write_mpii(root: str, *, num_images: int = 8, height: int = 96, width: int = 128,
@@ -180,7 +178,11 @@ def write_mpii(root: str, *, num_images: int = 8, height: int = 96, width: int =
   from lift3d.data import mpii
 
   os.makedirs(os.path.join(root, mpii.IMAGE_DIR), exist_ok=True)
-  names = _mpii_image_names(num_images + 1, seed)
+  if num_images < 4:
+    raise ValueError(f"num_images must be >= 4 (both splits need people), got {num_images}")
+  # The training images (a quarter of them in the validation split), then
+  # the test image.
+  names = _mpii_image_names(num_images, seed)
   annolist, img_train, single, truth = [], [], [], []
   for k, name in enumerate(names):
     test_image = k == num_images

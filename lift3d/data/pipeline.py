@@ -233,6 +233,21 @@ def batches(source, *, batch_size: int, seed: int = 0, start: int = 0, worker_co
              .batch(batch_size, drop_remainder=True))[start:]
   iterable = dataset.to_iter_dataset(
       grain_python.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
-  if worker_count > 0:
-    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
-  return iter(iterable)
+  return iter(with_workers(iterable, worker_count))
+
+
+def with_workers(iterable, worker_count: int):
+  """A grain `IterDataset` produced by `worker_count` processes (0: unchanged).
+
+  The elements and their order do not change. Grain reads absl flags in its
+  workers: outside an absl app (tests, notebooks) they are marked parsed, with
+  their defaults, first.
+  """
+  import grain
+  from absl import flags
+
+  if worker_count <= 0:
+    return iterable
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  return iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(worker_count)))
