@@ -386,6 +386,7 @@ def train(
     progress: bool = True,
     time_limit_s: float | None = None,
     stop_at_step: int | None = None,
+    initial_params=None,
 ) -> TrainState:
   """Trains `model` on `source`, resuming from `<workdir>/checkpoints` if present.
 
@@ -417,6 +418,9 @@ def train(
       spent in this call; a later call continues the run.
     stop_at_step: leave the loop after this step *without* a final checkpoint,
       exactly like a run killed there (for tests of resuming).
+    initial_params: start from these parameters (e.g. `restore_params` of
+      another run: fine-tuning) instead of a fresh initialisation; ignored
+      when resuming from the workdir's checkpoint.
 
   Returns:
     The final `TrainState` (replicated over the mesh's devices).
@@ -444,6 +448,17 @@ def train(
   step_fn = make_train_step(model, tx, mesh, bool(mask_invisible))
 
   state = create_train_state(model, tx, jax.random.key(seed), image_shape, pose_model, mesh)
+  if initial_params is not None:
+    if jax.tree.structure(initial_params) != jax.tree.structure(state.params) or any(
+        np.shape(a) != np.shape(b)
+        for a, b in zip(jax.tree.leaves(initial_params), jax.tree.leaves(state.params),
+                        strict=True)):
+      raise ValueError("initial_params do not fit the model (another architecture or input "
+                       "channels?); start from a checkpoint of the same configuration")
+    params = jax.tree.map(lambda p, like: np.asarray(p, like.dtype), initial_params,
+                          state.params)
+    state = jax.device_put(TrainState(step=state.step, params=params, opt_state=tx.init(params)),
+                           replicated)
   pose_model = jax.device_put(pose_model, replicated)
 
   manager = ocp.CheckpointManager(

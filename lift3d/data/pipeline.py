@@ -21,6 +21,7 @@
 
 Each item: "image" (S, S, 4) uint8 (RGB and the centre map), "keypoints2d"
 (17, 2) float32 crop pixels (NaN unlabelled), "visibility" (17,) float32,
+"matrix" (2, 3) float32 (image pixels -> crop pixels),
 "source" () int32 and "record" () int64 (where it came from), and with
 `with_targets` the belief-map targets "targets" (S/s, S/s, 18) float32 at the
 network's stride s.
@@ -111,7 +112,6 @@ def make_example(record, params: augment.AugmentParams, options: augment.Augment
   centre, size = person_centre_and_size(record["box"])
   out = augment.augment(decode_jpeg(record["image"]), keypoints, visibility, centre, size,
                         params, options)
-  del out["matrix"]
   if stride is not None:
     cells = options.input_size // stride
     out["targets"] = augment.belief_targets(out["keypoints2d"], cells, cells, stride=stride,
