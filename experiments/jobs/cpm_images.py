@@ -56,9 +56,7 @@ def _write_fake(name: str, root: str, config) -> None:
   elif name == "coco":
     fake_datasets.write_coco(tmp, num_images=4)
   else:
-    from lift3d.data.h36m import fake_images
-
-    fake_images.write_extracted(tmp)
+    fake_datasets.write_h36m_extracted(tmp)
   os.rename(tmp, root)
 
 

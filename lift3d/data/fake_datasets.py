@@ -328,3 +328,152 @@ def write_coco(root: str, *, num_images: int = 6, height: int = 96, width: int =
     with open(coco.annotation_path(root, split), "w") as f:
       json.dump(data, f)
   return truth
+
+
+# Human3.6M with images: the planted frames of S1 (training) and S9, S11 (test).
+H36M_SUBJECTS = ("S1", "S9", "S11")
+H36M_RAW_ACTIONS = ("Directions", "Directions 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeFrame:
+  """The planted truth of one Human3.6M frame seen by one camera.
+
+  Attributes:
+    subject, raw_action, camera, frame: where it is (frame: 0-based, 50 fps).
+    keypoints: (17, 2) float32 frame pixels (the render's labels).
+    pose3d_camera: (17, 3) float32 mm, camera frame (x right, y down, z forward).
+    image: (H, W, 3) uint8, the rendered frame.
+  """
+
+  subject: str
+  raw_action: str
+  camera: str
+  frame: int
+  keypoints: np.ndarray
+  pose3d_camera: np.ndarray
+  image: np.ndarray
+
+
+def h36m_frames(*, subjects=H36M_SUBJECTS, raw_actions=H36M_RAW_ACTIONS, num_frames: int = 20,
+                size: int = 160, seed: int = 0, frames=None) -> list[FakeFrame]:
+  """Rendered Human3.6M-like frames: every (subject, action, camera, frame).
+
+  Args:
+    subjects, raw_actions: the sequences.
+    num_frames: frames per sequence (50 fps).
+    size: frame side, pixels (even, for video).
+    seed: fixes the renders.
+    frames: render only these frame indices (default all).
+
+  Returns:
+    `FakeFrame`s in (subject, action, camera, frame) order.
+  """
+  from lift3d.data import synthetic
+  from lift3d.data.h36m.cameras import CAMERA_IDS
+
+  source = synthetic.SyntheticPoseSource(
+      _poses(), image_size=size, seed=seed, length=1 << 30, person_size=(0.45, 0.6),
+      occluder_prob=0.1, max_clutter=1)
+  wanted = range(num_frames) if frames is None else frames
+  out = []
+  for subject in subjects:
+    for a, raw in enumerate(raw_actions):
+      for c, camera in enumerate(CAMERA_IDS):
+        for f in wanted:
+          index = ((int(subject[1:]) * 8 + a) * 4 + c) * 1000 + f
+          example = source[index]
+          camera_frame = (example["pose3d"] + example["translation"]) * np.array([1, -1, -1])
+          out.append(FakeFrame(subject, raw, camera, f, example["keypoints2d"],
+                               (camera_frame * 1000.0).astype(np.float32), example["image"]))
+  return out
+
+
+def _h36m32(points: np.ndarray) -> np.ndarray:
+  """(N, 17, D) -> (N, 32, D): the release's 32 joints (the unused ones at the hip)."""
+  from lift3d.skeleton import H36M32_TO_17
+
+  out = np.repeat(points[:, :1], 32, axis=1)
+  out[:, list(H36M32_TO_17)] = points
+  return out
+
+
+def write_h36m_extracted(root: str, *, sample_rate: int = 5, **kwargs) -> list[FakeFrame]:
+  """Writes the extracted layout (images/ + annotation_body3d/fps<50/rate>/) under `root`.
+
+  Args:
+    root: the manual directory.
+    sample_rate: every n-th frame is extracted (5: the fps10 folder).
+    **kwargs: see `h36m_frames` (`num_frames` counts 50 fps frames).
+
+  Returns:
+    The planted frames that were written.
+  """
+  from lift3d.data.h36m.splits import TRAIN_SUBJECTS
+
+  num_frames = kwargs.pop("num_frames", 20)
+  frames = h36m_frames(frames=range(0, num_frames, sample_rate), **kwargs)
+  folder = os.path.join(root, "annotation_body3d", f"fps{50 // sample_rate}")
+  os.makedirs(folder, exist_ok=True)
+  rows = {"train": [], "test": []}
+  for fr in frames:
+    base = f"{fr.subject}_{fr.raw_action.replace(' ', '_')}.{fr.camera}"
+    name = f"{fr.subject}/{base}/{base}_{fr.frame + 1:06d}.jpg"
+    os.makedirs(os.path.join(root, "images", fr.subject, base), exist_ok=True)
+    with open(os.path.join(root, "images", name), "wb") as f:
+      f.write(encode_jpeg(fr.image))
+    rows["train" if fr.subject in TRAIN_SUBJECTS else "test"].append((name, fr))
+  for split, items in rows.items():
+    kp = np.stack([fr.keypoints for _, fr in items]) if items else np.zeros((0, 17, 2))
+    s3 = np.stack([fr.pose3d_camera for _, fr in items]) / 1000.0 if items else np.zeros((0, 17, 3))
+    lo, hi = kp.min(1), kp.max(1)
+    ones = np.ones((*kp.shape[:2], 1))
+    np.savez(os.path.join(folder, f"h36m_{split}.npz"),
+             imgname=np.array([n for n, _ in items]), center=(lo + hi) / 2,
+             scale=1.2 * (hi - lo).max(-1) / 200, part=np.concatenate([kp, ones], -1),
+             S=np.concatenate([s3, ones], -1))
+  return frames
+
+
+def write_h36m_videos(root: str, **kwargs) -> list[FakeFrame]:
+  """Writes the original release's layout under `root`: PyAV-encoded `S*/Videos/*.mp4`
+  (H.264) and the CDF poses (`MyPoseFeatures/D3_Positions_mono`, `D2_Positions`).
+
+  Args:
+    root: the manual directory.
+    **kwargs: see `h36m_frames`.
+
+  Returns:
+    The planted frames (every frame of every video).
+  """
+  import av
+  import cdflib
+
+  frames = h36m_frames(**kwargs)
+  sequences: dict[tuple, list[FakeFrame]] = {}
+  for fr in frames:
+    sequences.setdefault((fr.subject, fr.raw_action, fr.camera), []).append(fr)
+  for (subject, raw, camera), seq in sequences.items():
+    stem = f"{raw}.{camera}"
+    for kind, values in (("D3_Positions_mono", [fr.pose3d_camera for fr in seq]),
+                         ("D2_Positions", [fr.keypoints for fr in seq])):
+      folder = os.path.join(root, subject, "MyPoseFeatures", kind)
+      os.makedirs(folder, exist_ok=True)
+      data = _h36m32(np.stack(values)).reshape(len(seq), -1)
+      writer = cdflib.cdfwrite.CDF(os.path.join(folder, f"{stem}.cdf"),
+                                   cdf_spec={"Compressed": False})
+      writer.write_var({"Variable": "Pose", "Data_Type": 44, "Num_Elements": 1,
+                        "Rec_Vary": True, "Dim_Sizes": list(data.shape)},
+                       var_data=data[None].astype(np.float32))  # 44: CDF_FLOAT
+      writer.close()
+    os.makedirs(os.path.join(root, subject, "Videos"), exist_ok=True)
+    with av.open(os.path.join(root, subject, "Videos", f"{stem}.mp4"), "w") as container:
+      stream = container.add_stream("libx264", rate=50, options={"crf": "12"})
+      stream.height, stream.width = seq[0].image.shape[:2]
+      stream.pix_fmt = "yuv420p"
+      for fr in seq:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(fr.image, format="rgb24")):
+          container.mux(packet)
+      for packet in stream.encode():
+        container.mux(packet)
+  return frames
