@@ -97,3 +97,29 @@ def test_targets_and_worker_processes(sources):
     a, b = next(plain), next(workers)
     for k in keys:
       np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_centre_map_cpm_trains_on_the_crops(sources, tmp_path):
+  """A tiny plain CPM with the centre-map channel learns from mixed MPII/COCO crops."""
+  import json
+
+  from lift3d import train
+  from lift3d.models import cpm
+  from tests.models import tiny
+
+  model = cpm.CPM(num_stages=2, trunk_features=(4, 8), trunk_convs=1, feature_channels=8,
+                  stage_features=8, stage1_kernel=3, stage_kernel=3, stage_convs=1, num_yaws=8,
+                  fusion=False, centre_map=True)
+  source = pipeline.TrainingSource(list(sources), seed=0, options=augment.AugmentOptions(
+      input_size=16, centre_sigma=3.0))
+  with pytest.raises(ValueError, match=r"expected images \(B, H, W, 4\)"):
+    cpm.check_images(np.zeros((1, 16, 16, 3), np.uint8), model)
+  train.train(model, tiny.pose_model(), source, str(tmp_path), num_steps=12, batch_size=4,
+              learning_rate=1e-2, schedule="constant", log_every=1, progress=False,
+              num_threads=1)
+  with open(tmp_path / "metrics.jsonl") as f:
+    losses = [json.loads(line)["loss"] for line in f]
+  assert len(losses) == 12 and np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+  # The centre map reaches every stage: its parameters see 8 + 18 + 1 inputs.
+  params = train.restore_params(str(tmp_path))
+  assert params["stage_1"]["Conv_0"]["kernel"].shape[2] == 8 + 18 + 1
