@@ -165,13 +165,19 @@ def evaluate(params, model: cpm.CPM, pose_model, source, *, num_examples: int, b
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Prepares, trains (resuming), evaluates; returns the evaluation metrics."""
+  from experiments import settings
   from experiments.jobs import cpm as cpm_job
   from experiments.jobs import pose_model as pose_model_job
 
-  train_cfg = dict(config.train.to_dict())
-  lift_train.initialize_distributed(bool(train_cfg.pop("distributed", False)))
+  train_cfg = settings.train_kwargs(config.train)
+  lift_train.initialize_distributed(bool(config.train.distributed))
   os.makedirs(workdir, exist_ok=True)
-  pose_model = pose_model_job.load_or_fit(config, workdir)
+  # The mocap pose model of the fused CPM's lifting (the corpus is read only
+  # when the model must be fitted).
+  model_path = os.path.join(workdir, pose_model_job.MODEL_FILE)
+  poses = None if os.path.exists(model_path) else settings.split_corpus(config.data)[0]
+  pose_model = pose_model_job.load_or_fit(poses, workdir,
+                                          **settings.pose_model_args(config.pose_model))
   model = build_model(config)
   options = augment_options(config)
   entries, tfds_dir = dataset_dirs(config, workdir)
@@ -183,10 +189,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   initial = None
   if config.init_from:
     initial = lift_train.restore_params(os.path.expanduser(str(config.init_from)))
-  time_limit = float(train_cfg.pop("time_limit_s", 0.0) or 0.0)
   state = lift_train.train(
-      model, pose_model, source, workdir, seed=int(config.seed), time_limit_s=time_limit or None,
-      initial_params=initial, **train_cfg)
+      model, pose_model, source, workdir, seed=int(config.seed), initial_params=initial,
+      worker_count=int(config.train.worker_count), **train_cfg)
   name, manual_dir, _ = entries[0]
   records = open_split(name, manual_dir, tfds_dir, EVAL_SPLIT[name], config)
   eval_source = pipeline.CentredSource(records, input_size=options.input_size,

@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from experiments.configs import cpm_h36m, cpm_mpii
-from experiments.jobs import cpm_images
+from experiments.configs import cpm_h36m, cpm_mpii, h36m_protocol1
+from experiments.jobs import cpm_images, h36m, h36m_images
 from lift3d import pose_model
 from lift3d import train as lift_train
 from tests.models import tiny
@@ -64,3 +64,39 @@ def test_smoke_configs_train_and_evaluate(tmp_path):
   assert os.path.isdir(os.path.join(h36m_dir, "tfds", "lift3d_mpii"))
   params = lift_train.restore_params(h36m_dir)
   assert "fusion_logits" in params
+
+  # Protocol #1 from images with the trained CPM, on the same fake frames.
+  eval_dir = str(tmp_path / "p1")
+  _start(eval_dir)
+  config = h36m_protocol1.get_config("smoke")
+  config.from_images = True
+  config.data_dir = os.path.join(h36m_dir, "fake", "h36m")
+  config.h36m.tfds_dir = os.path.join(h36m_dir, "tfds")
+  config.images.cpm_workdir = h36m_dir
+  # The fake's test frames: S9, S11 x 2 trials x 4 cameras x frames 0, 5, 10, 15.
+  config.images.max_frames = 0
+  summary = h36m.run(config, eval_dir)
+  assert summary["frames"] == 64 and summary["input"] == "images"
+  assert np.isfinite(summary["px_error"]) and summary["paper_mm"] == 88.39
+  for suffix in ("actions.md", "actions.csv", "2d.md", "2d.csv"):
+    with open(os.path.join(eval_dir, f"h36m_protocol1_images_{suffix}")) as f:
+      assert "Directions" in f.read()
+
+
+def test_crop_predictions_map_back_to_frame_pixels(tmp_path):
+  """The labels of a centred crop, mapped back, are the frame's labels."""
+  from lift3d.data import fake_datasets, pipeline
+  from lift3d.data.h36m import images
+
+  truth = fake_datasets.write_h36m_extracted(str(tmp_path / "m"), subjects=("S1", "S11"),
+                                             raw_actions=("Directions",), num_frames=6)
+  images.prepare(str(tmp_path / "t"), str(tmp_path / "m"))
+  records = images.data_source(str(tmp_path / "t"), split="test")
+  crops = pipeline.CentredSource(records, input_size=64)
+  planted = {(t.camera, t.frame): t.keypoints for t in truth if t.subject == "S11"}
+  assert len(records) == len(planted) == 8
+  for i in range(len(records)):
+    back = h36m_images.crop_to_frame(crops[i]["keypoints2d"], crops[i]["matrix"],
+                                     records[i]["crop_offset"])
+    want = planted[(records[i]["camera"].decode(), int(records[i]["frame"]))]
+    np.testing.assert_allclose(back, want, atol=1e-3)

@@ -69,3 +69,21 @@ def get(dataset: str, smoke: bool = False) -> ml_collections.ConfigDict:
       min_confidence=0.2,
   ))
   return config
+
+
+def evaluation(smoke: bool = False) -> ml_collections.ConfigDict:
+  """`config.images` of h36m_protocol{1,2,3}.py: the trained CPM run on the test frames."""
+  config = ml_collections.ConfigDict()
+  # Workdir of the trained CPM (experiments/configs/cpm_h36m.py), and its
+  # settings (they must match the run's).
+  config.cpm_workdir = ""
+  config.model = cpm.paper_model() if not smoke else cpm.get(True).model
+  config.fusion = True
+  config.image_size = 32 if smoke else 368
+  config.person_fraction = 0.6
+  # The image dataset's training frames (for the pose model) every n-th frame.
+  config.train_frame_step = 10
+  config.batch_size = 8 if smoke else 16
+  # At most this many test frames, evenly spaced (0 = all; smoke runs cap it).
+  config.max_frames = 40 if smoke else 0
+  return config
