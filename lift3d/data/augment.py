@@ -155,7 +155,7 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
   return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def warp_image(image, matrix: np.ndarray, size: int, *, fill: int = 128) -> np.ndarray:
+def warp_image(image, matrix: np.ndarray, size: int, *, fill: int = 128, as_pil: bool = False):
   """The (size, size) crop of an image through an affine map (bilinear).
 
   Args:
@@ -163,9 +163,10 @@ def warp_image(image, matrix: np.ndarray, size: int, *, fill: int = 128) -> np.n
     matrix: (2, 3) image pixels -> crop pixels (pixel centres at integers).
     size: S.
     fill: grey level outside the image.
+    as_pil: return the PIL image instead of an array.
 
   Returns:
-    (S, S, 3) uint8.
+    (S, S, 3) uint8 (or the PIL image).
   """
   from PIL import Image
 
@@ -180,19 +181,34 @@ def warp_image(image, matrix: np.ndarray, size: int, *, fill: int = 128) -> np.n
   data = (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])
   out = image.transform((size, size), Image.Transform.AFFINE, data,
                         resample=Image.Resampling.BILINEAR, fillcolor=(fill,) * 3)
-  return np.asarray(out)
+  return out if as_pil else np.asarray(out)
 
 
-def colour_jitter(image: np.ndarray, params: AugmentParams) -> np.ndarray:
-  """Brightness, contrast and saturation of an (..., 3) uint8 image; returns uint8."""
+def colour_jitter(image, params: AugmentParams) -> np.ndarray:
+  """Saturation, contrast, then brightness of an RGB image (PIL's `ImageEnhance`).
+
+  Saturation blends each pixel with its grey (ITU-R 601 luma), contrast with
+  the image's mean grey, brightness with black (a factor 1 leaves it as is).
+
+  Args:
+    image: (H, W, 3) uint8 array or RGB PIL image.
+    params: the factors.
+
+  Returns:
+    (H, W, 3) uint8.
+  """
+  from PIL import Image, ImageEnhance
+
   if params.brightness == params.contrast == params.saturation == 1.0:
-    return image
-  x = image.astype(np.float32)
-  grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
-  x = grey[..., None] + params.saturation * (x - grey[..., None])
-  mean = np.float32(grey.mean())
-  x = (mean + params.contrast * (x - mean)) * np.float32(params.brightness)
-  return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return np.asarray(image)
+  if isinstance(image, np.ndarray):
+    image = Image.fromarray(image)
+  for enhance, factor in ((ImageEnhance.Color, params.saturation),
+                          (ImageEnhance.Contrast, params.contrast),
+                          (ImageEnhance.Brightness, params.brightness)):
+    if factor != 1.0:
+      image = enhance(image).enhance(factor)
+  return np.asarray(image)
 
 
 def centre_map(centre, height: int, width: int, sigma: float = CENTRE_SIGMA_PX) -> np.ndarray:
@@ -215,8 +231,10 @@ def centre_map(centre, height: int, width: int, sigma: float = CENTRE_SIGMA_PX) 
 def with_centre_map(image: np.ndarray, centre, sigma: float = CENTRE_SIGMA_PX) -> np.ndarray:
   """(H, W, 3) uint8 -> (H, W, 4) uint8: the centre map (0..255) as a fourth channel."""
   height, width = image.shape[:2]
-  channel = np.rint(255.0 * centre_map(centre, height, width, sigma)).astype(np.uint8)
-  return np.concatenate([image, channel[..., None]], axis=-1)
+  out = np.empty((height, width, 4), np.uint8)
+  out[..., :3] = image
+  out[..., 3] = np.rint(255.0 * centre_map(centre, height, width, sigma))
+  return out
 
 
 def flip_joints(values: np.ndarray) -> np.ndarray:
@@ -246,7 +264,7 @@ def augment(image, keypoints: np.ndarray, visibility: np.ndarray, centre, box_si
   """
   size = int(options.input_size)
   matrix = crop_matrix(centre, box_size, params, options)
-  crop = colour_jitter(warp_image(image, matrix, size, fill=options.fill), params)
+  crop = colour_jitter(warp_image(image, matrix, size, fill=options.fill, as_pil=True), params)
   points = transform_points(keypoints, matrix)
   inside = np.all((points >= -0.5) & (points <= size - 0.5), axis=-1)
   visibility = np.where(inside, visibility, 0.0)

@@ -42,12 +42,31 @@ from lift3d.data import augment
 _STREAM = 7  # Philox counter block of the pipeline's draws (any fixed value)
 
 
-def decode_jpeg(data: bytes):
-  """JPEG bytes -> an RGB PIL image (decoded once, here)."""
+def decode_jpeg(data: bytes, *, max_reduction: int = 1):
+  """JPEG bytes -> an RGB PIL image, decoded at up to 1/`max_reduction` of its size.
+
+  JPEG decoders scale by 1/2, 1/4 or 1/8 almost for free (the DCT is
+  truncated): a crop that shrinks the person anyway need not decode every
+  pixel. Output pixel j of a reduction r averages input pixels j·r .. j·r+r−1,
+  so input pixel x maps to (x − (r − 1)/2) / r.
+
+  Args:
+    data: the encoded image.
+    max_reduction: 1, 2, 4 or 8: the largest reduction allowed.
+
+  Returns:
+    (image, reduction): the RGB PIL image and the integer r used.
+  """
   from PIL import Image
 
   image = Image.open(io.BytesIO(bytes(data)))
-  return image.convert("RGB") if image.mode != "RGB" else image
+  reduction = 1
+  if max_reduction > 1 and image.format == "JPEG":
+    width, height = image.size
+    image.draft("RGB", (-(-width // max_reduction), -(-height // max_reduction)))
+    reduction = int(round(width / image.size[0]))
+  image = image.convert("RGB") if image.mode != "RGB" else image
+  return image, reduction
 
 
 def _text(value) -> str:
@@ -110,8 +129,20 @@ def make_example(record, params: augment.AugmentParams, options: augment.Augment
   keypoints, visibility = to_h36m17(record["keypoints"], record["visibility"],
                                     _text(record["layout"]), drop_estimated=drop_estimated)
   centre, size = person_centre_and_size(record["box"])
-  out = augment.augment(decode_jpeg(record["image"]), keypoints, visibility, centre, size,
-                        params, options)
+  # Decode at a reduced size when the crop shrinks the image at least 2×.
+  zoom = options.person_fraction * options.input_size / size * params.scale
+  allowed = 1
+  while allowed < 8 and zoom * allowed * 2 <= 1.0:
+    allowed *= 2
+  image, r = decode_jpeg(record["image"], max_reduction=allowed)
+  to_reduced = np.array([[1.0 / r, 0.0, -(r - 1) / (2 * r)], [0.0, 1.0 / r, -(r - 1) / (2 * r)]])
+  out = augment.augment(image, augment.transform_points(keypoints, to_reduced), visibility,
+                        augment.transform_points(centre, to_reduced), size / r, params, options)
+  # The crop's map from the record's (full-size) pixels.
+  matrix = out["matrix"].astype(np.float64)
+  out["matrix"] = np.concatenate([matrix[:, :2] @ to_reduced[:, :2],
+                                  (matrix[:, :2] @ to_reduced[:, 2] + matrix[:, 2])[:, None]],
+                                 axis=1).astype(np.float32)
   if stride is not None:
     cells = options.input_size // stride
     out["targets"] = augment.belief_targets(out["keypoints2d"], cells, cells, stride=stride,

@@ -14,6 +14,8 @@ from lift3d.skeleton import H36M17
 
 SIZE = 96  # crop side in these tests
 OPTIONS = augment.AugmentOptions(input_size=SIZE, person_fraction=0.7, shift=0.08)
+# A crop that shrinks the image ~6×: the JPEG is decoded at 1/4 size first.
+SMALL = augment.AugmentOptions(input_size=48, person_fraction=0.25, shift=0.08)
 
 
 def _marker_image(point, height=120, width=160, sigma=1.5):
@@ -48,32 +50,49 @@ def _draws():
 
 class MarkerTest(parameterized.TestCase):
 
-  @parameterized.parameters(range(8))
-  def test_markers_stay_under_their_labels(self, draw):
+  @parameterized.product(draw=tuple(range(8)), reduced=(False, True))
+  def test_markers_stay_under_their_labels(self, draw, reduced):
     """A marker drawn at each joint lies within 1 px of its transformed label.
 
     One JPEG record per joint (a marker at that joint only) goes through the
-    whole pipeline (decode, crop, flip with the left/right swap, colour jitter).
+    whole pipeline (decode, crop, flip with the left/right swap, colour jitter);
+    `reduced`: a small crop, for which the JPEG is decoded at 1/4 size.
     """
     params = _draws()[draw]
+    options, size, sigma = (SMALL, 48, 4.0) if reduced else (OPTIONS, SIZE, 1.5)
+    if reduced:
+      zoom = SMALL.person_fraction * SMALL.input_size / 80.0 * params.scale
+      self.assertLessEqual(zoom * 4, 1.0)  # make_example decodes at 1/4
     rng = np.random.default_rng(draw)
     joints = rng.uniform([40, 30], [120, 90], size=(17, 2))  # pixels of a 160×120 image
     box = np.array([40.0, 20.0, 80.0, 80.0])
     checked = 0
     for j in range(17):
       buffer = io.BytesIO()
-      Image.fromarray(_marker_image(joints[j])).save(buffer, format="JPEG", quality=98)
+      Image.fromarray(_marker_image(joints[j], sigma=sigma)).save(buffer, format="JPEG",
+                                                                   quality=98)
       record = {"image": buffer.getvalue(), "keypoints": joints.astype(np.float32),
                 "visibility": np.ones(17, np.float32), "box": box.astype(np.float32),
                 "layout": b"h36m17"}
-      out = pipeline.make_example(record, params, OPTIONS)
+      out = pipeline.make_example(record, params, options)
       label = H36M17.mirror_permutation[j] if params.flip else j
       want = out["keypoints2d"][label]
-      if not np.all((want > 4) & (want < SIZE - 5)):
+      # The returned map takes the record's full-size pixels to the crop.
+      np.testing.assert_allclose(augment.transform_points(joints[j], out["matrix"]),
+                                 out["keypoints2d"][label], atol=1e-3)
+      if not np.all((want > 4) & (want < size - 5)):
         continue  # the marker left the crop
       np.testing.assert_array_less(np.abs(_centroid(out["image"]) - want), 1.0)
       checked += 1
     self.assertGreaterEqual(checked, 12)
+
+  def test_reduced_jpeg_decoding(self):
+    buffer = io.BytesIO()
+    Image.fromarray(_marker_image((50.0, 40.0))).save(buffer, format="JPEG")
+    image, reduction = pipeline.decode_jpeg(buffer.getvalue(), max_reduction=4)
+    self.assertEqual((reduction, image.size), (4, (40, 30)))
+    image, reduction = pipeline.decode_jpeg(buffer.getvalue())
+    self.assertEqual((reduction, image.size), (1, (160, 120)))
 
   def test_flip_swaps_left_and_right(self):
     # A flip mirrors positions: the person's left wrist label moves to where
