@@ -64,7 +64,7 @@ def decode_jpeg(data: bytes, *, max_reduction: int = 1):
   if max_reduction > 1 and image.format == "JPEG":
     width, height = image.size
     image.draft("RGB", (-(-width // max_reduction), -(-height // max_reduction)))
-    reduction = int(round(width / image.size[0]))
+    reduction = round(width / image.size[0])
   image = image.convert("RGB") if image.mode != "RGB" else image
   return image, reduction
 
