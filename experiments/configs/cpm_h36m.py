@@ -25,6 +25,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   if variant not in ("", "smoke"):
     raise ValueError(f"unknown variant {variant!r}; expected '' or 'smoke'")
   config = images.get("h36m", smoke=variant == "smoke")
-  config.mix.mpii = ml_collections.ConfigDict(dict(data_dir="", weight=1.0))
+  config.mix.mpii.weight = 1.0
   config.train.learning_rate = config.train.learning_rate if config.smoke else 5e-5
   return config

@@ -96,7 +96,8 @@ def open_split(name: str, manual_dir: str, tfds_dir: str, split: str, config):
 def dataset_dirs(config: ml_collections.ConfigDict, workdir: str) -> tuple[list, str]:
   """([(name, manual dir, weight)], tfds dir): the primary dataset first, then `mix`.
 
-  Smoke runs give datasets without a `data_dir` a fake copy under the workdir.
+  Datasets of weight 0 are left out; smoke runs give the others without a
+  `data_dir` a fake copy under the workdir.
   """
   entries = [(str(config.dataset), str(config.data_dir), float(config.weight))]
   for name, extra in config.mix.items():
@@ -104,11 +105,14 @@ def dataset_dirs(config: ml_collections.ConfigDict, workdir: str) -> tuple[list,
   tfds_dir = str(config.tfds_dir)
   out = []
   for name, manual_dir, weight in entries:
+    if weight <= 0:
+      continue
     if not manual_dir:
       if not config.smoke:
         if name == config.dataset:
+          where = "h36m/images" if name == "h36m" else name
           raise ValueError(f"set --config.data_dir to your copy of {name} (see "
-                           f"lift3d/data/{name}); or run the ':smoke' variant on a fake")
+                           f"lift3d/data/{where}.py), or run the ':smoke' variant on a fake")
         logging.info("cpm_images: no data_dir for %s: not mixed in", name)
         continue
       manual_dir = os.path.join(workdir, "fake", name)

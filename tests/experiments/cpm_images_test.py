@@ -14,6 +14,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from experiments.configs import cpm_h36m, cpm_mpii, h36m_protocol1
 from experiments.jobs import cpm_images, h36m, h36m_images
@@ -100,3 +101,23 @@ def test_crop_predictions_map_back_to_frame_pixels(tmp_path):
                                      records[i]["crop_offset"])
     want = planted[(records[i]["camera"].decode(), int(records[i]["frame"]))]
     np.testing.assert_allclose(back, want, atol=1e-3)
+
+
+def test_dataset_selection():
+  config = cpm_mpii.get_config("")
+  with pytest.raises(ValueError, match=r"set --config.data_dir to your copy of mpii"):
+    cpm_images.dataset_dirs(config, "/tmp/unused")
+  config.data_dir = "/d/mpii"
+  assert cpm_images.dataset_dirs(config, "/w") == ([("mpii", "/d/mpii", 1.0)],
+                                                   "~/tensorflow_datasets")
+  # A mixed-in dataset needs a weight and a folder.
+  config.mix.coco.data_dir = "/d/coco"
+  assert [n for n, *_ in cpm_images.dataset_dirs(config, "/w")[0]] == ["mpii"]
+  config.mix.coco.weight = 0.5
+  assert cpm_images.dataset_dirs(config, "/w")[0] == [("mpii", "/d/mpii", 1.0),
+                                                      ("coco", "/d/coco", 0.5)]
+  # cpm_h36m mixes MPII in (weight 1) once its folder is given.
+  config = cpm_h36m.get_config("")
+  config.data_dir, config.mix.mpii.data_dir = "/d/h36m", "/d/mpii"
+  assert [(n, w) for n, _, w in cpm_images.dataset_dirs(config, "/w")[0]] == [
+      ("h36m", 1.0), ("mpii", 1.0)]

@@ -30,8 +30,12 @@ def get(dataset: str, smoke: bool = False) -> ml_collections.ConfigDict:
   # every n-th training frame.
   config.h36m = ml_collections.ConfigDict(dict(protocol="protocol1", train_frame_step=10))
   # Other datasets mixed into training: name -> dict(data_dir=..., weight=...);
-  # an empty data_dir leaves it out (smoke runs use a fake).
-  config.mix = ml_collections.ConfigDict()
+  # weight 0 leaves one out, and so does an empty data_dir (but smoke runs
+  # then write a fake). E.g. --config.mix.coco.data_dir=/data/coco
+  # --config.mix.coco.weight=0.5.
+  config.mix = ml_collections.ConfigDict({
+      name: ml_collections.ConfigDict(dict(data_dir="", weight=0.0))
+      for name in DATASETS if name != dataset})
   # Where the array_record files go (prepared once, reused).
   config.tfds_dir = "~/tensorflow_datasets"
   # Start from the parameters of an earlier run's workdir (fine-tuning);
