@@ -57,6 +57,7 @@ import tqdm
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lift3d.data import pipeline
 from lift3d.models import belief_maps, cpm
 from lift3d.pose_model.model import PoseModel
 
@@ -204,8 +205,8 @@ def loss_fn(params, model: cpm.CPM, pose_model: PoseModel, batch: Mapping[str, j
     params: the CPM's parameters.
     model: the `CPM` module.
     pose_model: the pose model for the lifting.
-    batch: "image" (B, H, W, 3) uint8, "keypoints2d" (B, L, 2) pixels y down,
-      "visibility" (B, L).
+    batch: "image" (B, H, W, C) uint8 (C = `model.channels`), "keypoints2d"
+      (B, L, 2) pixels y down, "visibility" (B, L).
     mask_invisible: see `target_maps`.
 
   Returns:
@@ -479,9 +480,11 @@ def train(
     max_to_keep: int = 2,
     num_threads: int = 2,
     prefetch: int = 4,
+    worker_count: int = 0,
     progress: bool = True,
     time_limit_s: float | None = None,
     stop_at_step: int | None = None,
+    initial_params=None,
 ) -> TrainState:
   """Trains `model` on `source`, resuming from `<workdir>/checkpoints` if present.
 
@@ -508,11 +511,16 @@ def train(
     max_to_keep: checkpoints kept.
     num_threads: grain reader threads (examples are produced in parallel).
     prefetch: batches read ahead.
+    worker_count: grain worker processes producing the batches (0: the
+      `num_threads` threads of this process); the batches are the same.
     progress: show a tqdm progress bar.
     time_limit_s: stop (with a checkpoint) once this much wall time has been
       spent in this call; a later call continues the run.
     stop_at_step: leave the loop after this step *without* a final checkpoint,
       exactly like a run killed there (for tests of resuming).
+    initial_params: start from these parameters (e.g. `restore_params` of
+      another run: fine-tuning) instead of a fresh initialisation; ignored
+      when resuming from the workdir's checkpoint.
 
   Returns:
     The final `TrainState` (replicated over the mesh's devices).
@@ -529,8 +537,9 @@ def train(
   if DTYPES[dtype] != model.dtype:
     model = model.clone(dtype=DTYPES[dtype])
   cpm.check_pose_model(pose_model, model)
-  image_shape = tuple(np.shape(source[0]["image"])[:2])
-  cpm.check_images(np.zeros((1, *image_shape, 3), np.uint8), model)
+  first_shape = tuple(np.shape(source[0]["image"]))
+  cpm.check_images(np.zeros((1, *first_shape), np.uint8), model)  # size and channels
+  image_shape = first_shape[:2]
   os.makedirs(workdir, exist_ok=True)
 
   mesh = data_mesh()
@@ -544,6 +553,17 @@ def train(
   step_fn = make_train_step(model, tx, mesh, bool(mask_invisible))
 
   state = create_train_state(model, tx, jax.random.key(seed), image_shape, pose_model, mesh)
+  if initial_params is not None:
+    if jax.tree.structure(initial_params) != jax.tree.structure(state.params) or any(
+        np.shape(a) != np.shape(b)
+        for a, b in zip(jax.tree.leaves(initial_params), jax.tree.leaves(state.params),
+                        strict=True)):
+      raise ValueError("initial_params do not fit the model (another architecture or input "
+                       "channels?); start from a checkpoint of the same configuration")
+    params = jax.tree.map(lambda p, like: np.asarray(p, like.dtype), initial_params,
+                          state.params)
+    state = jax.device_put(TrainState(step=state.step, params=params, opt_state=tx.init(params)),
+                           replicated)
   pose_model = jax.device_put(pose_model, replicated)
 
   manager = ocp.CheckpointManager(
@@ -567,11 +587,10 @@ def train(
       source, batch_size=batch_size // jax.process_count(), seed=seed,
       shard_options=shard_options,
   )
-  batches: Iterator = iter(
-      dataset[start:].to_iter_dataset(
-          grain_python.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
-      )
+  iterable = dataset[start:].to_iter_dataset(
+      grain_python.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
   )
+  batches: Iterator = iter(pipeline.with_workers(iterable, worker_count))
 
   bar = tqdm.tqdm(
       total=num_steps, initial=start, disable=not progress or jax.process_index() != 0,

@@ -12,11 +12,18 @@ model on S1, S5, S6, S7, S8 (cached in the workdir), lifts the test 2D and
 writes h36m_protocol1_actions.{md,csv} (15 actions + average, mm, the
 paper's figure beside ours), per-subject tables, h36m_protocol1.json and a
 plot of the worst frames. Per-action results are cached: rerunning resumes.
+
+From images (issue 13): `--config.from_images=True --config.images.cpm_workdir=
+runs/cpm_h36m` with `data_dir` holding the frames (original videos or the
+extracted layout) runs the trained fused CPM on the protocol's test frames and
+writes h36m_protocol1_images_{actions,2d}.{md,csv} (3D error in mm and 2D
+error in pixels, the paper's figures beside ours); see
+experiments/jobs/h36m_images.py.
 """
 
 import ml_collections
 
-from experiments.configs.parts import h36m, pose_model
+from experiments.configs.parts import h36m, images, pose_model
 
 
 def get_config(variant: str = "", protocol: str = "protocol1") -> ml_collections.ConfigDict:
@@ -34,4 +41,7 @@ def get_config(variant: str = "", protocol: str = "protocol1") -> ml_collections
   # <workdir>/pose_model.npz: the default experiment's settings.
   config.pose_model = pose_model.get(smoke)
   config.pose_model.max_poses = 2000 if smoke else 0
+  # The fused CPM on the test frames instead of lifting the 2D labels.
+  config.from_images = False
+  config.images = images.evaluation(smoke)
   return config

@@ -284,4 +284,8 @@ def evaluate_protocol(data_dir: str, workdir: str, *, protocol: str, tfds_dir: s
 
 def run(config, workdir: str) -> dict:
   """Runs the protocol of `config.h36m` on `config.data_dir`; returns the summary."""
+  if config.get("from_images", False):  # the CPM on the test frames (issue 13)
+    from experiments.jobs import h36m_images
+
+    return h36m_images.run(config, workdir)
   return evaluate_protocol(config.data_dir, workdir, **settings.h36m_args(config))

@@ -127,6 +127,9 @@ class CPM(nn.Module):
     dtype: computation dtype of the convolutions (e.g. `jnp.bfloat16` for
       mixed precision); parameters stay float32, and the belief maps are cast
       to float32 before the lifting, the fusion and the loss.
+    centre_map: the images carry a fourth channel, the person-centre map
+      (`lift3d.data.augment.centre_map`, scaled like the colours), which is
+      average-pooled to the map grid and given to every stage (as in the CPM).
   """
 
   num_landmarks: int = 17
@@ -145,6 +148,12 @@ class CPM(nn.Module):
   differentiable_lift: bool = False
   fusion_init_logit: float = 0.0
   dtype: Any = jnp.float32
+  centre_map: bool = False
+
+  @property
+  def channels(self) -> int:
+    """Input channels: RGB, and the centre map when `centre_map`."""
+    return 4 if self.centre_map else 3
 
   @property
   def stride(self) -> int:
@@ -169,7 +178,8 @@ class CPM(nn.Module):
     """Runs every stage.
 
     Args:
-      images: (B, H·s, W·s, 3) uint8 (0..255) or float in [0, 1].
+      images: (B, H·s, W·s, C) uint8 (0..255) or float in [0, 1]; C = 3, or 4
+        with the centre map last when `centre_map`.
       pose_model: the mixture-of-PPCA pose model (not trained here).
 
     Returns:
@@ -183,6 +193,12 @@ class CPM(nn.Module):
     # nn.Conv casts its inputs to `dtype`: with bfloat16 everything up to the
     # belief maps computes in bfloat16.
     conv = functools.partial(nn.Conv, dtype=self.dtype)
+    centre = None
+    if self.centre_map:
+      # The centre map at the grid (a stride×stride average), beside the
+      # features of every stage.
+      x, centre = x[..., :3], x[..., 3:] + 0.5
+      centre = nn.avg_pool(centre, (self.stride, self.stride), strides=(self.stride,) * 2)
     for i, features in enumerate(self.trunk_features):
       if i > 0:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -204,6 +220,8 @@ class CPM(nn.Module):
     previous = None
     for t in range(self.num_stages):
       stage_in = features if previous is None else jnp.concatenate([features, previous], -1)
+      if centre is not None:
+        stage_in = jnp.concatenate([stage_in, centre], -1)
       belief = _Stage(
           num_maps, self.stage_features, self.stage1_kernel if t == 0 else self.stage_kernel,
           self.stage_convs, dtype=self.dtype, name=f"stage_{t}",
@@ -277,10 +295,12 @@ class Prediction:
 
 
 def check_images(images, model: CPM) -> None:
-  """ValueError unless `images` is (B, H, W, 3) with H, W multiples of the stride."""
+  """ValueError unless `images` is (B, H, W, model.channels), H and W multiples of the stride."""
   shape = np.shape(images)
-  if len(shape) != 4 or shape[-1] != 3:
-    raise ValueError(f"expected images (B, H, W, 3), got {shape}")
+  if len(shape) != 4 or shape[-1] != model.channels:
+    hint = (" (RGB and the centre map: lift3d.data.augment.with_centre_map)" if model.centre_map
+            else "")
+    raise ValueError(f"expected images (B, H, W, {model.channels}){hint}, got {shape}")
   if shape[1] % model.stride or shape[2] % model.stride:
     raise ValueError(
         f"image size {shape[1]}×{shape[2]} is not a multiple of the network stride "
@@ -322,8 +342,8 @@ def predict(
   Args:
     params: the network's parameters (`variables["params"]`).
     model: the `CPM` module.
-    images: (B, H, W, 3) uint8 0..255 (or float in [0, 1]); H and W multiples
-      of `model.stride`.
+    images: (B, H, W, C) uint8 0..255 (or float in [0, 1]); H and W multiples
+      of `model.stride`; C = `model.channels` (the centre map fourth).
     pose_model: the pose model used for lifting (L joints).
     min_confidence: a frame is valid only if its mean landmark confidence is at
       least this.
@@ -350,14 +370,14 @@ def init(model: CPM, key: jax.Array, image_shape: tuple[int, int], pose_model: P
     The `params` collection (a pytree of float32 arrays).
   """
   image_shape = tuple(int(s) for s in image_shape)
-  check_images(np.zeros((1, *image_shape, 3), np.uint8), model)
+  check_images(np.zeros((1, *image_shape, model.channels), np.uint8), model)
   check_pose_model(pose_model, model)
   return _init_jit(_init_key(key), pose_model, model=model, image_shape=image_shape)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "image_shape"))
 def _init_jit(key, pose_model, *, model, image_shape):
-  images = jnp.zeros((1, *image_shape, 3), jnp.uint8)
+  images = jnp.zeros((1, *image_shape, model.channels), jnp.uint8)
   return model.init(key, images, pose_model)["params"]
 
 
