@@ -1,7 +1,7 @@
 r"""The `lift3d` command line.
 
   lift3d lift INPUT --model MODEL.npz --layout coco17 --out OUT.npz [--plot SHEET.png]
-         [--num-yaws 100] [--refine] [--batch 4096]
+         [--num-yaws 100] [--refine] [--batch 4096] [--overwrite]
 
 INPUT is one of
 - a `.npy` array of keypoints (..., S, 2) in pixels (y down), or (..., S, 3)
@@ -17,7 +17,15 @@ skeleton with `lift3d.skeleton.convert`, whose confidences weight the lift.
 OUT.npz holds the `LiftResult` fields (pose3d in mm, yaw, scale, coeffs,
 component, cost, reprojected, valid) with the input's batch shape, plus the
 mapped `keypoints` and `confidence` (and `image_id`, `score` for JSON input).
-Bad files or arguments print one line on stderr and exit with status 2.
+It is written at exactly the path given (a NumPy .npz archive whatever the
+name); if OUT is an existing folder (or ends in a path separator) the file is
+`OUT/<input name>_lifted.npz`. An existing OUT or SHEET is never replaced
+unless `--overwrite` (`-f`) is given; files are written whole or not at all.
+
+Bad files or arguments print one line on stderr and exit with status 2,
+before any work. The results are saved before the contact sheet is drawn: if
+no frame could be lifted there is nothing to plot, which is reported (exit 1)
+after OUT is written.
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ import numpy as np
 
 from lift3d.skeleton import LAYOUTS
 
+_EXIT_FAILED = 1  # the work was done and saved, a later step could not be
 _EXIT_USAGE = 2
+_EXIT_INTERRUPTED = 130
 
 
 class _InputError(Exception):
@@ -69,6 +79,7 @@ def _read_keypoints(path: str, layout: str):
       extras["image_id"] = np.asarray([rec.get("image_id", -1) for rec in records])
       extras["score"] = np.asarray([rec.get("score", np.nan) for rec in records], np.float32)
     elif suffix in (".npy", ".npz"):
+      _check_numpy_file(path, suffix)
       data = np.load(path, allow_pickle=False)
       if isinstance(data, np.lib.npyio.NpzFile):
         with data:
@@ -96,9 +107,15 @@ def _read_keypoints(path: str, layout: str):
         confidence = np.clip(array[..., 2], 0.0, 1.0)
     else:
       raise _InputError(f"{path!r}: unsupported input type {suffix!r}; use .npy, .npz or .json")
-  except (OSError, ValueError, json.JSONDecodeError) as e:
+  except (OSError, ValueError, EOFError, json.JSONDecodeError) as e:
     if isinstance(e, _InputError):
       raise
+    if isinstance(e, json.JSONDecodeError):
+      raise _InputError(f"{path!r} is not valid JSON ({e}); expected COCO keypoint results") \
+          from None
+    if "pickled" in str(e):
+      raise _InputError(f"{path!r} holds Python objects, not a numeric array; save the "
+                        "keypoints as a float array with numpy.save") from None
     raise _InputError(f"cannot read {path!r}: {e}") from None
   if keypoints.shape[-2] != num_source:
     raise _InputError(f"{path!r}: layout {layout} has {num_source} joints but the keypoints "
@@ -109,17 +126,67 @@ def _read_keypoints(path: str, layout: str):
   return keypoints, confidence, extras
 
 
+_NUMPY_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
+
+
+def _check_numpy_file(path: str, suffix: str) -> None:
+  """Raises `_InputError` unless `path` starts like a NumPy `.npy` / `.npz` file."""
+  with open(path, "rb") as f:
+    head = f.read(6)
+  if not head:
+    raise _InputError(f"input file {path!r} is empty")
+  magic = _NUMPY_MAGIC[suffix]
+  if not head.startswith(magic):
+    kind = "text" if all(32 <= b < 127 or b in b"\t\r\n" for b in head) else "binary data"
+    writer = "numpy.save" if suffix == ".npy" else "numpy.savez"
+    raise _InputError(f"{path!r} is not a NumPy {suffix} file (it starts with {kind} "
+                      f"{head!r}); write the keypoints with {writer}, or use a COCO .json")
+
+
+def _output_path(out: str, input_path: str) -> str:
+  """The file `--out` names: OUT itself, or `OUT/<input name>_lifted.npz` for a folder."""
+  if os.path.isdir(out) or out.endswith(("/", os.sep)):
+    stem = os.path.splitext(os.path.basename(input_path))[0] or "keypoints"
+    return os.path.join(out, f"{stem}_lifted.npz")
+  return out
+
+
+def _check_writable(path: str, what: str, overwrite: bool) -> None:
+  """Raises `_InputError` if `path` cannot be written (before any work is done)."""
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise _InputError(f"{what} folder {folder!r} does not exist; create it first")
+  if os.path.isdir(path):
+    raise _InputError(f"{what} {path!r} is a folder; give a file name")
+  if os.path.exists(path) and not overwrite:
+    raise _InputError(f"{what} {path!r} exists; pass --overwrite (-f) to replace it")
+  if not os.access(folder, os.W_OK):
+    raise _InputError(f"{what} folder {folder!r} is not writable")
+
+
+def _write_atomically(path: str, write) -> None:
+  """Calls `write(file)` on a temporary file next to `path`, then renames it into place."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  try:
+    with open(tmp, "wb") as f:
+      write(f)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
 def _lift_all(model, keypoints, confidence, *, batch: int, num_yaws: int, refine: bool):
   """Lifts (N, 17, 2) in fixed-size batches (one compile) with a progress bar."""
   import jax
-  from tqdm import tqdm
 
   from lift3d.lifting import lift
+  from lift3d.progress import bar as progress_bar
 
   total = keypoints.shape[0]
   batch = max(1, min(batch, total))
   outputs = []
-  for start in tqdm(range(0, total, batch), desc="lifting", unit="batch", disable=total <= batch):
+  for start in progress_bar(range(0, total, batch), desc="lifting", unit="batch", disable=total <= batch):
     kp = keypoints[start : start + batch]
     vis = None if confidence is None else confidence[start : start + batch]
     size = kp.shape[0]
@@ -134,90 +201,156 @@ def _lift_all(model, keypoints, confidence, *, batch: int, num_yaws: int, refine
       "pose3d", "yaw", "scale", "coeffs", "component", "cost", "reprojected", "valid")}
 
 
-def _contact_sheet(path: str, keypoints, confidence, result, max_frames: int = 12) -> None:
-  """A grid of (input 2D + reprojection, lifted 3D) panels for the first valid frames."""
+def _plot_format(path: str) -> str:
+  """The image format of `--plot` from its extension (png when it has none)."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+  suffix = os.path.splitext(path)[1].lower().lstrip(".") or "png"
+  supported = FigureCanvasAgg.get_supported_filetypes()
+  if suffix not in supported:
+    raise _InputError(f"--plot {path!r}: unknown image type {suffix!r}; use one of "
+                      f"{', '.join(sorted(supported))}")
+  return suffix
+
+
+def _contact_sheet(file, keypoints, confidence, result, *, image_format: str = "png",
+                   max_frames: int = 12) -> None:
+  """A grid of (input 2D + reprojection, lifted 3D) panels for the first valid frames.
+
+  Joints with confidence 0 (hidden, or derived from a hidden joint) are not
+  drawn at their stored coordinates: their limbs are left out of the input
+  skeleton; the reprojection (green) shows where the lift puts them.
+  """
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.lines import Line2D
+  from matplotlib.ticker import MaxNLocator
 
-  from lift3d.viz.skeleton import draw_skeleton_2d, draw_skeleton_3d
+  from lift3d.viz.skeleton import LEFT_COLOUR, RIGHT_COLOUR, draw_skeleton_2d, draw_skeleton_3d
 
   frames = np.flatnonzero(result["valid"])[:max_frames]
-  if frames.size == 0:
-    raise _InputError("no frame could be lifted (all invalid); nothing to plot")
-  cols = min(4, frames.size)
+  cols = min(3, frames.size)
   rows = -(-frames.size // cols)
-  fig = plt.figure(figsize=(4.4 * cols, 2.4 * rows))
+  width, height = 7.0 * cols, 3.6 * rows + 0.9  # inches; 0.9 for the key and last x labels
+  fig = plt.figure(figsize=(width, height))
+  grid = fig.add_gridspec(rows, 2 * cols, width_ratios=[1.0, 1.3] * cols, wspace=0.35,
+                          hspace=0.35, left=0.7 / width, right=1 - 0.5 / width,
+                          top=1 - 0.3 / height, bottom=0.9 / height)
   for n, f in enumerate(frames):
-    ax = fig.add_subplot(rows, 2 * cols, 2 * n + 1)
-    kp = np.where(np.isfinite(keypoints[f]), keypoints[f], np.nan)
-    draw_skeleton_2d(ax, np.nan_to_num(kp, nan=np.nanmean(kp)), visibility=confidence[f])
+    ax = fig.add_subplot(grid[n // cols, 2 * (n % cols)])
+    seen = confidence[f] > 0
+    kp = np.where(seen[:, None] & np.isfinite(keypoints[f]), keypoints[f], np.nan)
+    draw_skeleton_2d(ax, kp, visibility=confidence[f])
     draw_skeleton_2d(ax, result["reprojected"][f], colour="tab:green", alpha=0.6, linewidth=1.0)
-    ax.set_title(f"#{f} 2D (green: reprojected)", fontsize=8)
-    ax.tick_params(labelsize=6)
-    ax3 = fig.add_subplot(rows, 2 * cols, 2 * n + 2, projection="3d")
+    hidden = int((~seen).sum())
+    ax.set_title(f"frame {f}: input 2D" + (f" ({hidden} hidden joints)" if hidden else ""),
+                 fontsize=9)
+    ax.set_xlabel("x (px)", fontsize=8)
+    ax.set_ylabel("y (px)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax3 = fig.add_subplot(grid[n // cols, 2 * (n % cols) + 1], projection="3d")
     draw_skeleton_3d(ax3, result["pose3d"][f])
-    ax3.set_title(f"#{f} 3D (mm), k={int(result['component'][f])}", fontsize=8)
-    ax3.tick_params(labelsize=5)
-  fig.tight_layout()
-  fig.savefig(path, dpi=80)
+    ax3.set_title(f"frame {f}: lifted 3D (mm), component {int(result['component'][f])}",
+                  fontsize=9)
+    for axis in (ax3.xaxis, ax3.yaxis, ax3.zaxis):
+      axis.set_major_locator(MaxNLocator(3))
+    ax3.tick_params(labelsize=6, pad=0)
+    ax3.set_xlabel("x (mm)", fontsize=7, labelpad=-2)
+    ax3.set_ylabel("z (mm)", fontsize=7, labelpad=-2)
+    ax3.set_zlabel("y (mm)", fontsize=7, labelpad=-2)
+  key = [Line2D([], [], color=LEFT_COLOUR, lw=2, label="left limbs"),
+         Line2D([], [], color=RIGHT_COLOUR, lw=2, label="right limbs"),
+         Line2D([], [], color="black", lw=2, label="spine, head"),
+         Line2D([], [], color="tab:green", lw=1, label="3D pose reprojected")]
+  fig.legend(handles=key, loc="lower center", ncol=len(key), fontsize=8, frameon=False)
+  fig.savefig(file, format=image_format, dpi=100)
   plt.close(fig)
 
 
 def _cmd_lift(args) -> int:
-  from lift3d import pose_model
   from lift3d.skeleton import convert
 
   if args.num_yaws < 1:
     raise _InputError(f"--num-yaws must be >= 1, got {args.num_yaws}")
   if args.batch < 1:
     raise _InputError(f"--batch must be >= 1, got {args.batch}")
-  out_dir = os.path.dirname(os.path.abspath(args.out))
-  if not os.path.isdir(out_dir):
-    raise _InputError(f"output directory {out_dir!r} does not exist")
+  # Every output is checked before any work, so a bad path never costs a lift.
+  out = _output_path(args.out, args.input)
+  _check_writable(out, "--out", args.overwrite)
+  if args.plot:
+    _check_writable(args.plot, "--plot", args.overwrite)
+    _plot_format(args.plot)
+    if os.path.abspath(args.plot) == os.path.abspath(out):
+      raise _InputError("--plot and --out name the same file")
+  if not os.path.isfile(args.model):
+    raise _InputError(f"model file {args.model!r} does not exist")
+  # The input is read (NumPy only) before JAX is imported, so its errors come fast.
+  keypoints, confidence, extras = _read_keypoints(args.input, args.layout)
+  from lift3d import pose_model
+
   try:
     model = pose_model.load(args.model)
-  except (FileNotFoundError, ValueError) as e:
-    raise _InputError(f"cannot load model: {e}") from None
+  except (FileNotFoundError, ValueError, OSError, EOFError) as e:
+    raise _InputError(f"cannot load model {args.model!r}: {e}") from None
   if model.num_joints != 17:
     raise _InputError(f"model {args.model!r} has {model.num_joints} joints; lift3d lifts the "
                       "17-joint H36M17 skeleton")
-  keypoints, confidence, extras = _read_keypoints(args.input, args.layout)
   converted = convert(keypoints, args.layout, confidence)
   batch_shape = converted.keypoints.shape[:-2]
   flat_kp = converted.keypoints.reshape(-1, 17, 2)
   flat_conf = converted.confidence.reshape(-1, 17)
   if flat_kp.shape[0] == 0:
-    raise _InputError(f"{args.input!r} holds no frames")
+    raise _InputError(f"{args.input!r} holds no frames (keypoints {keypoints.shape})")
   # Without confidences and with every joint finite, take the fast unweighted path.
   weighted = confidence is not None or not np.all(np.isfinite(flat_kp))
   result = _lift_all(model, flat_kp, flat_conf if weighted else None, batch=args.batch,
                      num_yaws=args.num_yaws, refine=args.refine)
+  total = flat_kp.shape[0]
   invalid = int((~result["valid"]).sum())
-  if invalid:
+  if invalid and not (args.plot and invalid == total):  # (that case is the error below)
     logging.warning("%d of %d frames could not be lifted (too few visible joints or "
-                    "non-finite input); they hold NaN", invalid, flat_kp.shape[0])
-  if args.plot:
-    _contact_sheet(args.plot, flat_kp, flat_conf, result)
+                    "non-finite input); they hold NaN", invalid, total)
   arrays = {k: v.reshape(batch_shape + v.shape[1:]) for k, v in result.items()}
-  np.savez(args.out, keypoints=converted.keypoints.astype(np.float32),
-           confidence=converted.confidence, **arrays, **extras)
-  print(f"lifted {flat_kp.shape[0]} frames ({flat_kp.shape[0] - invalid} valid) -> {args.out}"
-        + (f", plot {args.plot}" if args.plot else ""))
+  # The results first: nothing computed is lost if the plot cannot be drawn.
+  _write_atomically(out, lambda f: np.savez(
+      f, keypoints=converted.keypoints.astype(np.float32), confidence=converted.confidence,
+      **arrays, **extras))
+  args.written = out
+  print(f"lifted {total} frames ({total - invalid} valid) -> {out}")
+  if args.plot:
+    if invalid == total:
+      print(f"lift3d: error: no frame could be lifted (all {total} invalid: too few visible "
+            f"joints); nothing to plot, results are in {out}", file=sys.stderr)
+      return _EXIT_FAILED
+    _write_atomically(args.plot, lambda f: _contact_sheet(f, flat_kp, flat_conf, result,
+                                                          image_format=_plot_format(args.plot)))
+    print(f"contact sheet -> {args.plot}")
   return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+  """argparse with usage mistakes in one line (`lift3d: error: ...; see ... --help`), exit 2."""
+
+  def error(self, message: str):
+    self.exit(_EXIT_USAGE, f"lift3d: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="lift3d", description="Lifting from the Deep, in JAX.")
+  parser = _OneLineParser(prog="lift3d", description="Lifting from the Deep, in JAX.")
   sub = parser.add_subparsers(dest="command", required=True)
   lift = sub.add_parser("lift", help="lift 2D keypoints to 3D poses with a pose model")
   lift.add_argument("input", help="keypoints: .npy/.npz array or COCO keypoint results .json")
   lift.add_argument("--model", required=True, help="pose model .npz (lift3d.pose_model.save)")
   lift.add_argument("--layout", required=True, choices=sorted(LAYOUTS),
                     help="joint layout of the input keypoints")
-  lift.add_argument("--out", required=True, help="output .npz")
+  lift.add_argument("--out", required=True,
+                    help="output .npz file, written at exactly this path (a folder: "
+                         "FOLDER/<input name>_lifted.npz)")
   lift.add_argument("--plot", default=None, help="write a contact sheet of skeletons (PNG)")
+  lift.add_argument("-f", "--overwrite", action="store_true",
+                    help="replace an existing --out / --plot file")
   lift.add_argument("--num-yaws", type=int, default=100, help="yaws searched (default 100)")
   lift.add_argument("--refine", action="store_true", help="refine the yaw (a few LM steps)")
   lift.add_argument("--batch", type=int, default=4096, help="frames per lift call")
@@ -235,12 +368,20 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     return args.func(args)
+  except KeyboardInterrupt:
+    written = getattr(args, "written", None)
+    print("lift3d: interrupted" + (f" after writing {written}" if written else
+                                   "; nothing was written"), file=sys.stderr)
+    return _EXIT_INTERRUPTED
   except _InputError as e:
     print(f"lift3d: error: {e}", file=sys.stderr)
     return _EXIT_USAGE
   except ValueError as e:  # shape problems found by the library
     print(f"lift3d: error: {e}", file=sys.stderr)
     return _EXIT_USAGE
+  except OSError as e:  # e.g. the disk filled up while writing
+    print(f"lift3d: error: {e}", file=sys.stderr)
+    return _EXIT_FAILED
 
 
 if __name__ == "__main__":

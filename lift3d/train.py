@@ -53,13 +53,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-import tqdm
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lift3d.data import pipeline
 from lift3d.models import belief_maps, cpm
 from lift3d.pose_model.model import PoseModel
+from lift3d.progress import bar as progress_bar
 
 BATCH_KEYS = ("image", "keypoints2d", "visibility")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
@@ -592,40 +592,44 @@ def train(
   )
   batches: Iterator = iter(pipeline.with_workers(iterable, worker_count))
 
-  bar = tqdm.tqdm(
+  bar = progress_bar(
       total=num_steps, initial=start, disable=not progress or jax.process_index() != 0,
       desc="train", unit="step",
   )
   started = tick = time.perf_counter()
   tick_step = start
-  for step in range(start, num_steps):
-    batch = _global_batch(next(batches), sharded)
-    state, metrics = step_fn(state, batch, pose_model)
-    done = step + 1
-    if done % max(log_every, 1) == 0 or done == num_steps:
-      metrics = jax.device_get(metrics)
-      now = time.perf_counter()
-      steps_per_s = (done - tick_step) / max(now - tick, 1e-9)
-      tick, tick_step = now, done
-      record = {"step": done, **{k: _to_python(v) for k, v in metrics.items()}}
-      record["steps_per_s"] = steps_per_s
-      record["images_per_s"] = steps_per_s * batch_size
-      writer.write(record)
-      bar.set_postfix(loss=f"{record['loss']:.4g}", steps_per_s=f"{steps_per_s:.3g}")
-      if not np.isfinite(record["loss"]):
-        logging.warning("step %d: non-finite loss %s", done, record["loss"])
-    out_of_time = _out_of_time(started, time_limit_s, done, log_every)
-    if done % max(ckpt_every, 1) == 0 or done == num_steps or out_of_time:
-      manager.save(done, args=ocp.args.StandardSave(state), force=True)
-    bar.update(1)
-    if out_of_time:
-      logging.info("time limit of %.0f s reached at step %d", time_limit_s, done)
-      break
-    if stop_at_step is not None and done >= stop_at_step:
-      break
-  bar.close()
-  manager.wait_until_finished()
-  manager.close()
+  # On any exit (Ctrl-C included) the checkpoint in flight is finished and orbax
+  # shut down cleanly, so a rerun resumes from the latest step saved.
+  try:
+    for step in range(start, num_steps):
+      batch = _global_batch(next(batches), sharded)
+      state, metrics = step_fn(state, batch, pose_model)
+      done = step + 1
+      if done % max(log_every, 1) == 0 or done == num_steps:
+        metrics = jax.device_get(metrics)
+        now = time.perf_counter()
+        steps_per_s = (done - tick_step) / max(now - tick, 1e-9)
+        tick, tick_step = now, done
+        record = {"step": done, **{k: _to_python(v) for k, v in metrics.items()}}
+        record["steps_per_s"] = steps_per_s
+        record["images_per_s"] = steps_per_s * batch_size
+        writer.write(record)
+        bar.set_postfix(loss=f"{record['loss']:.4g}", steps_per_s=f"{steps_per_s:.3g}")
+        if not np.isfinite(record["loss"]):
+          logging.warning("step %d: non-finite loss %s", done, record["loss"])
+      out_of_time = _out_of_time(started, time_limit_s, done, log_every)
+      if done % max(ckpt_every, 1) == 0 or done == num_steps or out_of_time:
+        manager.save(done, args=ocp.args.StandardSave(state), force=True)
+      bar.update(1)
+      if out_of_time:
+        logging.info("time limit of %.0f s reached at step %d", time_limit_s, done)
+        break
+      if stop_at_step is not None and done >= stop_at_step:
+        break
+  finally:
+    bar.close()
+    manager.wait_until_finished()
+    manager.close()
   return state
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lift3d import camera
+from tests.float32_bounds import ULPS_PER_FUNCTION, as_float32, assert_within, bound
 
 
 @pytest.mark.parametrize("angle", [0.0, 0.3, -1.2, 2.9])
@@ -54,26 +55,40 @@ def test_pinhole_matches_similar_triangles():
 
 def test_normalize_round_trip_and_invariance():
   rng = np.random.default_rng(0)
-  keypoints = rng.normal(size=(4, 17, 2)) * 40 + 300
-  weights = rng.uniform(0.2, 1.0, size=(4, 17))
+  keypoints = as_float32(rng.normal(size=(4, 17, 2)) * 40 + 300)
+  weights = as_float32(rng.uniform(0.2, 1.0, size=(4, 17)))
   weights[:, :3] = 0.0
   keypoints[:, :3] = np.nan  # weight 0: ignored
   norm = camera.normalize_keypoints(keypoints, weights)
-  points = np.asarray(norm.points)
+  points = np.asarray(norm.points, np.float64)
   assert np.isfinite(points).all()
   np.testing.assert_allclose(points[:, :3], 0.0)
+  # float32 bounds: the centre (a 17-term weighted mean of pixels near 300) and the
+  # offsets cancel terms of size max|keypoint|; the size (a 34-term weighted sum,
+  # a square root) errs by that over the size; points = offset / size.
+  depth = 1 + 17 + 2 + 2 * 17 + 2 + ULPS_PER_FUNCTION + 2
+  peak = np.nanmax(np.abs(keypoints), (1, 2))  # (B,)
+  size = np.asarray(norm.size, np.float64)
+  reach = np.abs(points).max((1, 2))
+  point_tol = bound(peak / size * (1 + reach) + reach, depth)[:, None, None]  # (B, 1, 1)
   # Unit weighted RMS radius, zero weighted mean.
   w = weights[..., None]
-  np.testing.assert_allclose((w * points).sum(1), 0.0, atol=1e-5)
-  np.testing.assert_allclose((weights * (points**2).sum(-1)).sum(1) / weights.sum(1), 1.0,
-                             rtol=1e-5)
+  assert_within((w * points).sum(1), 0.0, (w * point_tol).sum(1))
+  assert_within((weights * (points**2).sum(-1)).sum(1) / weights.sum(1), 1.0,
+                (weights * 2 * (np.abs(points) * point_tol).sum(-1)).sum(1) / weights.sum(1))
   # y is flipped (pixels y down -> y up).
   assert np.all(np.sign(points[:, 3:, 1]) == -np.sign(keypoints[:, 3:, 1] - norm.centre[:, None, 1]))
   back = np.asarray(camera.denormalize_keypoints(norm.points, norm.centre, norm.size))
-  np.testing.assert_allclose(back[:, 3:], keypoints[:, 3:], rtol=1e-5)
-  moved = camera.normalize_keypoints(keypoints * 3.0 - 17.0, weights)
-  np.testing.assert_allclose(moved.points, norm.points, atol=1e-5)
-  np.testing.assert_allclose(moved.size, 3.0 * np.asarray(norm.size), rtol=1e-5)
+  assert_within(back[:, 3:], keypoints[:, 3:],
+                point_tol * size[:, None, None] + bound(peak + reach * size, 3)[:, None, None])
+  moved_keypoints = as_float32(keypoints * 3.0 - 17.0)
+  moved = camera.normalize_keypoints(moved_keypoints, weights)
+  moved_peak = np.nanmax(np.abs(moved_keypoints), (1, 2))
+  moved_tol = bound(moved_peak / (3 * size) * (1 + reach) + reach, depth + 1)[:, None, None]
+  assert_within(moved.points, points, point_tol + moved_tol)
+  # The size errs by the offsets' error (≤ γ·peak) plus its own rounding.
+  assert_within(moved.size, 3.0 * size, bound(moved_peak + 3 * size, depth + 1)
+                + 3 * bound(peak + size, depth))
 
 
 def _yaw_matrix(theta):
@@ -87,8 +102,14 @@ def test_rotate_yaw_matches_the_matrix_eager_jit_and_planes():
   yaws = rng.uniform(-np.pi, np.pi, 4)
   expected = np.einsum("nij,nlj->nli", np.stack([_yaw_matrix(t) for t in yaws]), poses)
   np.testing.assert_allclose(camera.rotate_yaw(poses, yaws[:, None]), expected, atol=1e-12)
-  jitted = jax.jit(camera.rotate_yaw)(jnp.asarray(poses, jnp.float32), yaws[:, None])
-  np.testing.assert_allclose(jitted, expected, atol=1e-5)
+  # float32 under jit: x' = cos·x + sin·z, each factor within a few ulp, a 2-term sum;
+  # the reference sees the same float32-rounded inputs.
+  poses32, yaws32 = as_float32(poses), as_float32(yaws)
+  jitted = jax.jit(camera.rotate_yaw)(jnp.asarray(poses32, jnp.float32),
+                                      jnp.asarray(yaws32, jnp.float32)[:, None])
+  want32 = np.einsum("nij,nlj->nli", np.stack([_yaw_matrix(t) for t in yaws32]), poses32)
+  assert_within(jitted, want32, bound(np.abs(poses32[..., [0, 2]]).sum(-1, keepdims=True),
+                                      2 + ULPS_PER_FUNCTION))
   # Coordinates on axis 0, e.g. (3, L, B) planes with one yaw per column.
   planes = np.transpose(poses, (2, 1, 0))
   np.testing.assert_allclose(camera.rotate_yaw(planes, yaws, axis=0),

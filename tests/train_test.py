@@ -14,6 +14,7 @@ import pytest
 
 from lift3d import train
 from lift3d.models import belief_maps
+from tests.float32_bounds import assert_within, bound
 from tests.models import tiny
 
 L = tiny.NUM_LANDMARKS
@@ -54,12 +55,15 @@ def test_loss_closed_form():
   weights = np.array([[1, 0, 1, 1], [1, 1, 0.5, 1]], np.float32)
   fused = rng.uniform(size=(3, 2, 3, 3, 4)).astype(np.float32)  # (S, B, H, W, L+1)
   loss, per_stage = train.cpm_loss(jnp.asarray(fused), jnp.asarray(targets), jnp.asarray(weights))
-  expected = [
-      np.mean([np.sum(weights[b] * (fused[t, b] - targets[b]) ** 2) for b in range(2)])
-      for t in range(3)
-  ]
-  np.testing.assert_allclose(np.asarray(per_stage), expected, rtol=1e-5)
-  assert float(loss) == pytest.approx(sum(expected), rel=1e-5)
+  f64, t64, w64 = (x.astype(np.float64) for x in (fused, targets, weights))
+  expected = np.array([
+      np.mean([np.sum(w64[b] * (f64[t, b] - t64[b]) ** 2) for b in range(2)]) for t in range(3)
+  ])
+  # Sums of non-negative terms (nothing cancels): γ of the 2·3·3·4-term sum and the
+  # subtraction, square, weight and mean, relative to the result.
+  depth = fused[0].size + 4
+  assert_within(per_stage, expected, bound(expected, depth))
+  assert_within(loss, expected.sum(), bound(expected.sum(), depth + 3))
   zero, _ = train.cpm_loss(jnp.asarray(np.broadcast_to(targets, fused.shape)),
                            jnp.asarray(targets), jnp.asarray(weights))
   assert float(zero) == 0.0

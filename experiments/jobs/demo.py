@@ -36,6 +36,9 @@ def run(config, workdir: str) -> dict:
   for step in config.steps:
     logging.info("demo: step %s", step)
     summary[step] = steps[step]()
+  # The markdown result tables of the steps that wrote one.
+  summary["results"] = {step: out["table"] for step, out in summary.items()
+                        if isinstance(out, dict) and str(out.get("table", "")).endswith(".md")}
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2, default=str)
   logging.info("demo: done; summary in %s", os.path.join(workdir, "summary.json"))

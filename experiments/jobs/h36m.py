@@ -24,11 +24,11 @@ import os
 
 import numpy as np
 from absl import logging
-from tqdm import tqdm
 
 from experiments import settings
 from lift3d import eval as lift_eval
 from lift3d.data import h36m
+from lift3d.progress import bar as progress_bar
 from lift3d.skeleton import EVAL14_INDICES
 
 _FIELDS = ("subject", "action", "subaction", "camera", "frame", "pose3d_camera",
@@ -197,7 +197,7 @@ def evaluate_protocol(data_dir: str, workdir: str, *, protocol: str, tfds_dir: s
   actions += sorted(present - set(actions))
   per_frame: dict[str, list] = {}
   index_parts, worst_cache = [], {"pred": [], "reprojected": []}
-  for action in tqdm(actions, desc=f"h36m {spec.name}", unit="action"):
+  for action in progress_bar(actions, desc=f"h36m {spec.name}", unit="action"):
     sel = np.flatnonzero(data["action"] == action)
     if max_frames_per_action and len(sel) > max_frames_per_action:
       sel = sel[np.linspace(0, len(sel) - 1, max_frames_per_action).round().astype(int)]

@@ -148,8 +148,10 @@ def plot(path: str, views: Views, lifted: dict, per_frame: dict, num_examples: i
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.lines import Line2D
+  from matplotlib.ticker import MaxNLocator
 
-  from lift3d.viz.skeleton import draw_skeleton_2d, draw_skeleton_3d
+  from lift3d.viz.skeleton import LEFT_COLOUR, RIGHT_COLOUR, draw_skeleton_2d, draw_skeleton_3d
 
   mixture = next(iter(lifted))
   kp = views.keypoints.reshape(-1, 17, 2)
@@ -159,18 +161,27 @@ def plot(path: str, views: Views, lifted: dict, per_frame: dict, num_examples: i
   valid = np.flatnonzero(lifted[mixture]["valid"].reshape(-1))
   frames = valid[np.linspace(0, len(valid) - 1, min(num_examples, len(valid))).astype(int)]
   cols = max(len(frames), 2)
-  fig = plt.figure(figsize=(3.2 * cols, 9.0))
+  fig = plt.figure(figsize=(3.4 * cols, 9.8))
   for n, f in enumerate(frames):
     ax = fig.add_subplot(3, cols, n + 1)
-    shown = np.where(vis[f][:, None] > 0, kp[f], np.nanmean(kp[f], axis=0))
+    # Hidden joints are not drawn (their limbs are left out), never at made-up places.
+    shown = np.where(vis[f][:, None] > 0, kp[f], np.nan)
     draw_skeleton_2d(ax, shown, visibility=vis[f])
-    ax.set_title(f"frame {f}: input 2D", fontsize=8)
+    hidden = int(np.sum(vis[f] <= 0))
+    ax.set_title(f"frame {f}: input 2D" + (f", {hidden} hidden" if hidden else ""), fontsize=8)
+    ax.set_xlabel("x (px)", fontsize=7)
+    ax.set_ylabel("y (px)", fontsize=7)
     ax.tick_params(labelsize=6)
     ax3 = fig.add_subplot(3, cols, cols + n + 1, projection="3d")
     draw_skeleton_3d(ax3, truth[f], colour="0.6", linewidth=3.0)
     draw_skeleton_3d(ax3, pred[f])
-    ax3.set_title("lifted (colour) vs true (grey), mm", fontsize=8)
-    ax3.tick_params(labelsize=5)
+    ax3.set_title("lifted (colour) vs true (grey)", fontsize=8)
+    for axis in (ax3.xaxis, ax3.yaxis, ax3.zaxis):
+      axis.set_major_locator(MaxNLocator(3))
+    ax3.tick_params(labelsize=6, pad=0)
+    ax3.set_xlabel("x (mm)", fontsize=7, labelpad=-4)
+    ax3.set_ylabel("z (mm)", fontsize=7, labelpad=-4)
+    ax3.set_zlabel("y (mm)", fontsize=7, labelpad=-4)
   for i, metric in enumerate(("mpjpe", "pa_mpjpe")):
     ax = fig.add_subplot(3, 2, 5 + i)
     for name, errs in per_frame.items():
@@ -181,7 +192,12 @@ def plot(path: str, views: Views, lifted: dict, per_frame: dict, num_examples: i
     ax.set_xlim(0, np.percentile(np.concatenate([v[metric] for v in per_frame.values()]), 98))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-  fig.tight_layout()
+  key = [Line2D([], [], color=LEFT_COLOUR, lw=2, label="left limbs"),
+         Line2D([], [], color=RIGHT_COLOUR, lw=2, label="right limbs"),
+         Line2D([], [], color="black", lw=2, label="spine, head"),
+         Line2D([], [], color="0.6", lw=3, label="true 3D pose")]
+  fig.legend(handles=key, loc="upper center", ncol=len(key), fontsize=8, frameon=False)
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / 9.8))
   fig.savefig(path, dpi=90)
   plt.close(fig)
   return path

@@ -30,12 +30,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from lift3d import camera
 from lift3d._precision import float32_matmuls
 from lift3d.pose_model import ppca as ppca_lib
 from lift3d.pose_model import stream
+from lift3d.progress import bar as progress_bar
 from lift3d.skeleton import H36M17, Skeleton, check_poses
 
 
@@ -330,7 +330,7 @@ def align_chunked(chunked: stream.Chunked, num_basis: int, *, subsample=None, ce
   yaws = tomasi_kanade_yaws(work)
   reference = stream.replicate(jnp.zeros((3 * num_joints,), jnp.float32), stream.mesh_of(work))
   costs, sizes = [], []
-  bar = tqdm.tqdm(total=num_basis * iterations_per_size, desc="align", disable=not progress)
+  bar = progress_bar(total=num_basis * iterations_per_size, desc="align", disable=not progress)
   model = None
   for size in range(1, num_basis + 1):
     previous = None

@@ -26,11 +26,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from lift3d._precision import float32_matmuls
 from lift3d.pose_model import ppca as ppca_lib
 from lift3d.pose_model import stream
+from lift3d.progress import bar as progress_bar
 
 
 class Mixture(NamedTuple):
@@ -275,7 +275,7 @@ def fit_mixture_chunked(chunked: stream.Chunked, num_samples: int, num_component
   mixture = _m_step(_em_stats(chunked, hard, scatter)[1], hard, noise_floor,
                     num_basis=num_basis)
   history = []
-  bar = tqdm.tqdm(total=iterations, desc="EM", disable=not progress)
+  bar = progress_bar(total=iterations, desc="EM", disable=not progress)
   for _ in range(iterations):
     total, stats = _em_stats(chunked, mixture, scatter)
     history.append(float(total) / num_samples)

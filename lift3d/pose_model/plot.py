@@ -1,8 +1,9 @@
 """A picture of a `PoseModel`: each component's mean pose and its main modes.
 
 One row per mixture component: the mean pose, then for each of the top modes
-the poses `μ_k ± 2·sqrt(λ_kj)·e_kj` (minus in grey, plus in colour), in
-metres (model units × limb_scale), y up.
+the poses `μ_k ± 2·sqrt(λ_kj)·e_kj` (minus in grey, plus in colour: left limbs
+blue, right red; a key under the panels says so), in metres (model units ×
+limb_scale), y up.
 """
 
 from __future__ import annotations
@@ -44,10 +45,16 @@ def components_figure(model: PoseModel, *, num_modes: int = 3, sigmas: float = 2
     A matplotlib Figure of K rows and 1 + min(num_modes, J) columns of 3D
     axes: the mean of component k, then its modes; the caller closes it.
   """
+  from matplotlib.lines import Line2D
+  from matplotlib.ticker import MaxNLocator
+
+  from lift3d.viz.skeleton import LEFT_COLOUR, RIGHT_COLOUR
+
   num_components = model.num_components
   num_modes = min(num_modes, model.num_basis)
   rows, cols = num_components, 1 + num_modes
-  fig = plt.figure(figsize=(2.6 * cols, 2.8 * rows))
+  width, height = 3.0 * cols, 3.0 * rows + 0.5  # inches; 0.5 for the key
+  fig = plt.figure(figsize=(width, height))
   scale = float(model.limb_scale)
   radius = 0.55 * float(np.ptp(np.asarray(model.mean) * scale, axis=(0, 1)).max())
   for k in range(num_components):
@@ -65,14 +72,27 @@ def components_figure(model: PoseModel, *, num_modes: int = 3, sigmas: float = 2
       ax.set_title(f"mode {j}: ±{sigmas:g}√λ (√λ = {std_m:.2f} m)",
                    fontsize=8)
   for ax in fig.axes:
-    ax.view_init(elev=10, azim=-80)
-    ax.tick_params(labelsize=5)
-  fig.tight_layout()
+    # Seen from the front and a little above and to the side: no axis end-on, so
+    # every axis keeps three readable ticks.
+    ax.view_init(elev=15, azim=-60)
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+      axis.set_major_locator(MaxNLocator(3))
+    ax.tick_params(labelsize=6, pad=0)
+    ax.set_xlabel("x (m)", fontsize=7, labelpad=-4)
+    ax.set_ylabel("z (m)", fontsize=7, labelpad=-4)
+    ax.set_zlabel("y (m)", fontsize=7, labelpad=-4)
+  key = [Line2D([], [], color=LEFT_COLOUR, lw=2, label="left limbs"),
+         Line2D([], [], color=RIGHT_COLOUR, lw=2, label="right limbs"),
+         Line2D([], [], color="black", lw=2, label="spine, head"),
+         Line2D([], [], color="0.6", lw=2,
+                label=f"grey: mean − {sigmas:g}√λ·e; coloured: mean + {sigmas:g}√λ·e")]
+  fig.legend(handles=key, loc="lower center", ncol=len(key), fontsize=8, frameon=False)
+  fig.tight_layout(rect=(0, 0.4 / height, 1, 1))
   return fig
 
 
 def plot_components(model: PoseModel, path: str | os.PathLike, *, num_modes: int = 3,
-                    sigmas: float = 2.0, skeleton: Skeleton = H36M17, dpi: int = 80) -> str:
+                    sigmas: float = 2.0, skeleton: Skeleton = H36M17, dpi: int = 100) -> str:
   """Writes `components_figure` to a PNG.
 
   Args:

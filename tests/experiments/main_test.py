@@ -44,14 +44,18 @@ def test_default_smoke_runs_every_step(tmp_path):
   proc = _launch(work, "--config.cpm.train.num_steps=3", "--config.pose_model.num_components=2")
   assert proc.returncode == 0, proc.stderr[-3000:]
   for name in ("pose_model.npz", "pose_model_components.png", "lifting_results.md",
-               "lifting_examples.png", "metrics.jsonl", "cpm_example.png", "summary.json",
-               "network.json", "predict_example.png"):
+               "lifting_examples.png", "metrics.jsonl", "cpm_example.png", "cpm_results.md",
+               "summary.json", "network.json", "predict_example.png"):
     assert os.path.getsize(os.path.join(work, name)) > 0, name
   model = pose_model.load(os.path.join(work, "pose_model.npz"))
   assert model.num_components == 2  # the command-line override reached the fit
   np.testing.assert_allclose(float(np.sum(model.weights)), 1.0, rtol=1e-5)
   with open(os.path.join(work, "summary.json")) as f:
     summary = json.load(f)
+  assert summary["results"] == {"lifting": os.path.join(work, "lifting_results.md"),
+                                "cpm": os.path.join(work, "cpm_results.md")}
+  with open(os.path.join(work, "cpm_results.md")) as f:
+    assert "after 3 training steps" in f.read()
   with open(os.path.join(work, "lifting_results.json")) as f:
     assert json.load(f)["rows"] == summary["lifting"]["rows"]
   rows = summary["lifting"]["rows"]

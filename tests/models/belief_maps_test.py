@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lift3d.models import belief_maps
+from tests.float32_bounds import ULPS_PER_FUNCTION, assert_within, bound
 
 # Jitted once per shape: much faster here than op-by-op dispatch.
 gaussian_maps = jax.jit(belief_maps.gaussian_maps, static_argnums=(1, 2, 3))
@@ -22,8 +23,12 @@ def test_gaussian_maps_match_brute_force():
     for j in range(3):
       for v in range(6):
         for u in range(7):
-          d2 = (u - points[b, j, 0]) ** 2 + (v - points[b, j, 1]) ** 2
-          assert maps[b, v, u, j] == pytest.approx(np.exp(-d2 / (2 * sigma**2)), abs=1e-6)
+          exponent = ((u - points[b, j, 0].astype(np.float64)) ** 2
+                      + (v - points[b, j, 1].astype(np.float64)) ** 2) / (2 * sigma**2)
+          expected = np.exp(-exponent)
+          # The exponent errs relatively (difference, division, square); two exps, a product.
+          assert_within(maps[b, v, u, j], expected,
+                        bound(expected * (1 + exponent), 6 + 2 * ULPS_PER_FUNCTION))
 
 
 def test_argmax_recovers_integer_centres_and_unit_confidence():
@@ -51,7 +56,9 @@ def test_pixels_grid_round_trip_and_cell_centres():
   px = jnp.array([[0.0, 0.0], [3.0, 3.0], [1.5, 5.5], [13.7, 2.2]])
   for stride in (1, 4, 8):
     grid = belief_maps.pixels_to_grid(px, stride)
-    np.testing.assert_allclose(np.asarray(belief_maps.grid_to_pixels(grid, stride)), px, atol=1e-5)
+    # Two affine maps (a shift, a division, a product, a shift) on values of size |px| + stride.
+    assert_within(belief_maps.grid_to_pixels(grid, stride), px,
+                  bound(np.abs(np.asarray(px)) + stride, 8))
   # Cell 0 of stride 4 covers pixels 0..3; its centre is pixel 1.5.
   np.testing.assert_allclose(np.asarray(belief_maps.pixels_to_grid(jnp.array([1.5, 5.5]), 4)),
                              [0.0, 1.0])

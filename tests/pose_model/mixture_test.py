@@ -17,10 +17,21 @@ from lift3d.pose_model.mixture import (
     log_likelihood,
     responsibilities,
 )
+from tests.float32_bounds import (
+    ULPS_PER_FUNCTION,
+    UNIT_ROUNDOFF,
+    as_float32,
+    assert_within,
+    bound,
+    gamma,
+    woodbury_log_density_depth,
+    woodbury_log_density_magnitude,
+)
 from tests.pose_model import synthetic
 
 mixture_lib = importlib.import_module("lift3d.pose_model.mixture")
 DIM, NUM_BASIS = 12, 2
+_DEPTH = woodbury_log_density_depth(DIM, NUM_BASIS)
 
 
 def _planted(seed=0):
@@ -60,8 +71,13 @@ def test_planted_mixture_is_recovered():
     angles = synthetic.principal_angles(np.asarray(mix.basis[j]), planted.basis[k])
     assert angles.max() < 0.1, (k, angles)
   # The reported likelihood is the model's own.
-  np.testing.assert_allclose(fit.log_likelihood[-1],
-                             float(jnp.mean(log_likelihood(mix, data))), atol=2e-4)
+  # (E-step columns form vs centred form: each within `bound` of exact, per sample.)
+  _, magnitude = _dense_log_densities(Mixture(*map(as_float32, mix)), as_float32(data))
+  per_sample = np.asarray(log_likelihood(mix, jnp.asarray(data, jnp.float32)), np.float64)
+  tolerance = (np.mean(2 * bound(magnitude, _DEPTH).max(1)
+                       + bound(per_sample, 2 * ULPS_PER_FUNCTION + 4))
+               + bound(np.mean(np.abs(per_sample)), len(data) + 1))
+  assert_within(fit.log_likelihood[-1], np.mean(per_sample), tolerance, "mean log-likelihood:")
 
 
 def test_log_likelihood_never_decreases():
@@ -77,28 +93,47 @@ def test_log_likelihood_never_decreases():
   assert np.all(np.diff(history) >= -1e-6 * np.abs(history[:-1])), np.diff(history)
 
 
+def _dense_log_densities(mix, data):
+  """float64 `log π_k + log N(y_n; μ_k, C_k)` from dense covariances, and the error scale.
+
+  Returns (N, K) log-densities and the (N, K) magnitude of the terms that cancel
+  in either Woodbury form of the library (`woodbury_log_density_magnitude`).
+  """
+  dense, magnitude = [], []
+  for k in range(len(mix.weights)):
+    mean, basis, variances, noise = mix.mean[k], mix.basis[k], mix.variances[k], mix.noise[k]
+    cov = basis.T @ np.diag(variances) @ basis + noise * np.eye(DIM)
+    centred = data - mean
+    quad = np.einsum("nd,de,ne->n", centred, np.linalg.inv(cov), centred)
+    logdet = np.linalg.slogdet(cov)[1]
+    dense.append(np.log(mix.weights[k]) - 0.5 * (quad + logdet + DIM * np.log(2 * np.pi)))
+    magnitude.append(abs(np.log(mix.weights[k]))
+                     + woodbury_log_density_magnitude(data, mean, basis, variances, noise))
+  return np.stack(dense, -1), np.stack(magnitude, -1)
+
+
 @pytest.mark.usefixtures("full_precision")
 def test_log_densities_match_dense_gaussians_and_chunked_form():
   rng, planted = _planted(1)
-  mix = Mixture(*(jnp.asarray(x, jnp.float32) for x in planted))
   data, _ = _sample(rng, planted, 7)
-  dense = []
-  for k in range(3):
-    cov = planted.basis[k].T @ np.diag(planted.variances[k]) @ planted.basis[k]
-    cov += planted.noise[k] * np.eye(DIM)
-    centred = data - planted.mean[k]
-    quad = np.einsum("nd,de,ne->n", centred, np.linalg.inv(cov), centred)
-    dense.append(np.log(planted.weights[k]) - 0.5 * (quad + np.linalg.slogdet(cov)[1]
-                                                     + DIM * np.log(2 * np.pi)))
-  dense = np.stack(dense, -1)
+  # The reference sees the float32-rounded inputs, so only the rounding inside differs.
+  mix = Mixture(*(jnp.asarray(x, jnp.float32) for x in planted))
   data32 = jnp.asarray(data, jnp.float32)
-  np.testing.assert_allclose(component_log_densities(mix, data32), dense, rtol=1e-4)
+  dense, magnitude = _dense_log_densities(Mixture(*map(as_float32, planted)), as_float32(data))
+  tolerance = bound(magnitude, _DEPTH)
+  # The densities span −1 to −10⁴ with terms of 10³–10⁵ cancelling: a relative
+  # tolerance on the result would be too loose for the far ones, too tight for −1.
+  assert np.ptp(dense) > 1e3 and np.min(np.abs(dense)) < 5, dense
+  assert_within(component_log_densities(mix, data32), dense, tolerance, "centred form:")
   columns = mixture_lib._log_densities_columns(mix, data32.T)
-  np.testing.assert_allclose(columns.T, dense, rtol=1e-4)
+  assert_within(columns.T, dense, tolerance, "columns form:")
+  # Softmax: |Δr_k| ≤ r_k (|Δl_k| + Σ_j r_j |Δl_j|) ≤ 2 r_k max_j |Δl_j|, plus the exp's rounding.
+  resp_dense = np.exp(dense - dense.max(1, keepdims=True))
+  resp_dense /= resp_dense.sum(1, keepdims=True)
   resp = responsibilities(mix, data32)
-  np.testing.assert_allclose(resp, np.exp(dense - dense.max(1, keepdims=True))
-                             / np.exp(dense - dense.max(1, keepdims=True)).sum(1, keepdims=True),
-                             atol=1e-5)
+  resp_tolerance = resp_dense * (2 * tolerance.max(1, keepdims=True)
+                                 + gamma(3 * ULPS_PER_FUNCTION + 3 + len(planted.weights)))
+  assert_within(resp, resp_dense, resp_tolerance + UNIT_ROUNDOFF, "responsibilities:")
 
 
 def _brute_force_greedy(data, k):
@@ -130,7 +165,8 @@ def test_sharded_sums_match_numpy():
   chunked = stream.chunk(data, 96, stream.make_mesh())
   assert chunked.data.shape[0] * chunked.data.shape[-1] >= 1000
   total = jax.jit(lambda c: stream.scan_sum(lambda x, m: (x * m) @ x.T, c))(chunked)
-  np.testing.assert_allclose(total, data.T @ data, rtol=1e-4)
+  data64 = data.astype(np.float64)
+  assert_within(total, data64.T @ data64, bound(np.abs(data64).T @ np.abs(data64), len(data)))
   np.testing.assert_allclose(stream.unchunk(chunked.data, 1000), data)
 
 
@@ -154,9 +190,27 @@ def test_em_statistics_match_direct_sums(num_components):
   chunked = stream.chunk(data.astype(np.float32), 256, stream.make_mesh())
   scatter = mixture_lib._scatter(chunked)
   total, (counts, sums, outer) = mixture_lib._em_stats(chunked, mix, scatter)
+  data = as_float32(data)
   resp = np.asarray(responsibilities(mix, jnp.asarray(data, jnp.float32)), np.float64)
-  np.testing.assert_allclose(counts, resp.sum(0), rtol=1e-4)
-  np.testing.assert_allclose(sums, resp.T @ data, rtol=1e-4, atol=1e-2)
-  np.testing.assert_allclose(outer, np.einsum("nk,nd,ne->kde", resp, data, data), rtol=1e-4,
-                             atol=0.05)
-  np.testing.assert_allclose(total, np.sum(log_likelihood(mix, jnp.asarray(data))), rtol=1e-5)
+  # Both the E-step (columns form) and `responsibilities` (centred form) are within
+  # `tolerance` of the dense log-densities, so they differ by at most twice that,
+  # and each responsibility by r·(2·2·max|Δl| + the softmax's own rounding).
+  _, magnitude = _dense_log_densities(Mixture(*map(as_float32, planted)), data)
+  tolerance = bound(magnitude, _DEPTH)
+  resp_error = resp * (4 * tolerance.max(1, keepdims=True)
+                       + gamma(3 * ULPS_PER_FUNCTION + 3 + num_components))  # (N, K)
+  depth = len(data) + num_components  # sums over N (and over K for the heaviest component)
+  assert_within(counts, resp.sum(0), resp_error.sum(0) + bound(resp.sum(0), depth), "counts:")
+  assert_within(sums, resp.T @ data, resp_error.T @ np.abs(data)
+                + bound(resp.T @ np.abs(data), depth), "sums:")
+  # The heaviest component's moments are the scatter minus the others': bound every
+  # component by the scatter's magnitude.
+  abs_scatter = np.abs(data).T @ np.abs(data)
+  assert_within(outer, np.einsum("nk,nd,ne->kde", resp, data, data),
+                np.einsum("nk,nd,ne->kde", resp_error, np.abs(data), np.abs(data))
+                + bound(abs_scatter, depth + 1), "outer:")
+  # Per sample: the two forms' log-sum-exp differ by ≤ 2·max|Δl| plus its own rounding.
+  per_sample = np.asarray(log_likelihood(mix, jnp.asarray(data, jnp.float32)), np.float64)
+  total_tolerance = (np.sum(2 * tolerance.max(1) + bound(per_sample, 2 * ULPS_PER_FUNCTION + 4))
+                     + bound(np.sum(np.abs(per_sample)), len(data)))
+  assert_within(total, np.sum(per_sample), total_tolerance, "log-likelihood:")

@@ -32,9 +32,24 @@ def test_plot_components_writes_the_figure_at_its_size(planted_fit, tmp_path):
   model = planted_fit.model
   path = plot_components(model, tmp_path / "components.png", num_modes=2, dpi=40)
   with Image.open(path) as image:
-    # Two component rows of mean + 2 modes: 2.6 x 2.8 inches a panel.
-    assert image.size == (round(2.6 * 3 * 40), round(2.8 * 2 * 40))
+    # Two component rows of mean + 2 modes: 3 x 3 inches a panel, 0.5 inch for the key.
+    assert image.size == (round(3.0 * 3 * 40), round((3.0 * 2 + 0.5) * 40))
     assert np.asarray(image.convert("L")).min() < 128  # something is drawn
+
+
+def test_components_figure_has_a_key_and_units(planted_fit):
+  fig = components_figure(planted_fit.model, num_modes=2)
+  try:
+    labels = [text.get_text() for legend in fig.legends for text in legend.get_texts()]
+    assert labels[:3] == ["left limbs", "right limbs", "spine, head"], labels
+    assert "mean − 2√λ·e" in labels[3] and "mean + 2√λ·e" in labels[3], labels
+    for ax in fig.axes:
+      assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_zlabel()) == ("x (m)", "z (m)", "y (m)")
+      low, high = ax.get_zlim()
+      shown = [t for t in ax.get_zticks() if low <= t <= high]
+      assert 2 <= len(shown) <= 4, shown  # few enough to stay readable
+  finally:
+    plt.close(fig)
 
 
 def test_mode_poses_closed_form(planted_fit):
