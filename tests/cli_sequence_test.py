@@ -48,7 +48,7 @@ def test_openpose_folder_per_frame_and_sequence(tmp_path, model_path, capsys):
   for f in range(len(body)):
     people = [{"person_id": [-1], "pose_keypoints_2d": np.concatenate(
         [body[f], np.ones((25, 1))], 1).ravel().tolist()}]
-    if f >= 30:  # a second person enters at frame 30
+    if f >= 35:  # a second person enters at frame 35
       people.append({"person_id": [-1], "pose_keypoints_2d": np.concatenate(
           [body[f] + 150.0, np.full((25, 1), 0.9)], 1).ravel().tolist()})
     (folder / f"video_{f:012d}_keypoints.json").write_text(json.dumps({"people": people}))
@@ -57,7 +57,7 @@ def test_openpose_folder_per_frame_and_sequence(tmp_path, model_path, capsys):
                    str(out), "--num-yaws", str(T)]) == 0
   with np.load(out) as data:
     assert data["pose3d"].shape == (2, len(body), 17, 3)
-    np.testing.assert_array_equal(data["valid"][1], np.arange(len(body)) >= 30)
+    np.testing.assert_array_equal(data["valid"][1], np.arange(len(body)) >= 35)
     assert data["frames"][0] == "video_000000000000_keypoints.json"
   seq_out = tmp_path / "seq.npz"
   assert cli.main(["lift", str(folder), "--sequence", "--model", model_path, "--layout",
@@ -69,8 +69,8 @@ def test_openpose_folder_per_frame_and_sequence(tmp_path, model_path, capsys):
     direct = lift_sequence(_model(), converted.keypoints.astype(np.float32),
                            converted.confidence, num_yaws=T)
     np.testing.assert_allclose(data["pose3d"][0], np.asarray(direct.pose3d), atol=1e-2)
-    # Track 1 is absent for 30 frames, more than the default gap limit.
-    assert not data["valid"][1, :30].any() and data["valid"][1, 30:].all()
+    # Track 1 is absent for 35 frames, more than the default gap limit (30).
+    assert not data["valid"][1, :35].any() and data["valid"][1, 35:].all()
 
 
 def test_coco_sequence_and_export_bvh(tmp_path, model_path):
