@@ -58,11 +58,13 @@ from lift3d.lifting import DEFAULT_OBS_NOISE, LiftResult, _check_model, grid_sco
 from lift3d.pose_model.model import PoseModel
 from lift3d.skeleton import H36M17
 
-# Chosen by held-out validation (experiments/benchmarks/sequence_eval.py):
-DEFAULT_YAW_RATE = 0.05  # radians per frame
-DEFAULT_YAW_JUMP = 20.0  # nats
-DEFAULT_COMPONENT_SWITCH = 5.0  # nats
-DEFAULT_SMOOTHING = 30.0
+# Chosen by held-out validation (experiments/benchmarks/sequence_eval.py: a
+# coordinate search minimising MPJPE + acceleration error on videos of the
+# dance_a and jump clips at 30 fps, from 0.05 / 20 / 5 / 30; RESULTS.md).
+DEFAULT_YAW_RATE = 0.1  # radians per frame
+DEFAULT_YAW_JUMP = 100.0  # nats
+DEFAULT_COMPONENT_SWITCH = 100.0  # nats
+DEFAULT_SMOOTHING = 3000.0
 DEFAULT_MAX_GAP = 30  # frames
 
 
@@ -86,24 +88,37 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
   yaw_index = jnp.arange(num_yaws)
   comp_index = jnp.arange(num_components)[:, None]
 
+  def first_min(x, axis):
+    # argmin as two min-reductions (XLA's variadic argmin reduce is slow on CPU).
+    low = jnp.min(x, axis=axis, keepdims=True)
+    iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, axis % x.ndim)
+    return jnp.squeeze(low, axis), jnp.min(jnp.where(x == low, iota, x.shape[axis]), axis=axis)
+
   def step(previous, frame_scores):
-    # Within a component: a shift within the band, or a jump from its best yaw.
-    shifted = jnp.stack([jnp.roll(previous, int(s), axis=-1) for s in shifts])  # [t - s]
-    candidates = shifted + quad[:, None, None]
-    pick = jnp.argmin(candidates, axis=0)  # (K, T)
-    stay = jnp.min(candidates, axis=0)
-    stay_from = jnp.mod(yaw_index - jnp.asarray(shifts)[pick], num_yaws)
-    best_yaw = jnp.argmin(previous, axis=-1)  # (K,)
-    jump = jnp.min(previous, axis=-1)[:, None] + yaw_jump
+    # Within a component: a shift within the band (a running minimum over the
+    # shifted copies, V[t - s] + q_s, in order of |s| so that ties keep the
+    # smallest change), or a jump from the component's best yaw.
+    stay = previous + quad[band]
+    stay_shift = jnp.zeros(previous.shape, jnp.int32)
+    for s in sorted(shifts.tolist(), key=lambda v: (abs(v), v)):
+      if s == 0:
+        continue
+      candidate = jnp.roll(previous, int(s), axis=-1) + quad[s + band]
+      better = candidate < stay
+      stay = jnp.where(better, candidate, stay)
+      stay_shift = jnp.where(better, s, stay_shift)
+    stay_from = jnp.mod(yaw_index - stay_shift, num_yaws)
+    best_value, best_yaw = first_min(previous, -1)  # (K,)
+    jump = best_value[:, None] + yaw_jump
     use_jump = jump < stay
     within = jnp.where(use_jump, jump, stay)
     within_from = jnp.where(use_jump, best_yaw[:, None], stay_from)
     # Or from another component (the best one at each yaw) plus the switch.
-    other = jnp.argmin(within, axis=0)  # (T,)
-    switch = jnp.min(within, axis=0) + component_switch
+    lowest, other = first_min(within, 0)  # (T,)
+    switch = lowest + component_switch
     use_switch = switch < within
     total = frame_scores + jnp.where(use_switch, switch, within)
-    other_from = within_from[other, yaw_index]
+    other_from = jnp.take_along_axis(within_from, other[None], axis=0)[0]
     pointer = jnp.where(use_switch, other * num_yaws + other_from,
                         comp_index * num_yaws + within_from)
     return total, pointer
@@ -245,23 +260,42 @@ class _Prior:
     self.coupling = jnp.concatenate([jnp.mean(ridge, axis=1, keepdims=True), ridge], axis=1)
 
 
-def _frame_system(prior: _Prior, points, weights, component, yaw):
-  """Normal equations of one frame at (k, θ): H (P, P), b (P,), ||Dw||², A (L, 2, P).
+def _frame_systems(prior: _Prior, points, weights, component, yaw):
+  """Normal equations of every frame at its (k, θ): H (F, P, P), b (F, P), ||Dw||² (F,).
 
-  points (L, 2) sequence-normalised, y up; weights (L,) D² (0 where unused).
-  The translation is eliminated by centring on the weighted mean.
+  points (F, L, 2) sequence-normalised, y up; weights (F, L) D² (0 where
+  unused). The translation is eliminated by centring on the weighted mean.
+  With A_x = cos θ B_x + sin θ B_z and A_y = B_y (B = the component's blocks),
+  `Σ_l w_l A_lᵀA_l` is a combination of the per-joint products of B, so all
+  frames and components take one matrix product against the weights.
   """
-  blocks = prior.blocks[component]  # (L, 3, P)
-  cos, sin = jnp.cos(yaw), jnp.sin(yaw)
-  design = jnp.stack([cos * blocks[:, 0] + sin * blocks[:, 2], blocks[:, 1]], axis=1)
-  total = jnp.sum(weights)
+  num_frames = points.shape[0]
+  frames = jnp.arange(num_frames)
+  total = jnp.sum(weights, axis=-1)
   safe = jnp.where(total > 0, total, 1.0)
-  design_c = design - jnp.sum(weights[:, None, None] * design, axis=0) / safe
-  points_c = points - jnp.sum(weights[:, None] * points, axis=0) / safe
-  gram = jnp.einsum("l,lri,lrj->ij", weights, design_c, design_c)
-  rhs = jnp.einsum("l,lri,lr->i", weights, design_c, points_c)
-  norm2 = jnp.sum(weights[:, None] * points_c**2)
-  return gram, rhs, norm2, design
+  points_c = points - jnp.sum(weights[..., None] * points, axis=1, keepdims=True) / safe[
+      :, None, None]
+  blocks = prior.blocks  # (K, L, 3, P)
+  cos, sin = jnp.cos(yaw), jnp.sin(yaw)
+  # Σ_l w_l B_lp B_lqᵀ for (p, q) = (x, x), (z, z), (x, z) + (z, x), (y, y).
+  bx, by, bz = blocks[:, :, 0], blocks[:, :, 1], blocks[:, :, 2]  # (K, L, P)
+  outer = lambda u, v: u[..., :, None] * v[..., None, :]  # noqa: E731
+  features = jnp.stack([outer(bx, bx), outer(bz, bz), outer(bx, bz) + outer(bz, bx),
+                        outer(by, by)], axis=2)  # (K, L, 4, P, P)
+  terms = jnp.einsum("fl,klqij->fkqij", weights, features)[frames, component]  # (F, 4, P, P)
+  c, s_ = cos[:, None, None], sin[:, None, None]
+  gram = c * c * terms[:, 0] + s_ * s_ * terms[:, 1] + c * s_ * terms[:, 2] + terms[:, 3]
+  sums = jnp.einsum("fl,klcp->fkcp", weights, blocks)[frames, component]  # (F, 3, P)
+  mx = cos[:, None] * sums[:, 0] + sin[:, None] * sums[:, 2]
+  my = sums[:, 1]
+  gram = gram - (outer(mx, mx) + outer(my, my)) / safe[:, None, None]
+  # Σ_l w_l A_lᵀ p_l with p centred (so the centring of A drops out).
+  wx, wy = weights * points_c[..., 0], weights * points_c[..., 1]
+  proj = jnp.einsum("fl,klcp->fkcp", wx, blocks)[frames, component]  # (F, 3, P)
+  proj_y = jnp.einsum("fl,klp->fkp", wy, by)[frames, component]
+  rhs = cos[:, None] * proj[:, 0] + sin[:, None] * proj[:, 2] + proj_y
+  norm2 = jnp.sum(weights[..., None] * points_c**2, axis=(1, 2))
+  return gram, rhs, norm2
 
 
 def _gap_lengths(observed):
@@ -320,8 +354,7 @@ def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_swi
   points = camera.flip_y(jnp.where(weights[..., None] > 0, keypoints - centre[:, None], 0.0)
                          ) / size
 
-  gram, rhs, norm2, design = jax.vmap(functools.partial(_frame_system, prior))(
-      points, weights, component, yaw)
+  gram, rhs, norm2 = _frame_systems(prior, points, weights, component, yaw)
   tikhonov = prior.tikhonov[component]  # (F, P)
   same = jnp.concatenate([jnp.zeros((1,), bool), component[1:] == component[:-1]])
   couple = prior.coupling[component]
@@ -337,14 +370,15 @@ def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_swi
 
   scale = solution[:, 0]
   coeffs = solution[:, 1:] / scale[:, None]
-  body = jnp.einsum("fp,flcp->flc", jnp.concatenate([jnp.ones_like(scale)[:, None], coeffs], 1),
-                    prior.blocks[component])
+  # μ_k + a·e_k for every k as one product, then the frame's k.
+  body = jnp.einsum("fp,klcp->fklc", jnp.concatenate([jnp.ones_like(scale)[:, None], coeffs], 1),
+                    prior.blocks)[jnp.arange(num_frames), component]
   cos, sin = jnp.cos(yaw)[:, None], jnp.sin(yaw)[:, None]
   pose = jnp.stack([cos * body[..., 0] + sin * body[..., 2], body[..., 1],
                     cos * body[..., 2] - sin * body[..., 0]], axis=-1)
   # Reprojection: the projected pose plus the fitted translation (weighted LS
   # where the frame has data, interpolated over frames without).
-  projected = jnp.einsum("flrp,fp->flr", design, solution)  # (F, L, 2) y up, seq units
+  projected = scale[:, None, None] * pose[..., :2]  # s Π R_θ(μ + a·e): (F, L, 2) y up
   safe = jnp.where(has_data, jnp.sum(weights, -1), 1.0)
   shift = (jnp.sum(weights[..., None] * (points - projected), axis=1) / safe[:, None])
   shift = centre / size * jnp.asarray([1.0, -1.0], dtype) + shift  # origin, y-up seq units
@@ -428,8 +462,8 @@ def lift_sequence(
     visibility: optional (..., F, L) weights in [0, 1] (weight-0 joints may
       be NaN). None: every joint visible (NaN joints are then dropped).
     num_yaws: T, grid yaws 2πt/T (static).
-    yaw_rate: radians per frame, the step of the yaw's random walk (at 50 fps,
-      0.05 rad/frame is 2.5 rad/s).
+    yaw_rate: radians per frame, the step of the yaw's random walk (the
+      default 0.1 rad/frame is 3 rad/s at 30 fps; scale it with the frame rate).
     component_switch: cost (nats) of changing mixture component between frames.
     smoothing: weight of the temporal coupling of scale and coefficients (0:
       independent frames at the path's yaws).

@@ -176,6 +176,8 @@ def main(argv=None):
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--quick", action="store_true", help="fewer videos, no validation")
   parser.add_argument("--videos", type=int, default=8, help="videos per clip")
+  parser.add_argument("--no-validate", action="store_true",
+                      help="skip the validation search (test and speed only)")
   args = parser.parse_args(argv)
   os.makedirs(args.workdir, exist_ok=True)
   log = lambda s: print(s, flush=True)  # noqa: E731
@@ -185,7 +187,7 @@ def main(argv=None):
   corpus = mocap.load_embedded()
   videos_per_clip = 2 if args.quick else args.videos
   weights = None
-  if not args.quick:
+  if not (args.quick or args.no_validate):
     val = render_videos(corpus, VALIDATION_CLIPS, videos_per_clip, seed=1)
     log(f"validation: {val[0].shape[0]} videos x {val[0].shape[1]} frames")
     base = lift(model, val[0], val[1], num_yaws=NUM_YAWS)
@@ -216,7 +218,8 @@ def main(argv=None):
       f"accel {seq['accel'] / base['accel']:.3f}")
   lift_fps, seq_fps = speed(model, num_sequences=8 if args.quick else 64)
   log(f"speed, unweighted, 256-frame sequences: lift {lift_fps:,.0f} frames/s, "
-      f"lift_sequence {seq_fps:,.0f} frames/s (ratio {seq_fps / lift_fps:.2f})")
+      f"lift_sequence {seq_fps:,.0f} frames/s (ratio {seq_fps / lift_fps:.2f}); "
+      f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
