@@ -1,7 +1,8 @@
 r"""The `lift3d` command line.
 
   lift3d lift INPUT --model MODEL.npz --layout coco17 --out OUT.npz [--plot SHEET.png]
-         [--num-yaws 100] [--refine] [--batch 4096] [--overwrite]
+         [--num-yaws 100] [--refine] [--batch 4096] [--overwrite] [--sequence] [--fps 30]
+  lift3d export-bvh RESULT.npz OUT.bvh [--track 0] [--fps 30] [--units cm] [--model M.npz]
 
 INPUT is one of
 - a `.npy` array of keypoints (..., S, 2) in pixels (y down), or (..., S, 3)
@@ -11,6 +12,14 @@ INPUT is one of
 - a COCO-format keypoint results JSON: a list of
   `{"image_id", "keypoints": [x, y, v] * S, "score"}` (v is read as the joint's
   confidence, clipped to [0, 1]).
+- a folder of OpenPose per-frame JSON files (`people[i].pose_keypoints_2d`),
+  read as a sequence (frames in file-name order, one track per person index
+  or OpenPose `person_id`).
+With `--sequence`, a multi-frame COCO / AlphaPose results JSON is grouped
+into frames by `image_id` (one track per person index, or AlphaPose's
+`idx`), an array (..., F, S, 2) is read as tracks of F frames, and every
+track is lifted as a video by `lift3d.sequence.lift_sequence`; the outputs
+are (tracks, frames, ...) with `frames` and `track_ids`.
 S is the number of joints of `--layout`; keypoints are mapped into the H36M17
 skeleton with `lift3d.skeleton.convert`, whose confidences weight the lift.
 
@@ -26,6 +35,12 @@ Bad files or arguments print one line on stderr and exit with status 2,
 before any work. The results are saved before the contact sheet is drawn: if
 no frame could be lifted there is nothing to plot, which is reported (exit 1)
 after OUT is written.
+
+`export-bvh` writes one track of a result as BVH motion on the H36M17
+skeleton (`lift3d.data.bvh_writer`): fixed bone lengths (the sequence's
+median, or the `--model`'s mean pose), joint rotations solved per frame,
+ZXY rotation channels in degrees, lengths in `--units` (default centimetres),
+y up; invalid frames repeat the previous valid pose.
 """
 
 from __future__ import annotations
@@ -335,13 +350,162 @@ class _OneLineParser(argparse.ArgumentParser):
 
   def error(self, message: str):
     self.exit(_EXIT_USAGE, f"lift3d: error: {message}; see `{self.prog} --help`\n")
+# ---------------------------------------------------------------------------
+# Sequences (issue 16): folders of OpenPose files, multi-frame COCO / AlphaPose
+# results, `--sequence`, and `export-bvh`.
+
+_RESULT_FIELDS = ("pose3d", "yaw", "scale", "coeffs", "component", "cost", "reprojected", "valid")
+
+
+def _load_model_17(path: str):
+  from lift3d import pose_model
+
+  try:
+    model = pose_model.load(path)
+  except (FileNotFoundError, ValueError) as e:
+    raise _InputError(f"cannot load model: {e}") from None
+  if model.num_joints != 17:
+    raise _InputError(f"model {path!r} has {model.num_joints} joints; lift3d lifts the "
+                      "17-joint H36M17 skeleton")
+  return model
+
+
+def _read_sequence(path: str, layout: str):
+  """INPUT as tracks of frames: (keypoints (..., F, S, 2), confidence or None, extras)."""
+  from lift3d.data import keypoint_files
+
+  num_source = LAYOUTS[layout][0].shape[1]
+  try:
+    if os.path.isdir(path):
+      seq = keypoint_files.read_openpose_folder(path, num_source)
+    elif os.path.splitext(path)[1].lower() == ".json" and os.path.isfile(path):
+      try:
+        with open(path) as f:
+          records = json.load(f)
+      except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _InputError(f"cannot read {path!r}: {e}") from None
+      seq = keypoint_files.read_coco_sequence(records, num_source, where=repr(path))
+    else:
+      keypoints, confidence, _ = _read_keypoints(path, layout)
+      if keypoints.ndim < 3:
+        raise _InputError(f"{path!r}: a sequence needs keypoints (..., F, {num_source}, 2), "
+                          f"got {keypoints.shape}")
+      return keypoints, confidence, {}
+  except ValueError as e:
+    raise _InputError(str(e)) from None
+  if seq.keypoints.shape[0] == 0:
+    raise _InputError(f"{path!r}: no person in any frame")
+  return seq.keypoints, seq.confidence, {"frames": seq.frames, "track_ids": seq.track_ids}
+
+
+def _cmd_lift_sequence(args) -> int:
+  """`lift` for a folder of OpenPose files, or any input with --sequence."""
+  import jax
+
+  from lift3d.sequence import lift_sequence
+  from lift3d.skeleton import convert
+
+  if args.num_yaws < 3:
+    raise _InputError(f"--num-yaws must be >= 3, got {args.num_yaws}")
+  if args.sequence and args.refine:
+    raise _InputError("--refine applies to per-frame lifting; drop it or --sequence")
+  if args.fps is not None and not args.fps > 0:
+    raise _InputError(f"--fps must be positive, got {args.fps}")
+  out_dir = os.path.dirname(os.path.abspath(args.out))
+  if not os.path.isdir(out_dir):
+    raise _InputError(f"output directory {out_dir!r} does not exist")
+  model = _load_model_17(args.model)
+  keypoints, confidence, extras = _read_sequence(args.input, args.layout)
+  converted = convert(keypoints, args.layout, confidence)
+  batch_shape = converted.keypoints.shape[:-2]
+  flat_kp = converted.keypoints.reshape(-1, 17, 2)
+  flat_conf = converted.confidence.reshape(-1, 17)
+  weighted = confidence is not None or not np.all(np.isfinite(flat_kp))
+  if args.sequence:
+    result = lift_sequence(model, converted.keypoints.astype(np.float32),
+                           converted.confidence if weighted else None, num_yaws=args.num_yaws)
+    result = {k: np.asarray(jax.device_get(getattr(result, k))).reshape(
+        (-1, *np.shape(getattr(result, k))[len(batch_shape):])) for k in _RESULT_FIELDS}
+  else:
+    result = _lift_all(model, flat_kp, flat_conf if weighted else None, batch=args.batch,
+                       num_yaws=args.num_yaws, refine=args.refine)
+  invalid = int((~result["valid"]).sum())
+  if invalid:
+    logging.warning("%d of %d frames could not be lifted; they hold NaN", invalid,
+                    flat_kp.shape[0])
+  if args.plot:
+    _contact_sheet(args.plot, flat_kp, flat_conf, result)
+  arrays = {k: v.reshape(batch_shape + v.shape[1:]) for k, v in result.items()}
+  if args.fps is not None:
+    extras["fps"] = np.float64(args.fps)
+  np.savez(args.out, keypoints=converted.keypoints.astype(np.float32),
+           confidence=converted.confidence, **arrays, **extras)
+  shape = "x".join(str(n) for n in batch_shape)
+  print(f"lifted {flat_kp.shape[0]} frames ({shape}: tracks x frames; "
+        f"{flat_kp.shape[0] - invalid} valid"
+        f"{', temporally smoothed' if args.sequence else ''}) -> {args.out}"
+        + (f", plot {args.plot}" if args.plot else ""))
+  return 0
+
+
+def _cmd_lift_dispatch(args) -> int:
+  if args.sequence or os.path.isdir(args.input):
+    return _cmd_lift_sequence(args)
+  return _cmd_lift(args)
+
+
+def _cmd_export_bvh(args) -> int:
+  from lift3d.data import bvh_writer
+
+  if not os.path.isfile(args.result):
+    raise _InputError(f"result file {args.result!r} does not exist")
+  try:
+    with np.load(args.result, allow_pickle=False) as data:
+      if "pose3d" not in data.files:
+        raise _InputError(f"{args.result!r} has no 'pose3d' (write it with `lift3d lift`)")
+      poses = np.asarray(data["pose3d"], np.float64)
+      valid = (np.asarray(data["valid"], bool) if "valid" in data.files
+               else np.all(np.isfinite(poses), axis=(-1, -2)))
+      fps = float(data["fps"]) if "fps" in data.files else None
+  except (OSError, ValueError) as e:
+    raise _InputError(f"cannot read {args.result!r}: {e}") from None
+  if poses.ndim < 3 or poses.shape[-2:] != (17, 3):
+    raise _InputError(f"{args.result!r}: pose3d is {poses.shape}, expected (..., F, 17, 3)")
+  poses = poses.reshape(-1, *poses.shape[-3:])
+  valid = valid.reshape(poses.shape[:2])
+  if not 0 <= args.track < poses.shape[0]:
+    raise _InputError(f"--track {args.track} out of range: the result has {poses.shape[0]} "
+                      "track(s)")
+  poses, valid = poses[args.track], valid[args.track]
+  if not valid.any():
+    raise _InputError(f"track {args.track} has no valid frame")
+  # Invalid frames hold the last valid pose (the first valid one before it).
+  index = np.maximum.accumulate(np.where(valid, np.arange(len(valid)), -1))
+  index = np.where(index < 0, np.argmax(valid), index)
+  poses = poses[index]
+  fps = args.fps if args.fps is not None else (fps or 30.0)
+  if not fps > 0:
+    raise _InputError(f"--fps must be positive, got {fps}")
+  if args.model:
+    lengths = bvh_writer.model_bone_lengths(_load_model_17(args.model))
+  else:
+    lengths = bvh_writer.bone_lengths(poses, valid)
+  out_dir = os.path.dirname(os.path.abspath(args.out))
+  if not os.path.isdir(out_dir):
+    raise _InputError(f"output directory {out_dir!r} does not exist")
+  bvh = bvh_writer.poses_to_bvh(poses, lengths, frame_time=1.0 / fps, units=args.units)
+  bvh_writer.write_bvh(args.out, bvh)
+  print(f"wrote {poses.shape[0]} frames at {fps:g} fps, lengths in {args.units} "
+        f"({int((~valid).sum())} invalid frames hold the previous pose) -> {args.out}")
+  return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
   parser = _OneLineParser(prog="lift3d", description="Lifting from the Deep, in JAX.")
   sub = parser.add_subparsers(dest="command", required=True)
   lift = sub.add_parser("lift", help="lift 2D keypoints to 3D poses with a pose model")
-  lift.add_argument("input", help="keypoints: .npy/.npz array or COCO keypoint results .json")
+  lift.add_argument("input", help="keypoints: .npy/.npz array, COCO / AlphaPose keypoint "
+                    "results .json, or a folder of OpenPose per-frame .json files")
   lift.add_argument("--model", required=True, help="pose model .npz (lift3d.pose_model.save)")
   lift.add_argument("--layout", required=True, choices=sorted(LAYOUTS),
                     help="joint layout of the input keypoints")
@@ -354,7 +518,23 @@ def build_parser() -> argparse.ArgumentParser:
   lift.add_argument("--num-yaws", type=int, default=100, help="yaws searched (default 100)")
   lift.add_argument("--refine", action="store_true", help="refine the yaw (a few LM steps)")
   lift.add_argument("--batch", type=int, default=4096, help="frames per lift call")
-  lift.set_defaults(func=_cmd_lift)
+  lift.add_argument("--sequence", action="store_true",
+                    help="lift tracks of frames as videos (lift3d.sequence.lift_sequence)")
+  lift.add_argument("--fps", type=float, default=None,
+                    help="frame rate, stored with the result (for export-bvh)")
+  lift.set_defaults(func=_cmd_lift_dispatch)
+  export = sub.add_parser("export-bvh", help="write a lifted sequence as BVH motion")
+  export.add_argument("result", help="RESULT.npz written by `lift3d lift`")
+  export.add_argument("out", help="output .bvh")
+  export.add_argument("--track", type=int, default=0, help="which track (person) to export")
+  export.add_argument("--fps", type=float, default=None,
+                      help="frame rate (default: the result's, else 30)")
+  export.add_argument("--units", choices=("mm", "cm", "m"), default="cm",
+                      help="length unit of the file (default cm)")
+  export.add_argument("--model", default=None,
+                      help="take bone lengths from this pose model (default: the median "
+                           "lengths of the sequence)")
+  export.set_defaults(func=_cmd_export_bvh)
   from lift3d import cli_predict  # the `predict` and `export` commands (issue 14)
 
   cli_predict.add_commands(sub)

@@ -871,3 +871,116 @@ def lift(
       num_yaws=int(num_yaws), refine=bool(refine), refine_steps=int(refine_steps),
       differentiable=bool(differentiable), min_visible=int(min_visible),
       chunk_size=int(chunk_size), root=root)
+
+
+# ===========================================================================
+# BEGIN grid_scores (issue 16: lift3d.sequence depends on this one function).
+# The per-frame negative log posterior of every (component, yaw) of the grid,
+# built from `_prepare`, `_frame_terms` and the two searches above, with the
+# same 2D preprocessing as `_lift_chunk`. The weighted search runs unpaired
+# (an explicit identity camera rotation), so that all T yaws come back.
+
+
+def _grid_chunk(prep: _Prepared, keypoints, visibility, min_visible: int):
+  """(K, T, B) scores of a (B, L, 2) chunk; NaN for frames that cannot be lifted."""
+  num_joints = keypoints.shape[1]
+  if visibility is None:
+    joint_w = None
+    used = jnp.ones(keypoints.shape[:2], bool)
+  else:
+    visibility = jnp.where(jnp.isfinite(visibility), jnp.clip(visibility, 0.0, 1.0), 0.0)
+    joint_w = visibility * visibility
+    used = joint_w > 0
+  finite = jnp.all(jnp.isfinite(keypoints), axis=-1)
+  clean = jnp.where(used[..., None] & finite[..., None], keypoints, 0.0)
+  ok = jnp.all(finite | ~used, axis=-1) & (jnp.sum(used, axis=-1) >= min_visible)
+  probe = camera.normalize_keypoints(clean, joint_w)
+  extent = jnp.max(jnp.abs(jnp.where(used[..., None], clean, 0.0)), axis=(-1, -2))
+  ok = ok & jnp.isfinite(probe.size) & (probe.size > 1e-5 * extent)
+  clean = jnp.where(ok[:, None, None], clean, _dummy_pose(num_joints, keypoints.dtype))
+  used = used | ~ok[:, None]
+  if joint_w is not None:
+    joint_w = jnp.where(ok[:, None], joint_w, 1.0)
+  points = jnp.where(used[..., None], camera.normalize_keypoints(clean, joint_w).points, 0.0)
+  if joint_w is None:
+    costs = _search_unweighted(prep, points)
+  else:
+    costs, paired = _search_weighted(prep, *_frame_terms(prep, points, joint_w))
+    assert not paired  # an explicit camera rotation never pairs θ with θ + π
+  scores = costs * prep.inv_two_var + prep.score_offset[:, None, None]
+  return jnp.where(ok & jnp.all(jnp.isfinite(scores), axis=(0, 1)), scores, jnp.nan)
+
+
+@functools.partial(jax.jit, static_argnames=("num_yaws", "min_visible", "chunk_size"))
+def _grid_scores_jit(model, keypoints, visibility, obs_noise, *, num_yaws, min_visible,
+                     chunk_size):
+  model, keypoints, visibility = jax.lax.stop_gradient((model, keypoints, visibility))
+  batch_shape, num_joints = keypoints.shape[:-2], keypoints.shape[-2]
+  flat = keypoints.reshape((-1, num_joints, 2))
+  flat_vis = None if visibility is None else visibility.reshape((-1, num_joints))
+  rotation = None if visibility is None else jnp.eye(3, dtype=keypoints.dtype)
+  prep = _prepare(model, rotation, obs_noise, num_yaws, visibility is None)
+  total = flat.shape[0]
+  num_chunks = max(1, -(-total // chunk_size))
+  size = -(-total // num_chunks)
+  pad = num_chunks * size - total
+  chunks = jnp.pad(flat, ((0, pad), (0, 0), (0, 0))).reshape(num_chunks, size, num_joints, 2)
+  if flat_vis is None:
+    out = jax.lax.map(lambda kp: _grid_chunk(prep, kp, None, min_visible), chunks)
+  else:
+    vis = jnp.pad(flat_vis, ((0, pad), (0, 0))).reshape(num_chunks, size, num_joints)
+    out = jax.lax.map(lambda a: _grid_chunk(prep, *a, min_visible), (chunks, vis))
+  out = jnp.moveaxis(out, -1, 1).reshape((num_chunks * size, *out.shape[1:3]))[:total]
+  return out.reshape(batch_shape + out.shape[1:])
+
+
+@float32_matmuls
+def grid_scores(model: PoseModel, keypoints, visibility=None, *, num_yaws: int = 100,
+                min_visible: int = 6, obs_noise: float = DEFAULT_OBS_NOISE,
+                chunk_size: int | None = None):
+  """Negative log posterior of every (component, yaw) of the lifting grid, per frame.
+
+  The quantity `lift` minimises on its grid (METHOD §4): for component k and
+  yaw θ_t = 2πt/T, `r_k(θ_t)/(2σ_obs²) + ½ Σ_j log λ_kj − log π_k` with `r`
+  the regularised least-squares cost of the frame, in nats. Same 2D
+  preprocessing, weights and prior as `lift` (see the module docstring).
+
+  Args:
+    model: the pose model (K components, L joints).
+    keypoints: (..., L, 2) pixels, x right, y down.
+    visibility: optional (..., L) weights in [0, 1] (D = diag(visibility));
+      joints of weight 0 may be NaN. None: all joints, unweighted search.
+    num_yaws: T (static).
+    min_visible: frames with fewer joints of positive weight get NaN.
+    obs_noise: 2D noise in normalised units, as in `lift`.
+    chunk_size: frames per chunk (default 2,048 unweighted, 128 weighted).
+
+  Returns:
+    (..., K, T) float32 scores (nats); all NaN for a frame that `lift` would
+    mark not valid (too few visible joints, a visible joint not finite, or
+    the visible joints coincide).
+  """
+  _check_model(model)
+  num_joints = int(np.shape(model.mean)[1])
+  shape = tuple(np.shape(keypoints))
+  if len(shape) < 2 or shape[-1] != 2 or shape[-2] != num_joints:
+    raise ValueError(f"expected keypoints (..., {num_joints}, 2), got {shape}; map joints "
+                     "with lift3d.skeleton.convert first")
+  if visibility is not None and tuple(np.shape(visibility)) != shape[:-1]:
+    raise ValueError(f"visibility shape {tuple(np.shape(visibility))} does not match "
+                     f"keypoints {shape} (expected {shape[:-1]})")
+  if int(num_yaws) < 1 or int(min_visible) < 1:
+    raise ValueError(f"num_yaws and min_visible must be >= 1, got {num_yaws}, {min_visible}")
+  if chunk_size is None:
+    chunk_size = _CPU_CHUNKS[visibility is not None]
+  dtype = jnp.result_type(float)
+  model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
+  return _grid_scores_jit(
+      model, jnp.asarray(keypoints, dtype),
+      None if visibility is None else jnp.asarray(visibility, dtype),
+      jnp.asarray(obs_noise, dtype), num_yaws=int(num_yaws), min_visible=int(min_visible),
+      chunk_size=int(chunk_size))
+
+
+# END grid_scores
+# ===========================================================================

@@ -1,9 +1,11 @@
 """Skeletons: joint names, parents, limbs and left/right pairs, and converters.
 
 Everything in lift3d works on `H36M17`, the 17-joint Human3.6M skeleton. Other
-layouts (the 32-joint Human3.6M release, COCO-17, MPII-16) are mapped into it
-with `convert`, which derives the joints a source lacks and marks them as
-estimated.
+layouts (the 32-joint Human3.6M release, COCO-17, MPII-16, OpenPose BODY_25,
+MediaPipe's 33 pose landmarks, AlphaPose's Halpe-26) are mapped into it with
+`convert`, which derives the joints a source lacks and marks them as
+estimated. `mediapipe_to_pixels` turns MediaPipe's normalised landmarks into
+pixels; the readers of the detectors' files are in `lift3d.data.keypoint_files`.
 
 Shape letters: L joints of the target skeleton, S joints of a source layout,
 D coordinate dimension (2 or 3).
@@ -142,6 +144,28 @@ MPII16_NAMES = (
     "l_elbow", "l_wrist",
 )
 
+# OpenPose BODY_25 (the default model of OpenPose >= 1.3), in its output order.
+BODY25_NAMES = (
+    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
+    "MidHip", "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar",
+    "LEar", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
+)
+# MediaPipe Pose (BlazePose) landmarks, in its output order.
+MEDIAPIPE33_NAMES = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip",
+    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
+    "right_heel", "left_foot_index", "right_foot_index",
+)
+# Halpe-26 (AlphaPose's full-body keypoints without face and hands): COCO-17,
+# then head top, neck, pelvis and six foot points.
+HALPE26_NAMES = (
+    *COCO17_NAMES, "head", "neck", "hip", "left_big_toe", "right_big_toe", "left_small_toe",
+    "right_small_toe", "left_heel", "right_heel",
+)
+
 
 def check_poses(poses, skeleton: Skeleton = H36M17, *, what: str = "poses",
                 batched: bool = False) -> None:
@@ -254,15 +278,69 @@ _MPII_RECIPE = {
     "RWrist": {"r_wrist": 1.0},
 }
 
+# BODY_25 has a pelvis (MidHip) and a neck at the shoulder midpoint (H36M's
+# thorax), but no spine and no head top: the spine is the pelvis-neck midpoint
+# and the head top is extrapolated from the neck through the ear midpoint by
+# half that distance again, as for COCO.
+_BODY25_RECIPE = {
+    "Hip": {"MidHip": 1.0},
+    "RHip": {"RHip": 1.0},
+    "RKnee": {"RKnee": 1.0},
+    "RFoot": {"RAnkle": 1.0},
+    "LHip": {"LHip": 1.0},
+    "LKnee": {"LKnee": 1.0},
+    "LFoot": {"LAnkle": 1.0},
+    "Spine": _mid("MidHip", "Neck"),
+    "Thorax": {"Neck": 1.0},
+    "Neck/Nose": {"Nose": 1.0},
+    "Head": {"LEar": 0.75, "REar": 0.75, "Neck": -0.5},
+    "LShoulder": {"LShoulder": 1.0},
+    "LElbow": {"LElbow": 1.0},
+    "LWrist": {"LWrist": 1.0},
+    "RShoulder": {"RShoulder": 1.0},
+    "RElbow": {"RElbow": 1.0},
+    "RWrist": {"RWrist": 1.0},
+}
+
+# MediaPipe's body landmarks are COCO's (and more): the same derivations.
+_MEDIAPIPE_RECIPE = _COCO_RECIPE
+
+# Halpe-26 adds a pelvis ("hip"), a neck at the shoulder midpoint and a head
+# top, so only the spine is derived (the pelvis-neck midpoint).
+_HALPE_RECIPE = {
+    **_COCO_RECIPE,
+    "Hip": {"hip": 1.0},
+    "Spine": _mid("hip", "neck"),
+    "Thorax": {"neck": 1.0},
+    "Head": {"head": 1.0},
+}
+
 _H36M32_WEIGHTS = np.eye(32)[list(H36M32_TO_17)]
 _COCO_WEIGHTS, _COCO_ESTIMATED = _mapping(COCO17_NAMES, _COCO_RECIPE)
 _MPII_WEIGHTS, _MPII_ESTIMATED = _mapping(MPII16_NAMES, _MPII_RECIPE)
+_BODY25_WEIGHTS, _BODY25_ESTIMATED = _mapping(BODY25_NAMES, _BODY25_RECIPE)
+_MEDIAPIPE_WEIGHTS, _MEDIAPIPE_ESTIMATED = _mapping(MEDIAPIPE33_NAMES, _MEDIAPIPE_RECIPE)
+_HALPE_WEIGHTS, _HALPE_ESTIMATED = _mapping(HALPE26_NAMES, _HALPE_RECIPE)
 
 LAYOUTS: dict[str, tuple[np.ndarray, np.ndarray]] = {
     "h36m17": (np.eye(17), np.zeros(17, bool)),
     "h36m32": (_H36M32_WEIGHTS, np.zeros(17, bool)),
     "coco17": (_COCO_WEIGHTS, _COCO_ESTIMATED),
     "mpii16": (_MPII_WEIGHTS, _MPII_ESTIMATED),
+    "body25": (_BODY25_WEIGHTS, _BODY25_ESTIMATED),
+    "mediapipe33": (_MEDIAPIPE_WEIGHTS, _MEDIAPIPE_ESTIMATED),
+    "halpe26": (_HALPE_WEIGHTS, _HALPE_ESTIMATED),
+}
+
+# The source joint names of each layout (h36m32: its index in the release).
+LAYOUT_NAMES: dict[str, tuple[str, ...]] = {
+    "h36m17": H36M17.names,
+    "h36m32": tuple(f"h36m32_{i}" for i in range(32)),
+    "coco17": COCO17_NAMES,
+    "mpii16": MPII16_NAMES,
+    "body25": BODY25_NAMES,
+    "mediapipe33": MEDIAPIPE33_NAMES,
+    "halpe26": HALPE26_NAMES,
 }
 
 
@@ -275,8 +353,10 @@ def convert(
 
   Args:
     keypoints: (..., S, D) 2D or 3D keypoints in any units, S the number of
-      joints of `layout` (17, 32, 17, 16 for h36m17, h36m32, coco17, mpii16).
-    layout: one of "h36m17", "h36m32", "coco17", "mpii16".
+      joints of `layout` (17, 32, 17, 16, 25, 33, 26 for h36m17, h36m32,
+      coco17, mpii16, body25, mediapipe33, halpe26). MediaPipe landmarks must
+      be in pixels first (`mediapipe_to_pixels`).
+    layout: one of the keys of `LAYOUTS`.
     confidence: (..., S) per-joint confidence in [0, 1], or None for all ones.
       Joints with confidence 0 may hold any value, NaN included.
 
@@ -311,3 +391,36 @@ def convert(
   out_conf = np.min(conf_used, axis=-1).astype(np.float32)
   out = np.where(out_conf[..., None] > 0, out, np.nan)
   return ConvertedPose(out, out_conf, estimated.copy())
+
+
+def mediapipe_to_pixels(
+    landmarks: np.ndarray, image_size: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray | None]:
+  """MediaPipe pose landmarks (normalised image coordinates) to pixels.
+
+  MediaPipe reports x and y as fractions of the image width and height (x
+  right, y down, origin at the top-left corner), then z and, in its
+  `landmark` lists, `visibility`.
+
+  Args:
+    landmarks: (..., 33, C) with C = 2 (x, y), 3 (x, y, z) or 4 or 5
+      (x, y, z, visibility[, presence]), normalised coordinates.
+    image_size: (width, height) of the image in pixels.
+
+  Returns:
+    (keypoints (..., 33, 2) pixels, y down, visibility (..., 33) in [0, 1]
+    or None when C < 4). Feed both to `convert(..., "mediapipe33", ...)`.
+  """
+  landmarks = np.asarray(landmarks, np.float64)
+  if landmarks.ndim < 2 or landmarks.shape[-2] != 33 or not 2 <= landmarks.shape[-1] <= 5:
+    raise ValueError(
+        f"expected MediaPipe landmarks (..., 33, 2..5) [x, y, z, visibility, presence], got "
+        f"{landmarks.shape}")
+  width, height = (float(v) for v in image_size)
+  if not (width > 0 and height > 0):
+    raise ValueError(f"image_size must be a positive (width, height), got {image_size}")
+  pixels = landmarks[..., :2] * np.asarray([width, height])
+  visibility = None
+  if landmarks.shape[-1] >= 4:
+    visibility = np.clip(landmarks[..., 3], 0.0, 1.0)
+  return pixels, visibility

@@ -1,0 +1,226 @@
+r"""Video lifting: `lift3d.lift_sequence` against per-frame `lift` on held-out clips (issue 16).
+
+  python -m experiments.benchmarks.sequence_eval --workdir /tmp/sequence_eval
+  python -m experiments.benchmarks.sequence_eval --workdir /tmp/sequence_eval --quick
+
+Data: the embedded mocap corpus. The pose model (K=3, J=10) is fitted on every
+clip except the validation clips (dance_a, jump) and the test clips (walk,
+punch, the project's held-out clips) and cached in the workdir. Each clip
+becomes videos at its own frame rate: played forwards and backwards to 240
+frames (so the motion stays continuous), the subject at a random yaw, a
+fixed pinhole camera per video (focal 1000 px, 4-7 m away, 0.8-1.3 m high,
+looking at the hip), 3 px Gaussian 2D noise, occlusions of single joints
+lasting 5-25 frames (1% chance per joint and frame) and one or two dropouts
+of the whole person lasting 3-10 frames.
+
+Metrics (mm, 17 joints, camera frame, root-aligned): MPJPE, PA-MPJPE and the
+acceleration error (mean over joints of |second difference of prediction −
+that of the truth|, mm/frame², as VideoPose3D reports it), over the frames
+that per-frame lifting gets (valid), plus `lift_sequence` over all frames.
+
+Default weights of `lift_sequence`: a coordinate search on the validation
+clips minimising MPJPE + acceleration error (printed). Speed: unweighted,
+64 clean sequences of 256 frames, `lift` and `lift_sequence` in the same
+process (best of 3 after a warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+
+from lift3d import camera, pose_model, sequence
+from lift3d.data import mocap
+from lift3d.eval import mpjpe, pa_mpjpe
+from lift3d.lifting import lift
+
+VALIDATION_CLIPS = ("humanoid3d_dance_a", "humanoid3d_jump")
+TEST_CLIPS = ("humanoid3d_walk", "humanoid3d_punch")
+NUM_YAWS = 100
+
+
+def load_or_fit_model(workdir: str) -> pose_model.PoseModel:
+  path = os.path.join(workdir, "pose_model_sequence_eval.npz")
+  if os.path.exists(path):
+    return pose_model.load(path)
+  corpus = mocap.load_embedded()
+  train, _ = corpus.split(VALIDATION_CLIPS + TEST_CLIPS)
+  model = pose_model.fit(train.poses, num_components=3, key=jax.random.key(0))
+  pose_model.save(path, model)
+  return model
+
+
+def render_videos(corpus: mocap.MocapCorpus, clips, videos_per_clip: int, seed: int,
+                  length: int = 240, noise_px: float = 3.0):
+  """Videos of the clips: keypoints (V, F, 17, 2) px (NaN where hidden), visibility (V, F, 17),
+  truth (V, F, 17, 3) mm root-centred in the camera frame, frame rates (V,)."""
+  rng = np.random.default_rng(seed)
+  keypoints, visibility, truth, rates = [], [], [], []
+  for name in clips:
+    poses = corpus.clip_poses(name).astype(np.float64)
+    loop = np.concatenate([poses, poses[-2:0:-1]])  # forwards, then backwards
+    index = np.arange(length) % len(loop)
+    for _ in range(videos_per_clip):
+      start = rng.integers(len(loop))
+      clip = loop[(index + start) % len(loop)]
+      hip = clip[:1, :1] * np.array([1.0, 0.0, 1.0])
+      yaw = rng.uniform(0, 2 * np.pi)
+      world = np.einsum("ab,flb->fla", np.asarray(camera.yaw_rotation(yaw), np.float64),
+                        clip - hip)
+      height, distance = rng.uniform(0.8, 1.3), rng.uniform(4.0, 7.0)
+      hip_height = np.median(world[:, 0, 1])
+      elevation = np.arctan2(height - hip_height, distance)
+      rotation = np.asarray(camera.elevation_rotation(elevation), np.float64)
+      cam = np.einsum("ab,flb->fla", rotation, world - np.array([0.0, height, distance]))
+      pixels = np.asarray(camera.pinhole(cam, 1000.0, np.array([500.0, 500.0])), np.float64)
+      pixels = pixels + noise_px * rng.normal(size=pixels.shape)
+      visible = np.ones((length, 17), bool)
+      for f, j in zip(*np.nonzero(rng.uniform(size=(length, 17)) < 0.01), strict=True):
+        visible[f : f + rng.integers(5, 26), j] = False
+      for _ in range(rng.integers(1, 3)):
+        f = rng.integers(length)
+        visible[f : f + rng.integers(3, 11)] = False
+      keypoints.append(np.where(visible[..., None], pixels, np.nan))
+      visibility.append(visible)
+      truth.append((cam - cam[:, :1]) * 1000.0)
+      rates.append(corpus.clip_rate(name))
+  return (np.asarray(keypoints, np.float32), np.asarray(visibility, np.float32),
+          np.asarray(truth, np.float32), np.asarray(rates))
+
+
+def acceleration_error(pred, true, valid):
+  """Mean over joints and frames of |Δ²pred − Δ²true| (mm/frame²), triples of valid frames."""
+  accel = lambda x: x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]  # noqa: E731
+  ok = valid[:, 2:] & valid[:, 1:-1] & valid[:, :-2]
+  diff = np.linalg.norm(accel(pred) - accel(true), axis=-1).mean(-1)
+  return float(diff[ok].mean())
+
+
+def scores(pose3d, valid, truth, frames=None):
+  """MPJPE, PA-MPJPE, accel error over `frames` (default: the valid ones)."""
+  frames = valid if frames is None else frames & valid
+  pred, true = pose3d[frames], truth[frames]
+  return {"mpjpe": float(np.mean(np.asarray(mpjpe(pred, true, root_index=0)))),
+          "pa_mpjpe": float(np.mean(np.asarray(pa_mpjpe(pred, true)))),
+          "accel": acceleration_error(pose3d, truth, frames),
+          "valid": float(valid.mean())}
+
+
+def run_sequence(model, videos, **weights):
+  keypoints, visibility, _, _ = videos
+  result = sequence.lift_sequence(model, keypoints, visibility, num_yaws=NUM_YAWS, **weights)
+  return np.asarray(result.pose3d), np.asarray(result.valid)
+
+
+def validate(model, videos, log) -> dict:
+  """Coordinate search of the weights on validation videos; returns the best."""
+  truth = videos[2]
+  best = {"yaw_rate": sequence.DEFAULT_YAW_RATE, "yaw_jump": sequence.DEFAULT_YAW_JUMP,
+          "component_switch": sequence.DEFAULT_COMPONENT_SWITCH,
+          "smoothing": sequence.DEFAULT_SMOOTHING}
+  grids = {"smoothing": (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0),
+           "yaw_rate": (0.01, 0.02, 0.05, 0.1, 0.2),
+           "component_switch": (1.0, 5.0, 20.0, 100.0),
+           "yaw_jump": (5.0, 20.0, 100.0)}
+  cache = {}
+
+  def objective(weights):
+    key = tuple(sorted(weights.items()))
+    if key not in cache:
+      pose3d, valid = run_sequence(model, videos, **weights)
+      s = scores(pose3d, valid, truth)
+      cache[key] = s["mpjpe"] + s["accel"]
+      log(f"  validation {weights}: MPJPE {s['mpjpe']:.1f} accel {s['accel']:.2f} "
+          f"-> {cache[key]:.2f}")
+    return cache[key]
+
+  for _ in range(2):  # two sweeps of the coordinates
+    for name, grid in grids.items():
+      values = {v: objective({**best, name: v}) for v in grid}
+      best[name] = min(values, key=values.get)
+  return best
+
+
+def speed(model, num_sequences=64, num_frames=256, repeats=3):
+  rng = np.random.default_rng(0)
+  poses = np.asarray(model.mean)[rng.integers(0, model.num_components, num_sequences)]
+  yaw = rng.uniform(0, 2 * np.pi, num_sequences)[:, None] + 0.02 * np.arange(num_frames)
+  rot = np.asarray(camera.yaw_rotation(yaw))
+  points = np.einsum("sfab,slb->sfla", rot, poses)
+  keypoints = np.array(camera.weak_perspective(points, 300.0), np.float32)
+  keypoints += rng.normal(size=keypoints.shape).astype(np.float32)
+  flat = keypoints.reshape(-1, 17, 2)
+
+  def best_time(fn):
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+      t = time.perf_counter()
+      jax.block_until_ready(fn())
+      times.append(time.perf_counter() - t)
+    return min(times)
+
+  frames = num_sequences * num_frames
+  t_lift = best_time(lambda: lift(model, flat, num_yaws=NUM_YAWS))
+  t_seq = best_time(lambda: sequence.lift_sequence(model, keypoints, num_yaws=NUM_YAWS))
+  return frames / t_lift, frames / t_seq
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--quick", action="store_true", help="fewer videos, no validation")
+  parser.add_argument("--videos", type=int, default=8, help="videos per clip")
+  parser.add_argument("--no-validate", action="store_true",
+                      help="skip the validation search (test and speed only)")
+  args = parser.parse_args(argv)
+  os.makedirs(args.workdir, exist_ok=True)
+  log = lambda s: print(s, flush=True)  # noqa: E731
+  log(f"machine: {platform.machine()} {os.cpu_count()} cores, jax {jax.__version__} "
+      f"{jax.default_backend()}")
+  model = load_or_fit_model(args.workdir)
+  corpus = mocap.load_embedded()
+  videos_per_clip = 2 if args.quick else args.videos
+  weights = None
+  if not (args.quick or args.no_validate):
+    val = render_videos(corpus, VALIDATION_CLIPS, videos_per_clip, seed=1)
+    log(f"validation: {val[0].shape[0]} videos x {val[0].shape[1]} frames")
+    base = lift(model, val[0], val[1], num_yaws=NUM_YAWS)
+    s = scores(np.asarray(base.pose3d), np.asarray(base.valid), val[2])
+    log(f"  validation, per-frame lift: MPJPE {s['mpjpe']:.1f} accel {s['accel']:.2f}")
+    weights = validate(model, val, log)
+    log(f"chosen weights: {weights}")
+  test = render_videos(corpus, TEST_CLIPS, videos_per_clip, seed=2)
+  keypoints, visibility, truth, rates = test
+  log(f"test: {keypoints.shape[0]} videos x {keypoints.shape[1]} frames at "
+      f"{sorted(set(rates.tolist()))} fps")
+  per_frame = lift(model, keypoints, visibility, num_yaws=NUM_YAWS)
+  lift_pose, lift_valid = np.asarray(per_frame.pose3d), np.asarray(per_frame.valid)
+  rows = {"lift (per frame)": scores(lift_pose, lift_valid, truth)}
+  for label, w in (("lift_sequence (defaults)", {}),
+                   *((("lift_sequence (validated)", weights),) if weights else ())):
+    pose3d, valid = run_sequence(model, test, **w)
+    rows[f"{label}, lift's frames"] = scores(pose3d, valid, truth, lift_valid)
+    rows[f"{label}, all frames"] = scores(pose3d, valid, truth)
+  log("| method | frames | MPJPE | PA-MPJPE | accel (mm/frame²) |")
+  log("|---|---|---|---|---|")
+  for label, s in rows.items():
+    log(f"| {label} | {100 * s['valid']:.1f}% valid | {s['mpjpe']:.1f} | {s['pa_mpjpe']:.1f} | "
+        f"{s['accel']:.2f} |")
+  base = rows["lift (per frame)"]
+  seq = rows["lift_sequence (defaults), lift's frames"]
+  log(f"ratios (defaults, lift's frames): MPJPE {seq['mpjpe'] / base['mpjpe']:.3f}, "
+      f"accel {seq['accel'] / base['accel']:.3f}")
+  lift_fps, seq_fps = speed(model, num_sequences=8 if args.quick else 64)
+  log(f"speed, unweighted, 256-frame sequences: lift {lift_fps:,.0f} frames/s, "
+      f"lift_sequence {seq_fps:,.0f} frames/s (ratio {seq_fps / lift_fps:.2f}); "
+      f"load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,507 @@
+"""Temporally coherent lifting of video: a path over the lifting grid, then smoothing.
+
+Per-frame lifting (METHOD §4) scores every (component k, yaw θ_t) of its grid
+for each frame independently. Consecutive frames of a video show the same
+person, so `lift_sequence` chooses the whole sequence at once:
+
+1. **Path.** The per-frame scores `C_f(k, t)` (negative log posterior, nats,
+   `lift3d.lifting.grid_scores`) plus transition costs, minimised over all
+   paths by Viterbi (`lax.scan` forward with backpointers, then backward),
+   exact on the grid. A yaw change Δ (wrapped to (−π, π]) costs
+   `min(½ (Δ / yaw_rate)², yaw_jump)`: a Gaussian random walk of step
+   `yaw_rate` radians per frame, truncated so that a sudden turn (or a
+   front/back flip of the 2D evidence) costs at most `yaw_jump`. A component
+   switch costs `component_switch`. Since the quadratic exceeds `yaw_jump`
+   beyond a band of W bins, each step needs only the 2W + 1 shifted copies
+   of the previous costs and one minimum per component: O(K·T·W) a frame.
+2. **Yaw.** The path's yaws are refined below the grid spacing by a parabola
+   through the three scores around each, whose curvature κ_f is the frame's
+   yaw information; the unwrapped yaws are then smoothed with the same random
+   walk, `Σ ½ κ_f (θ_f − θ̂_f)² + Σ ½ (θ_f − θ_{f−1})² / yaw_rate²`
+   (a tridiagonal least squares; not across a jump).
+3. **Scale and coefficients.** At the chosen (k_f, θ_f) each frame is the
+   linear least squares of METHOD §4 in `c_f = (s, s·a)`, data weighted by
+   visibility², translation eliminated, Tikhonov prior Λ_k. The frames are
+   coupled by `smoothing · Σ_f (c_f − c_{f−1})ᵀ Λ̃_k (c_f − c_{f−1})`, with
+   Λ̃_k = Λ_k on the coefficients and their mean on the scale (only the scale
+   is coupled across a component switch): a block-tridiagonal system, solved
+   exactly by block elimination (`lax.scan` forward and backward). Frames
+   with hidden joints borrow from their neighbours; frames with none take
+   theirs from them.
+
+The 2D poses are normalised with one size for the whole sequence (the median
+of the per-frame RMS radii), so that the scale is comparable across frames.
+Frames `lift` could not lift (fewer than `min_visible` visible joints) get
+their pose from their neighbours; they are `valid=False` only in a run of
+more than `max_gap` such frames (or when the sequence has no usable frame).
+
+Prior constants (s̄, σ_obs², Λ) follow `lift3d.lifting` (its module docstring).
+The default weights were chosen on held-out clips
+(experiments/benchmarks/sequence_eval.py, RESULTS.md).
+
+Shape letters: F frames, L joints, J basis vectors, P = J + 1, K components,
+T yaws.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lift3d import camera
+from lift3d._precision import float32_matmuls
+from lift3d.lifting import DEFAULT_OBS_NOISE, LiftResult, _check_model, grid_scores
+from lift3d.pose_model.model import PoseModel
+from lift3d.skeleton import H36M17
+
+# Chosen by held-out validation (experiments/benchmarks/sequence_eval.py: a
+# coordinate search minimising MPJPE + acceleration error on videos of the
+# dance_a and jump clips at 30 fps, from 0.05 / 20 / 5 / 30; RESULTS.md).
+DEFAULT_YAW_RATE = 0.1  # radians per frame
+DEFAULT_YAW_JUMP = 100.0  # nats
+DEFAULT_COMPONENT_SWITCH = 100.0  # nats
+DEFAULT_SMOOTHING = 3000.0
+DEFAULT_MAX_GAP = 30  # frames
+
+
+# ---------------------------------------------------------------------------
+# Viterbi over the (component, yaw) grid.
+
+
+def _band(num_yaws: int, yaw_rate: float, yaw_jump: float) -> int:
+  """W: the largest bin shift whose quadratic cost is below the jump cost."""
+  spacing = 2 * math.pi / num_yaws
+  return int(min(num_yaws // 2, math.floor(yaw_rate * math.sqrt(2 * yaw_jump) / spacing)))
+
+
+def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
+  """Exact minimum-cost path of one sequence; scores (F, K, T) -> (k (F,), t (F,), total)."""
+  num_components, num_yaws = scores.shape[1:]
+  dtype = scores.dtype
+  spacing = 2 * math.pi / num_yaws
+  shifts = np.arange(-band, band + 1)
+  quad = 0.5 * (jnp.asarray(shifts * spacing, dtype) / yaw_rate) ** 2  # (S,)
+  yaw_index = jnp.arange(num_yaws)
+  comp_index = jnp.arange(num_components)[:, None]
+
+  def first_min(x, axis):
+    # argmin as two min-reductions (XLA's variadic argmin reduce is slow on CPU).
+    low = jnp.min(x, axis=axis, keepdims=True)
+    iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, axis % x.ndim)
+    return jnp.squeeze(low, axis), jnp.min(jnp.where(x == low, iota, x.shape[axis]), axis=axis)
+
+  def step(previous, frame_scores):
+    # Within a component: a shift within the band (a running minimum over the
+    # shifted copies, V[t - s] + q_s, in order of |s| so that ties keep the
+    # smallest change), or a jump from the component's best yaw.
+    stay = previous + quad[band]
+    stay_shift = jnp.zeros(previous.shape, jnp.int32)
+    for s in sorted(shifts.tolist(), key=lambda v: (abs(v), v)):
+      if s == 0:
+        continue
+      candidate = jnp.roll(previous, int(s), axis=-1) + quad[s + band]
+      better = candidate < stay
+      stay = jnp.where(better, candidate, stay)
+      stay_shift = jnp.where(better, s, stay_shift)
+    stay_from = jnp.mod(yaw_index - stay_shift, num_yaws)
+    best_value, best_yaw = first_min(previous, -1)  # (K,)
+    jump = best_value[:, None] + yaw_jump
+    use_jump = jump < stay
+    within = jnp.where(use_jump, jump, stay)
+    within_from = jnp.where(use_jump, best_yaw[:, None], stay_from)
+    # Or from another component (the best one at each yaw) plus the switch.
+    lowest, other = first_min(within, 0)  # (T,)
+    switch = lowest + component_switch
+    use_switch = switch < within
+    total = frame_scores + jnp.where(use_switch, switch, within)
+    other_from = jnp.take_along_axis(within_from, other[None], axis=0)[0]
+    pointer = jnp.where(use_switch, other * num_yaws + other_from,
+                        comp_index * num_yaws + within_from)
+    return total, pointer
+
+  last, pointers = jax.lax.scan(step, scores[0], scores[1:])
+  end = jnp.argmin(last.reshape(-1))
+
+  def back(state, pointer):
+    previous = pointer.reshape(-1)[state]
+    return previous, previous
+
+  _, path = jax.lax.scan(back, end, pointers, reverse=True)
+  path = jnp.concatenate([path, end[None]])
+  return path // num_yaws, path % num_yaws, last.reshape(-1)[end]
+
+
+@functools.partial(jax.jit, static_argnames=("band",))
+def _viterbi_batch(scores, yaw_rate, component_switch, yaw_jump, *, band):
+  return jax.vmap(lambda x: _viterbi(x, yaw_rate, component_switch, yaw_jump, band))(scores)
+
+
+@float32_matmuls
+def viterbi_path(scores, *, yaw_rate: float = DEFAULT_YAW_RATE,
+                 component_switch: float = DEFAULT_COMPONENT_SWITCH,
+                 yaw_jump: float = DEFAULT_YAW_JUMP):
+  """The minimum-cost path over the (component, yaw) grid of a sequence.
+
+  Minimises `Σ_f C_f(k_f, t_f) + Σ_{f>0} [min(½ (Δθ_f / yaw_rate)², yaw_jump)
+  + component_switch · (k_f ≠ k_{f−1})]` over all paths, Δθ the yaw change
+  wrapped to (−π, π], exactly (Viterbi).
+
+  Args:
+    scores: (..., F, K, T) per-frame costs (e.g. `lifting.grid_scores`), any
+      finite values; yaw t is 2πt/T.
+    yaw_rate: radians per frame, > 0.
+    component_switch: cost of changing component, >= 0.
+    yaw_jump: the most a yaw change costs, >= 0.
+
+  Returns:
+    (component (..., F) int32, yaw index (..., F) int32, total cost (...)).
+  """
+  scores = jnp.asarray(scores)
+  if scores.ndim < 3:
+    raise ValueError(f"expected scores (..., F, K, T), got {scores.shape}")
+  _check_weights(yaw_rate, component_switch, yaw_jump, 1.0)
+  band = _band(scores.shape[-1], yaw_rate, yaw_jump)
+  flat = scores.reshape((-1, *scores.shape[-3:]))
+  k, t, total = _viterbi_batch(flat, jnp.asarray(yaw_rate, scores.dtype),
+                               jnp.asarray(component_switch, scores.dtype),
+                               jnp.asarray(yaw_jump, scores.dtype), band=band)
+  batch = scores.shape[:-2]
+  return (k.reshape(batch).astype(jnp.int32), t.reshape(batch).astype(jnp.int32),
+          total.reshape(batch[:-1]))
+
+
+# ---------------------------------------------------------------------------
+# Block-tridiagonal least squares.
+
+
+def solve_block_tridiagonal(diagonal, coupling, rhs):
+  """Solves the symmetric positive-definite block-tridiagonal system of a chain.
+
+  The system is `D_f x_f − S_f x_{f−1} − S_{f+1} x_{f+1} = b_f` (the normal
+  equations of `Σ_f q_f(x_f) + Σ_f ½ (x_f − x_{f−1})ᵀ S_f (x_f − x_{f−1})`
+  with S_f diagonal), solved by block elimination (a block Cholesky of the
+  chain): `lax.scan` forward, then backward.
+
+  Args:
+    diagonal: (F, P, P) diagonal blocks D_f (they include the coupling
+      terms S_f + S_{f+1}).
+    coupling: (F, P) diagonal of S_f, the coupling of frame f to f − 1
+      (row 0 is ignored).
+    rhs: (F, P, R) right-hand sides.
+
+  Returns:
+    (F, P, R) the solution.
+  """
+  coupling = coupling.at[0].set(0.0)
+
+  def forward(carry, inputs):
+    inv_prev, y_prev = carry
+    block, link, b = inputs
+    schur = block - link[:, None] * inv_prev * link[None, :]
+    y = b + link[:, None] * (inv_prev @ y_prev)
+    chol = jnp.linalg.cholesky(schur)
+    inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(block.shape[-1], dtype=block.dtype))
+    return (inv, y), (inv, y)
+
+  num = diagonal.shape[-1]
+  init = (jnp.zeros((num, num), diagonal.dtype), jnp.zeros(rhs.shape[1:], rhs.dtype))
+  _, (inverses, ys) = jax.lax.scan(forward, init, (diagonal, coupling, rhs))
+  next_links = jnp.concatenate([coupling[1:], jnp.zeros_like(coupling[:1])])
+
+  def backward(x_next, inputs):
+    inv, y, link_next = inputs
+    x = inv @ (y + link_next[:, None] * x_next)
+    return x, x
+
+  _, xs = jax.lax.scan(backward, jnp.zeros(rhs.shape[1:], rhs.dtype),
+                       (inverses, ys, next_links), reverse=True)
+  return xs
+
+
+def _smooth_scalar(values, weights, links, ridge):
+  """argmin Σ ½ w_f (x_f − v_f)² + Σ ½ l_f (x_f − x_{f−1})² (+ ½ ridge (x_f − v_f)²).
+
+  values (F, R), weights (F,), links (F,) (l_0 ignored) -> (F, R).
+  """
+  links = links.at[0].set(0.0)
+  next_links = jnp.concatenate([links[1:], jnp.zeros_like(links[:1])])
+  data = weights + ridge
+  diagonal = (data + links + next_links)[:, None, None]
+  return solve_block_tridiagonal(diagonal, links[:, None], (data[:, None] * values)[:, None])[
+      :, 0]
+
+
+# ---------------------------------------------------------------------------
+# The sequence.
+
+
+class _Prior:
+  """The model's frame-independent terms (as in lift3d.lifting's `_prepare`)."""
+
+  def __init__(self, model: PoseModel, obs_noise):
+    mean = model.mean
+    dtype = mean.dtype
+    blocks = jnp.concatenate([mean[:, None], model.basis], axis=1)  # (K, P, L, 3)
+    self.blocks = jnp.transpose(blocks, (0, 2, 3, 1))  # (K, L, 3, P)
+    weights = model.weights / jnp.sum(model.weights)
+    variances = jnp.maximum(model.variances, jnp.finfo(dtype).tiny)
+    centred = mean - jnp.mean(mean, axis=1, keepdims=True)
+    radius2 = jnp.mean(0.5 * (centred[..., 0] ** 2 + centred[..., 2] ** 2)
+                       + centred[..., 1] ** 2, axis=1)
+    typical_scale2 = 1.0 / jnp.sum(weights * radius2)
+    obs_var = typical_scale2 * jnp.sum(weights * model.noise) + obs_noise**2
+    ridge = obs_var / (typical_scale2 * variances)  # (K, J)
+    self.tikhonov = jnp.concatenate([jnp.zeros_like(ridge[:, :1]), ridge], axis=1)  # (K, P)
+    # Coupling weights: Λ on the coefficients, their mean on the scale.
+    self.coupling = jnp.concatenate([jnp.mean(ridge, axis=1, keepdims=True), ridge], axis=1)
+
+
+def _frame_systems(prior: _Prior, points, weights, component, yaw):
+  """Normal equations of every frame at its (k, θ): H (F, P, P), b (F, P), ||Dw||² (F,).
+
+  points (F, L, 2) sequence-normalised, y up; weights (F, L) D² (0 where
+  unused). The translation is eliminated by centring on the weighted mean.
+  With A_x = cos θ B_x + sin θ B_z and A_y = B_y (B = the component's blocks),
+  `Σ_l w_l A_lᵀA_l` is a combination of the per-joint products of B, so all
+  frames and components take one matrix product against the weights.
+  """
+  num_frames = points.shape[0]
+  frames = jnp.arange(num_frames)
+  total = jnp.sum(weights, axis=-1)
+  safe = jnp.where(total > 0, total, 1.0)
+  points_c = points - jnp.sum(weights[..., None] * points, axis=1, keepdims=True) / safe[
+      :, None, None]
+  blocks = prior.blocks  # (K, L, 3, P)
+  cos, sin = jnp.cos(yaw), jnp.sin(yaw)
+  # Σ_l w_l B_lp B_lqᵀ for (p, q) = (x, x), (z, z), (x, z) + (z, x), (y, y).
+  bx, by, bz = blocks[:, :, 0], blocks[:, :, 1], blocks[:, :, 2]  # (K, L, P)
+  outer = lambda u, v: u[..., :, None] * v[..., None, :]  # noqa: E731
+  features = jnp.stack([outer(bx, bx), outer(bz, bz), outer(bx, bz) + outer(bz, bx),
+                        outer(by, by)], axis=2)  # (K, L, 4, P, P)
+  terms = jnp.einsum("fl,klqij->fkqij", weights, features)[frames, component]  # (F, 4, P, P)
+  c, s_ = cos[:, None, None], sin[:, None, None]
+  gram = c * c * terms[:, 0] + s_ * s_ * terms[:, 1] + c * s_ * terms[:, 2] + terms[:, 3]
+  sums = jnp.einsum("fl,klcp->fkcp", weights, blocks)[frames, component]  # (F, 3, P)
+  mx = cos[:, None] * sums[:, 0] + sin[:, None] * sums[:, 2]
+  my = sums[:, 1]
+  gram = gram - (outer(mx, mx) + outer(my, my)) / safe[:, None, None]
+  # Σ_l w_l A_lᵀ p_l with p centred (so the centring of A drops out).
+  wx, wy = weights * points_c[..., 0], weights * points_c[..., 1]
+  proj = jnp.einsum("fl,klcp->fkcp", wx, blocks)[frames, component]  # (F, 3, P)
+  proj_y = jnp.einsum("fl,klp->fkp", wy, by)[frames, component]
+  rhs = cos[:, None] * proj[:, 0] + sin[:, None] * proj[:, 2] + proj_y
+  norm2 = jnp.sum(weights[..., None] * points_c**2, axis=(1, 2))
+  return gram, rhs, norm2
+
+
+def _gap_lengths(observed):
+  """(F,) length of the run of unobserved frames each frame is in (0 where observed)."""
+  def forward(count, obs):
+    count = jnp.where(obs, 0, count + 1)
+    return count, count
+
+  _, running = jax.lax.scan(forward, jnp.zeros((), jnp.int32), observed)
+
+  def backward(length, inputs):
+    obs, run = inputs
+    length = jnp.where(obs, 0, jnp.maximum(run, length))
+    return length, length
+
+  _, lengths = jax.lax.scan(backward, jnp.zeros((), jnp.int32), (observed, running),
+                            reverse=True)
+  return lengths
+
+
+def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_switch, yaw_jump,
+              smoothing, max_gap, *, band: int, root: int, limb_mm):
+  """One sequence: scores (F, K, T), keypoints (F, L, 2) px, weights (F, L) D²."""
+  num_frames, _, num_yaws = scores.shape
+  dtype = keypoints.dtype
+  spacing = 2 * math.pi / num_yaws
+  observed = jnp.all(jnp.isfinite(scores), axis=(1, 2))  # (F,)
+  costs = jnp.where(observed[:, None, None], scores, 0.0)
+  component, index, _ = _viterbi(costs, yaw_rate, component_switch, yaw_jump, band)
+
+  # Sub-bin yaw from a parabola through the path's score and its neighbours.
+  frame_costs = costs[jnp.arange(num_frames), component]  # (F, T)
+  at = lambda i: jnp.take_along_axis(frame_costs, jnp.mod(i, num_yaws)[:, None], 1)[:, 0]  # noqa: E731
+  left, mid, right = at(index - 1), at(index), at(index + 1)
+  curvature = left - 2 * mid + right
+  offset = jnp.where(curvature > 0, 0.5 * (left - right) / jnp.where(curvature > 0, curvature,
+                                                                       1.0), 0.0)
+  offset = jnp.clip(offset, -0.5, 0.5)
+  information = jnp.where(observed, jnp.maximum(curvature, 0.0) / spacing**2, 0.0)
+  # Unwrap the path (steps within the band), then smooth with the random walk.
+  step = jnp.mod(index[1:] - index[:-1] + num_yaws // 2, num_yaws) - num_yaws // 2
+  linked = jnp.concatenate([jnp.zeros((1,), bool), jnp.abs(step) <= band])
+  unwrapped = jnp.concatenate([index[:1], index[0] + jnp.cumsum(step)]).astype(dtype)
+  raw_yaw = (unwrapped + offset) * spacing
+  yaw = _smooth_scalar(raw_yaw[:, None], information,
+                       jnp.where(linked, 1.0 / yaw_rate**2, 0.0).astype(dtype),
+                       1e-6 * (1.0 / yaw_rate**2))[:, 0]
+
+  # Sequence normalisation: per-frame centre, one size for the whole sequence.
+  norm = camera.normalize_keypoints(jnp.where(weights[..., None] > 0, keypoints, 0.0), weights)
+  has_data = jnp.sum(weights, axis=-1) > 0
+  sizes = jnp.where(observed & jnp.isfinite(norm.size), norm.size, jnp.nan)
+  size = jnp.nanmedian(sizes)
+  size = jnp.where(jnp.isfinite(size) & (size > 0), size, 1.0)
+  centre = jnp.where(has_data[:, None], norm.centre, 0.0)
+  points = camera.flip_y(jnp.where(weights[..., None] > 0, keypoints - centre[:, None], 0.0)
+                         ) / size
+
+  gram, rhs, norm2 = _frame_systems(prior, points, weights, component, yaw)
+  tikhonov = prior.tikhonov[component]  # (F, P)
+  same = jnp.concatenate([jnp.zeros((1,), bool), component[1:] == component[:-1]])
+  couple = prior.coupling[component]
+  couple = jnp.where(same[:, None], couple, couple * (jnp.arange(couple.shape[1]) == 0))
+  couple = smoothing * couple.at[0].set(0.0)
+  next_couple = jnp.concatenate([couple[1:], jnp.zeros_like(couple[:1])])
+  # A tiny ridge on the scale keeps an unobserved sequence's system regular.
+  ridge = jnp.zeros_like(tikhonov).at[:, 0].set(1e-6 * jnp.mean(prior.coupling[:, 0]))
+  diagonal = gram + jax.vmap(jnp.diag)(tikhonov + couple + next_couple + ridge)
+  solution = solve_block_tridiagonal(diagonal, couple, rhs[..., None])[..., 0]  # (F, P)
+  cost = (jnp.einsum("fi,fij,fj->f", solution, gram + jax.vmap(jnp.diag)(tikhonov), solution)
+          - 2 * jnp.sum(rhs * solution, axis=-1) + norm2)
+
+  scale = solution[:, 0]
+  coeffs = solution[:, 1:] / scale[:, None]
+  # μ_k + a·e_k for every k as one product, then the frame's k.
+  body = jnp.einsum("fp,klcp->fklc", jnp.concatenate([jnp.ones_like(scale)[:, None], coeffs], 1),
+                    prior.blocks)[jnp.arange(num_frames), component]
+  cos, sin = jnp.cos(yaw)[:, None], jnp.sin(yaw)[:, None]
+  pose = jnp.stack([cos * body[..., 0] + sin * body[..., 2], body[..., 1],
+                    cos * body[..., 2] - sin * body[..., 0]], axis=-1)
+  # Reprojection: the projected pose plus the fitted translation (weighted LS
+  # where the frame has data, interpolated over frames without).
+  projected = scale[:, None, None] * pose[..., :2]  # s Π R_θ(μ + a·e): (F, L, 2) y up
+  safe = jnp.where(has_data, jnp.sum(weights, -1), 1.0)
+  shift = (jnp.sum(weights[..., None] * (points - projected), axis=1) / safe[:, None])
+  shift = centre / size * jnp.asarray([1.0, -1.0], dtype) + shift  # origin, y-up seq units
+  shift = _smooth_scalar(shift, has_data.astype(dtype), jnp.full((num_frames,), 1e-6, dtype),
+                         1e-9)
+  reprojected = camera.flip_y(projected + shift[:, None]) * size
+
+  gap = _gap_lengths(observed)
+  valid = (jnp.any(observed) & (gap <= max_gap) & (scale > 0)
+           & jnp.all(jnp.isfinite(solution), axis=-1))
+  pose3d = (pose - pose[:, root : root + 1]) * limb_mm
+  nan = jnp.asarray(jnp.nan, dtype)
+  mask = lambda x: jnp.where(valid.reshape((-1,) + (1,) * (x.ndim - 1)), x, nan)  # noqa: E731
+  return LiftResult(
+      pose3d=mask(pose3d), yaw=mask(jnp.mod(yaw, 2 * math.pi)), scale=mask(scale * size / limb_mm),
+      coeffs=mask(coeffs), component=jnp.where(valid, component, -1).astype(jnp.int32),
+      cost=mask(cost), reprojected=mask(reprojected), valid=valid)
+
+
+@functools.partial(jax.jit, static_argnames=("num_yaws", "band", "min_visible", "root"))
+def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, component_switch,
+                       yaw_jump, smoothing, max_gap, *, num_yaws, band, min_visible, root):
+  model, keypoints, visibility = jax.lax.stop_gradient((model, keypoints, visibility))
+  scores = grid_scores(model, keypoints, visibility, num_yaws=num_yaws,
+                       min_visible=min_visible, obs_noise=obs_noise)
+  finite = jnp.all(jnp.isfinite(keypoints), axis=-1)
+  if visibility is None:
+    weights = finite.astype(keypoints.dtype)
+  else:
+    vis = jnp.where(jnp.isfinite(visibility), jnp.clip(visibility, 0.0, 1.0), 0.0)
+    weights = jnp.where(finite, vis * vis, 0.0)
+  clean = jnp.where(weights[..., None] > 0, keypoints, 0.0)
+  batch_shape = keypoints.shape[:-3]
+  num_frames = keypoints.shape[-3]
+  flat = lambda x: x.reshape((-1, num_frames, *x.shape[len(batch_shape) + 1:]))  # noqa: E731
+  prior = _Prior(model, obs_noise)
+  run = functools.partial(_lift_one, prior, band=band, root=root,
+                          limb_mm=model.limb_scale * 1000.0)
+  out = jax.vmap(run, in_axes=(0, 0, 0, None, None, None, None, None))(
+      flat(scores), flat(clean), flat(weights), yaw_rate, component_switch, yaw_jump, smoothing,
+      max_gap)
+  return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), out)
+
+
+def _check_weights(yaw_rate, component_switch, yaw_jump, smoothing):
+  for name, value, low in (("yaw_rate", yaw_rate, 0.0), ("component_switch", component_switch,
+                                                         None),
+                           ("yaw_jump", yaw_jump, None), ("smoothing", smoothing, None)):
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (low is not None and value <= low):
+      raise ValueError(f"{name} must be a finite number {'> 0' if low is not None else '>= 0'}, "
+                       f"got {value}")
+
+
+@float32_matmuls
+def lift_sequence(
+    model: PoseModel,
+    keypoints,
+    visibility=None,
+    *,
+    num_yaws: int = 100,
+    yaw_rate: float = DEFAULT_YAW_RATE,
+    component_switch: float = DEFAULT_COMPONENT_SWITCH,
+    smoothing: float = DEFAULT_SMOOTHING,
+    yaw_jump: float = DEFAULT_YAW_JUMP,
+    max_gap: int = DEFAULT_MAX_GAP,
+    min_visible: int = 6,
+    obs_noise: float = DEFAULT_OBS_NOISE,
+) -> LiftResult:
+  """Lifts 2D keypoint sequences (video) to 3D, coherently over time.
+
+  See the module docstring for the method: a Viterbi path over the
+  per-frame (component, yaw) grid, the yaw smoothed along it, then scale and
+  coefficients smoothed over time by a block-tridiagonal least squares. A
+  level camera (no `camera_rotation`); runs under `jax.jit` with the options
+  static.
+
+  Args:
+    model: the pose model (K components, J basis vectors, L joints, H36M17).
+    keypoints: (..., F, L, 2) pixels, x right, y down; F frames in time order.
+    visibility: optional (..., F, L) weights in [0, 1] (weight-0 joints may
+      be NaN). None: every joint visible (NaN joints are then dropped).
+    num_yaws: T, grid yaws 2πt/T (static).
+    yaw_rate: radians per frame, the step of the yaw's random walk (the
+      default 0.1 rad/frame is 3 rad/s at 30 fps; scale it with the frame rate).
+    component_switch: cost (nats) of changing mixture component between frames.
+    smoothing: weight of the temporal coupling of scale and coefficients (0:
+      independent frames at the path's yaws).
+    yaw_jump: the most (nats) any yaw change between frames costs.
+    max_gap: frames without a liftable pose get their pose from their
+      neighbours; in a run of more than `max_gap` of them they are not valid.
+    min_visible: a frame needs this many visible joints to be scored.
+    obs_noise: 2D noise in normalised units, as in `lift`.
+
+  Returns:
+    A `LiftResult` with batch shape (..., F): pose3d (..., F, L, 3) mm,
+    yaw, scale (pixels per mm), coeffs, component, cost (the frame's
+    regularised least-squares cost at the solution, in units of the
+    sequence's normalised size²), reprojected (..., F, L, 2) pixels, valid.
+
+  Raises:
+    ValueError: on malformed shapes or weights.
+  """
+  _check_model(model)
+  num_joints = int(np.shape(model.mean)[1])
+  shape = tuple(np.shape(keypoints))
+  if len(shape) < 3 or shape[-1] != 2 or shape[-2] != num_joints or shape[-3] < 1:
+    raise ValueError(f"expected keypoints (..., F, {num_joints}, 2) with F >= 1 frames, got "
+                     f"{shape}; map joints with lift3d.skeleton.convert first")
+  if visibility is not None and tuple(np.shape(visibility)) != shape[:-1]:
+    raise ValueError(f"visibility shape {tuple(np.shape(visibility))} does not match keypoints "
+                     f"{shape} (expected {shape[:-1]})")
+  _check_weights(yaw_rate, component_switch, yaw_jump, smoothing)
+  if int(num_yaws) < 3:
+    raise ValueError(f"num_yaws must be >= 3, got {num_yaws}")
+  if int(max_gap) < 0 or int(min_visible) < 1:
+    raise ValueError(f"max_gap must be >= 0 and min_visible >= 1, got {max_gap}, {min_visible}")
+  dtype = jnp.result_type(float)
+  model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
+  f = lambda x: jnp.asarray(x, dtype)  # noqa: E731
+  return _lift_sequence_jit(
+      model, f(keypoints), None if visibility is None else f(visibility), f(obs_noise),
+      f(yaw_rate), f(component_switch), f(yaw_jump), f(smoothing),
+      jnp.asarray(int(max_gap), jnp.int32), num_yaws=int(num_yaws),
+      band=_band(int(num_yaws), float(yaw_rate), float(yaw_jump)),
+      min_visible=int(min_visible), root=H36M17.parents.index(-1) if num_joints == 17 else 0)

@@ -1,0 +1,210 @@
+"""Tests of lift3d.sequence: Viterbi against brute force, the block-tridiagonal solve
+against a dense one, and a planted smooth motion recovered from its 2D video."""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lift3d import camera, lifting, sequence
+from lift3d.pose_model.model import PoseModel
+
+# One frame count and grid for all tests, so that they share compilations.
+K, J, L, F, T = 2, 3, 17, 40, 40
+
+
+def _model(seed=0):
+  rng = np.random.default_rng(seed)
+  mean = rng.normal(size=(K, L, 3)) * 0.25
+  mean -= mean.mean(axis=1, keepdims=True)
+  basis = np.stack([np.linalg.qr(rng.normal(size=(3 * L, J)))[0].T.reshape(J, L, 3)
+                    for _ in range(K)])
+  return PoseModel(mean=jnp.asarray(mean, jnp.float32), basis=jnp.asarray(basis, jnp.float32),
+                   variances=jnp.full((K, J), 0.005, jnp.float32),
+                   noise=jnp.full((K,), 1e-4, jnp.float32),
+                   weights=jnp.full((K,), 0.5, jnp.float32),
+                   limb_scale=jnp.asarray(0.5, jnp.float32))
+
+
+def _planted(num_frames=F):
+  """A smooth motion of component 0: coefficients, yaw, scale and position drift.
+
+  Returns (keypoints (F, L, 2) px, truth (F, L, 3) mm root-centred, yaw (F,)).
+  """
+  model = _model()
+  t = np.arange(num_frames)
+  coeffs = 0.05 * np.stack([np.sin(0.1 * t), np.cos(0.07 * t), np.sin(0.05 * t + 1)], 1)
+  body = np.asarray(model.mean)[0] + np.einsum("fj,jlc->flc", coeffs, np.asarray(model.basis)[0])
+  yaw = 1.0 + 0.03 * t
+  poses = np.einsum("fac,flc->fla", np.asarray(camera.yaw_rotation(yaw)), body)
+  scale = 300.0 * (1 + 0.002 * t)
+  pixels = np.asarray(camera.weak_perspective(
+      poses, scale, translation=np.stack([200.0 + t, 300.0 - 0.5 * t], 1)), np.float32)
+  truth = (poses - poses[:, :1]) * float(model.limb_scale) * 1000.0
+  return pixels, truth, yaw
+
+
+# --- Viterbi -----------------------------------------------------------------
+
+
+def _brute_force(scores, yaw_rate, switch, jump):
+  num_frames, num_k, num_t = scores.shape
+  states = [(k, t) for k in range(num_k) for t in range(num_t)]
+  best, best_path = np.inf, None
+  for path in itertools.product(states, repeat=num_frames):
+    total = sum(scores[f, k, t] for f, (k, t) in enumerate(path))
+    for (k0, t0), (k1, t1) in itertools.pairwise(path):
+      d = abs(t1 - t0) % num_t
+      delta = min(d, num_t - d) * 2 * math.pi / num_t
+      total += min(0.5 * (delta / yaw_rate) ** 2, jump) + switch * (k0 != k1)
+    if total < best:
+      best, best_path = total, path
+  return best, best_path
+
+
+@pytest.mark.parametrize("yaw_rate, switch, jump", [
+    (0.8, 0.7, 1.5),   # band of one bin, jumps and switches both used
+    (2.0, 0.3, 4.0),   # band covering the circle (no truncation reached within it)
+    (0.1, 5.0, 0.5),   # band 0: every yaw change is a jump
+])
+def test_viterbi_is_exact_against_brute_force(yaw_rate, switch, jump):
+  rng = np.random.default_rng(int(yaw_rate * 10))
+  scores = rng.uniform(0, 3, size=(4, 2, 5))  # 10^4 paths
+  best, path = _brute_force(scores, yaw_rate, switch, jump)
+  k, t, total = sequence.viterbi_path(scores.astype(np.float32), yaw_rate=yaw_rate,
+                                      component_switch=switch, yaw_jump=jump)
+  np.testing.assert_allclose(float(total), best, rtol=1e-5)  # float32 sums of ~20 terms
+  assert [(int(a), int(b)) for a, b in zip(k, t, strict=True)] == list(path)
+
+
+def test_viterbi_batched_equals_per_sequence():
+  rng = np.random.default_rng(1)
+  scores = rng.uniform(0, 3, size=(3, 2, 6, 2, 8)).astype(np.float32)
+  k, t, total = sequence.viterbi_path(scores, yaw_rate=0.5)
+  assert k.shape == (3, 2, 6) and total.shape == (3, 2)
+  k1, t1, total1 = sequence.viterbi_path(scores[2, 1], yaw_rate=0.5)
+  np.testing.assert_array_equal(k[2, 1], k1)
+  np.testing.assert_array_equal(t[2, 1], t1)
+  np.testing.assert_allclose(total[2, 1], total1)
+
+
+# --- Block-tridiagonal least squares -------------------------------------------
+
+
+def test_block_tridiagonal_matches_dense_solve():
+  rng = np.random.default_rng(0)
+  num_frames, num, rhs_cols = 7, 4, 2
+  grams = []
+  for _ in range(num_frames):
+    a = rng.normal(size=(3, num))
+    grams.append(a.T @ a + 0.1 * np.eye(num))  # data of each frame (rank 3 plus a ridge)
+  coupling = rng.uniform(0.5, 2.0, size=(num_frames, num))
+  coupling[0] = 0.0
+  next_c = np.concatenate([coupling[1:], np.zeros((1, num))])
+  diagonal = np.stack([g + np.diag(c + n) for g, c, n in zip(grams, coupling, next_c,
+                                                             strict=True)])
+  rhs = rng.normal(size=(num_frames, num, rhs_cols))
+  dense = np.zeros((num_frames * num,) * 2)
+  for f in range(num_frames):
+    dense[f * num:(f + 1) * num, f * num:(f + 1) * num] = diagonal[f]
+    if f:
+      dense[f * num:(f + 1) * num, (f - 1) * num:f * num] = -np.diag(coupling[f])
+      dense[(f - 1) * num:f * num, f * num:(f + 1) * num] = -np.diag(coupling[f])
+  expected = np.linalg.solve(dense, rhs.reshape(-1, rhs_cols)).reshape(rhs.shape)
+  got = sequence.solve_block_tridiagonal(jnp.asarray(diagonal, jnp.float32),
+                                         jnp.asarray(coupling, jnp.float32),
+                                         jnp.asarray(rhs, jnp.float32))
+  cond = np.linalg.cond(dense)
+  np.testing.assert_allclose(got, expected, atol=1e-6 * cond * np.abs(expected).max())
+
+
+# --- The sequence ----------------------------------------------------------------
+
+
+def test_planted_motion_recovered_from_clean_video():
+  keypoints, truth, yaw = _planted()
+  result = sequence.lift_sequence(_model(), keypoints, num_yaws=T, smoothing=1.0)
+  assert result.pose3d.shape == (F, L, 3) and bool(result.valid.all())
+  assert np.all(np.asarray(result.component) == 0)
+  yaw_error = np.angle(np.exp(1j * (np.asarray(result.yaw) - yaw)))
+  assert np.abs(yaw_error).max() < 0.02  # grid spacing 0.157 rad; sub-bin and smoothed
+  error = np.linalg.norm(np.asarray(result.pose3d) - truth, axis=-1)
+  # The pose's joints are ~100-250 mm from the root; the prior's pull and the
+  # yaw error (0.02 rad x 250 mm = 5 mm) bound what clean input can give.
+  assert error.max() < 8.0, error.max()
+  np.testing.assert_allclose(result.reprojected, keypoints, atol=0.02 * 300 * 0.5)
+
+
+def test_noisy_video_with_a_gap_beats_per_frame_lifting():
+  keypoints, truth, _ = _planted()
+  rng = np.random.default_rng(3)
+  noisy = keypoints + rng.normal(scale=3.0, size=keypoints.shape).astype(np.float32)
+  visibility = np.ones(keypoints.shape[:2], np.float32)
+  visibility[20:26] = 0.0  # six frames with nothing visible
+  visibility[30:35, :5] = 0.0  # legs hidden for five frames
+  noisy[20:26] = np.nan
+  model = _model()
+  per_frame = lifting.lift(model, noisy, visibility, num_yaws=T)
+  result = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, max_gap=6)
+  assert not bool(per_frame.valid[20:26].any())
+  assert bool(result.valid.all())  # the gap is filled from the neighbours
+  err_seq = np.linalg.norm(np.asarray(result.pose3d) - truth, axis=-1).mean(-1)
+  err_lift = np.linalg.norm(np.asarray(per_frame.pose3d) - truth, axis=-1).mean(-1)
+  ok = np.asarray(per_frame.valid)
+  assert ok.sum() == F - 6
+  assert err_seq[ok].mean() < 0.8 * err_lift[ok].mean(), (err_seq[ok].mean(),
+                                                           err_lift[ok].mean())
+  assert err_seq[20:26].max() < 3 * err_seq[ok].mean() + 5.0
+  # Too long a gap: only that run is not valid.
+  short = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, max_gap=5)
+  np.testing.assert_array_equal(np.asarray(short.valid), ~np.isin(np.arange(F), range(20, 26)))
+  assert np.all(np.isnan(np.asarray(short.pose3d)[20:26]))
+
+
+def test_batch_shape_and_jit():
+  keypoints, _, _ = _planted()
+  batch = np.stack([keypoints, keypoints[::-1] + 5.0])[None]  # (1, 2, F, L, 2)
+  model = _model()
+  result = sequence.lift_sequence(model, batch, num_yaws=T)
+  assert result.pose3d.shape == (1, 2, F, L, 3) and result.valid.shape == (1, 2, F)
+  # One sequence under an outer jit: the same as its place in the eager batch.
+  jitted = jax.jit(lambda kp: sequence.lift_sequence(model, kp, num_yaws=T))(batch[0, 1])
+  assert jitted.pose3d.shape == (F, L, 3)
+  np.testing.assert_allclose(jitted.pose3d, result.pose3d[0, 1], atol=1e-3)
+  np.testing.assert_array_equal(jitted.component, result.component[0, 1])
+
+
+def test_grid_scores_agree_with_lift():
+  keypoints, _, _ = _planted()
+  rng = np.random.default_rng(0)
+  visibility = rng.uniform(0.3, 1.0, size=keypoints.shape[:2]).astype(np.float32)
+  model = _model()
+  for vis in (None, visibility):
+    scores = np.asarray(lifting.grid_scores(model, keypoints, vis, num_yaws=T))
+    assert scores.shape == (F, K, T)
+    best = scores.reshape(F, -1).argmin(-1)
+    lifted = lifting.lift(model, keypoints, vis, num_yaws=T)
+    np.testing.assert_array_equal(best // T, lifted.component)
+    np.testing.assert_allclose(np.angle(np.exp(1j * ((best % T) * 2 * np.pi / T - np.asarray(
+        lifted.yaw)))), 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"yaw_rate": 0.0}, "yaw_rate must be"),
+    ({"smoothing": -1.0}, "smoothing must be"),
+    ({"num_yaws": 2}, "num_yaws"),
+])
+def test_bad_options(kwargs, match):
+  keypoints, _, _ = _planted(4)
+  with pytest.raises(ValueError, match=match):
+    sequence.lift_sequence(_model(), keypoints, **kwargs)
+
+
+def test_bad_shapes():
+  with pytest.raises(ValueError, match=r"\(\.\.\., F, 17, 2\)"):
+    sequence.lift_sequence(_model(), np.zeros((17, 2)))
+  with pytest.raises(ValueError, match="visibility shape"):
+    sequence.lift_sequence(_model(), np.zeros((3, 17, 2)), np.ones((3, 16)))
