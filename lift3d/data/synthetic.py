@@ -238,9 +238,11 @@ PRESETS = types.MappingProxyType({
     # Body shapes, patterned clothing, lighting, self-occlusion labels; the
     # default rate of occluders.
     "rich": types.MappingProxyType(_RICH),
-    # The same with occluders in every image, mostly over joints.
+    # The same with two occluders in every image, mostly over joints (at
+    # 128 px about 27% of the in-frame joints behind an occluder, 47% hidden
+    # in all with self-occlusion).
     "rich_occluded": types.MappingProxyType(
-        dict(_RICH, occluder_prob=1.0, max_occluders=3, occluder_size=(0.08, 0.2))),
+        dict(_RICH, occluder_prob=1.0, max_occluders=2, occluder_size=(0.06, 0.16))),
     # The same without occluders (the body still hides itself).
     "rich_unoccluded": types.MappingProxyType(dict(_RICH, occluder_prob=0.0)),
 })
