@@ -22,7 +22,10 @@ hides itself). Per run and set:
 - PCK: fraction of in-frame joints within 0.1 × the person's 2D box size
   (the larger side of the box around the true joints);
 - MPJPE (hip-aligned) and PA-MPJPE (similarity Procrustes, 17 joints), mm,
-  of the final lift over the valid frames, and the valid fraction.
+  of the final lift over the frames whose lift is valid (`lift_valid`, the
+  lift's own verdict: enough joints of positive weight, finite), and the
+  fraction `valid_fraction` that `lift3d.models.cpm.predict` calls valid
+  (the lift's verdict and a mean landmark confidence of at least 0.2).
 Across seeds: the mean and a 95% confidence interval (Student t, n − 1
 degrees of freedom) of each metric per variant, and of the paired difference
 fused − plain (the seeds pair the runs; that interval is the one to read).
@@ -48,7 +51,8 @@ import time
 import numpy as np
 
 EVAL_SETS = {"occluded": "rich_occluded", "unoccluded": "rich_unoccluded"}
-METRICS = ("px_visible", "px_hidden", "pck", "mpjpe_mm", "pa_mpjpe_mm", "valid_fraction")
+METRICS = ("px_visible", "px_hidden", "pck", "mpjpe_mm", "pa_mpjpe_mm", "lift_valid",
+           "valid_fraction")
 # Two-sided 95% Student t quantiles, by degrees of freedom.
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
          9: 2.262, 10: 2.228}
@@ -93,13 +97,15 @@ def box_size(keypoints: np.ndarray) -> np.ndarray:
   return np.max(np.nanmax(keypoints, axis=-2) - np.nanmin(keypoints, axis=-2), axis=-1)
 
 
-def score(pred_keypoints, pose3d, valid, data) -> dict[str, float]:
+def score(pred_keypoints, pose3d, valid, data, lift_valid=None) -> dict[str, float]:
   """The metrics of the module docstring for predictions on stacked held-out items.
 
   Args:
     pred_keypoints: (N, L, 2) pixels.
     pose3d: (N, L, 3) mm (anything where not valid).
-    valid: (N,) bool.
+    valid: (N,) bool, `predict`'s verdict.
+    lift_valid: (N,) bool, the lift's own verdict (3D errors are over these
+      frames); None: `valid`.
     data: stacked items ("keypoints2d", "in_frame", "occluded",
       "self_occluded", "pose3d" metres).
 
@@ -113,35 +119,45 @@ def score(pred_keypoints, pose3d, valid, data) -> dict[str, float]:
   in_frame = visible | hidden
   correct = error <= 0.1 * box_size(data["keypoints2d"])[:, None]
   truth = data["pose3d"] * 1000.0
+  lift_valid = valid if lift_valid is None else lift_valid
+  lift_valid = lift_valid & np.all(np.isfinite(pose3d), axis=(-2, -1))
   out = {
+      "lift_valid": float(np.mean(lift_valid)),
       "px_visible": float(error[visible].mean()),
       "px_hidden": float(error[hidden].mean()) if hidden.any() else float("nan"),
       "pck": float(correct[in_frame].mean()),
       "valid_fraction": float(np.mean(valid)),
       "hidden_fraction": float(hidden.sum() / max(in_frame.sum(), 1)),
   }
-  if np.any(valid):
-    out["mpjpe_mm"] = float(np.mean(lift_eval.mpjpe(pose3d[valid], truth[valid], root_index=0)))
-    out["pa_mpjpe_mm"] = float(np.mean(lift_eval.pa_mpjpe(pose3d[valid], truth[valid])))
+  if np.any(lift_valid):
+    pose3d, truth = pose3d[lift_valid], truth[lift_valid]
+    out["mpjpe_mm"] = float(np.mean(lift_eval.mpjpe(pose3d, truth, root_index=0)))
+    out["pa_mpjpe_mm"] = float(np.mean(lift_eval.pa_mpjpe(pose3d, truth)))
   else:
     out["mpjpe_mm"] = out["pa_mpjpe_mm"] = float("nan")
   return out
 
 
 def predict_all(params, model, pose_model, data, *, batch_size: int = 32):
-  """cpm.predict over stacked images: (keypoints (N, L, 2) px, pose3d (N, L, 3) mm, valid)."""
+  """cpm.predict over stacked images.
+
+  Returns:
+    keypoints (N, L, 2) pixels, pose3d (N, L, 3) mm, valid (N,) (predict's
+    verdict), lift_valid (N,) (the final lift's own).
+  """
   import jax
 
   from lift3d.models import cpm
 
-  keypoints, poses, valid = [], [], []
+  keypoints, poses, valid, lift_valid = [], [], [], []
   for start in range(0, len(data["image"]), batch_size):
     pred = jax.device_get(cpm.predict(params, model, data["image"][start:start + batch_size],
                                       pose_model))
     keypoints.append(pred.keypoints2d)
     poses.append(pred.pose3d)
     valid.append(pred.valid)
-  return np.concatenate(keypoints), np.concatenate(poses), np.concatenate(valid)
+    lift_valid.append(pred.output.lifted.valid)
+  return tuple(np.concatenate(a) for a in (keypoints, poses, valid, lift_valid))
 
 
 def load_pose_model(path: str | None):
@@ -271,7 +287,8 @@ def main():
       params = jax.device_get(state.params)
       result = {"steps": steps, "train_s": train_s, "seed": seed, "variant": variant}
       for name, data in eval_data.items():
-        result[name] = score(*predict_all(params, model, pose_model, data), data)
+        keypoints, pose3d, valid, lift_valid = predict_all(params, model, pose_model, data)
+        result[name] = score(keypoints, pose3d, valid, data, lift_valid)
       if config.fusion:
         result["omega"] = np.asarray(jax.nn.sigmoid(params["fusion_logits"])).tolist()
       with open(cache, "w") as f:

@@ -100,10 +100,22 @@ def diagnose(params, model, pose_model, data, *, plain=None):
     stage.update(valid_fraction=float(valid.mean()), mpjpe_mm=mpjpe, pa_mpjpe_mm=pa,
                  omega_mean=float(np.mean(out.fusion_weight[t])))
     report["stages"].append(stage)
-  # Confidences of the final landmarks (the final lift's weights).
+  # Confidences of the final landmarks (the final lift's weights): the last
+  # CNN maps at the fused arg-max (the network's read-out) against the fused
+  # maps' own peaks (the read-out before issue 17).
   final_conf = np.asarray(out.confidence)
   report["final_confidence"] = {"visible": float(final_conf[visible].mean()),
                                 "hidden": float(final_conf[hidden].mean())}
+  f_grid, f_peak = jax.device_get(belief_maps.maps_to_points(
+      jnp.asarray(out.fused[-1, ..., :num_landmarks]), model.subpixel))
+  for name, weights in (("final_lift_cnn_confidence", final_conf),
+                        ("final_lift_fused_peaks", f_peak)):
+    weights = np.clip(weights, 0.0, 1.0)
+    _, lift_valid, mpjpe, pa = _lift_scores(pose_model, f_grid, weights, data, model.num_yaws)
+    report[name] = {"mpjpe_mm": mpjpe, "pa_mpjpe_mm": pa, "lift_valid": float(lift_valid.mean()),
+                    "confident": float(np.mean(weights.mean(-1) >= 0.2)),
+                    "visible": float(weights[visible].mean()),
+                    "hidden": float(weights[hidden].mean())}
   if plain is not None:
     plain_params, plain_model = plain
     plain_out = jax.device_get(plain_model.apply({"params": plain_params},
@@ -182,6 +194,11 @@ def _print(name, report, landmark_names):
         + (f"; plain {report['plain_final_confidence']['visible']:.3f} / "
            f"{report['plain_final_confidence']['hidden']:.3f}"
            if "plain_final_confidence" in report else ""))
+  for key in ("final_lift_cnn_confidence", "final_lift_fused_peaks"):
+    r = report[key]
+    print(f"{key}: MPJPE {r['mpjpe_mm']:.1f} mm, PA-MPJPE {r['pa_mpjpe_mm']:.1f} mm, lift valid "
+          f"{r['lift_valid']:.2f}, mean weight >= 0.2 in {r['confident']:.2f} of the frames, "
+          f"weights visible / hidden {r['visible']:.3f} / {r['hidden']:.3f}")
   print("stage lift recomputed vs the network's reprojection, max |Δ| cells: "
         + ", ".join(f"{s['reprojection_mismatch_cells']:.2g}" for s in report["stages"]))
   print(f"targets read back: {report['target_readout']}")
