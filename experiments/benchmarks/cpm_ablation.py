@@ -164,18 +164,16 @@ def load_pose_model(path: str | None):
   """The pose model at `path`, else fitted with the default config on the training clips."""
   import jax
 
-  from experiments.configs.parts import data as data_part
-  from experiments.configs.parts import pose_model as pose_model_part
-  from experiments.jobs import pose_model as pose_model_job
+  from experiments import settings
+  from experiments.configs import default
   from lift3d import pose_model as pose_model_lib
 
   if path and os.path.exists(path):
     return pose_model_lib.load(path)
-  import ml_collections
-
-  config = ml_collections.ConfigDict(dict(data=data_part.get(), pose_model=pose_model_part.get()))
-  model = pose_model_lib.fit(pose_model_job.training_poses(config), key=jax.random.key(0),
-                             **pose_model_job.fit_kwargs(config.pose_model))
+  config = default.get_config()
+  train_poses, _ = settings.split_corpus(config.data)
+  model = pose_model_lib.fit(train_poses, key=jax.random.key(int(config.pose_model.seed)),
+                             **settings.fit_kwargs(config.pose_model))
   if path:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     pose_model_lib.save(path, model)
@@ -184,12 +182,16 @@ def load_pose_model(path: str | None):
 
 def make_config(*, image_size: int, stages: int, preset: str, quick: bool,
                 trunk_features=None, stage_features=None):
-  """The CPM config section of the ablation (None: the config's value)."""
-  from experiments.configs.parts import cpm as cpm_part
-  from experiments.configs.parts import data
+  """The default config with the ablation's CPM section (None: the config's value).
 
-  config = cpm_part.get(False)
-  config.data = data.get(False)
+  Returns:
+    The whole config (`data` for the corpus split, `cpm` the network, renders
+    and training).
+  """
+  from experiments.configs import default
+
+  full = default.get_config()
+  config = full.cpm
   config.image_size = image_size
   config.model.num_stages = stages
   if quick:
@@ -199,7 +201,8 @@ def make_config(*, image_size: int, stages: int, preset: str, quick: bool,
     config.model.trunk_features = tuple(trunk_features)
   if stage_features:
     config.model.feature_channels = config.model.stage_features = int(stage_features)
-  config.synthetic.render = dict(config.synthetic.render.to_dict(), preset=preset)
+  config.synthetic.render.preset = preset
+  return full
   return config
 
 
@@ -245,12 +248,14 @@ def main():
   import jax
 
   import lift3d
-  from experiments.jobs import cpm as cpm_job
+  from experiments import settings
   from lift3d import train
+  from lift3d.data import synthetic
 
-  config = make_config(image_size=args.image_size, stages=args.stages,
+  full = make_config(image_size=args.image_size, stages=args.stages,
                        preset=args.train_preset, quick=args.quick,
                        trunk_features=args.trunk_features, stage_features=args.stage_features)
+  config = full.cpm
   steps = args.steps or (10 if args.quick else 1000)
   config.train.warmup_steps = max(steps // 10, 1)
   if args.batch_size:
@@ -259,19 +264,19 @@ def main():
   workdir = args.workdir or tempfile.mkdtemp(prefix="cpm_ablation_")
   os.makedirs(workdir, exist_ok=True)
   pose_model = load_pose_model(args.pose_model)
-  train_source, _ = cpm_job.make_sources(config)
-  _, heldout_poses = cpm_job.split_poses(config)
+  train_poses, heldout_poses = settings.split_corpus(full.data)
+  train_source = synthetic.SyntheticPoseSource(train_poses, **settings.render_kwargs(config))
   eval_data = {name: stack_items(src, num_eval) for name, src in
                heldout_sources(config, heldout_poses, num_examples=num_eval).items()}
-  train_cfg = dict(config.train.to_dict())
-  for key in ("num_steps", "time_limit_s", "distributed", "log_every"):
+  train_cfg = settings.train_kwargs(config.train)
+  for key in ("num_steps", "time_limit_s", "log_every"):
     train_cfg.pop(key)
 
   runs = {}
   for seed in args.seeds:
     for variant in ("plain", "fused"):
       config.fusion = variant == "fused"
-      model = cpm_job.build_model(config)
+      model = settings.cpm_model(config)
       run_dir = os.path.join(workdir, f"seed{seed}", variant)
       cache = os.path.join(run_dir, "eval.json")
       if os.path.exists(cache):

@@ -217,23 +217,24 @@ def main():
   parser.add_argument("--eval_examples", type=int, default=64)
   args = parser.parse_args()
 
-  from experiments.jobs import cpm as cpm_job
+  from experiments import settings
   from lift3d import train
   from lift3d.skeleton import H36M17
 
-  config = cpm_ablation.make_config(image_size=args.image_size, stages=args.stages,
+  full = cpm_ablation.make_config(image_size=args.image_size, stages=args.stages,
                                     preset="rich", quick=args.quick,
                                     trunk_features=args.trunk_features,
                                     stage_features=args.stage_features)
+  config = full.cpm
   pose_model = cpm_ablation.load_pose_model(args.pose_model)
   config.fusion = True
-  model = cpm_job.build_model(config)
+  model = settings.cpm_model(config)
   params = train.restore_params(args.run_dir)
   plain = None
   if args.plain_dir:
     config.fusion = False
-    plain = (train.restore_params(args.plain_dir), cpm_job.build_model(config))
-  _, heldout_poses = cpm_job.split_poses(config)
+    plain = (train.restore_params(args.plain_dir), settings.cpm_model(config))
+  _, heldout_poses = settings.split_corpus(full.data)
   sources = cpm_ablation.heldout_sources(config, heldout_poses, num_examples=args.eval_examples)
   reports = {}
   for name, source in sources.items():
