@@ -391,6 +391,12 @@ def _infer(params, crops, centres, sides, pose_model, refine, *, model: cpm.CPM,
   maps = maps.reshape(num_people, num_scales, *maps.shape[1:])
   maps = _average_scales(maps, scales)
   coarse, confidence = belief_maps.maps_to_points(maps, "argmax")
+  if model.fusion:
+    # As `cpm.CPM`: the confidences are the last CNN maps' values at the fused
+    # arg-max, not the fused peaks, which the projected maps hold near 1 − ω.
+    cnn = output.belief[-1][..., : model.num_landmarks]
+    cnn = _average_scales(cnn.reshape(num_people, num_scales, *cnn.shape[1:]), scales)
+    confidence = belief_maps.sample_cells(cnn, coarse)
   fine, _ = belief_maps.maps_to_points(maps, "quadratic")
   points = jnp.where(refine, fine, coarse)
   in_crop = belief_maps.grid_to_pixels(points, model.stride) + 0.5  # corner-based

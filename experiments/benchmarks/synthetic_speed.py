@@ -1,7 +1,12 @@
 """Speed of the synthetic people renderer (lift3d.data.synthetic), one process.
 
-    python -m experiments.benchmarks.synthetic_speed            # 96 and 368 px
+    python -m experiments.benchmarks.synthetic_speed            # 128 and 368 px
     python -m experiments.benchmarks.synthetic_speed --quick    # a few seconds
+    python -m experiments.benchmarks.synthetic_speed --presets capsule rich
+
+Every preset of `lift3d.data.synthetic.PRESETS` named in --presets is timed
+at every size, in the same process ("capsule" is the original renderer, the
+baseline of the ratio column).
 
 Prints a table: images per second (wall clock and CPU time of this process),
 the split between sampling the scene and drawing it, and the same through a
@@ -58,7 +63,9 @@ def _time(fn, count: int) -> tuple[float, float]:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="few images per size")
-  parser.add_argument("--sizes", type=int, nargs="+", default=[96, 368])
+  parser.add_argument("--sizes", type=int, nargs="+", default=[128, 368])
+  parser.add_argument("--presets", nargs="+", default=["capsule", "rich", "rich_occluded"],
+                      choices=sorted(synthetic.PRESETS))
   parser.add_argument("--count", type=int, default=None, help="images per size")
   args = parser.parse_args()
   poses, what = _poses()
@@ -68,11 +75,14 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.2f}")
   print(f"reference: 1M-element float32 in-place multiply {_reference_op_ms():.3f} ms")
   print()
-  print("| size | images/s (wall) | images/s (CPU) | scene ms | draw ms | grain batch-32 images/s |")
-  print("|---:|---:|---:|---:|---:|---:|")
-  for size in args.sizes:
+  print("| size | preset | images/s (wall) | images/s (CPU) | CPU time vs capsule | scene ms | "
+        "draw ms | grain batch-32 images/s |")
+  baseline = {}
+  print("|---:|---|---:|---:|---:|---:|---:|---:|")
+  for size, preset in [(size, preset) for size in args.sizes for preset in args.presets]:
     count = args.count or (max(20, 4000 // size) if args.quick else max(100, 40000 // size))
-    source = synthetic.SyntheticPoseSource(poses, image_size=size, seed=0, length=10 * count)
+    source = synthetic.SyntheticPoseSource(poses, image_size=size, seed=0, length=10 * count,
+                                           preset=preset)
     source[0]  # warm caches
     wall, cpu = _time(lambda i, s=source: s[i], count)
     scenes = [source.scene(i) for i in range(count)]
@@ -90,8 +100,11 @@ def main() -> None:
       grain_rate = batches * 32 / (time.perf_counter() - start)
     except ImportError:
       pass
-    print(f"| {size}x{size} | {1 / wall:.0f} | {1 / cpu:.0f} | {scene_wall * 1e3:.2f} | "
-          f"{draw_wall * 1e3:.2f} | {grain_rate:.0f} |")
+    if preset == "capsule":
+      baseline[size] = cpu
+    ratio = f"{cpu / baseline[size]:.2f}x" if size in baseline else "-"
+    print(f"| {size}x{size} | {preset} | {1 / wall:.0f} | {1 / cpu:.0f} | {ratio} | "
+          f"{scene_wall * 1e3:.2f} | {draw_wall * 1e3:.2f} | {grain_rate:.0f} |")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,13 @@ Conventions (docs/method.md §0):
   R_x(φ) = [[1, 0, 0], [0, cos φ, -sin φ], [0, sin φ, cos φ]].
 - Visibility is 1 for a joint inside the frame and not behind an occluder;
   a joint hidden by the person's own limbs stays visible (as in Human3.6M's
-  labels).
+  labels) unless `RenderOptions.self_occlusion` is on.
+
+Options beyond the original capsule people (issue 17, all off by default so
+that the default images are unchanged; `PRESETS["rich"]` turns them on):
+body shapes (bone lengths and limb widths drawn per example), patterned
+clothing, striped occluders, directional lighting with an illumination
+gradient, and self-occlusion labels.
 
 Belief-map targets are not made here (see `lift3d.models`).
 
@@ -38,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+import types
 from typing import Any
 
 import numpy as np
@@ -52,6 +59,10 @@ _J = {name: i for i, name in enumerate(H36M17.names)}
 # block per stream, so that every example and stream is independent of the
 # others and cheap to start (no hashing).
 _SCENE_STREAM, _NOISE_STREAM = 0, 1
+# The options added for issue 17 (body shapes, textures, lighting) draw from
+# their own stream, so the scene stream, and so every image of the default
+# options, is unchanged.
+_STYLE_STREAM = 2
 
 # Body parts: (joint a, joint b, radius at a, radius at b in metres, clothing
 # part). Radii are for an average adult; `thickness` scales them.
@@ -85,6 +96,22 @@ _PART_B = np.array([_J[b] for _, b, *_ in _PARTS])
 _PART_RADII = np.array([(ra, rb) for _, _, ra, rb, _ in _PARTS], np.float64)
 _PART_CLOTHING = np.array([c for *_, c in _PARTS])
 _NOSE_OFFSET, _NOSE_RADIUS = 0.08, 0.025  # metres, from the head's centre.
+_NUM_CAPSULES = len(_PARTS) + 1  # the parts and the nose.
+
+# incident[j, c]: capsule c is attached to joint j (the nose to the head's joints).
+_INCIDENT = np.zeros((_NUM_JOINTS, _NUM_CAPSULES), bool)
+_INCIDENT[_PART_A, np.arange(len(_PARTS))] = True
+_INCIDENT[_PART_B, np.arange(len(_PARTS))] = True
+_INCIDENT[[_J["Neck/Nose"], _J["Head"]], -1] = True
+_INCIDENT.flags.writeable = False
+
+# Bone kinds for `limb_length`, one per joint (its bone to its parent), the
+# same on both sides; the root has none.
+_BONE_KINDS = ("pelvis", "thigh", "shin", "lower spine", "upper spine", "neck", "head",
+               "shoulder", "upper arm", "forearm")
+_BONE_KIND_OF_JOINT = np.array([
+    -1, 0, 1, 2, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 7, 8, 9])
+_PARENTS = np.array(H36M17.parents)
 
 # Quantiles of N(0, 1) at the centres of 256 equal-probability bins.
 _NORMAL_QUANTILES = np.array(
@@ -94,6 +121,7 @@ _NORMAL_QUANTILES.flags.writeable = False
 _MAX_SIZE = 4096  # pixels, the longest image side.
 
 _BACKGROUND_KINDS = ("flat", "gradient", "stripes", "noise", "checker")
+_TEXTURE_KINDS = ("bands", "stripes", "checks")  # along, across the limb, both.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +154,25 @@ class RenderOptions:
       by the channels), grey levels.
     no_person_prob: probability of an image without a person (keypoints NaN,
       visibility 0).
+    limb_length: each bone's length is multiplied by a factor drawn from this
+      range (one factor per bone kind, the same on the left and the right:
+      pelvis, thigh, shin, lower and upper spine, neck, head, shoulder, upper
+      arm, forearm); the returned pose3d and labels include it.
+    limb_width: each body part's radius is multiplied by a factor drawn from
+      this range (on top of `thickness`).
+    clothing_texture_prob: probability that a garment (shirt, trousers,
+      sleeves) is patterned (bands, stripes or checks) rather than plain.
+    occluder_texture_prob: probability that an occluder is striped.
+    lighting: a directional light (Lambert shading of the limbs' surface
+      normals, random direction and ambient level) and a smooth illumination
+      gradient over the whole image, instead of the fixed cylinder shading.
+    self_occlusion: a joint whose point is covered by a body part not attached
+      to it (the last-drawn part covering it in the painter's order) is marked
+      not visible. Off, such joints stay visible (Human3.6M's convention); the
+      `self_occluded` label is returned either way.
+
+  The defaults of the last six fields reproduce the original capsule renderer
+  bit for bit; `PRESETS` names useful combinations.
   """
 
   image_size: tuple[int, int] = (368, 368)
@@ -144,6 +191,12 @@ class RenderOptions:
   max_clutter: int = 3
   noise_std: tuple[float, float] = (0.0, 6.0)
   no_person_prob: float = 0.0
+  limb_length: tuple[float, float] = (1.0, 1.0)
+  limb_width: tuple[float, float] = (1.0, 1.0)
+  clothing_texture_prob: float = 0.0
+  occluder_texture_prob: float = 0.0
+  lighting: bool = False
+  self_occlusion: bool = False
 
   def __post_init__(self):
     size = tuple(int(s) for s in self.image_size)
@@ -154,7 +207,7 @@ class RenderOptions:
     if self.camera not in ("perspective", "weak"):
       raise ValueError(f"camera must be 'perspective' or 'weak', got {self.camera!r}")
     for name in ("fov_deg", "yaw", "elevation_deg", "person_size", "body_scale", "thickness",
-                 "occluder_size", "noise_std"):
+                 "occluder_size", "noise_std", "limb_length", "limb_width"):
       lo, hi = getattr(self, name)
       if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
         raise ValueError(f"{name} must be a finite (lo, hi) with lo <= hi, got {(lo, hi)}")
@@ -162,9 +215,11 @@ class RenderOptions:
       raise ValueError(f"fov_deg must lie in (0, 170), got {self.fov_deg}")
     if not 0 < self.person_size[0]:
       raise ValueError(f"person_size must be positive, got {self.person_size}")
-    if not 0 < self.body_scale[0] or not 0 < self.thickness[0]:
-      raise ValueError("body_scale and thickness must be positive")
-    for name in ("occluder_prob", "no_person_prob"):
+    for name in ("body_scale", "thickness", "limb_length", "limb_width"):
+      if not 0 < getattr(self, name)[0]:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    for name in ("occluder_prob", "no_person_prob", "clothing_texture_prob",
+                 "occluder_texture_prob"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
     if not 0.0 <= self.centre_jitter <= 0.5:
@@ -173,6 +228,25 @@ class RenderOptions:
       raise ValueError(f"min_radius_px must be >= 0, got {self.min_radius_px}")
     if self.max_occluders < 0 or self.max_clutter < 0:
       raise ValueError("max_occluders and max_clutter must be >= 0")
+
+
+_RICH = dict(limb_length=(0.85, 1.15), limb_width=(0.8, 1.25), clothing_texture_prob=0.6,
+             occluder_texture_prob=0.5, lighting=True, self_occlusion=True)
+PRESETS = types.MappingProxyType({
+    # The original capsule renderer (the defaults).
+    "capsule": types.MappingProxyType({}),
+    # Body shapes, patterned clothing, lighting, self-occlusion labels; the
+    # default rate of occluders.
+    "rich": types.MappingProxyType(_RICH),
+    # The same with two occluders in every image, mostly over joints (at
+    # 128 px about 27% of the in-frame joints behind an occluder, 47% hidden
+    # in all with self-occlusion).
+    "rich_occluded": types.MappingProxyType(
+        dict(_RICH, occluder_prob=1.0, max_occluders=2, occluder_size=(0.06, 0.16))),
+    # The same without occluders (the body still hides itself).
+    "rich_unoccluded": types.MappingProxyType(dict(_RICH, occluder_prob=0.0)),
+})
+"""Named `RenderOptions` overrides (`SyntheticPoseSource(..., preset=name)`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +273,14 @@ class Scene:
     occluders: tuple of dicts (kind, centre, half sizes, angle, colour).
     noise_std: grey levels.
     noise_key: (seed, index) of the pixel noise's random stream.
+    capsule_texture: (C, 6) per capsule: amplitude, period (pixels), phase,
+      and the weights of the bands / stripes / checks patterns; None: plain.
+    light: (4,) unit direction towards the light (camera frame, x right, y
+      up, z towards the viewer) and the ambient level; None: the fixed
+      cylinder shading.
+    illumination: (angle radians, gain): the image brightness varies
+      linearly by ±gain/2 along that direction; None: uniform.
+    self_occlusion: joints hidden by the body count as not visible.
   """
 
   image_size: tuple[int, int]
@@ -220,6 +302,10 @@ class Scene:
   occluders: tuple[dict[str, Any], ...]
   noise_std: float
   noise_key: tuple[int, int]
+  capsule_texture: np.ndarray | None = None
+  light: np.ndarray | None = None
+  illumination: tuple[float, float] | None = None
+  self_occlusion: bool = False
 
 
 def _project(points: np.ndarray, focal: float, principal: np.ndarray, kind: str,
@@ -254,10 +340,18 @@ def _palette(rng: np.random.Generator) -> np.ndarray:
   return np.stack([skin, shirt, trousers, sleeve])
 
 
-def _person_capsules(pose_cam: np.ndarray, rng: np.random.Generator, thickness: float):
-  """3D capsules of a camera-frame pose: ends (C, 2, 3), radii (C, 2) m, colours (C, 3)."""
+def _person_capsules(pose_cam: np.ndarray, rng: np.random.Generator, thickness: float,
+                     widths: np.ndarray | None = None):
+  """3D capsules of a camera-frame pose.
+
+  Returns ends (C, 2, 3) and radii (C, 2) metres, colours (C, 3), and whether
+  the forearms wear sleeves (the shirt's colour) rather than bare skin.
+  `widths` (C,) multiplies each capsule's radii (None: all 1).
+  """
   ends = np.stack([pose_cam[_PART_A], pose_cam[_PART_B]], axis=1)
   radii = _PART_RADII * thickness
+  if widths is not None:
+    radii = radii * widths[:-1, None]
   palette = _palette(rng)
   # Per-person clothing, per-limb small lightness changes; one limb in ten in
   # an arbitrary colour so that the network does not rely on clothing.
@@ -274,9 +368,11 @@ def _person_capsules(pose_cam: np.ndarray, rng: np.random.Generator, thickness: 
   head = 0.5 * (pose_cam[_J["Neck/Nose"]] + pose_cam[_J["Head"]])
   nose = head + _NOSE_OFFSET * thickness * forward
   ends = np.concatenate([ends, np.stack([nose, nose])[None]], axis=0)
-  radii = np.concatenate([radii, np.full((1, 2), _NOSE_RADIUS * thickness)], axis=0)
+  nose_radius = _NOSE_RADIUS * thickness * (1.0 if widths is None else widths[-1])
+  radii = np.concatenate([radii, np.full((1, 2), nose_radius)], axis=0)
   colours = np.concatenate([colours, (palette[_SKIN] * 0.6)[None]], axis=0)
-  return ends, radii, np.clip(colours, 0, 255)
+  sleeves = bool(np.array_equal(palette[_SLEEVE], palette[_SHIRT]))
+  return ends, radii, np.clip(colours, 0, 255), sleeves
 
 
 def sample_scene(poses: np.ndarray, seed: int, index: int,
@@ -309,6 +405,9 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
   body_scale = _uniform(rng, options.body_scale)
   pose = np.asarray(poses[pose_index], np.float64)
   pose = body_scale * (pose - pose[_J["Hip"]])
+  style = _sample_style(seed, index, options)
+  if options.limb_length != (1.0, 1.0):
+    pose = scale_bones(pose, style["bones"])
 
   yaw = _uniform(rng, options.yaw)
   phi = math.radians(_uniform(rng, options.elevation_deg))
@@ -358,7 +457,7 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
     return _project(points, focal, principal, options.camera, depth)
 
   thickness = _uniform(rng, options.thickness)
-  ends, radii, colours = _person_capsules(pose_cam, rng, thickness)
+  ends, radii, colours, sleeves = _person_capsules(pose_cam, rng, thickness, style["widths"])
   ends_px = to_pixels(ends)
   # Painter's order always uses the true depths; the weak camera only changes
   # the projection (every point at the hip's depth).
@@ -398,6 +497,20 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
 
   noise_std = _uniform(rng, options.noise_std)
 
+  texture = None
+  if options.clothing_texture_prob > 0:
+    # One pattern per garment; forearms share the shirt's when they share
+    # its colour (sleeves), bare skin stays plain.
+    garment = style["garments"][_PART_CLOTHING]  # (parts, 6)
+    sleeve = _PART_CLOTHING == _SLEEVE
+    garment[sleeve] = style["garments"][_SHIRT]
+    garment[(_PART_CLOTHING == _SKIN) | (sleeve & (not sleeves)), 0] = 0.0
+    texture = np.concatenate([garment, np.zeros((1, 6))], axis=0)  # the nose is plain.
+  # Patterns are i.i.d.: the k-th drawn occluder takes the k-th (max_occluders >= k).
+  for occluder, pattern in zip(occluders, style["occluder_textures"], strict=False):
+    if pattern[0] > 0:
+      occluder["texture"] = tuple(float(v) for v in pattern)
+
   return Scene(
       image_size=(height, width), has_person=has_person, pose_index=pose_index,
       pose3d=pose3d, translation=translation, camera_rotation=camera_rotation, yaw=yaw,
@@ -405,7 +518,67 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
       focal=focal, keypoints2d=keypoints, capsules=ends_px, capsule_radii=radii_px,
       capsule_depth=point_depth.mean(axis=1), capsule_colours=colours,
       clutter=(clutter_ends, clutter_radii, clutter_colours), background=background,
-      occluders=tuple(occluders), noise_std=noise_std, noise_key=(seed, index))
+      occluders=tuple(occluders), noise_std=noise_std, noise_key=(seed, index),
+      capsule_texture=texture, light=style["light"] if options.lighting else None,
+      illumination=style["illumination"] if options.lighting else None,
+      self_occlusion=options.self_occlusion)
+
+
+def scale_bones(pose: np.ndarray, factors: np.ndarray) -> np.ndarray:
+  """Changes a pose's bone lengths, keeping every bone's direction.
+
+  Args:
+    pose: (L, 3) metres (H36M17 joints).
+    factors: (10,) length factors of the bone kinds (`_BONE_KINDS`: pelvis,
+      thigh, shin, lower spine, upper spine, neck, head, shoulder, upper arm,
+      forearm), the same on both sides.
+
+  Returns:
+    (L, 3) the pose with bone j->parent(j) scaled by its kind's factor, the
+    root in place.
+  """
+  pose = np.asarray(pose, np.float64)
+  out = pose.copy()
+  scale = np.asarray(factors, np.float64)[_BONE_KIND_OF_JOINT]
+  for j in range(1, _NUM_JOINTS):  # parents come before children.
+    parent = _PARENTS[j]
+    out[j] = out[parent] + scale[j] * (pose[j] - pose[parent])
+  return out
+
+
+def _sample_style(seed: int, index: int, options: RenderOptions) -> dict[str, Any]:
+  """The issue-17 appearance parameters of an example, from their own stream.
+
+  Always the same draws in the same order (whatever the options), so turning
+  one option on does not change what the others draw.
+  """
+  rng = _generator(seed, index, _STYLE_STREAM)
+  height, width = options.image_size
+  short = min(height, width)
+  bones = options.limb_length[0] + np.diff(options.limb_length) * rng.random(len(_BONE_KINDS))
+  widths = options.limb_width[0] + np.diff(options.limb_width) * rng.random(_NUM_CAPSULES)
+
+  def patterns(num, prob, period):
+    present = rng.random(num) < prob
+    kind = rng.integers(len(_TEXTURE_KINDS), size=num)
+    amplitude = rng.uniform(0.15, 0.45, num) * present
+    periods = rng.uniform(*period, num) * short
+    phase = rng.uniform(0, 2 * math.pi, num)
+    return np.concatenate([np.stack([amplitude, periods, phase], 1),
+                           np.eye(len(_TEXTURE_KINDS))[kind]], axis=1)  # (num, 6)
+
+  garments = patterns(4, options.clothing_texture_prob, (0.02, 0.06))
+  occluder_textures = patterns(options.max_occluders, options.occluder_texture_prob,
+                               (0.03, 0.1))[:, :3]
+  # Light from the camera's side of the person (z > 0), any direction around.
+  towards = rng.uniform(0.3, 1.0)
+  around = rng.uniform(-math.pi, math.pi)
+  side = math.sqrt(1.0 - towards**2)
+  light = np.array([side * math.cos(around), side * math.sin(around), towards,
+                    rng.uniform(0.25, 0.6)])
+  illumination = (float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.0, 0.5)))
+  return dict(bones=bones, widths=widths, garments=garments,
+              occluder_textures=occluder_textures, light=light, illumination=illumination)
 
 
 def _sample_background(rng: np.random.Generator) -> tuple[str, dict[str, Any]]:
@@ -483,7 +656,8 @@ def _patch_box(lo_x, hi_x, lo_y, hi_y, height, width):
 
 
 def _draw_capsules(image: np.ndarray, ends: np.ndarray, radii: np.ndarray, colours: np.ndarray,
-                   order: np.ndarray, shaded: bool = True) -> None:
+                   order: np.ndarray, shaded: bool = True, texture: np.ndarray | None = None,
+                   light: np.ndarray | None = None) -> None:
   """Composites antialiased, tapering capsules in the given order, in place.
 
   The per-pixel fields of all capsules are computed at once, on the pixels of
@@ -498,6 +672,9 @@ def _draw_capsules(image: np.ndarray, ends: np.ndarray, radii: np.ndarray, colou
     colours: (C, 3) RGB.
     order: indices of the capsules to draw, first drawn first.
     shaded: darken towards the silhouette like a lit cylinder.
+    texture: (C, 6) patterns (see `Scene.capsule_texture`), or None.
+    light: (4,) light direction and ambient level (see `Scene.light`): Lambert
+      shading instead of `shaded`'s fixed one; or None.
   """
   height, width = image.shape[1:]
   if len(order) == 0:
@@ -505,6 +682,8 @@ def _draw_capsules(image: np.ndarray, ends: np.ndarray, radii: np.ndarray, colou
   ends = ends[order].astype(np.float32)
   radii = radii[order].astype(np.float32)
   colours = colours[order].astype(np.float32)
+  if texture is not None:
+    texture = texture[order].astype(np.float32)
   a, b = ends[:, 0], ends[:, 1]  # (C, 2)
   reach = radii.max(axis=1, keepdims=True) + 1.0
   lo = np.maximum(np.floor(np.minimum(a, b) - reach), 0).astype(np.int64)
@@ -552,7 +731,48 @@ def _draw_capsules(image: np.ndarray, ends: np.ndarray, radii: np.ndarray, colou
   cover += 0.5
   np.maximum(cover, 0.0, out=cover)
   np.minimum(cover, 1.0, out=cover)
-  if shaded:
+  if texture is not None:
+    # Patterns in the limb's own coordinates: `along` its axis and `across`
+    # it (pixels), so that they follow the limb.
+    length = np.sqrt(length2)
+    along = t * per_pixel(length)
+    across = ys * per_pixel(ab[:, 0] / length)
+    across -= xs * per_pixel(ab[:, 1] / length)
+    frequency = per_pixel(2 * np.pi / np.maximum(texture[:, 1], 1.0))
+    phase = per_pixel(texture[:, 2])
+    along *= frequency
+    along += phase
+    wave_along = np.sin(along)
+    across *= frequency
+    across += phase
+    wave_across = np.sin(across)
+    pattern = wave_along * per_pixel(texture[:, 3])
+    pattern += wave_across * per_pixel(texture[:, 4])
+    wave_along *= wave_across
+    wave_along *= per_pixel(texture[:, 5])
+    pattern += wave_along
+    pattern *= per_pixel(texture[:, 0])
+    pattern += np.float32(1.0)
+  if light is not None:
+    # Lambert shading of the swept sphere's surface: its normal at a pixel is
+    # the offset from the nearest axis point over the radius (x right, y up),
+    # completed to unit length towards the viewer.
+    inv_radius = 1.0 / np.maximum(radius, np.float32(1e-6))
+    xs *= inv_radius
+    ys *= inv_radius
+    normal_z = 1.0 - xs * xs - ys * ys
+    np.maximum(normal_z, 0.0, out=normal_z)
+    np.sqrt(normal_z, out=normal_z)
+    lit = xs * np.float32(light[0])
+    lit -= ys * np.float32(light[1])
+    lit += normal_z * np.float32(light[2])
+    np.maximum(lit, 0.0, out=lit)
+    ambient = np.float32(light[3])
+    lit *= 1.0 - ambient
+    lit += ambient
+    paint = lit
+    paint *= cover
+  elif shaded:
     # Lit-cylinder shading, 1 on the axis falling to 0.55 at the silhouette:
     # 1 - 0.45 (d / r)^2.
     dist /= radius
@@ -563,6 +783,8 @@ def _draw_capsules(image: np.ndarray, ends: np.ndarray, radii: np.ndarray, colou
     paint *= cover
   else:
     paint = cover
+  if texture is not None:
+    paint = paint * pattern
   keep = 1.0 - cover
   paint = np.repeat(colours.T, areas, axis=1) * paint  # (3, total) premultiplied colour.
   # Python scalars: this loop runs once per capsule, two NumPy calls each.
@@ -600,6 +822,11 @@ def _draw_occluder(image: np.ndarray, occluder: dict[str, Any]) -> None:
   cover = np.clip(0.5 - _occluder_sdf(occluder, xs, ys), 0.0, 1.0).astype(np.float32)
   patch = image[:, y0:y1, x0:x1]
   patch *= 1.0 - cover
+  if "texture" in occluder:
+    # Stripes across the occluder's first axis.
+    amplitude, period, phase = occluder["texture"]
+    along = (math.cos(occluder["angle"]) * (xs - cx) + math.sin(occluder["angle"]) * (ys - cy))
+    cover = cover * (1.0 + amplitude * np.sin(along * (2 * math.pi / period) + phase))
   patch += occluder["colour"].astype(np.float32)[:, None, None] * cover
 
 
@@ -609,6 +836,31 @@ def occluded_joints(scene: Scene) -> np.ndarray:
   for occluder in scene.occluders:
     occluded |= _occluder_sdf(occluder, scene.keypoints2d[:, 0], scene.keypoints2d[:, 1]) <= 0
   return occluded
+
+
+def self_occluded_joints(scene: Scene) -> np.ndarray:
+  """(L,) bool: joints whose point shows a body part not attached to them.
+
+  At the joint's 2D point, the last capsule of the painter's order whose
+  coverage is at least 1/2 (what the image shows there, before occluders) is
+  not one of the joint's own capsules (those with the joint at an end; the
+  nose belongs to Neck/Nose and Head). All False without a person.
+  """
+  if not scene.has_person:
+    return np.zeros(_NUM_JOINTS, bool)
+  order = np.argsort(-scene.capsule_depth, kind="stable")
+  rank = np.empty(len(order), np.int64)
+  rank[order] = np.arange(len(order))
+  a, b = scene.capsules[:, 0], scene.capsules[:, 1]  # (C, 2)
+  ab = b - a
+  length2 = np.maximum(np.sum(ab * ab, axis=-1), 1e-9)
+  rel = scene.keypoints2d[:, None, :] - a[None]  # (L, C, 2)
+  t = np.clip(np.sum(rel * ab[None], axis=-1) / length2, 0.0, 1.0)
+  dist = np.linalg.norm(rel - t[..., None] * ab[None], axis=-1)
+  radius = scene.capsule_radii[:, 0] + t * (scene.capsule_radii[:, 1] - scene.capsule_radii[:, 0])
+  covering = dist <= radius
+  top = np.argmax(np.where(covering, rank[None], -1), axis=1)
+  return covering.any(axis=1) & ~_INCIDENT[np.arange(_NUM_JOINTS), top]
 
 
 def render(scene: Scene, *, draw_person: bool | None = None) -> np.ndarray:
@@ -633,9 +885,16 @@ def render(scene: Scene, *, draw_person: bool | None = None) -> np.ndarray:
   if draw_person:
     # Painter's algorithm: the farthest capsule first, so nearer limbs cover it.
     order = np.argsort(-scene.capsule_depth, kind="stable")
-    _draw_capsules(image, scene.capsules, scene.capsule_radii, scene.capsule_colours, order)
+    _draw_capsules(image, scene.capsules, scene.capsule_radii, scene.capsule_colours, order,
+                   texture=scene.capsule_texture, light=scene.light)
   for occluder in scene.occluders:
     _draw_occluder(image, occluder)
+  if scene.illumination is not None:
+    angle, gain = scene.illumination
+    along = (math.cos(angle) * _COORDS[:width][None, :]
+             + math.sin(angle) * _COORDS[:height][:, None])
+    span = max(float(along.max() - along.min()), 1.0)
+    image *= (np.float32(1.0 - gain / 2) + np.float32(gain / span) * (along - along.min()))
   if scene.noise_std > 0:
     # Grey (luminance) sensor noise, shared by the channels: one random byte
     # per pixel through a table of 256 normal quantiles (much cheaper than
@@ -655,6 +914,7 @@ def example_from_scene(scene: Scene, image: np.ndarray) -> dict[str, np.ndarray]
   in_frame = ((kp[:, 0] >= -0.5) & (kp[:, 0] <= width - 0.5)
               & (kp[:, 1] >= -0.5) & (kp[:, 1] <= height - 0.5))
   occluded = occluded_joints(scene)
+  self_occluded = self_occluded_joints(scene)
   if not scene.has_person:
     nan = np.float32(np.nan)
     return dict(
@@ -663,6 +923,7 @@ def example_from_scene(scene: Scene, image: np.ndarray) -> dict[str, np.ndarray]
         visibility=np.zeros(_NUM_JOINTS, np.float32),
         in_frame=np.zeros(_NUM_JOINTS, bool),
         occluded=np.zeros(_NUM_JOINTS, bool),
+        self_occluded=np.zeros(_NUM_JOINTS, bool),
         pose3d=np.full((_NUM_JOINTS, 3), nan, np.float32),
         translation=np.full(3, nan, np.float32),
         camera_rotation=scene.camera_rotation.astype(np.float32),
@@ -675,9 +936,11 @@ def example_from_scene(scene: Scene, image: np.ndarray) -> dict[str, np.ndarray]
   return dict(
       image=image,
       keypoints2d=kp.astype(np.float32),
-      visibility=(in_frame & ~occluded).astype(np.float32),
+      visibility=(in_frame & ~occluded
+                  & ~(self_occluded & scene.self_occlusion)).astype(np.float32),
       in_frame=in_frame,
       occluded=occluded,
+      self_occluded=self_occluded,
       pose3d=scene.pose3d.astype(np.float32),
       translation=scene.translation.astype(np.float32),
       camera_rotation=scene.camera_rotation.astype(np.float32),
@@ -700,8 +963,12 @@ class SyntheticPoseSource:
     keypoints2d: (17, 2) float32 pixels, x right, y down (NaN without a
       person).
     visibility: (17,) float32, 1 for joints in the frame and not behind an
-      occluder, else 0 (all 0 without a person).
+      occluder (nor, with `self_occlusion`, behind the body), else 0 (all 0
+      without a person).
     in_frame, occluded: (17,) bool, the two parts of `visibility`.
+    self_occluded: (17,) bool, joints hidden by the body itself
+      (`self_occluded_joints`); part of `visibility` only with
+      `RenderOptions.self_occlusion`.
     pose3d: (17, 3) float32 metres, y up, camera orientation, hip at the
       origin (add `translation` for the camera frame, camera at the origin
       looking along -z).
@@ -719,7 +986,7 @@ class SyntheticPoseSource:
 
   def __init__(self, poses: np.ndarray, *, image_size: int | tuple[int, int] = 368,
                seed: int = 0, length: int = 1_000_000,
-               options: RenderOptions | None = None, **overrides):
+               options: RenderOptions | None = None, preset: str = "capsule", **overrides):
     """Builds the source.
 
     Args:
@@ -728,9 +995,11 @@ class SyntheticPoseSource:
       image_size: H = W, or (H, W), pixels.
       seed: fixes every example together with its index.
       length: number of examples.
-      options: scene ranges (`RenderOptions`); `image_size` and `overrides`
-        (any `RenderOptions` field, e.g. no_person_prob=0.1) replace its
-        fields.
+      options: scene ranges (`RenderOptions`); `image_size`, the preset's
+        fields and `overrides` (any `RenderOptions` field, e.g.
+        no_person_prob=0.1), in this order, replace its fields.
+      preset: a name of `PRESETS` ("capsule": the original renderer, "rich",
+        "rich_occluded", "rich_unoccluded").
     """
     check_poses(poses, batched=True)
     self.poses = np.asarray(poses).astype(np.float32)
@@ -741,7 +1010,10 @@ class SyntheticPoseSource:
     unknown = sorted(set(overrides) - fields)
     if unknown:
       raise ValueError(f"unknown RenderOptions fields {unknown}; expected some of {sorted(fields)}")
-    self.options = dataclasses.replace(options, image_size=tuple(image_size), **overrides)
+    if preset not in PRESETS:
+      raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    self.options = dataclasses.replace(
+        options, image_size=tuple(image_size), **{**PRESETS[preset], **overrides})
     if int(length) < 1:
       raise ValueError(f"length must be >= 1, got {length}")
     self.length = int(length)

@@ -70,6 +70,24 @@ def gaussian_maps(points: jax.Array, height: int, width: int, sigma: float) -> j
   return gv[..., :, None, :] * gu[..., None, :, :]
 
 
+def sample_cells(maps: jax.Array, cells: jax.Array) -> jax.Array:
+  """Each landmark's map value at a given cell.
+
+  Args:
+    maps: (..., H, W, L) belief maps.
+    cells: (..., L, 2) integer-valued grid coordinates (column, row), e.g.
+      the "argmax" points of `maps_to_points`; clipped to the grid.
+
+  Returns:
+    (..., L) `maps[..., row, column, l]` for every landmark l.
+  """
+  height, width = maps.shape[-3], maps.shape[-2]
+  col = jnp.clip(jnp.round(cells[..., 0]).astype(jnp.int32), 0, width - 1)
+  row = jnp.clip(jnp.round(cells[..., 1]).astype(jnp.int32), 0, height - 1)
+  flat = jnp.moveaxis(maps, -1, -3).reshape(*maps.shape[:-3], maps.shape[-1], height * width)
+  return jnp.take_along_axis(flat, (row * width + col)[..., None], axis=-1)[..., 0]
+
+
 def _quadratic_offset(left: jax.Array, centre: jax.Array, right: jax.Array) -> jax.Array:
   """Offset in [-0.5, 0.5] of the vertex of the parabola through three samples."""
   curvature = left - 2.0 * centre + right

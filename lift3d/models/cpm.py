@@ -13,6 +13,14 @@ with ω = sigmoid(free parameter) per stage and landmark. After the last stage
 the fused maps are lifted once more for the 3D output. `fusion=False` is the
 plain multi-stage CPM (the paper's baseline): f = b, and only the final lift.
 
+The final landmarks are the arg-max cells of the last fused maps, but their
+confidences (the final lift's weights, and what `predict` thresholds) are the
+last stage's *CNN* maps b at those cells, not the fused maps' peaks: b̂ peaks
+at 1 wherever the lift puts a joint, so f's peak is at least (1 − ω) whatever
+the image shows, and would make a faint or absent person look confident and
+weight hidden joints like visible ones (issue 17). For the plain CPM the two
+are the same.
+
 The pose model is an argument of `apply`, never a Flax parameter. Gradients do
 not flow through the lifting unless `differentiable_lift` (supplementary §1:
 same results without them).
@@ -69,7 +77,8 @@ class CPMOutput:
     fusion_weight: (S, L) ω in [0, 1] (ones for the plain CPM).
     keypoints: (B, L, 2) landmarks from the last fused maps, grid coordinates
       (column, row).
-    confidence: (B, L) their map values.
+    confidence: (B, L) the last stage's CNN landmark maps b at their arg-max
+      cells (for the plain CPM: the maps' peaks).
     lifted: the `lift3d.lift` result of the last fused maps (pose3d in mm,
       reprojected in grid coordinates, valid).
   """
@@ -160,12 +169,22 @@ class CPM(nn.Module):
     """Input pixels per belief-map cell."""
     return 2 ** (len(self.trunk_features) - 1)
 
-  def _lift_maps(self, maps: jax.Array, pose_model: PoseModel):
-    """Landmarks from (B, H, W, L) maps, and their lift."""
+  def _lift_maps(self, maps: jax.Array, pose_model: PoseModel,
+                 confidence_maps: jax.Array | None = None):
+    """Landmarks from (B, H, W, L) maps, and their lift.
+
+    The lift's weights are the maps' peaks, or the values of
+    `confidence_maps` (B, H, W, L) at the maps' arg-max cells.
+    """
     if not self.differentiable_lift:
       # Nothing of the lifting enters the backward pass.
       maps = jax.lax.stop_gradient(maps)
+      if confidence_maps is not None:
+        confidence_maps = jax.lax.stop_gradient(confidence_maps)
     points, confidence = belief_maps.maps_to_points(maps, self.subpixel)
+    if confidence_maps is not None:
+      cells, _ = belief_maps.maps_to_points(maps, "argmax")
+      confidence = belief_maps.sample_cells(confidence_maps, cells)
     visibility = jnp.clip(confidence, 0.0, 1.0)
     result = _lift(
         pose_model, points, visibility, num_yaws=self.num_yaws,
@@ -256,8 +275,10 @@ class CPM(nn.Module):
     if self.is_initializing():
       keypoints = confidence = lifted = None
     else:
+      # Confidences from the CNN's own last maps (see the module docstring).
       keypoints, confidence, lifted = self._lift_maps(
-          previous[..., : self.num_landmarks], pose_model
+          previous[..., : self.num_landmarks], pose_model,
+          confidence_maps=beliefs[-1][..., : self.num_landmarks] if self.fusion else None,
       )
     return CPMOutput(
         belief=jnp.stack(beliefs),
@@ -278,7 +299,8 @@ class Prediction:
 
   Attributes:
     keypoints2d: (B, L, 2) landmarks, image pixels (x right, y down).
-    confidence: (B, L) belief-map values at the landmarks (about 1 for a
+    confidence: (B, L) the last stage's CNN belief-map values at the
+      landmarks (`CPMOutput.confidence`; about 1 for a
       confident detection, about 0 for none).
     pose3d: (B, L, 3) lifted pose, millimetres, y up, root-centred camera
       frame (meaningless where not `valid`).

@@ -62,7 +62,8 @@ def test_shapes_and_dtypes():
   expected = {
       "image": ((64, 80, 3), np.uint8), "keypoints2d": ((17, 2), np.float32),
       "visibility": ((17,), np.float32), "in_frame": ((17,), np.bool_),
-      "occluded": ((17,), np.bool_), "pose3d": ((17, 3), np.float32),
+      "occluded": ((17,), np.bool_), "self_occluded": ((17,), np.bool_),
+      "pose3d": ((17, 3), np.float32),
       "translation": ((3,), np.float32), "camera_rotation": ((3, 3), np.float32),
       "yaw": ((), np.float32), "camera_height": ((), np.float32), "focal": ((), np.float32), "has_person": ((), np.bool_),
       "pose_index": ((), np.int32),
@@ -335,3 +336,208 @@ def test_labels_agree_with_lift3d_lift_given_camera_rotation():
   right, transposed = error(rotation), error(rotation.T)
   assert np.all(right < 5.0), right
   assert np.all(transposed > 20.0), transposed
+
+
+# Issue 17: the options beyond the original capsule people.
+
+RICH_SIZE = (96, 112)
+
+
+def _rich(preset="rich", length=10, seed=20, **overrides):
+  return synthetic.SyntheticPoseSource(POSES, image_size=RICH_SIZE, seed=seed, length=length,
+                                       preset=preset, **overrides)
+
+
+def test_presets_change_only_what_they_name():
+  assert synthetic.SyntheticPoseSource(POSES, preset="capsule").options == \
+      synthetic.SyntheticPoseSource(POSES).options
+  rich = _rich().options
+  assert rich.lighting and rich.self_occlusion and rich.limb_length != (1.0, 1.0)
+  assert _rich("rich_occluded").options.occluder_prob == 1.0
+  assert _rich("rich_unoccluded").options.occluder_prob == 0.0
+  # Overrides win over the preset.
+  assert _rich(lighting=False).options.lighting is False
+  with pytest.raises(ValueError, match="unknown preset"):
+    synthetic.SyntheticPoseSource(POSES, preset="fancy")
+  with pytest.raises(ValueError, match="limb_length"):
+    synthetic.SyntheticPoseSource(POSES, limb_length=(0.0, 1.0))
+  with pytest.raises(ValueError, match="clothing_texture_prob"):
+    synthetic.SyntheticPoseSource(POSES, clothing_texture_prob=2.0)
+
+
+def test_rich_renders_are_deterministic_whatever_the_order():
+  a, b = _rich("rich_occluded", length=5), _rich("rich_occluded", length=5)
+  forward = [a[i] for i in range(5)]
+  backward = [b[i] for i in reversed(range(5))][::-1]
+  copy = pickle.loads(pickle.dumps(a))
+  for i in range(5):
+    for key in forward[i]:
+      np.testing.assert_array_equal(forward[i][key], backward[i][key], err_msg=key)
+      np.testing.assert_array_equal(forward[i][key], copy[i][key], err_msg=key)
+  # Switching the style options on leaves the scene stream (background, pose,
+  # camera) alone: the same pose, yaw and background as the capsule renderer.
+  plain = synthetic.SyntheticPoseSource(POSES, image_size=RICH_SIZE, seed=20, length=5)
+  for i in range(5):
+    assert plain.scene(i).pose_index == a.scene(i).pose_index
+    assert plain.scene(i).yaw == a.scene(i).yaw
+    assert plain.scene(i).background[0] == a.scene(i).background[0]
+
+
+def test_scale_bones_against_bone_by_bone_truth():
+  rng = np.random.default_rng(0)
+  factors = rng.uniform(0.7, 1.3, 10)
+  out = synthetic.scale_bones(REST, factors)
+  kinds = {"RHip": 0, "LHip": 0, "RKnee": 1, "LKnee": 1, "RFoot": 2, "LFoot": 2, "Spine": 3,
+           "Thorax": 4, "Neck/Nose": 5, "Head": 6, "LShoulder": 7, "RShoulder": 7,
+           "LElbow": 8, "RElbow": 8, "LWrist": 9, "RWrist": 9}
+  np.testing.assert_array_equal(out[0], REST[0])
+  for name, kind in kinds.items():
+    j, parent = J[name], H36M17.parents[J[name]]
+    np.testing.assert_allclose(out[j] - out[parent], factors[kind] * (REST[j] - REST[parent]),
+                               atol=1e-12, err_msg=name)
+  assert len(kinds) == 16
+
+
+def test_rich_labels_follow_the_drawn_body():
+  lo, hi = 0.8, 1.2
+  source = _rich(length=8, limb_length=(lo, hi), camera="weak")
+  for i in range(8):
+    item, scene = source[i], source.scene(i)
+    pose = POSES[item["pose_index"]].astype(np.float64)
+    rotation = item["camera_rotation"].astype(np.float64) @ my_yaw(float(item["yaw"]))
+    truth = (pose - pose[0]) @ rotation.T  # unscaled bones, camera orientation.
+    ratios = []
+    for j in range(1, 17):
+      parent = H36M17.parents[j]
+      bone, planted = item["pose3d"][j] - item["pose3d"][parent], truth[j] - truth[parent]
+      ratio = np.linalg.norm(bone) / np.linalg.norm(planted)
+      # Same direction, length scaled within the range.
+      np.testing.assert_allclose(bone / np.linalg.norm(bone), planted / np.linalg.norm(planted),
+                                 atol=1e-4)
+      assert lo - 1e-4 <= ratio <= hi + 1e-4
+      ratios.append(ratio)
+    assert np.ptp(ratios) > 0.05, "bones are scaled differently"
+    # Left and right twins get the same factor.
+    for left, right in (("LKnee", "RKnee"), ("LWrist", "RWrist"), ("LElbow", "RElbow")):
+      assert ratios[J[left] - 1] == pytest.approx(ratios[J[right] - 1], abs=1e-4)
+    # The 2D labels are the projection of the 3D labels, and the drawn capsules
+    # end exactly at them.
+    depth = -float(item["translation"][2])
+    expected = my_projection(item["pose3d"] + item["translation"], float(item["focal"]),
+                             RICH_SIZE, depth)
+    np.testing.assert_allclose(item["keypoints2d"], expected, atol=2e-3)
+    parts = [(a, b) for a, b, *_ in synthetic._PARTS]
+    for c, (a, b) in enumerate(parts):
+      np.testing.assert_allclose(scene.capsules[c, 0], scene.keypoints2d[J[a]], atol=1e-9)
+      np.testing.assert_allclose(scene.capsules[c, 1], scene.keypoints2d[J[b]], atol=1e-9)
+
+
+def test_rich_keypoints_land_on_the_drawn_person():
+  source = _rich(length=10)
+  checked = 0
+  for i in range(10):
+    scene, item = source.scene(i), source[i]
+    with_person = item["image"]
+    without = synthetic.render(scene, draw_person=False)
+    for x, y in np.rint(scene.keypoints2d[item["visibility"] > 0]).astype(int):
+      assert np.any(with_person[y, x] != without[y, x]), (i, x, y)
+      checked += 1
+  assert checked > 60
+
+
+def _point_fields(scene, x, y):
+  """Per capsule: (distance to its axis, interpolated radius) at a point, independently."""
+  out = []
+  for (a, b), (ra, rb) in zip(scene.capsules, scene.capsule_radii, strict=True):
+    ab = b - a
+    t = 0.0 if ab @ ab < 1e-12 else float(np.clip((np.array([x, y]) - a) @ ab / (ab @ ab), 0, 1))
+    out.append((float(np.linalg.norm(np.array([x, y]) - a - t * ab)), ra + t * (rb - ra)))
+  return out
+
+
+def test_self_occlusion_labels_match_the_image():
+  # A joint labelled self-occluded: removing its own capsules leaves its pixel
+  # unchanged (something else covers it). Labelled visible: removing every
+  # other capsule leaves the pixel unchanged (its own capsule is on top).
+  source = _rich("rich_unoccluded", length=24, seed=21, noise_std=(0.0, 0.0))
+  hidden = shown = 0
+  for i in range(24):
+    scene, item = source.scene(i), source[i]
+    height, width = RICH_SIZE
+    for j, (x, y) in enumerate(scene.keypoints2d):
+      px, py = round(x), round(y)
+      if not (0 <= px < width and 0 <= py < height):
+        continue
+      fields = _point_fields(scene, px, py)
+      # Only clear-cut pixels: no capsule edge within 1.5 px.
+      if any(abs(d - r) < 1.5 for d, r in fields):
+        continue
+      own = synthetic._INCIDENT[j]
+      remove = own if item["self_occluded"][j] else ~own
+      moved = np.where(remove[:, None, None], -1e4, scene.capsules)
+      image = synthetic.render(dataclasses.replace(scene, capsules=moved))
+      np.testing.assert_array_equal(image[py, px], item["image"][py, px], err_msg=(i, j))
+      assert item["visibility"][j] == (not item["self_occluded"][j]), (i, j)
+      if item["self_occluded"][j]:
+        hidden += 1
+      else:
+        shown += 1
+  assert hidden >= 5 and shown >= 60, (hidden, shown)
+
+
+def test_rich_occluders_hide_joints():
+  source = _rich("rich_occluded", length=12, seed=22, noise_std=(0.0, 0.0))
+  checked = occluded = 0
+  for i in range(12):
+    scene, item = source.scene(i), source[i]
+    for j, (x, y) in enumerate(scene.keypoints2d):
+      inside = [_inside(o, x, y) for o in scene.occluders]
+      if any(abs(depth) < 1e-4 for _, depth in inside):
+        continue
+      assert item["occluded"][j] == any(flag for flag, _ in inside), (i, j)
+      if item["occluded"][j]:
+        assert item["visibility"][j] == 0
+        occluded += 1
+      checked += 1
+  assert checked > 150 and occluded > 30, (checked, occluded)
+  assert any("texture" in o for i in range(12) for o in source.scene(i).occluders)
+
+
+def _one_capsule_scene(**fields):
+  """A scene showing one vertical capsule (x = 48, y from 20 to 76, radius 10 px)."""
+  source = synthetic.SyntheticPoseSource(
+      REST[None], image_size=96, seed=0, length=1, occluder_prob=0.0, max_clutter=0,
+      noise_std=(0.0, 0.0))
+  scene = source.scene(0)
+  return dataclasses.replace(
+      scene, capsules=np.array([[[48.0, 20.0], [48.0, 76.0]]]),
+      capsule_radii=np.array([[10.0, 10.0]]), capsule_depth=np.array([1.0]),
+      capsule_colours=np.array([[200.0, 100.0, 50.0]]), **fields)
+
+
+@pytest.mark.parametrize("light", [(0.6, 0.0, 0.8, 0.3), (-0.28, 0.6, 0.75, 0.5)])
+def test_lambert_lighting_against_closed_form(light):
+  direction = np.array(light[:3]) / np.linalg.norm(light[:3])
+  light = np.array([*direction, light[3]])
+  image = synthetic.render(_one_capsule_scene(light=light)).astype(np.float64)
+  colour = np.array([200.0, 100.0, 50.0])
+  for offset in (-8, -4, 0, 3, 7):
+    nx = offset / 10.0
+    normal = np.array([nx, 0.0, np.sqrt(1 - nx * nx)])  # on the axis' mid-height: no y part.
+    shade = light[3] + (1 - light[3]) * max(normal @ light[:3], 0.0)
+    np.testing.assert_allclose(image[48, 48 + offset], np.rint(colour * shade), atol=1.0)
+  assert not np.allclose(image[48, 40], image[48, 56], atol=2.0), "lit side differs"
+
+
+def test_clothing_bands_against_closed_form():
+  amplitude, period, phase = 0.3, 9.0, 0.4
+  texture = np.array([[amplitude, period, phase, 1.0, 0.0, 0.0]])  # bands along the axis.
+  plain = synthetic.render(_one_capsule_scene()).astype(np.float64)
+  image = synthetic.render(_one_capsule_scene(capsule_texture=texture)).astype(np.float64)
+  colour = np.array([200.0, 100.0, 50.0])
+  for y in range(24, 72, 5):
+    along = y - 20.0
+    modulation = 1 + amplitude * np.sin(2 * np.pi * along / period + phase)
+    np.testing.assert_allclose(image[y, 48], np.clip(np.rint(colour * modulation), 0, 255),
+                               atol=1.0)
+    np.testing.assert_allclose(plain[y, 48], colour, atol=1.0)  # shading 1 on the axis.

@@ -67,3 +67,17 @@ def test_pixels_grid_round_trip_and_cell_centres():
 def test_bad_subpixel_method():
   with pytest.raises(ValueError, match="subpixel"):
     belief_maps.maps_to_points(jnp.zeros((4, 4, 2)), "bicubic")
+
+
+def test_sample_cells_matches_indexing():
+  rng = np.random.default_rng(3)
+  maps = rng.normal(size=(2, 5, 7, 4)).astype(np.float32)
+  cells = np.stack([rng.integers(0, 7, (2, 4)), rng.integers(0, 5, (2, 4))], -1).astype(np.float32)
+  got = np.asarray(belief_maps.sample_cells(jnp.asarray(maps), jnp.asarray(cells)))
+  for b in range(2):
+    for j in range(4):
+      col, row = cells[b, j].astype(int)
+      assert got[b, j] == maps[b, row, col, j]
+  # The arg-max cells give back the peaks.
+  points, peaks = belief_maps.maps_to_points(jnp.asarray(maps), "argmax")
+  np.testing.assert_array_equal(belief_maps.sample_cells(jnp.asarray(maps), points), peaks)

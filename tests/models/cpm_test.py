@@ -171,3 +171,30 @@ def test_differentiable_lift_switch_controls_gradients_through_the_lifting():
       assert norm > 0
     else:
       assert norm == 0
+
+
+def test_faint_maps_are_not_made_confident_by_the_projected_maps():
+  # Heads scaled down: every CNN map is faint (|b| < 0.05) yet its lifts are
+  # valid (weights > 0), so b̂ (peak 1) lifts the fused maps' peaks to about
+  # 1 − ω = 0.5. The confidence, and so `valid`, must follow the CNN's maps:
+  # the fused maps' peaks would call this faint image a confident person.
+  pose_model, params, images, _ = _setup()
+  faint = jax.tree.map(lambda x: x, params)
+  for t in range(tiny.MODEL.num_stages):
+    name = f"Conv_{tiny.MODEL.stage_convs + 1}"
+    faint[f"stage_{t}"][name] = jax.tree.map(lambda x: 1e-3 * x, params[f"stage_{t}"][name])
+  pred = jax.device_get(cpm.predict(faint, tiny.MODEL, images, pose_model))
+  out = pred.output
+  landmarks = out.belief[..., :L]
+  assert np.abs(landmarks).max() < 0.05
+  assert out.stage_valid[-1].all(), "the faint maps' lifts are valid: b̂ is fused"
+  fused_peaks = out.fused[-1, ..., :L].max(axis=(1, 2))
+  assert fused_peaks.min() > 0.3
+  # The confidence is the last CNN maps' value at the fused arg-max cell.
+  cells = np.rint(out.keypoints).astype(int)
+  for b in range(BATCH):
+    for j in range(L):
+      col, row = cells[b, j]
+      assert pred.confidence[b, j] == out.belief[-1, b, row, col, j]
+  assert np.all(pred.confidence < 0.05)
+  assert not pred.valid.any()

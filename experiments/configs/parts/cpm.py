@@ -50,11 +50,13 @@ def get(smoke: bool = False) -> ml_collections.ConfigDict:
   # Input size, pixels (a multiple of the stride 2**(len(trunk_features)-1)).
   config.image_size = 32 if smoke else 64
   # Synthetic renders (lift3d.data.synthetic.SyntheticPoseSource) of the
-  # training clips; RenderOptions overrides go in `render`.
+  # training clips; RenderOptions overrides go in `render`, and `preset`
+  # names a set of them (synthetic.PRESETS: "capsule", the original people;
+  # "rich": body shapes, clothing, lighting, self-occlusion labels).
   config.synthetic = ml_collections.ConfigDict(dict(
       seed=0,
       length=100_000,
-      render=ml_collections.ConfigDict(dict(no_person_prob=0.05)),
+      render=ml_collections.ConfigDict(dict(preset="capsule", no_person_prob=0.05)),
   ))
   config.train = ml_collections.ConfigDict(dict(
       num_steps=6 if smoke else 3000,
