@@ -100,6 +100,8 @@ class Network:
     fields = {f.name: getattr(self.model, f.name) for f in dataclasses.fields(cpm.CPM)
               if f.name not in ("parent", "name")}
     fields["trunk_features"] = [int(f) for f in fields["trunk_features"]]
+    # The computation dtype (e.g. jnp.bfloat16) by name; `network_from_config` maps it back.
+    fields["dtype"] = np.dtype(fields["dtype"]).name
     return {
         "model": fields,
         "input_size": int(self.input_size),
@@ -191,6 +193,8 @@ def network_from_config(config: Mapping[str, Any], params, pose_model: PoseModel
   try:
     fields = dict(config["model"])
     fields["trunk_features"] = tuple(int(f) for f in fields["trunk_features"])
+    if "dtype" in fields:
+      fields["dtype"] = jnp.dtype(fields["dtype"])
     model = cpm.CPM(**fields)
     network = Network(
         model=model, params=params, input_size=int(config["input_size"]),
