@@ -26,13 +26,27 @@ _TRAIN_FIELDS = ("num_steps", "batch_size", "optimizer", "learning_rate", "sched
                  "ckpt_every", "max_to_keep", "num_threads", "prefetch", "dtype")
 
 
+def _corpus_parts(data: ml_collections.ConfigDict):
+  """(train, validation, heldout) `MocapCorpus` of a `data` section (train not subsampled)."""
+  from lift3d.data import mocap
+
+  if data.corpus != "embedded":
+    raise ValueError(f"config.data.corpus must be 'embedded', got {data.corpus!r}")
+  corpus = mocap.load_embedded()
+  rest, heldout = corpus.split(tuple(data.holdout_clips), tuple(data.holdout_prefixes))
+  train, validation = rest.split(tuple(data.validation_clips), tuple(data.validation_prefixes))
+  return train, validation, heldout
+
+
 def split_corpus(data: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
   """The mocap corpus of a `data` section, split once: (training, held-out) poses.
 
   Args:
-    data: the `data` section: `corpus` (only "embedded", the DeepMimic
-      corpus of `lift3d.data.mocap.load_embedded`, for now), `holdout_clips`
-      (whole clips kept out of every fit) and `frame_stride` (every n-th
+    data: the `data` section: `corpus` (only "embedded", the CMU, HDM05 and
+      DeepMimic clips of `lift3d.data.mocap.load_embedded`, for now),
+      `holdout_clips` and `holdout_prefixes` (whole clips kept out of every fit:
+      the test set), `validation_clips` and `validation_prefixes` (kept out of
+      the fit too, for `validation_poses`) and `frame_stride` (every n-th
       training frame).
 
   Returns:
@@ -40,20 +54,27 @@ def split_corpus(data: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarra
       training poses.
     heldout: (M, 17, 3) float32 metres, y up: every frame of the held-out clips.
   """
-  from lift3d.data import mocap
-
-  if data.corpus != "embedded":
-    raise ValueError(f"config.data.corpus must be 'embedded', got {data.corpus!r}")
-  corpus = mocap.load_embedded()
-  clips = tuple(data.holdout_clips)
-  train, heldout = corpus.split(clips)
+  train, validation, heldout = _corpus_parts(data)
   stride = int(data.frame_stride)
   if stride > 1:
     train = train.subsample(stride)
-  logging.info("corpus %s: %d training poses from %d clips, %d held-out poses (%s)", data.corpus,
-               len(train.poses), len(set(np.asarray(train.clip_ids).tolist())),
-               len(heldout.poses), list(clips))
+  logging.info("corpus %s: %d training poses from %d clips, %d validation poses, %d held-out "
+               "poses (%d clips)", data.corpus, len(train.poses),
+               len(set(np.asarray(train.clip_ids).tolist())), len(validation.poses),
+               len(heldout.poses), heldout.num_clips)
   return np.asarray(train.poses, np.float32), np.asarray(heldout.poses, np.float32)
+
+
+def validation_poses(data: ml_collections.ConfigDict) -> np.ndarray:
+  """(V, 17, 3) float32 metres, y up: every frame of the validation clips of a `data` section."""
+  _, validation, _ = _corpus_parts(data)
+  return np.asarray(validation.poses, np.float32)
+
+
+def heldout_clip_names(data: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The names of the held-out clips (named and by prefix) of a `data` section."""
+  _, _, heldout = _corpus_parts(data)
+  return heldout.clip_names
 
 
 def fit_kwargs(section: ml_collections.ConfigDict) -> dict:
@@ -61,16 +82,37 @@ def fit_kwargs(section: ml_collections.ConfigDict) -> dict:
   return {name: section[name] for name in _FIT_FIELDS}
 
 
-def pose_model_args(section: ml_collections.ConfigDict) -> dict:
-  """Keywords of `experiments.jobs.pose_model.fit_and_save` / `load_or_fit`."""
+def pose_model_args(section: ml_collections.ConfigDict, calibration: dict | None = None) -> dict:
+  """Keywords of `experiments.jobs.pose_model.fit_and_save` / `load_or_fit`.
+
+  Args:
+    section: the `pose_model` section.
+    calibration: `calibration_args(config)`, or None to fit without choosing the
+      lifting's prior.
+  """
   return dict(fit_kwargs=fit_kwargs(section), seed=int(section.seed),
-              max_poses=int(section.max_poses), plot_modes=int(section.plot_modes))
+              max_poses=int(section.max_poses), plot_modes=int(section.plot_modes),
+              calibration=calibration)
+
+
+def calibration_args(config: ml_collections.ConfigDict) -> dict | None:
+  """`experiments.jobs.pose_model.calibrate` keywords (all but model, workdir) of a config:
+  the validation poses, their views (`lift.eval` cameras) and frames per condition; None
+  when `pose_model.calibrate` is off."""
+  if not bool(config.pose_model.calibrate):
+    return None
+  return dict(validation_poses=validation_poses(config.data),
+              views_kwargs=views_kwargs(config.lift.eval),
+              frames=int(config.pose_model.calibration_frames),
+              num_yaws=int(config.lift.num_yaws))
 
 
 def lift_kwargs(section: ml_collections.ConfigDict) -> dict:
   """`lift3d.lift` keywords of a `lift` section."""
   return dict(num_yaws=int(section.num_yaws), refine=bool(section.refine),
-              min_visible=int(section.min_visible), obs_noise=float(section.obs_noise))
+              min_visible=int(section.min_visible),
+              obs_noise=None if section.obs_noise is None else float(section.obs_noise),
+              reconstruction=str(section.reconstruction))
 
 
 def views_kwargs(section: ml_collections.ConfigDict) -> dict:
@@ -86,12 +128,13 @@ def views_kwargs(section: ml_collections.ConfigDict) -> dict:
 
 def lifting_args(config: ml_collections.ConfigDict) -> dict:
   """`experiments.jobs.lifting.evaluate` keywords (all but poses and workdir) of a config."""
-  return dict(pose_model_args=pose_model_args(config.pose_model),
+  return dict(pose_model_args=pose_model_args(config.pose_model, calibration_args(config)),
               lift_kwargs=lift_kwargs(config.lift),
               views_kwargs=views_kwargs(config.lift.eval),
               known_camera=bool(config.lift.eval.known_camera),
               num_examples=int(config.lift.eval.num_examples),
-              heldout_clips=tuple(config.data.holdout_clips))
+              heldout_clips=tuple(config.data.holdout_clips)
+              + tuple(f"{p}*" for p in config.data.holdout_prefixes))
 
 
 def cpm_model(section: ml_collections.ConfigDict) -> cpm.CPM:
@@ -133,7 +176,8 @@ def cpm_eval_kwargs(section: ml_collections.ConfigDict) -> dict:
 def cpm_args(config: ml_collections.ConfigDict) -> dict:
   """`experiments.jobs.cpm.train_and_evaluate` keywords (all but poses, workdir) of a config."""
   section = config.cpm
-  return dict(model=cpm_model(section), pose_model_args=pose_model_args(config.pose_model),
+  return dict(model=cpm_model(section),
+              pose_model_args=pose_model_args(config.pose_model, calibration_args(config)),
               render_kwargs=render_kwargs(section),
               heldout_render_kwargs=heldout_render_kwargs(section),
               train_kwargs=train_kwargs(section.train), eval_kwargs=cpm_eval_kwargs(section.eval),

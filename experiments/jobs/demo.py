@@ -22,7 +22,8 @@ def run(config, workdir: str) -> dict:
   train_poses, heldout_poses = settings.split_corpus(config.data)
   steps = {
       "pose_model": lambda: pose_model.fit_and_save(
-          train_poses, workdir, **settings.pose_model_args(config.pose_model))[1],
+          train_poses, workdir, **settings.pose_model_args(
+              config.pose_model, settings.calibration_args(config)))[1],
       "lifting": lambda: lifting.evaluate(
           train_poses, heldout_poses, workdir, **settings.lifting_args(config)),
       "cpm": lambda: cpm.train_and_evaluate(

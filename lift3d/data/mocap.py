@@ -1,8 +1,12 @@
-"""Motion-capture corpora of 3D poses: the embedded DeepMimic corpus and readers.
+"""Motion-capture corpora of 3D poses: the embedded corpus and readers.
 
 A `MocapCorpus` holds N H36M17 poses in metres, y up, grouped into named clips,
 so that experiments can hold out whole clips. The embedded corpus
-(`load_embedded`) ships with the repository in `third_party/deepmimic/`; users
+(`load_embedded`) ships with the repository in `third_party/`: real people
+from the CMU Graphics Lab database (`cmu/` clips) and HDM05 (`hdm05/` clips,
+CC BY-SA 3.0), and DeepMimic's simulated humanoid (`humanoid3d_*` clips). It
+covers walking, running, jumping, kicking, punching, bending, squatting,
+reaching, lying down, dancing and sports, but no sitting on a chair. Users
 with Human3.6M can read its widely used `data_3d_h36m.npz` (`load_h36m_npz`),
 and BVH files are read by `lift3d.data.bvh.load_bvh`.
 
@@ -22,9 +26,15 @@ import numpy as np
 from lift3d import skeleton as skeleton_lib
 
 # Where the embedded corpus lives, relative to the repository root.
-EMBEDDED_PATH = (
-    Path(__file__).resolve().parents[2] / "third_party" / "deepmimic" / "poses_h36m17.npz"
-)
+_THIRD_PARTY = Path(__file__).resolve().parents[2] / "third_party"
+EMBEDDED_PATH = _THIRD_PARTY / "deepmimic" / "poses_h36m17.npz"
+# The embedded sources: name -> file. Clip names say the source: "cmu/…",
+# "hdm05/…", and DeepMimic's "humanoid3d_…".
+EMBEDDED_SOURCES = {
+    "cmu": _THIRD_PARTY / "cmu_mocap" / "poses_h36m17.npz",
+    "hdm05": _THIRD_PARTY / "hdm05" / "poses_h36m17.npz",
+    "deepmimic": EMBEDDED_PATH,
+}
 
 # Human3.6M's world frame is z up; ours is y up. The proper rotation of -90°
 # about x maps (x, y, z)_h36m to (x, z, -y): up stays up, and since it is a
@@ -135,16 +145,37 @@ class MocapCorpus:
         clip_frame_rates=rates,
     )
 
-  def split(self, holdout_clips: Sequence[str]) -> tuple[MocapCorpus, MocapCorpus]:
+  def clips_with_prefix(self, prefixes: Sequence[str]) -> tuple[str, ...]:
+    """Names of the clips that start with any of `prefixes`, e.g. ("hdm05/mm_",).
+
+    Raises:
+      ValueError: if a prefix matches no clip (a typo would silently hold out nothing).
+    """
+    if isinstance(prefixes, str):
+      raise ValueError(f"expected a sequence of prefixes, got the string {prefixes!r}")
+    names = []
+    for prefix in prefixes:
+      matched = [n for n in self.clip_names if n.startswith(prefix)]
+      if not matched:
+        raise ValueError(f"no clip name starts with {prefix!r}")
+      names += [n for n in matched if n not in names]
+    return tuple(names)
+
+  def split(self, holdout_clips: Sequence[str],
+            holdout_prefixes: Sequence[str] = ()) -> tuple[MocapCorpus, MocapCorpus]:
     """Splits off whole clips for held-out evaluation.
 
     Args:
       holdout_clips: names of clips to hold out (ValueError for unknown ones).
+      holdout_prefixes: also hold out every clip whose name starts with one of
+        these (e.g. "hdm05/mm_" for all clips of one HDM05 actor).
 
     Returns:
-      (train, heldout): the corpus without the named clips, and of them only.
+      (train, heldout): the corpus without those clips, and of them only.
     """
-    held = set(self._indices(holdout_clips))
+    names = list(holdout_clips) + [n for n in self.clips_with_prefix(holdout_prefixes)
+                                   if n not in holdout_clips]
+    held = set(self._indices(names))
     rest = [n for i, n in enumerate(self.clip_names) if i not in held]
     return self.select(rest), self.select([self.clip_names[i] for i in sorted(held)])
 
@@ -223,23 +254,51 @@ def from_clips(
   )
 
 
-def load_embedded(path: str | os.PathLike | None = None) -> MocapCorpus:
-  """The embedded DeepMimic corpus (15 clips, see third_party/deepmimic/README.md).
+def load_embedded(path: str | os.PathLike | None = None, *,
+                  sources: Sequence[str] = ("cmu", "hdm05", "deepmimic")) -> MocapCorpus:
+  """The embedded mocap corpus: real people (CMU, HDM05) and DeepMimic's humanoid.
+
+  Sources (see third_party/README.md for licences and acknowledgements):
+  "cmu" (61 clips, 10,260 poses), "hdm05" (288 clips, 13,776 poses; CC BY-SA
+  3.0) and "deepmimic" (15 clips, 1,618 poses of a simulated humanoid).
 
   Args:
-    path: the .npz written by third_party/deepmimic/convert.py; default the
-      committed file in the repository.
+    path: one .npz in the embedded format (poses, clip_ids, clip_names,
+      frame_rate) to read instead of the sources, e.g. one rebuilt with
+      third_party/deepmimic/convert.py.
+    sources: which embedded sources to concatenate, in this order.
 
   Returns:
     The corpus: poses (N, 17, 3) float32 metres, y up, in each clip's world
     frame, with per-clip frame rates.
+
+  Raises:
+    ValueError: for an unknown source or a missing or malformed file.
   """
-  path = Path(path) if path is not None else EMBEDDED_PATH
+  if path is not None:
+    files = [Path(path)]
+  else:
+    if isinstance(sources, str):
+      raise ValueError(f"sources must be a sequence of names, got the string {sources!r}")
+    unknown = [s for s in sources if s not in EMBEDDED_SOURCES]
+    if unknown or not sources:
+      raise ValueError(f"unknown or no mocap sources {list(sources)}; choose from "
+                       f"{sorted(EMBEDDED_SOURCES)}")
+    files = [EMBEDDED_SOURCES[s] for s in sources]
+  clips, rates = [], []
+  for file in files:
+    file_clips, file_rates = _read_embedded(file)
+    clips += file_clips
+    rates += file_rates
+  return from_clips(clips, rates)
+
+
+def _read_embedded(path: Path):
   if not path.is_file():
     raise ValueError(
         f"embedded mocap corpus not found at {path}; it is committed with the repository "
-        "(rebuild it with `python third_party/deepmimic/convert.py`, which needs the "
-        "`mocap` extra: pip install -e '.[mocap]')"
+        "(rebuild the DeepMimic part with `python third_party/deepmimic/convert.py`, which "
+        "needs the `mocap` extra: pip install -e '.[mocap]')"
     )
   with np.load(path) as data:
     missing = {"poses", "clip_ids", "clip_names", "frame_rate"} - set(data.files)
@@ -251,7 +310,7 @@ def load_embedded(path: str | os.PathLike | None = None) -> MocapCorpus:
   if not np.all(np.isfinite(poses)):
     raise ValueError(f"{path} holds non-finite poses")
   clips = [(n, poses[clip_ids == i]) for i, n in enumerate(names)]
-  return from_clips(clips, rates.tolist())
+  return clips, [float(r) for r in rates]
 
 
 def load_h36m_npz(

@@ -1,8 +1,10 @@
 """Saving and loading a `PoseModel` as one portable .npz file.
 
-The file holds the six model arrays plus `kind` (a tag naming the content)
-and `format_version`; it is read without pickle, so it is safe and portable
-across machines and NumPy versions.
+The file holds the six model arrays, the lifting's calibrated prior
+(`obs_noise`, `prior_weight`) where the model has one, `kind` (a tag naming
+the content) and `format_version`; it is read without pickle, so it is safe
+and portable across machines and NumPy versions. Version 1 files (before the
+calibrated prior) still load, with no calibration.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import numpy as np
 from lift3d.pose_model.model import PoseModel
 
 KIND = "lift3d.PoseModel"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _FIELDS = ("mean", "basis", "variances", "noise", "weights", "limb_scale")
+# Optional scalars (None when the model is not calibrated), from version 2.
+_OPTIONAL = ("obs_noise", "prior_weight")
 
 
 def _check_model(model: PoseModel) -> None:
@@ -37,6 +42,10 @@ def _check_model(model: PoseModel) -> None:
     got = np.shape(getattr(model, name))
     if got != shape:
       raise ValueError(f"PoseModel.{name} must be {shape} for mean {mean}, got {got}")
+  for name in _OPTIONAL:
+    value = getattr(model, name)
+    if value is not None and (np.shape(value) != () or not np.isfinite(value) or value <= 0):
+      raise ValueError(f"PoseModel.{name} must be None or a positive scalar, got {value!r}")
 
 
 def save(path: str | os.PathLike, model: PoseModel) -> None:
@@ -51,6 +60,8 @@ def save(path: str | os.PathLike, model: PoseModel) -> None:
   """
   _check_model(model)
   arrays = {name: np.asarray(getattr(model, name), np.float32) for name in _FIELDS}
+  arrays.update({name: np.asarray(getattr(model, name), np.float32) for name in _OPTIONAL
+                 if getattr(model, name) is not None})
   # Write through a file object so NumPy does not append ".npz" to the name,
   # and via a temporary file so a crash never leaves a truncated model behind
   # (one per process: the processes of a multi-host run may all save it).
@@ -93,12 +104,15 @@ def load(path: str | os.PathLike) -> PoseModel:
   if kind != KIND:
     raise ValueError(f"{path!r} holds {kind!r}, not a {KIND!r}")
   version = int(contents.get("format_version", -1))
-  if version != FORMAT_VERSION:
+  if version not in _READABLE_VERSIONS:
     raise ValueError(f"{path!r} has pose model format version {version}; this code reads "
-                     f"version {FORMAT_VERSION}")
+                     f"versions {list(_READABLE_VERSIONS)}")
   missing = [name for name in _FIELDS if name not in contents]
   if missing:
     raise ValueError(f"{path!r} lacks the arrays {missing}")
-  model = PoseModel(**{name: jnp.asarray(contents[name], jnp.float32) for name in _FIELDS})
+  model = PoseModel(
+      **{name: jnp.asarray(contents[name], jnp.float32) for name in _FIELDS},
+      **{name: jnp.asarray(contents[name], jnp.float32) for name in _OPTIONAL
+         if name in contents})
   _check_model(model)
   return model

@@ -25,6 +25,12 @@ class PoseModel:
     weights: (K,) mixture weights, summing to 1.
     limb_scale: () mean normalisation scale of the training poses, in metres
       (multiply model units by it to get metres).
+    obs_noise: () σ_obs of the lifting, the 2D noise standard deviation in
+      normalised 2D units (a fraction of the 2D pose's RMS radius), chosen by
+      held-out validation (`lift3d.lifting.calibrate_prior`); None (not
+      calibrated) lets `lift3d.lift` use `lift3d.lifting.default_obs_noise`.
+    prior_weight: () β, the weight of the component term `½Σ log λ − log π`
+      of the lifting's score, chosen with `obs_noise`; None means 1.
   """
 
   mean: jax.Array
@@ -33,6 +39,8 @@ class PoseModel:
   noise: jax.Array
   weights: jax.Array
   limb_scale: jax.Array
+  obs_noise: jax.Array | None = None
+  prior_weight: jax.Array | None = None
 
   @property
   def num_components(self) -> int:

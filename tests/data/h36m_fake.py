@@ -30,7 +30,7 @@ def num_frames(subject: str, raw_action: str) -> int:
 def _corpus() -> np.ndarray:
   from lift3d.data import mocap
 
-  return mocap.load_embedded().poses
+  return mocap.load_embedded(sources=("deepmimic",)).poses
 
 
 def world_poses(subject: str, raw_action: str) -> np.ndarray:

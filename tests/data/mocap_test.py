@@ -16,6 +16,12 @@ UPRIGHT_CLIPS = ("humanoid3d_walk", "humanoid3d_run", "humanoid3d_punch", "human
 
 @pytest.fixture(scope="module")
 def corpus():
+  """The DeepMimic part of the embedded corpus."""
+  return mocap.load_embedded(sources=("deepmimic",))
+
+
+@pytest.fixture(scope="module")
+def full_corpus():
   return mocap.load_embedded()
 
 
@@ -43,11 +49,36 @@ def test_embedded_shapes_and_values(corpus):
   assert 1.3 < np.median(height) < 2.2
 
 
-def test_default_holdout_clips_exist(corpus):
-  holdout = data_config.get().holdout_clips
-  train, heldout = corpus.split(holdout)
-  assert set(heldout.clip_names) == set(holdout)
-  assert len(train) + len(heldout) == len(corpus)
+def test_embedded_sources(full_corpus, corpus):
+  cmu = mocap.load_embedded(sources=("cmu",))
+  hdm = mocap.load_embedded(sources=("hdm05",))
+  assert (len(cmu), cmu.num_clips) == (10260, 61) and (len(hdm), hdm.num_clips) == (13776, 288)
+  assert all(n.startswith("cmu/") for n in cmu.clip_names)
+  assert all(n.startswith("hdm05/") for n in hdm.clip_names)
+  assert len(full_corpus) == len(cmu) + len(hdm) + len(corpus)
+  assert full_corpus.num_clips == 61 + 288 + 15
+  np.testing.assert_array_equal(full_corpus.clip_poses("cmu/02_01"), cmu.clip_poses("cmu/02_01"))
+  # Real people in metres: upright walkers are 1.4 to 2.1 m tall.
+  walk = full_corpus.clip_poses("cmu/07_01")
+  height = walk[:, _joint("Head"), 1] - walk[:, [_joint("LFoot"), _joint("RFoot")], 1].min(1)
+  assert 1.4 < np.median(height) < 2.1
+  with pytest.raises(ValueError, match="unknown or no mocap sources"):
+    mocap.load_embedded(sources=("cmu", "mocapdb"))
+
+
+def test_default_split_holds_out_and_validates_whole_clips(full_corpus):
+  cfg = data_config.get()
+  rest, heldout = full_corpus.split(cfg.holdout_clips, cfg.holdout_prefixes)
+  train, validation = rest.split(cfg.validation_clips, cfg.validation_prefixes)
+  assert set(cfg.holdout_clips) <= set(heldout.clip_names)
+  assert any(n.startswith("hdm05/mm_") for n in heldout.clip_names)
+  assert not any(n.startswith("hdm05/mm_") for n in train.clip_names + validation.clip_names)
+  assert any(n.startswith("hdm05/tr_") for n in validation.clip_names)
+  assert len(train) + len(validation) + len(heldout) == len(full_corpus)
+  # Several real activities are held out.
+  assert sum(n.startswith("cmu/") for n in heldout.clip_names) >= 5
+  with pytest.raises(ValueError, match="no clip name starts with"):
+    full_corpus.split((), ("hdm05/zz_",))
 
 
 def test_frame_rates(corpus):

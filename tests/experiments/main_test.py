@@ -45,10 +45,12 @@ def test_default_smoke_runs_every_step(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   for name in ("pose_model.npz", "pose_model_components.png", "lifting_results.md",
                "lifting_examples.png", "metrics.jsonl", "cpm_example.png", "cpm_results.md",
-               "summary.json", "network.json", "predict_example.png"):
+               "summary.json", "network.json", "predict_example.png", "prior_calibration.md"):
     assert os.path.getsize(os.path.join(work, name)) > 0, name
   model = pose_model.load(os.path.join(work, "pose_model.npz"))
   assert model.num_components == 2  # the command-line override reached the fit
+  # The lifting's prior was chosen on the validation clips and saved with the model.
+  assert model.obs_noise is not None and model.prior_weight is not None
   np.testing.assert_allclose(float(np.sum(model.weights)), 1.0, rtol=1e-5)
   with open(os.path.join(work, "summary.json")) as f:
     summary = json.load(f)
@@ -62,7 +64,8 @@ def test_default_smoke_runs_every_step(tmp_path):
   prior_only = _mean_pose_pa_mpjpe()
   assert len(rows) == 2, rows  # the mixture and the single-PPCA baseline
   for row in rows.values():
-    assert row["frames"] == 96 and row["valid_fraction"] == 1.0, row  # smoke: 96 frames
+    # Smoke: 96 frames; implausible answers are not valid (most are plausible).
+    assert row["frames"] == 96 and row["valid_fraction"] >= 0.7, row
     assert 0 < row["pa_mpjpe_mean"] <= row["mpjpe_mean"], row
   # The mixture's lifts use the 2D: they beat the prior alone (the training
   # mean pose, similarity-aligned to each held-out frame).

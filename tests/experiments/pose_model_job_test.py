@@ -51,16 +51,21 @@ def test_sections_map_onto_library_keywords():
   assert set(render) - {"image_size", "seed", "length"} <= render_fields
   # Every field of each section is used (or is job-level): nothing is silently ignored.
   used = set(settings.pose_model_args(config.pose_model)["fit_kwargs"]) | {
-      "seed", "max_poses", "plot_modes"}
+      "seed", "max_poses", "plot_modes", "calibrate", "calibration_frames"}
   assert used == set(config.pose_model.keys())
 
 
 def test_corpus_split_excludes_the_held_out_clips():
   config = default.get_config("smoke")
   train_poses, heldout_poses = settings.split_corpus(config.data)
-  train, held = mocap.load_embedded().split(tuple(config.data.holdout_clips))
+  rest, held = mocap.load_embedded().split(tuple(config.data.holdout_clips),
+                                           tuple(config.data.holdout_prefixes))
+  train, validation = rest.split(tuple(config.data.validation_clips),
+                                 tuple(config.data.validation_prefixes))
   assert len(heldout_poses) == len(held.poses) > 0
   np.testing.assert_allclose(heldout_poses, held.poses)
+  np.testing.assert_allclose(settings.validation_poses(config.data), validation.poses)
+  assert len(validation.poses) > 0
   expected = train.subsample(config.data.frame_stride).poses
   assert train_poses.shape == expected.shape and train_poses.shape[1:] == (17, 3)
   np.testing.assert_allclose(train_poses, expected)

@@ -38,6 +38,23 @@ def test_round_trip(tmp_path):
   assert (tmp_path / "model.bin").exists()
 
 
+def test_round_trip_of_the_calibrated_prior_and_version_1_files(tmp_path):
+  model = _model().replace(obs_noise=jnp.float32(0.07), prior_weight=jnp.float32(0.5))
+  save(tmp_path / "calibrated.npz", model)
+  loaded = load(tmp_path / "calibrated.npz")
+  assert float(loaded.obs_noise) == pytest.approx(0.07) and float(loaded.prior_weight) == 0.5
+  # A version 1 file (no calibration) loads with none.
+  with np.load(tmp_path / "calibrated.npz") as data:
+    contents = {k: data[k] for k in data.files if k not in ("obs_noise", "prior_weight")}
+  contents["format_version"] = np.array(1)
+  np.savez(tmp_path / "v1.npz", **contents)
+  old = load(tmp_path / "v1.npz")
+  assert old.obs_noise is None and old.prior_weight is None
+  np.testing.assert_array_equal(old.mean, model.mean)
+  with pytest.raises(ValueError, match="obs_noise"):
+    save(tmp_path / "bad.npz", model.replace(obs_noise=jnp.float32(-1.0)))
+
+
 def test_missing_file(tmp_path):
   with pytest.raises(FileNotFoundError, match="no pose model file"):
     load(tmp_path / "absent.npz")

@@ -18,8 +18,12 @@ def get(smoke: bool = False) -> ml_collections.ConfigDict:
   config.refine = False
   # Frames with fewer visible joints are reported as not valid.
   config.min_visible = 6
-  # 2D noise std in normalised units (fraction of the pose's RMS radius) in σ_obs.
-  config.obs_noise = 0.05
+  # σ_obs, the 2D noise std in normalised units (fraction of the pose's RMS
+  # radius); None takes the pose model's, chosen on validation clips.
+  config.obs_noise = None
+  # "model" (the model's pose) or "blend" (visible joints moved part of the
+  # way to the observed 2D in the image plane; lift3d.lift).
+  config.reconstruction = "model"
 
   ev = ml_collections.ConfigDict()
   ev.seed = 0

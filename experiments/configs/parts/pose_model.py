@@ -36,4 +36,8 @@ def get(smoke: bool = False) -> ml_collections.ConfigDict:
   # At most this many training poses (evenly strided; 0 = all).
   config.max_poses = 0
   config.plot_modes = 3
+  # Choose the lifting's prior (σ_obs, β) on views of the validation clips
+  # after the fit (lift3d.lifting.calibrate_prior), frames per condition.
+  config.calibrate = True
+  config.calibration_frames = 64 if smoke else 500
   return config

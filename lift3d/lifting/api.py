@@ -1,0 +1,725 @@
+"""`lift`: the public entry point of the lifting, its checks, chunking and answer.
+
+Per chunk of frames (`_lift_chunk`): normalise the 2D; run the fast grid
+search of the linearised problem (`search`) for every (component, yaw);
+take the best few local minima over yaw per component as candidates; solve
+the exact objective over s > 0 and a at each (`solves.exact_profile`);
+optionally refine the yaw of each component's best candidate on the exact
+objective; choose the (component, yaw) of lowest negative log posterior;
+build the pose, its size in millimetres and its plausibility.
+
+Shape letters are those of `lift3d.lifting` (its package docstring).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lift3d import camera
+from lift3d._precision import float32_matmuls
+from lift3d.lifting import search, solves
+from lift3d.pose_model.model import PoseModel
+from lift3d.skeleton import H36M17, Skeleton
+
+# Default frames per chunk, (unweighted, weighted): on CPU chosen with
+# experiments/benchmarks/lift_speed.py so the working set stays in cache; on
+# accelerators large enough to fill the device (see RESULTS.md).
+_CPU_CHUNKS = (2048, 128)
+_CPU_REFINE_CHUNK = 64
+_ACCELERATOR_CHUNKS = (65536, 16384)
+
+# Candidates per component re-ranked by the exact objective: the best local
+# minima over yaw of the linearised cost; for a level camera and an even T
+# each is a pair (θ, θ + π), both of whose yaws are solved exactly. Chosen by
+# measurement (RESULTS.md, "exact re-ranking").
+DEFAULT_CANDIDATES = 1
+# Newton iterations on log s of the exact profile (from s of the projected mean).
+_PROFILE_ITERATIONS = 8
+
+# Plausibility (docs/method.md §4.5). A pose's size is the limb-length norm of
+# μ_k + E_k a in model units, where every training pose has norm 1.
+MAX_SIZE_ERROR = 0.25
+# Reprojection residual: weighted RMS over the visible joints, as a fraction of
+# the 2D pose's RMS radius.
+MAX_RESIDUAL = 0.35
+# Mahalanobis norm sqrt(Σ a²/λ) of the coefficients: the 99.99% quantile of a
+# χ distribution with J degrees of freedom (Wilson–Hilferty), see
+# `max_mahalanobis`.
+_MAHALANOBIS_Z = 3.72
+
+
+def max_mahalanobis(num_basis: int) -> float:
+  """The default largest plausible `sqrt(Σ_j a_j²/λ_j)` for J basis vectors.
+
+  The 99.99% quantile of the χ distribution with J degrees of freedom (the
+  norm of a standard normal J-vector), by the Wilson–Hilferty approximation.
+
+  Args:
+    num_basis: J.
+
+  Returns:
+    The threshold (dimensionless).
+  """
+  j = float(num_basis)
+  cube = 1.0 - 2.0 / (9.0 * j) + _MAHALANOBIS_Z * math.sqrt(2.0 / (9.0 * j))
+  return math.sqrt(j * cube**3)
+
+
+@flax.struct.dataclass
+class LiftResult:
+  """The lifted poses (a pytree; every field has the input's batch shape `...`).
+
+  `valid` is the one flag to filter on: the frame was lifted *and* its answer
+  is plausible. Frames that could not be lifted at all (too few visible
+  joints, non-finite or coincident joints) hold NaN and component -1;
+  frames that were lifted but are implausible keep their numbers (so they
+  can be inspected) with `valid` False.
+
+  Attributes:
+    pose3d: (..., L, 3) millimetres, x right, y up, z towards the viewer, in the
+      camera's frame (rotated by the camera rotation E if one was given), root
+      joint at 0. Its size is the model's: the pose is scaled so that its
+      limb-length norm `sqrt(Σ_limbs ||X_i − X_j||²)` equals the training
+      poses' mean (`model.limb_scale`), since one view cannot tell a big
+      person far away from a small one nearby.
+    yaw: (...) radians in [0, 2π), θ of docs/method.md §4.
+    scale: (...) weak-perspective scale s > 0, input pixels per millimetre of
+      `pose3d` (so `reprojected ≈ scale · flip(pose3d[..., :2]) + offset`).
+    coeffs: (..., J) basis coefficients `a` of the chosen component, model
+      (normalised) units.
+    component: (...) int32 index of the chosen mixture component (-1 where the
+      frame could not be lifted).
+    cost: (...) the exact objective `||D(w − s A_θ(μ + E a))||²/σ_obs² + Σ a²/λ`
+      at the answer (normalised 2D units, dimensionless).
+    reprojected: (..., L, 2) the projected model pose in the input's pixel
+      frame (x right, y down).
+    size: (...) limb-length norm of `μ_k + E_k a` in model units; training
+      poses have 1. Far from 1 means the shape is not a human's.
+    mahalanobis: (...) `sqrt(Σ_j a_j²/λ_kj)`, how far the coefficients lie in
+      the chosen component's distribution (dimensionless).
+    residual: (...) weighted RMS reprojection error over the visible joints, as
+      a fraction of the 2D pose's RMS radius.
+    plausible: (...) bool, `|size − 1| ≤ max_size_error`, `mahalanobis` and
+      `residual` within their limits.
+    valid: (...) bool, lifted and plausible.
+  """
+
+  pose3d: jax.Array
+  yaw: jax.Array
+  scale: jax.Array
+  coeffs: jax.Array
+  component: jax.Array
+  cost: jax.Array
+  reprojected: jax.Array
+  size: jax.Array
+  mahalanobis: jax.Array
+  residual: jax.Array
+  plausible: jax.Array
+  valid: jax.Array
+
+
+class _Options(flax.struct.PyTreeNode):
+  """Static options of one lift (hashable: they key the jit cache)."""
+
+  num_yaws: int = flax.struct.field(pytree_node=False)
+  candidates: int = flax.struct.field(pytree_node=False)
+  refine: bool = flax.struct.field(pytree_node=False)
+  refine_steps: int = flax.struct.field(pytree_node=False)
+  differentiable: bool = flax.struct.field(pytree_node=False)
+  min_visible: int = flax.struct.field(pytree_node=False)
+  chunk_size: int = flax.struct.field(pytree_node=False)
+  root: int = flax.struct.field(pytree_node=False)
+  limbs: tuple = flax.struct.field(pytree_node=False)
+  blend: bool = flax.struct.field(pytree_node=False)
+
+
+class _Limits(flax.struct.PyTreeNode):
+  """Traced numbers of one lift."""
+
+  obs_noise: jax.Array  # () σ_obs
+  prior_weight: jax.Array  # () β
+  blend_weight: jax.Array  # () α
+  max_size_error: jax.Array
+  max_mahalanobis: jax.Array
+  max_residual: jax.Array
+
+
+def _dummy_pose(num_joints: int, dtype):
+  angles = jnp.arange(num_joints, dtype=dtype) * (2 * math.pi / num_joints)
+  return jnp.stack([jnp.cos(angles), jnp.sin(angles) + 0.1 * angles], axis=-1)
+
+
+def _candidate_yaws(costs, count: int, paired: bool, num_yaws: int):
+  """Yaw indices (K, C, B) of the best local minima over yaw of the costs (K, T_s, B).
+
+  The first candidate is the global minimum; the others are the next-best
+  strict local minima on the circle of yaws. A pair index of the paired
+  search gives both of its yaws (t and t + T/2).
+  """
+  size = costs.shape[1]
+  index = jnp.arange(size, dtype=jnp.int32)[None, :, None]
+  if size >= 3:
+    local = (costs <= jnp.roll(costs, 1, axis=1)) & (costs < jnp.roll(costs, -1, axis=1))
+    masked = jnp.where(local, costs, jnp.inf)
+  else:
+    masked = costs
+  chosen = [jnp.argmin(costs, axis=1).astype(jnp.int32)]
+  for _ in range(1, min(count, size)):
+    masked = jnp.where(index == chosen[-1][:, None], jnp.inf, masked)
+    lowest = jnp.min(masked, axis=1)
+    # Where no local minimum is left, repeat the best (a harmless duplicate).
+    nxt = jnp.argmin(masked, axis=1).astype(jnp.int32)
+    chosen.append(jnp.where(jnp.isfinite(lowest), nxt, chosen[0]))
+  chosen = jnp.stack(chosen, axis=1)  # (K, C, B)
+  if paired:
+    chosen = jnp.concatenate([chosen, chosen + num_yaws // 2], axis=1)
+  return chosen
+
+
+def _exact_at(prep, gram, rhs, norm2, yaw, inv_variances, start_scale, iterations):
+  """Exact objective (cost, s, a list) at yaws broadcasting like `gram` entries."""
+  entries = search.gram_at(prep, gram, yaw)
+  rhs_list = search.rhs_at(rhs, yaw)
+  if start_scale is None:
+    # s at which the projected mean matches the 2D pose's size: sqrt(||Dw||²/||DAμ||²).
+    start_scale = jnp.sqrt(norm2 / jnp.maximum(entries[0, 0], 1e-30))
+    start_scale = jnp.where(jnp.isfinite(start_scale) & (start_scale > 0), start_scale,
+                            prep.typical_scale)
+  return solves.exact_profile(entries, rhs_list, norm2, prep.inv_var, inv_variances,
+                              start_scale, iterations=iterations)
+
+
+def _refine(prep, yaw, scale, gram, rhs, norm2, inv_variances, steps: int):
+  """Levenberg–Marquardt on θ of the exact objective, per (component, frame).
+
+  The exact profile over (s, a) is solved for every trial θ (warm-started
+  from the best s so far), so the search is one-dimensional. Each step
+  evaluates the trial yaw and ±h around it in one stacked evaluation; a
+  trial is kept only if its cost is lower than the best so far (so the cost
+  never increases), and the next trial is a damped Newton step from the
+  finite-difference slope and curvature, or a step back towards the best.
+
+  Args: yaw, scale (K, B) the starting point; gram (n, U, K, B) or (n, U, K, 1);
+  rhs (3, P, K, B); norm2 (B,); inv_variances J × (K, 1).
+  Returns: (yaw, cost) (K, B).
+  """
+  spacing = 2 * math.pi / prep.yaws.shape[0]
+  h = min(0.01, spacing / 4)
+  offsets = jnp.asarray([-h, 0.0, h], yaw.dtype)[:, None, None]
+
+  def evaluate(trial, start):  # exact costs at trial − h, trial, trial + h: (3, K, B)
+    cost, _, _ = _exact_at(prep, gram[:, :, None], rhs[:, :, None], norm2,
+                           trial[None] + offsets, [v[None] for v in inv_variances],
+                           start[None], 4)
+    return jnp.where(jnp.isfinite(cost), cost, jnp.inf)
+
+  def update(best, best_cost, trial, damping, f):
+    better = f[1] < best_cost
+    best = jnp.where(better, trial, best)
+    best_cost = jnp.where(better, f[1], best_cost)
+    slope = (f[2] - f[0]) / (2 * h)
+    curvature = (f[2] - 2 * f[1] + f[0]) / (h * h)
+    step = -slope / (jnp.abs(curvature) * (1.0 + damping) + 1e-12)
+    step = jnp.clip(jnp.where(jnp.isfinite(step), step, 0.0), -spacing, spacing)
+    trial = jnp.where(better, trial + step, best + 0.3 * (trial - best))
+    damping = jnp.where(better, damping * 0.1, damping * 10.0)
+    return best, best_cost, trial, damping
+
+  def body(_, state):
+    # The costs of a trial reach the next iteration through the loop state, so
+    # the solver's output has one consumer (fused into several, XLA computed
+    # the whole factorisation once per consumer).
+    *state, f = state
+    state = update(*state, f)
+    return (*state, evaluate(state[2], scale))
+
+  state = (yaw, jnp.full_like(yaw, jnp.inf), yaw, jnp.full_like(yaw, 1e-3), evaluate(yaw, scale))
+  *state, f = jax.lax.fori_loop(0, steps, body, state)
+  best, best_cost, _, _ = update(*state, f)
+  return best, best_cost
+
+
+def _clean_points(keypoints, visibility, min_visible: int):
+  """The 2D preprocessing of a chunk (B, L, 2): weights, liftable frames, normalised points.
+
+  Returns (joint_weights (B, L) D² or None, used (B, L), liftable (B,), norm
+  (the `camera.Normalized2D` of the cleaned keypoints), points (B, L, 2)).
+  """
+  num_joints = keypoints.shape[1]
+  dtype = keypoints.dtype
+  if visibility is None:
+    joint_weights = None
+    used = jnp.ones(keypoints.shape[:2], bool)
+  else:
+    visibility = jnp.where(jnp.isfinite(visibility), jnp.clip(visibility, 0.0, 1.0), 0.0)
+    joint_weights = visibility * visibility  # D² (docs/method.md §4, D = diag(visibility)).
+    used = joint_weights > 0
+  finite = jnp.all(jnp.isfinite(keypoints), axis=-1)
+  count = jnp.sum(used, axis=-1)
+  clean = jnp.where(used[..., None] & finite[..., None], keypoints, 0.0)
+  liftable = jnp.all(finite | ~used, axis=-1) & (count >= min_visible)
+  size_probe = camera.normalize_keypoints(jax.lax.stop_gradient(clean), joint_weights)
+  # Coincident joints: a size at the level of float rounding of the coordinates.
+  extent = jnp.max(jnp.abs(jnp.where(used[..., None], jax.lax.stop_gradient(clean), 0.0)),
+                   axis=(-1, -2))
+  liftable = liftable & jnp.isfinite(size_probe.size) & (size_probe.size > 1e-5 * extent)
+  # Frames that cannot be lifted get a harmless stand-in so that nothing (not
+  # even a gradient) turns NaN; their outputs are masked at the end.
+  clean = jnp.where(liftable[:, None, None], clean, _dummy_pose(num_joints, dtype))
+  used = used | ~liftable[:, None]
+  if joint_weights is not None:
+    joint_weights = jnp.where(liftable[:, None], joint_weights, 1.0)
+  norm = camera.normalize_keypoints(clean, joint_weights)
+  points = jnp.where(used[..., None], norm.points, 0.0)
+  return joint_weights, used, liftable, norm, points
+
+
+def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
+                limits: _Limits, options: _Options):
+  """Lifts (B, L, 2) pixel keypoints; returns the LiftResult for the chunk."""
+  batch, num_joints = keypoints.shape[:2]
+  dtype = keypoints.dtype
+  joint_weights, used, liftable, norm, points = _clean_points(keypoints, visibility,
+                                                             options.min_visible)
+
+  # 1. The fast search of the linearised problem: candidates.
+  gram, rhs, norm2 = search.frame_terms(prep, points, joint_weights)
+  if joint_weights is None:
+    costs, paired = search.search_unweighted(prep, points), False
+  else:
+    costs, paired = search.search_weighted(prep, gram, rhs, norm2)
+  # Frames stay the minor axis until here: reductions over T then vectorise.
+  costs = jax.lax.optimization_barrier(costs)
+  costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)  # (K, T_s, B)
+  if not paired and prep.rotation is None and options.num_yaws % 2 == 0:
+    # Level camera: rank pairs (θ, θ + π) as the weighted search does, so that
+    # both yaws of the best pairs are solved exactly (θ + π is the view from
+    # behind, which the linearised problem may only reach with s < 0).
+    half = options.num_yaws // 2
+    costs, paired = jnp.minimum(costs[:, :half], costs[:, half:]), True
+  candidates = _candidate_yaws(costs, options.candidates, paired, options.num_yaws)
+  candidates = jax.lax.stop_gradient(candidates)  # (K, C, B)
+
+  # 2. The exact objective at every candidate.
+  frame_gram = prep.gram_ones[..., None] if gram is None else gram  # (n, U, K, B or 1)
+  inv_variances = [prep.inv_variances[:, j, None] for j in range(prep.inv_variances.shape[1])]
+  yaw = prep.yaws[candidates]
+  cost, scale, coeffs = _exact_at(
+      prep, frame_gram[:, :, :, None], rhs[:, :, :, None], norm2, yaw,
+      [v[:, None] for v in inv_variances], None, _PROFILE_ITERATIONS)
+  best = jnp.argmin(cost, axis=1)[:, None]  # (K, 1, B)
+  yaw = jnp.take_along_axis(yaw, best, axis=1)[:, 0]  # (K, B)
+  scale = jnp.take_along_axis(scale, best, axis=1)[:, 0]
+  cost = jnp.take_along_axis(cost, best, axis=1)[:, 0]
+  coeffs = jnp.take_along_axis(jnp.stack(coeffs), best[None], axis=2)[:, :, 0]  # (J, K, B)
+  if options.refine:
+    yaw, cost = _refine(prep, yaw, scale, frame_gram, rhs, norm2, inv_variances,
+                        options.refine_steps)
+
+  # 3. The component of lowest negative log posterior, and its exact answer.
+  score = 0.5 * cost + prep.score_offset[:, None]
+  score = jnp.where(jnp.isfinite(score), score, jnp.inf)
+  component = jnp.argmin(score, axis=0).astype(jnp.int32)  # (B,)
+
+  def pick(x):  # (..., K, B) -> (..., B), the chosen component's entry
+    return jnp.take_along_axis(
+        x, jnp.broadcast_to(component, (*x.shape[:-2], 1, batch)), axis=-2)[..., 0, :]
+
+  yaw = jax.lax.stop_gradient(pick(yaw))
+  chosen_inv_variances = prep.inv_variances[component].T  # (J, B)
+  cost, scale, coeffs = pick(cost), pick(scale), list(pick(coeffs))
+  if options.refine or options.differentiable:
+    chosen_gram = pick(jnp.broadcast_to(frame_gram, (*frame_gram.shape[:3], batch)))
+    entries = search.gram_at(prep, chosen_gram, yaw)
+    rhs_list = search.rhs_at(pick(rhs), yaw)
+    inv_list = list(chosen_inv_variances)
+  if options.refine:  # the exact answer at the refined yaw
+    cost, scale, coeffs = solves.exact_profile(
+        entries, rhs_list, norm2, prep.inv_var, inv_list, jax.lax.stop_gradient(scale),
+        iterations=_PROFILE_ITERATIONS)
+  if options.differentiable:
+    # One Newton step from the optimum, with gradients: its derivative is the
+    # implicit-function derivative of the optimum (the search is held fixed).
+    evaluate = solves.profile(entries, rhs_list, norm2, prep.inv_var, inv_list)
+    log_scale = jax.lax.stop_gradient(jnp.log(scale))
+    _, slope, curvature, _ = evaluate(log_scale)
+    log_scale = log_scale - slope / jnp.where(curvature > 0, curvature, 1.0)
+    cost, _, _, coeffs = evaluate(log_scale)
+    scale = jnp.exp(log_scale)
+  coeffs = jnp.stack(coeffs, axis=-1)  # (B, J)
+
+  # 4. The pose: μ_k + a·e_k as one plain matrix product over all K (one-hot
+  # in k), and R_θ applied elementwise; both vectorise far better than
+  # per-frame dots.
+  num_components = prep.tikhonov.shape[0]
+  mix = jax.nn.one_hot(component, num_components, dtype=dtype)[:, :, None] * jnp.concatenate(
+      [jnp.ones_like(scale)[:, None], coeffs], axis=1)[:, None, :]  # (B, K, P)
+  flat_blocks = jnp.transpose(prep.blocks, (0, 3, 1, 2)).reshape(-1, num_joints * 3)
+  model_pose = (mix.reshape(batch, -1) @ flat_blocks).reshape(batch, num_joints, 3)
+  parents = np.array([p for p, _ in options.limbs])
+  children = np.array([c for _, c in options.limbs])
+  size = jnp.sqrt(jnp.sum((model_pose[:, parents] - model_pose[:, children]) ** 2,
+                          axis=(-1, -2)))
+  cos, sin = jnp.cos(yaw)[:, None], jnp.sin(yaw)[:, None]
+  pose = jnp.stack([cos * model_pose[..., 0] + sin * model_pose[..., 2], model_pose[..., 1],
+                    cos * model_pose[..., 2] - sin * model_pose[..., 0]], axis=-1)
+  if prep.rotation is not None:
+    pose = pose @ prep.rotation.T
+  # Without this barrier XLA fuses the pose assembly into each consumer below
+  # and recomputes it per output element.
+  pose = jax.lax.optimization_barrier(pose)
+  # Reprojection: s Π E R_θ X, with t eliminated as in the fit (weighted mean).
+  weights = jnp.ones(keypoints.shape[:2], dtype) if joint_weights is None else joint_weights
+  total_weight = jnp.sum(weights, axis=1)
+  projected = scale[:, None, None] * pose[..., :2]
+  projected = projected - jnp.sum(weights[..., None] * projected, axis=1,
+                                  keepdims=True) / total_weight[:, None, None]
+  reprojected = camera.denormalize_keypoints(projected, norm.centre, norm.size)
+  error = jnp.where(used[..., None], points - projected, 0.0)  # normalised, y up
+  residual = jnp.sqrt(jnp.sum(weights * jnp.sum(error**2, axis=-1), axis=-1) / total_weight)
+  mahalanobis = jnp.sqrt(jnp.sum(coeffs**2 * chosen_inv_variances.T, axis=-1))
+  if options.blend:
+    # Move each visible joint's image-plane coordinates part of the way to the
+    # observation, back-projected with the solved scale; keep the model's depth.
+    share = limits.blend_weight * jnp.sqrt(weights)
+    pose = pose.at[..., :2].add(share[..., None] * error / scale[:, None, None])
+  mm_per_unit = model.limb_scale * 1000.0 / size
+  pose3d = (pose - pose[:, options.root : options.root + 1]) * mm_per_unit[:, None, None]
+  scale_px = scale * norm.size / mm_per_unit
+
+  plausible = ((jnp.abs(size - 1.0) <= limits.max_size_error)
+               & (mahalanobis <= limits.max_mahalanobis) & (residual <= limits.max_residual))
+  lifted = liftable & jnp.isfinite(cost) & jnp.all(jnp.isfinite(pose3d), axis=(-1, -2)) & (
+      scale > 0)
+  plausible = plausible & lifted
+  nan = jnp.asarray(jnp.nan, dtype)
+
+  def mask(x):
+    return jnp.where(lifted.reshape((batch,) + (1,) * (x.ndim - 1)), x, nan)
+
+  return LiftResult(
+      pose3d=mask(pose3d), yaw=mask(jnp.mod(yaw, 2 * math.pi)), scale=mask(scale_px),
+      coeffs=mask(coeffs), component=jnp.where(lifted, component, -1), cost=mask(cost),
+      reprojected=mask(reprojected), size=mask(size), mahalanobis=mask(mahalanobis),
+      residual=mask(residual), plausible=plausible, valid=plausible,
+  )
+
+
+@functools.partial(jax.jit, static_argnames=("options",))
+def _lift_jit(model, keypoints, visibility, rotation, limits, *, options: _Options):
+  if not options.differentiable:
+    model, keypoints, visibility, rotation = jax.lax.stop_gradient(
+        (model, keypoints, visibility, rotation))
+  batch_shape = keypoints.shape[:-2]
+  num_joints = keypoints.shape[-2]
+  flat = keypoints.reshape((-1, num_joints, 2))
+  flat_vis = None if visibility is None else visibility.reshape((-1, num_joints))
+  total = flat.shape[0]
+  prep = search.prepare(model, rotation, limits.obs_noise, limits.prior_weight,
+                        options.num_yaws, visibility is None)
+  run = functools.partial(_lift_chunk, prep, model, limits=limits, options=options)
+  chunk_size = options.chunk_size
+  if total <= chunk_size:
+    out = run(flat, flat_vis)
+  else:
+    num_chunks = -(-total // chunk_size)
+    pad = num_chunks * chunk_size - total
+    flat = jnp.pad(flat, ((0, pad), (0, 0), (0, 0)))
+    chunks = flat.reshape((num_chunks, chunk_size, num_joints, 2))
+    if flat_vis is None:
+      out = jax.lax.map(lambda kp: run(kp, None), chunks)
+    else:
+      vis_chunks = jnp.pad(flat_vis, ((0, pad), (0, 0))).reshape(
+          (num_chunks, chunk_size, num_joints))
+      out = jax.lax.map(lambda args: run(*args), (chunks, vis_chunks))
+    out = jax.tree.map(lambda x: x.reshape((num_chunks * chunk_size, *x.shape[2:]))[:total], out)
+  return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), out)
+
+
+def _check_model(model: PoseModel) -> None:
+  if not isinstance(model, PoseModel):
+    raise ValueError(f"expected a lift3d PoseModel, got {type(model).__name__}")
+  shapes = {name: tuple(np.shape(getattr(model, name))) for name in
+            ("mean", "basis", "variances", "noise", "weights", "limb_scale")}
+  if len(shapes["mean"]) != 3 or shapes["mean"][-1] != 3:
+    raise ValueError(f"model.mean must be (K, L, 3), got {shapes['mean']}")
+  k, num_joints, _ = shapes["mean"]
+  if len(shapes["basis"]) != 4:
+    raise ValueError(f"model.basis must be (K, J, L, 3), got {shapes['basis']}")
+  j = shapes["basis"][1]
+  expected = {"basis": (k, j, num_joints, 3), "variances": (k, j), "noise": (k,),
+              "weights": (k,), "limb_scale": ()}
+  for name, shape in expected.items():
+    if shapes[name] != shape:
+      raise ValueError(
+          f"model.{name} must be {shape} for mean {shapes['mean']} (K, L, 3) and "
+          f"basis (K, J, L, 3), got {shapes[name]}")
+
+
+def _empty_result(batch_shape, num_joints: int, num_basis: int, dtype) -> LiftResult:
+  def full(shape, value, kind=dtype):
+    return jnp.full(batch_shape + shape, value, kind)
+
+  return LiftResult(
+      pose3d=full((num_joints, 3), jnp.nan), yaw=full((), jnp.nan), scale=full((), jnp.nan),
+      coeffs=full((num_basis,), jnp.nan), component=full((), -1, jnp.int32),
+      cost=full((), jnp.nan), reprojected=full((num_joints, 2), jnp.nan),
+      size=full((), jnp.nan), mahalanobis=full((), jnp.nan), residual=full((), jnp.nan),
+      plausible=full((), False, bool), valid=full((), False, bool))
+
+
+@float32_matmuls
+def lift(
+    model: PoseModel,
+    keypoints,
+    visibility=None,
+    *,
+    num_yaws: int = 100,
+    refine: bool = False,
+    differentiable: bool = False,
+    camera_rotation=None,
+    min_visible: int = 6,
+    chunk_size: int | None = None,
+    obs_noise: float | None = None,
+    prior_weight: float | None = None,
+    reconstruction: str = "model",
+    blend_weight: float = 0.5,
+    candidates: int = DEFAULT_CANDIDATES,
+    max_size_error: float = MAX_SIZE_ERROR,
+    max_mahalanobis_norm: float | None = None,
+    max_residual: float = MAX_RESIDUAL,
+    refine_steps: int = 6,
+    skeleton: Skeleton = H36M17,
+) -> LiftResult:
+  """Lifts 2D landmarks to 3D poses: exhaustive search, exact answer, plausibility check.
+
+  The result carries **no gradient** unless `differentiable=True` (then
+  gradients flow through the exact solution at the chosen component and yaw,
+  which are held fixed): `jax.grad` of a default lift is zero.
+
+  Implements docs/method.md §4: for each component k and each of `num_yaws`
+  evenly spaced yaws θ the linearised least squares in `c = (s, s·a)` is
+  solved exactly (translation eliminated); the best `candidates` local minima
+  over θ per component are re-ranked by the exact objective
+  `||D(w − s·A_θ(μ_k + E_k a))||²/σ_obs² + Σ_j a_j²/λ_kj` over s > 0 and a,
+  and the (k, θ) with the lowest negative log posterior
+  `½·objective + β(½Σ_j log λ_kj − log π_k)` is the answer. Its plausibility
+  (size, Mahalanobis norm, reprojection residual) decides `valid`. Works
+  under `jax.jit` (pass the options as static) and `jax.vmap`, on any batch
+  shape; big batches run in chunks of `chunk_size` frames.
+
+  Args:
+    model: the pose model (K components, J basis vectors, L joints), poses in
+      normalised units (limb-length norm 1).
+    keypoints: (..., L, 2) image pixels, x right, y down (any translation and
+      scale, e.g. belief-map grid coordinates).
+    visibility: optional (..., L) weights in [0, 1]; `D = diag(visibility)`
+      weights the residuals. Joints of weight 0 may hold any value, NaN
+      included, and have no effect. None (all visible) takes the fast
+      unweighted search; then every joint must be finite.
+    num_yaws: T, the number of yaws 2πt/T searched (static).
+    refine: refine each component's yaw off the grid by `refine_steps`
+      Levenberg–Marquardt steps on the exact objective; the cost never
+      increases.
+    differentiable: let gradients flow (to the keypoints, visibility, model)
+      through the exact solution at the chosen (k, θ). By default the result
+      carries no gradient.
+    camera_rotation: optional (3, 3) camera rotation E, e.g.
+      `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
+    min_visible: frames with fewer joints of positive weight are not lifted.
+    chunk_size: frames per chunk. Default on CPU 2,048 unweighted, 128
+      weighted and 64 with `refine`; on GPU/TPU 65,536 unweighted and 16,384
+      weighted.
+    obs_noise: σ_obs, the 2D noise standard deviation in normalised units (a
+      fraction of the 2D pose's RMS radius). None takes `model.obs_noise`
+      (chosen by held-out validation when the model was calibrated), or for a
+      model without one `lift3d.lifting.default_obs_noise(model)`.
+    prior_weight: β, the weight of the component term `½Σ log λ − log π` in
+      the score; None takes `model.prior_weight` (1 if unset).
+    reconstruction: "model" returns the model pose; "blend" moves each visible
+      joint's image-plane coordinates by `blend_weight` (times its visibility)
+      towards the observed 2D, back-projected with the solved scale, and keeps
+      the model's depth.
+    blend_weight: α of "blend", in [0, 1].
+    candidates: local minima over yaw per component re-ranked exactly (static).
+    max_size_error: largest plausible |size − 1| (size: limb-length norm of
+      the model pose, 1 for training poses).
+    max_mahalanobis_norm: largest plausible `sqrt(Σ a²/λ)`; None takes
+      `max_mahalanobis(J)` (99.99% of a standard normal J-vector's norms).
+    max_residual: largest plausible RMS reprojection residual, a fraction of
+      the 2D pose's RMS radius.
+    refine_steps: LM steps when `refine` (static).
+    skeleton: the joints' skeleton (L joints; pose3d is centred on its root,
+      and its limbs define the size).
+
+  Returns:
+    A `LiftResult` with the batch shape `...` of `keypoints`.
+
+  Raises:
+    ValueError: on a malformed model, keypoints/visibility shapes that do not
+      match the model or the skeleton, or bad options.
+  """
+  _check_model(model)
+  num_joints = int(np.shape(model.mean)[1])
+  num_basis = int(np.shape(model.basis)[1])
+  shape = tuple(np.shape(keypoints))
+  if len(shape) < 2 or shape[-1] != 2 or shape[-2] != num_joints:
+    raise ValueError(
+        f"expected keypoints (..., {num_joints}, 2) for a model of {num_joints} joints, "
+        f"got {shape}; map joints with lift3d.skeleton.convert first")
+  if skeleton.num_joints != num_joints:
+    raise ValueError(
+        f"skeleton {skeleton.name} has {skeleton.num_joints} joints but the model has "
+        f"{num_joints} (model.mean {np.shape(model.mean)})")
+  if visibility is not None and tuple(np.shape(visibility)) != shape[:-1]:
+    raise ValueError(
+        f"visibility shape {tuple(np.shape(visibility))} does not match keypoints {shape} "
+        f"(expected {shape[:-1]})")
+  if camera_rotation is not None and tuple(np.shape(camera_rotation)) != (3, 3):
+    raise ValueError(f"camera_rotation must be (3, 3), got {tuple(np.shape(camera_rotation))}")
+  if int(num_yaws) < 1:
+    raise ValueError(f"num_yaws must be >= 1, got {num_yaws}")
+  if int(min_visible) < 1:
+    raise ValueError(f"min_visible must be >= 1, got {min_visible}")
+  if int(candidates) < 1:
+    raise ValueError(f"candidates must be >= 1, got {candidates}")
+  if reconstruction not in ("model", "blend"):
+    raise ValueError(f"reconstruction must be 'model' or 'blend', got {reconstruction!r}")
+  if not 0.0 <= float(blend_weight) <= 1.0:
+    raise ValueError(f"blend_weight must lie in [0, 1], got {blend_weight}")
+  if chunk_size is None:
+    if jax.default_backend() != "cpu":
+      chunk_size = _ACCELERATOR_CHUNKS[visibility is not None]
+    else:
+      chunk_size = _CPU_REFINE_CHUNK if refine else _CPU_CHUNKS[visibility is not None]
+  if int(chunk_size) < 1:
+    raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+  dtype = jnp.result_type(float)
+  if math.prod(shape[:-2]) == 0:
+    return _empty_result(shape[:-2], num_joints, num_basis, dtype)
+  keypoints = jnp.asarray(keypoints, dtype)
+  if visibility is not None:
+    visibility = jnp.asarray(visibility, dtype)
+  model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
+  if camera_rotation is not None:
+    camera_rotation = jnp.asarray(camera_rotation, dtype)
+  obs_noise, prior_weight = _prior(model, obs_noise, prior_weight)
+  if max_mahalanobis_norm is None:
+    max_mahalanobis_norm = max_mahalanobis(num_basis)
+  limits = _Limits(
+      obs_noise=jnp.asarray(obs_noise, dtype), prior_weight=jnp.asarray(prior_weight, dtype),
+      blend_weight=jnp.asarray(blend_weight, dtype),
+      max_size_error=jnp.asarray(max_size_error, dtype),
+      max_mahalanobis=jnp.asarray(max_mahalanobis_norm, dtype),
+      max_residual=jnp.asarray(max_residual, dtype))
+  options = _Options(
+      num_yaws=int(num_yaws), candidates=int(candidates), refine=bool(refine),
+      refine_steps=int(refine_steps), differentiable=bool(differentiable),
+      min_visible=int(min_visible), chunk_size=int(chunk_size),
+      root=skeleton.parents.index(-1), limbs=tuple(skeleton.limbs),
+      blend=reconstruction == "blend")
+  return _lift_jit(model, keypoints, visibility, camera_rotation, limits, options=options)
+
+
+def _grid_chunk(prep: search.Prepared, keypoints, visibility, min_visible: int):
+  """(K, T, B) linearised scores of a (B, L, 2) chunk; NaN for frames that cannot be lifted."""
+  joint_weights, _, liftable, _, points = _clean_points(keypoints, visibility, min_visible)
+  if joint_weights is None:
+    costs = search.search_unweighted(prep, points)
+  else:
+    costs, paired = search.search_weighted(prep, *search.frame_terms(prep, points,
+                                                                      joint_weights))
+    assert not paired  # an explicit camera rotation never pairs θ with θ + π
+  scores = 0.5 * costs * prep.inv_var + prep.score_offset[:, None, None]
+  return jnp.where(liftable & jnp.all(jnp.isfinite(scores), axis=(0, 1)), scores, jnp.nan)
+
+
+@functools.partial(jax.jit, static_argnames=("num_yaws", "min_visible", "chunk_size"))
+def _grid_scores_jit(model, keypoints, visibility, obs_noise, prior_weight, *, num_yaws,
+                     min_visible, chunk_size):
+  model, keypoints, visibility = jax.lax.stop_gradient((model, keypoints, visibility))
+  batch_shape, num_joints = keypoints.shape[:-2], keypoints.shape[-2]
+  flat = keypoints.reshape((-1, num_joints, 2))
+  flat_vis = None if visibility is None else visibility.reshape((-1, num_joints))
+  # An explicit identity rotation keeps the weighted search unpaired: all T yaws.
+  rotation = None if visibility is None else jnp.eye(3, dtype=keypoints.dtype)
+  prep = search.prepare(model, rotation, obs_noise, prior_weight, num_yaws, visibility is None)
+  total = flat.shape[0]
+  num_chunks = max(1, -(-total // chunk_size))
+  size = -(-total // num_chunks)
+  pad = num_chunks * size - total
+  chunks = jnp.pad(flat, ((0, pad), (0, 0), (0, 0))).reshape(num_chunks, size, num_joints, 2)
+  if flat_vis is None:
+    out = jax.lax.map(lambda kp: _grid_chunk(prep, kp, None, min_visible), chunks)
+  else:
+    vis = jnp.pad(flat_vis, ((0, pad), (0, 0))).reshape(num_chunks, size, num_joints)
+    out = jax.lax.map(lambda a: _grid_chunk(prep, *a, min_visible), (chunks, vis))
+  out = jnp.moveaxis(out, -1, 1).reshape((num_chunks * size, *out.shape[1:3]))[:total]
+  return out.reshape(batch_shape + out.shape[1:])
+
+
+@float32_matmuls
+def grid_scores(model: PoseModel, keypoints, visibility=None, *, num_yaws: int = 100,
+                min_visible: int = 6, obs_noise: float | None = None,
+                prior_weight: float | None = None, chunk_size: int | None = None):
+  """Linearised negative log posterior of every (component, yaw) of the grid, per frame.
+
+  The grid search of `lift` (docs/method.md §4.2): for component k and yaw
+  θ_t = 2πt/T, `r_k(θ_t)/(2σ_obs²) + β(½ Σ_j log λ_kj − log π_k)` with `r` the
+  linearised regularised least-squares cost of the frame, in nats. These are
+  the costs a temporal model (`lift3d.sequence`) chains over frames; `lift`
+  itself re-ranks the best of them by the exact objective.
+
+  Args:
+    model: the pose model (K components, L joints).
+    keypoints: (..., L, 2) pixels, x right, y down.
+    visibility: optional (..., L) weights in [0, 1] (D = diag(visibility));
+      joints of weight 0 may be NaN. None: all joints, unweighted search.
+    num_yaws: T (static).
+    min_visible: frames with fewer joints of positive weight get NaN.
+    obs_noise: σ_obs as in `lift` (None: the model's, or the default).
+    prior_weight: β as in `lift` (None: the model's, or 1).
+    chunk_size: frames per chunk (default 2,048 unweighted, 128 weighted).
+
+  Returns:
+    (..., K, T) float32 scores (nats); all NaN for a frame that cannot be
+    lifted (too few visible joints, a visible joint not finite, or the
+    visible joints coincide).
+  """
+  _check_model(model)
+  num_joints = int(np.shape(model.mean)[1])
+  shape = tuple(np.shape(keypoints))
+  if len(shape) < 2 or shape[-1] != 2 or shape[-2] != num_joints:
+    raise ValueError(f"expected keypoints (..., {num_joints}, 2), got {shape}; map joints "
+                     "with lift3d.skeleton.convert first")
+  if visibility is not None and tuple(np.shape(visibility)) != shape[:-1]:
+    raise ValueError(f"visibility shape {tuple(np.shape(visibility))} does not match "
+                     f"keypoints {shape} (expected {shape[:-1]})")
+  if int(num_yaws) < 1 or int(min_visible) < 1:
+    raise ValueError(f"num_yaws and min_visible must be >= 1, got {num_yaws}, {min_visible}")
+  if chunk_size is None:
+    chunk_size = _CPU_CHUNKS[visibility is not None]
+  dtype = jnp.result_type(float)
+  model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
+  obs_noise, prior_weight = _prior(model, obs_noise, prior_weight)
+  return _grid_scores_jit(
+      model, jnp.asarray(keypoints, dtype),
+      None if visibility is None else jnp.asarray(visibility, dtype),
+      jnp.asarray(obs_noise, dtype), jnp.asarray(prior_weight, dtype), num_yaws=int(num_yaws),
+      min_visible=int(min_visible), chunk_size=int(chunk_size))
+
+
+def _prior(model: PoseModel, obs_noise, prior_weight):
+  """(σ_obs, β): the given values, else the model's, else the defaults."""
+  if obs_noise is None:
+    obs_noise = (model.obs_noise if model.obs_noise is not None
+                 else search.default_obs_noise(model))
+  if prior_weight is None:
+    prior_weight = model.prior_weight if model.prior_weight is not None else 1.0
+  return obs_noise, prior_weight

@@ -1,0 +1,400 @@
+"""The fast grid search of the lifting and its frame-independent terms (docs/method.md §4.2).
+
+The search solves the *linearised* problem of every (component, yaw) exactly:
+with `c = (s, s·a)` and the prior on `c_{1..J}` taken at a typical scale s̄,
+each (k, θ) is a Tikhonov-regularised linear least squares whose cost
+`r(θ) = ||Dw||² − (A_θᵀD²w)ᵀ(A_θᵀD²A_θ + Λ)⁻¹A_θᵀD²w` is cheap to evaluate for
+every grid yaw at once. The linearisation only *finds candidates*: it lets a
+small or negative s free `a = c/s`, so `lift3d.lifting.api` re-ranks the best
+candidates by the exact objective (`solves.exact_profile`).
+
+Computation. `A_θ = A⁰ + cos θ A^c + sin θ A^s`, so per frame the right-hand
+sides `A_θᵀ D² w = y⁰ + cos θ y¹ + sin θ y²` need three small products, and
+the Gram matrices `Σ_pq M_pq(θ) H_pq` (`solves.yaw_coefficients`) are linear
+in per-frame terms `H_pq = Σ_l D_l² B_lpᵀ B_lq`. For a level camera
+`G(θ + π) = G(θ)` and only the sign of the `y¹, y²` part flips, so one
+factorisation serves two yaws.
+- Unweighted: `r(θ) = wᵀ(I − M_θ)w` with `M_θ = A_θ(A_θᵀA_θ + Λ)⁻¹A_θᵀ`
+  precomputed for every (k, θ); a chunk of frames is two matrix products of
+  those coefficients against per-frame products of coordinates.
+- Weighted: the Gram matrices of all grid yaws are one matrix product of the
+  per-frame terms with their coefficients, then one unrolled Cholesky per
+  (frame, k, θ) with frames in the trailing (SIMD) axis. A level camera
+  searches the pairs (θ, θ + π) for the lower cost of each pair.
+
+Frames are the minor (last) axis of every per-frame array here: a measured
+CPU choice (LLVM vectorises the unrolled kernels over it; RESULTS.md).
+
+Shape letters are those of `lift3d.lifting` (its package docstring).
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lift3d import camera
+from lift3d.lifting import solves
+from lift3d.pose_model.model import PoseModel
+
+
+class Prepared(flax.struct.PyTreeNode):
+  """Everything about (model, camera, yaws) that does not depend on a frame."""
+
+  blocks: jax.Array  # (K, L, 3, P): [μ, e_1..e_J] per joint and coordinate.
+  features: jax.Array  # (K, L, n, U): per-joint Gram features of each coordinate pair.
+  gram_ones: jax.Array  # (n, U, K): Gram terms of all-ones weights, t eliminated.
+  tikhonov: jax.Array  # (K, P): the linearised prior Λ (0 for the scale).
+  inv_variances: jax.Array  # (K, J): 1/λ_kj, the exact prior.
+  score_offset: jax.Array  # (K,): ½Σ_j log λ_kj − log π_k.
+  inv_var: jax.Array  # (): 1/σ_obs².
+  typical_scale: jax.Array  # (): s̄, the scale of a typical projected model pose.
+  projection: jax.Array | None  # (3, 3) S = EᵀΠᵀΠE, or None for a level camera.
+  rotation: jax.Array | None  # (3, 3) E, or None.
+  yaws: jax.Array  # (T,) the grid 2πt/T.
+  cost_quadratic: jax.Array | None  # (K·T_s, F) unweighted: coefficients of I − M_θ.
+  cost_cross: jax.Array | None  # (K·T/2, L²) the x-y part of a (θ, θ+π) pair, or None.
+
+
+def typical_scale(model: PoseModel) -> jax.Array:
+  """s̄: the scale at which a typical projected model pose has unit RMS radius.
+
+  `s̄ = 1/ρ̄`, `ρ̄²` the mixture-weighted mean over yaws (E[cos²] = E[sin²] = ½)
+  of the squared RMS radius of the projected component means; a normalised
+  2D pose has unit RMS radius (`lift3d.camera.normalize_keypoints`).
+
+  Args:
+    model: the pose model.
+
+  Returns:
+    () scale, normalised 2D units per model unit.
+  """
+  weights = model.weights / jnp.sum(model.weights)
+  centred = model.mean - jnp.mean(model.mean, axis=1, keepdims=True)
+  radius2 = jnp.mean(0.5 * (centred[..., 0] ** 2 + centred[..., 2] ** 2) + centred[..., 1] ** 2,
+                     axis=1)
+  return jax.lax.rsqrt(jnp.sum(weights * radius2))
+
+
+def default_obs_noise(model: PoseModel, noise_2d: float = 0.05) -> jax.Array:
+  """σ_obs of a model with none calibrated: `sqrt(s̄²·Σπσ² + noise_2d²)`.
+
+  The projected model noise plus a 2D noise of `noise_2d` (a fraction of the
+  pose's RMS radius). `lift3d.lifting.calibrate_prior` chooses σ_obs by
+  held-out validation instead.
+
+  Args:
+    model: the pose model.
+    noise_2d: 2D noise standard deviation, normalised units.
+
+  Returns:
+    () σ_obs, normalised 2D units.
+  """
+  weights = model.weights / jnp.sum(model.weights)
+  return jnp.sqrt(typical_scale(model) ** 2 * jnp.sum(weights * model.noise) + noise_2d**2)
+
+
+def _pair_features(blocks, pairs):
+  """(..., 3, P) column blocks -> (..., n, U) products b_p,i b_q,j (+ the transpose)."""
+  upper = solves.upper_pairs(blocks.shape[-1])
+  iu = np.array([u[0] for u in upper])
+  ju = np.array([u[1] for u in upper])
+  features = []
+  for p, q in pairs:
+    f = blocks[..., p, iu] * blocks[..., q, ju]
+    if p != q:
+      f = f + blocks[..., q, iu] * blocks[..., p, ju]
+    features.append(f)
+  return jnp.stack(features, axis=-2)
+
+
+def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
+            unweighted: bool) -> Prepared:
+  """The frame-independent terms of a lift.
+
+  Args:
+    model: the pose model (K, J, L).
+    rotation: (3, 3) camera rotation E, or None for a level camera.
+    obs_noise: () σ_obs, normalised 2D units.
+    prior_weight: () weight β of the component term of the score.
+    num_yaws: T (static).
+    unweighted: also precompute the unweighted search's coefficients.
+
+  Returns:
+    A `Prepared`.
+  """
+  mean = model.mean
+  dtype = mean.dtype
+  num_components, num_joints = mean.shape[:2]
+  blocks = jnp.concatenate([mean[:, None], model.basis], axis=1)  # (K, P, L, 3)
+  blocks = jnp.transpose(blocks, (0, 2, 3, 1))  # (K, L, 3, P)
+  num_unknowns = blocks.shape[-1]
+  weights = model.weights / jnp.sum(model.weights)
+  variances = jnp.maximum(model.variances, jnp.finfo(dtype).tiny)
+
+  scale_bar = typical_scale(model)
+  obs_var = obs_noise**2
+  # The linearised prior on c_{1..J} = s·a at s = s̄, in the units of the
+  # data term: σ²/(s̄² λ) (docs/method.md §4.2).
+  tikhonov = jnp.concatenate(
+      [jnp.zeros((num_components, 1), dtype), obs_var / (scale_bar**2 * variances)], axis=1)
+  score_offset = prior_weight * (0.5 * jnp.sum(jnp.log(variances), axis=1) - jnp.log(weights))
+
+  pairs = solves.LEVEL_PAIRS if rotation is None else solves.ALL_PAIRS
+  features = _pair_features(blocks, pairs)
+  centred = blocks - jnp.mean(blocks, axis=1, keepdims=True)
+  gram_ones = jnp.transpose(jnp.sum(_pair_features(centred, pairs), axis=1), (1, 2, 0))
+
+  projection = None
+  if rotation is not None:
+    rotation = rotation.astype(dtype)
+    projection = rotation[:2].T @ rotation[:2]
+  yaws = jnp.arange(num_yaws, dtype=dtype) * (2 * math.pi / num_yaws)
+
+  cost_quadratic = cost_cross = None
+  if unweighted:
+    symmetric = rotation is None and num_yaws % 2 == 0
+    grid = yaws[: num_yaws // 2] if symmetric else yaws
+    rot = camera.yaw_rotation(grid)  # (T', 3, 3)
+    if rotation is not None:
+      rot = jnp.einsum("ab,tbc->tac", rotation, rot)
+    design = jnp.einsum("tra,klai->ktlri", rot[:, :2], centred)  # (K, T', L, 2, P)
+    gram = jnp.einsum("ktlri,ktlrj->ktij", design, design)
+    gram = gram + jax.vmap(jnp.diag)(tikhonov)[:, None]
+    chol = jnp.linalg.cholesky(gram)
+    flat = design.reshape((*design.shape[:2], 2 * num_joints, num_unknowns))
+    whitened = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(flat, -1, -2), lower=True)
+    whitened = whitened.reshape((*whitened.shape[:3], num_joints, 2))  # (K, T', P, L, 2)
+
+    # r(θ) = ||w||² − ||L⁻¹Aᵀw||² = wᵀ(I − M)w with M = A L⁻ᵀL⁻¹Aᵀ (2L × 2L):
+    # one product of the (K·T, F) coefficients of I − M against F per-frame
+    # products of coordinates, instead of a (P·K·T, B) intermediate L⁻¹Aᵀw.
+    def upper(matrix):  # (..., m, m) -> (..., m(m+1)/2) coefficients of w_i w_j, i ≤ j
+      iu, ju = np.triu_indices(matrix.shape[-1])
+      return matrix[..., iu, ju] * jnp.asarray(np.where(iu == ju, 1.0, 2.0), dtype)
+
+    if symmetric:
+      # w = (x, y): wᵀ(I − M)w = xᵀ(I − M_xx)x + yᵀ(I − M_yy)y ∓ 2 yᵀM_yx x for θ / θ + π.
+      m = jnp.einsum("ktpia,ktpjb->ktabij", whitened, whitened).reshape(
+          -1, 2, 2, num_joints, num_joints)
+      eye = jnp.eye(num_joints, dtype=dtype)
+      cost_quadratic = jnp.concatenate([upper(eye - m[:, 1, 1]), upper(eye - m[:, 0, 0])],
+                                       axis=1)
+      cost_cross = 2.0 * m[:, 1, 0].reshape(m.shape[0], -1)
+    else:
+      flat_ops = whitened.reshape((*whitened.shape[:3], 2 * num_joints))
+      m = jnp.einsum("ktpi,ktpj->ktij", flat_ops, flat_ops).reshape(
+          -1, *flat_ops.shape[-1:] * 2)
+      cost_quadratic = upper(jnp.eye(2 * num_joints, dtype=dtype) - m)
+  return Prepared(
+      blocks=blocks, features=features, gram_ones=gram_ones, tikhonov=tikhonov,
+      inv_variances=1.0 / variances, score_offset=score_offset, inv_var=1.0 / obs_var,
+      typical_scale=scale_bar, projection=projection, rotation=rotation, yaws=yaws,
+      cost_quadratic=cost_quadratic, cost_cross=cost_cross,
+  )
+
+
+def frame_terms(prep: Prepared, points, weights):
+  """Per-frame terms, term-major with frames minor (the searches' layout).
+
+  Args:
+    prep: the `Prepared` terms.
+    points: (B, L, 2) normalised 2D, y up (0 at unused joints).
+    weights: (B, L) D², or None for all ones.
+
+  Returns:
+    (gram, rhs, norm2): Gram terms H (n, U, K, B) with the translation
+    eliminated (None if `weights` is None: use `prep.gram_ones`), right-hand
+    side terms y (3, P, K, B) and ||Dw||² (B,).
+  """
+  wx, wy = points[..., 0], points[..., 1]
+  if prep.rotation is None:
+    u = jnp.stack([wx, wy, jnp.zeros_like(wx)], axis=-1)
+  else:
+    u = wx[..., None] * prep.rotation[0] + wy[..., None] * prep.rotation[1]  # EᵀΠᵀw
+  if weights is None:
+    weighted_u = u
+    norm2 = jnp.sum(points**2, axis=(-1, -2))
+    gram = None
+  else:
+    weighted_u = weights[..., None] * u
+    norm2 = jnp.sum(weights * jnp.sum(points**2, axis=-1), axis=-1)
+    gram = jnp.einsum("klnu,bl->nukb", prep.features, weights)
+    # Eliminating t: H_pq -= m_p m_qᵀ / V with m = Σ_l D_l² B_l.
+    sums = jnp.einsum("klpi,bl->pikb", prep.blocks, weights)  # (3, P, K, B)
+    inv_total = 1.0 / jnp.sum(weights, axis=-1)
+    upper = solves.upper_pairs(prep.blocks.shape[-1])
+    iu = np.array([x[0] for x in upper])
+    ju = np.array([x[1] for x in upper])
+    pairs = solves.LEVEL_PAIRS if prep.rotation is None else solves.ALL_PAIRS
+    correction = []
+    for p, q in pairs:
+      c = sums[p, iu] * sums[q, ju]
+      if p != q:
+        c = c + sums[q, iu] * sums[p, ju]
+      correction.append(c * inv_total)
+    gram = gram - jnp.stack(correction)
+  # With N_qp = Σ_l D_l² u_lq B_lp (u = EᵀΠᵀw), A_θᵀD²w = y⁰ + cos θ y¹ + sin θ y²
+  # where y⁰ = N_11, y¹ = N_00 + N_22, y² = N_02 − N_20 (from the entries of
+  # R_θ); each N_qp is one (K·P, L) × (L, B) product.
+
+  def project(q, p):
+    return jnp.einsum("klj,bl->jkb", prep.blocks[:, :, p], weighted_u[..., q])
+
+  y0 = project(1, 1)
+  y1 = project(0, 0)
+  y2 = project(0, 2)
+  if prep.rotation is not None:  # u_z = 0 for a level camera
+    y1 = y1 + project(2, 2)
+    y2 = y2 - project(2, 0)
+  return gram, jnp.stack([y0, y1, y2]), norm2
+
+
+def search_unweighted(prep: Prepared, points):
+  """Linearised costs (K, T, B) of every (component, yaw) for unit weights.
+
+  `r(θ) = wᵀ(I − M_θ)w`: the precomputed coefficients of every I − M_θ
+  against the per-frame products of coordinates (upper triangles of y yᵀ and
+  x xᵀ, and all of y xᵀ for the pairs θ / θ + π of a level camera).
+
+  Args:
+    prep: the `Prepared` terms (with the unweighted coefficients).
+    points: (B, L, 2) normalised 2D.
+
+  Returns:
+    (K, T, B) costs, frames minor.
+  """
+  batch, num_joints = points.shape[:2]
+  num_components = prep.tikhonov.shape[0]
+  num_yaws = prep.yaws.shape[0]
+  # The per-frame products are built frames-major, (B, F), where each frame's
+  # coordinates are contiguous; the products contract F and come out frames-minor.
+  if prep.cost_cross is not None:
+    x, y = points[..., 0], points[..., 1]  # (B, L)
+    half = num_yaws // 2
+    # Columns i ≤ j in np.triu_indices order, from contiguous slices (no gather).
+    squares = jnp.concatenate(
+        [v[:, i : i + 1] * v[:, i:] for v in (y, x) for i in range(num_joints)], axis=1)
+    cross = (y[:, :, None] * x[:, None, :]).reshape(batch, num_joints * num_joints)
+    even = prep.cost_quadratic @ squares.T  # (K·T', B)
+    odd = prep.cost_cross @ cross.T
+    cost = jnp.stack([even - odd, even + odd]).reshape(2, num_components, half, batch)
+    return jnp.transpose(cost, (1, 0, 2, 3)).reshape(num_components, num_yaws, batch)
+  flat = points.reshape(batch, 2 * num_joints)
+  squares = jnp.concatenate([flat[:, i : i + 1] * flat[:, i:] for i in range(2 * num_joints)],
+                            axis=1)
+  return (prep.cost_quadratic @ squares.T).reshape(num_components, num_yaws, batch)
+
+
+def search_weighted(prep: Prepared, gram, rhs, norm2):
+  """Linearised costs of every (component, yaw) with per-frame Gram terms.
+
+  The Gram matrices of all grid yaws are one matrix product, the (T_s, n)
+  coefficients against the (n, U·K·B) terms; the factorisation is then
+  unrolled over the P unknowns on (T_s, K·B) arrays, frames in the trailing
+  axis. For a level camera and an even T the search runs over the T/2 pairs
+  (θ, θ + π), which share their Gram matrix, and yields the lower cost of
+  each pair: `r = ||Dw||² − |z_a|² − |z_b|² − 2|z_a·z_b|` (`z_a`, `z_b` the
+  whitened y⁰ and cos θ y¹ + sin θ y² parts). The exact re-ranking then
+  considers both yaws of a chosen pair.
+
+  One output per factorisation matters on CPU: XLA fuses the whole chain
+  into each consumer and vectorises the fused loop only while it is small.
+
+  Args:
+    prep: the `Prepared` terms.
+    gram: (n, U, K, B) per-frame Gram terms.
+    rhs: (3, P, K, B) right-hand-side terms.
+    norm2: (B,) ||Dw||².
+
+  Returns:
+    (costs, paired): costs (K, T_s, B) with T_s = T/2 if paired else T.
+  """
+  num_terms, num_upper, num_components, batch = gram.shape
+  num_unknowns = prep.tikhonov.shape[1]
+  num_yaws = prep.yaws.shape[0]
+  paired = prep.rotation is None and num_yaws % 2 == 0
+  grid = prep.yaws[: num_yaws // 2] if paired else prep.yaws
+  size = grid.shape[0]
+  cos, sin = jnp.cos(grid), jnp.sin(grid)
+  pairs = solves.LEVEL_PAIRS if prep.rotation is None else solves.ALL_PAIRS
+  coefficients = jnp.stack(
+      [jnp.broadcast_to(c, (size,)).astype(gram.dtype)
+       for c in solves.yaw_coefficients(cos, sin, prep.projection, pairs)], axis=1)  # (T_s, n)
+  width = num_components * batch
+  entries = (coefficients @ gram.reshape(num_terms, -1)).reshape(size, num_upper, width)
+  ridge = jnp.repeat(prep.tikhonov.T, batch, axis=1)  # (P, K·B)
+  entries = {(i, j): entries[:, u] + ridge[i] if i == j else entries[:, u]
+             for u, (i, j) in enumerate(solves.upper_pairs(num_unknowns))}
+  lower, inv_diag = solves.cholesky(entries, num_unknowns)
+  y = rhs.reshape(3, num_unknowns, width)
+  c, s = cos[:, None], sin[:, None]
+  total = jnp.tile(norm2, num_components)  # (K·B,)
+  if paired:
+    za = solves.forward(lower, inv_diag,
+                        [jnp.broadcast_to(y[0, i], (size, width)) for i in range(num_unknowns)])
+    zb = solves.forward(lower, inv_diag, [c * y[1, i] + s * y[2, i] for i in range(num_unknowns)])
+    both = sum(a * a + b * b for a, b in zip(za, zb, strict=True))
+    cross = 2.0 * sum(a * b for a, b in zip(za, zb, strict=True))
+    cost = total - both - jnp.abs(cross)
+  else:
+    z = solves.forward(lower, inv_diag,
+                       [y[0, i] + c * y[1, i] + s * y[2, i] for i in range(num_unknowns)])
+    cost = total - sum(v * v for v in z)
+  cost = jnp.transpose(cost.reshape(size, num_components, batch), (1, 0, 2))
+  return cost, paired
+
+
+def gram_at(prep: Prepared, gram, yaw) -> dict:
+  """The Gram matrix `A_θᵀD²A_θ` (no prior) at given yaws, as {(i, j): array}.
+
+  Args:
+    prep: the `Prepared` terms.
+    gram: (n, U, ...) Gram terms broadcasting against `yaw`.
+    yaw: (...) yaws, radians.
+
+  Returns:
+    {(i, j): (...) array} for i ≤ j < P.
+  """
+  pairs = solves.LEVEL_PAIRS if prep.rotation is None else solves.ALL_PAIRS
+  coefficients = solves.yaw_coefficients(jnp.cos(yaw), jnp.sin(yaw), prep.projection, pairs)
+  entries = {}
+  for u, key in enumerate(solves.upper_pairs(prep.blocks.shape[-1])):
+    entries[key] = sum(c * gram[n, u] for n, c in enumerate(coefficients))
+  return entries
+
+
+def rhs_at(rhs, yaw) -> list:
+  """`A_θᵀD²w = y⁰ + cos θ y¹ + sin θ y²` at given yaws: P arrays (...).
+
+  Args:
+    rhs: (3, P, ...) right-hand-side terms broadcasting against `yaw`.
+    yaw: (...) yaws, radians.
+  """
+  cos, sin = jnp.cos(yaw), jnp.sin(yaw)
+  return [rhs[0, i] + cos * rhs[1, i] + sin * rhs[2, i] for i in range(rhs.shape[1])]
+
+
+def linearised_solve(prep: Prepared, gram, rhs, norm2, tikhonov, yaw):
+  """The linearised problem at given yaws: cost (...) and c = (s, s·a) (P, ...).
+
+  Used by the tests (against NumPy least squares) and by nothing that
+  returns an answer: the answer comes from the exact objective.
+
+  Args:
+    prep: the `Prepared` terms.
+    gram: (n, U, ...) Gram terms; rhs (3, P, ...); norm2 and tikhonov (P, ...)
+      broadcasting against `yaw` (...).
+  """
+  entries = gram_at(prep, gram, yaw)
+  num_unknowns = rhs.shape[1]
+  for i in range(num_unknowns):
+    entries[i, i] = entries[i, i] + tikhonov[i]
+  lower, inv_diag = solves.cholesky(entries, num_unknowns)
+  z = solves.forward(lower, inv_diag, rhs_at(rhs, yaw))
+  cost = norm2 - sum(v * v for v in z)
+  return cost, jnp.stack(solves.backward(lower, inv_diag, z))
