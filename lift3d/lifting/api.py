@@ -310,14 +310,27 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
   frame_gram = prep.gram_ones[..., None] if gram is None else gram  # (n, U, K, B or 1)
   inv_variances = [prep.inv_variances[:, j, None] for j in range(prep.inv_variances.shape[1])]
   yaw = prep.yaws[candidates]
-  cost, scale, coeffs = _exact_at(
-      prep, frame_gram[:, :, :, None], rhs[:, :, :, None], norm2, yaw,
-      [v[:, None] for v in inv_variances], None, _PROFILE_ITERATIONS)
+  closed_form = gram is None and not options.refine and not options.differentiable
+  if closed_form:
+    # Unit weights: the precomputed eigenbasis per grid point makes each
+    # evaluation O(J) (search.profile_unweighted).
+    grid_index = (jnp.arange(candidates.shape[0], dtype=jnp.int32)[:, None, None]
+                  * options.num_yaws + candidates)  # (K, C, B)
+    cost, scale, coeffs = search.profile_unweighted(prep, points, grid_index,
+                                                    _PROFILE_ITERATIONS)
+    coeffs = jnp.moveaxis(coeffs, -1, 0)  # (J, K, C, B)
+  else:
+    cost, scale, coeffs = _exact_at(
+        prep, frame_gram[:, :, :, None], rhs[:, :, :, None], norm2, yaw,
+        [v[:, None] for v in inv_variances], None, _PROFILE_ITERATIONS)
+    coeffs = jnp.stack(coeffs)  # (J, K, C, B)
   best = jnp.argmin(cost, axis=1)[:, None]  # (K, 1, B)
   yaw = jnp.take_along_axis(yaw, best, axis=1)[:, 0]  # (K, B)
   scale = jnp.take_along_axis(scale, best, axis=1)[:, 0]
   cost = jnp.take_along_axis(cost, best, axis=1)[:, 0]
-  coeffs = jnp.take_along_axis(jnp.stack(coeffs), best[None], axis=2)[:, :, 0]  # (J, K, B)
+  coeffs = jnp.take_along_axis(coeffs, best[None], axis=2)[:, :, 0]  # (J, K, B)
+  if closed_form:
+    chosen_index = jnp.take_along_axis(grid_index, best, axis=1)[:, 0]  # (K, B)
   if options.refine:
     yaw, cost = _refine(prep, yaw, scale, frame_gram, rhs, norm2, inv_variances,
                         options.refine_steps)
@@ -333,7 +346,10 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
 
   yaw = jax.lax.stop_gradient(pick(yaw))
   chosen_inv_variances = prep.inv_variances[component].T  # (J, B)
-  cost, scale, coeffs = pick(cost), pick(scale), list(pick(coeffs))
+  cost, scale, coeffs = pick(cost), pick(scale), pick(coeffs)
+  if closed_form:  # eigen-coordinates β -> a
+    coeffs = search.profile_coeffs(prep, pick(chosen_index), coeffs.T).T
+  coeffs = list(coeffs)
   if options.refine or options.differentiable:
     chosen_gram = pick(jnp.broadcast_to(frame_gram, (*frame_gram.shape[:3], batch)))
     entries = search.gram_at(prep, chosen_gram, yaw)

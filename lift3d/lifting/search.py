@@ -58,6 +58,14 @@ class Prepared(flax.struct.PyTreeNode):
   yaws: jax.Array  # (T,) the grid 2πt/T.
   cost_quadratic: jax.Array | None  # (K·T_s, F) unweighted: coefficients of I − M_θ.
   cost_cross: jax.Array | None  # (K·T/2, L²) the x-y part of a (θ, θ+π) pair, or None.
+  # Unweighted exact profile per grid (k, θ), in the eigenbasis V of
+  # G̃ = Λ^½EᵀAᵀAEΛ^½/σ² (eigenvalues g): rows [Aμ/σ², VᵀΛ^½EᵀAᵀ/σ²] applied to w
+  # give (u, p); q = VᵀΛ^½EᵀAᵀAμ/σ²; mean_norm = |Aμ|²/σ² (see `profile_unweighted`).
+  profile_ops: jax.Array | None  # (K·T, J+1, 2L)
+  profile_q: jax.Array | None  # (K·T, J)
+  profile_g: jax.Array | None  # (K·T, J)
+  profile_mean_norm: jax.Array | None  # (K·T,)
+  profile_basis: jax.Array | None  # (K·T, J, J) Λ^½V: a = Λ^½V β
 
 
 def typical_scale(model: PoseModel) -> jax.Array:
@@ -156,7 +164,28 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
   yaws = jnp.arange(num_yaws, dtype=dtype) * (2 * math.pi / num_yaws)
 
   cost_quadratic = cost_cross = None
+  profile_ops = profile_q = profile_g = profile_mean_norm = profile_basis = None
   if unweighted:
+    # The exact profile's frame-independent parts on the full grid.
+    rot_all = camera.yaw_rotation(yaws)
+    if rotation is not None:
+      rot_all = jnp.einsum("ab,tbc->tac", rotation, rot_all)
+    full = jnp.einsum("tra,klai->ktlri", rot_all[:, :2], centred).reshape(
+        num_components, num_yaws, 2 * num_joints, num_unknowns)  # (K, T, 2L, P)
+    mean_col, basis_cols = full[..., 0], full[..., 1:]
+    root_var = jnp.sqrt(variances)[:, None, None, :]  # Λ^½ (K, 1, 1, J)
+    scaled = basis_cols * root_var  # AEΛ^½ (K, T, 2L, J)
+    inv_var = 1.0 / obs_noise**2
+    g_eig, v_eig = jnp.linalg.eigh(jnp.einsum("ktli,ktlj->ktij", scaled, scaled) * inv_var)
+    projector = jnp.einsum("ktij,ktli->ktjl", v_eig, scaled) * inv_var  # VᵀΛ^½EᵀAᵀ/σ²
+    profile_ops = jnp.concatenate([mean_col[:, :, None] * inv_var, projector], axis=2).reshape(
+        num_components * num_yaws, num_unknowns, 2 * num_joints)
+    profile_q = jnp.einsum("ktjl,ktl->ktj", projector, mean_col).reshape(
+        num_components * num_yaws, -1)
+    profile_g = jnp.maximum(g_eig, 0.0).reshape(num_components * num_yaws, -1)
+    profile_mean_norm = (jnp.sum(mean_col**2, axis=-1) * inv_var).reshape(-1)
+    profile_basis = (jnp.sqrt(variances)[:, None, :, None] * v_eig).reshape(
+        num_components * num_yaws, num_unknowns - 1, num_unknowns - 1)
     symmetric = rotation is None and num_yaws % 2 == 0
     grid = yaws[: num_yaws // 2] if symmetric else yaws
     rot = camera.yaw_rotation(grid)  # (T', 3, 3)
@@ -194,7 +223,9 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
       blocks=blocks, features=features, gram_ones=gram_ones, tikhonov=tikhonov,
       inv_variances=1.0 / variances, score_offset=score_offset, inv_var=1.0 / obs_var,
       typical_scale=scale_bar, projection=projection, rotation=rotation, yaws=yaws,
-      cost_quadratic=cost_quadratic, cost_cross=cost_cross,
+      cost_quadratic=cost_quadratic, cost_cross=cost_cross, profile_ops=profile_ops,
+      profile_q=profile_q, profile_g=profile_g, profile_mean_norm=profile_mean_norm,
+      profile_basis=profile_basis,
   )
 
 
@@ -398,3 +429,68 @@ def linearised_solve(prep: Prepared, gram, rhs, norm2, tikhonov, yaw):
   z = solves.forward(lower, inv_diag, rhs_at(rhs, yaw))
   cost = norm2 - sum(v * v for v in z)
   return cost, jnp.stack(solves.backward(lower, inv_diag, z))
+
+
+def profile_unweighted(prep: Prepared, points, index, iterations: int):
+  """The exact objective at grid points (k, θ) for unit weights, O(J) per evaluation.
+
+  Without weights, `H(s) = s²G + Λ⁻¹` (G = EᵀA_θᵀA_θE/σ²) diagonalises in the
+  precomputed eigenbasis of `Λ^½GΛ^½ = V diag(g) Vᵀ`: with `(u, p) = ops·w`,
+  `F(s) = ||w||²/σ² − 2su + s²|Aμ|²/σ² − Σ_i s²(p_i − s q_i)²/(1 + s² g_i)`.
+  Newton steps on t = log s as in `solves.exact_profile` (derivatives by
+  forward-mode differentiation of this closed form).
+
+  Args:
+    prep: the `Prepared` terms (unweighted).
+    points: (B, L, 2) normalised 2D, y up.
+    index: (..., B) int flat grid indices k·T + t.
+    iterations: Newton iterations (static).
+
+  Returns:
+    (cost, scale, beta): F (..., B), s (..., B) and the eigen-coordinates of
+    the coefficients, β (..., B, J) (a = Λ^½V β, see `profile_coeffs`).
+  """
+  batch = points.shape[0]
+  flat_w = points.reshape(batch, -1)  # (B, 2L)
+  ops = prep.profile_ops[index]  # (..., B, J+1, 2L)
+  values = jnp.einsum("...bjl,bl->...bj", ops, flat_w)
+  mean_data, projections = values[..., 0], values[..., 1:]
+  q, g = prep.profile_q[index], prep.profile_g[index]
+  mean_norm = prep.profile_mean_norm[index]
+  data_norm = jnp.sum(flat_w**2, axis=-1) * prep.inv_var
+
+  def cost(log_scale):
+    s = jnp.exp(log_scale)[..., None]
+    h = projections - s * q
+    explained = jnp.sum(s * s * h * h / (1.0 + s * s * g), axis=-1)
+    s = s[..., 0]
+    return data_norm - 2 * s * mean_data + s * s * mean_norm - explained
+
+  def with_slope(t):
+    return jax.jvp(cost, (t,), (jnp.ones_like(t),))
+
+  def evaluate(t):
+    (value, slope), (_, curvature) = jax.jvp(with_slope, (t,), (jnp.ones_like(t),))
+    return jnp.where(jnp.isfinite(value), value, jnp.inf), slope, curvature
+
+  start = 0.5 * jnp.log(jnp.maximum(data_norm, 1e-30) / jnp.maximum(mean_norm, 1e-30))
+  value, slope, curvature = evaluate(start)
+  state = (start, value, solves.newton_step(slope, curvature))
+
+  def body(_, state):
+    best, best_value, step = state
+    trial = best + step
+    value, slope, curvature = evaluate(trial)
+    better = value < best_value
+    return (jnp.where(better, trial, best), jnp.where(better, value, best_value),
+            jnp.where(better, solves.newton_step(slope, curvature), 0.3 * step))
+
+  best, best_value, _ = jax.lax.fori_loop(0, iterations, body, state)
+  s = jnp.exp(best)[..., None]
+  beta = s * (projections - s * q) / (1.0 + s * s * g)
+  return best_value, s[..., 0], beta
+
+
+def profile_coeffs(prep: Prepared, index, beta):
+  """a = Λ^½ V β at grid points: index (B,), beta (B, J) -> (B, J) coefficients."""
+  return jnp.einsum("bij,bj->bi", prep.profile_basis[index], beta)

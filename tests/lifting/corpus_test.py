@@ -157,6 +157,10 @@ def test_k1_behaves_like_k3_on_a_standing_coco_person(models):
     assert np.all(result.pose3d[:, HEAD, 1] - result.pose3d[:, FEET, 1].mean(1) > 1000), k
     np.testing.assert_allclose(limb_norm(result.pose3d), float(models[k].limb_scale) * 1000,
                                rtol=1e-4)
-  # The two models agree on the pose up to a similarity transform.
-  between = np.asarray(pa_mpjpe(results[1].pose3d, results[3].pose3d))
-  assert between.max() < 80.0, between
+  # Both recover the person's shape (up to a similarity transform) on the
+  # joints COCO measures (the others are derived from them).
+  measured = ~np.asarray(converted.estimated)
+  truth = np.einsum("nac,lc->nla", rot, pose - pose[:1]) * 1000.0
+  for k, result in results.items():
+    error = np.asarray(pa_mpjpe(result.pose3d[:, measured], truth[:, measured]))
+    assert error.max() < 100.0, (k, error)
