@@ -54,7 +54,14 @@ import numpy as np
 
 from lift3d import camera
 from lift3d._precision import float32_matmuls
-from lift3d.lifting import DEFAULT_OBS_NOISE, LiftResult, _check_model, grid_scores
+from lift3d.lifting import (
+    MAX_RESIDUAL,
+    MAX_SIZE_ERROR,
+    LiftResult,
+    grid_scores,
+    max_mahalanobis,
+)
+from lift3d.lifting.api import _check_model, _prior
 from lift3d.pose_model.model import PoseModel
 from lift3d.skeleton import H36M17
 
@@ -240,7 +247,11 @@ def _smooth_scalar(values, weights, links, ridge):
 
 
 class _Prior:
-  """The model's frame-independent terms (as in lift3d.lifting's `_prepare`)."""
+  """The model's frame-independent terms (as in `lift3d.lifting.search.prepare`).
+
+  `obs_noise` is σ_obs (normalised 2D units): the model's calibrated value or
+  `lift3d.lifting.default_obs_noise` (resolved by `lift_sequence`).
+  """
 
   def __init__(self, model: PoseModel, obs_noise):
     mean = model.mean
@@ -253,7 +264,9 @@ class _Prior:
     radius2 = jnp.mean(0.5 * (centred[..., 0] ** 2 + centred[..., 2] ** 2)
                        + centred[..., 1] ** 2, axis=1)
     typical_scale2 = 1.0 / jnp.sum(weights * radius2)
-    obs_var = typical_scale2 * jnp.sum(weights * model.noise) + obs_noise**2
+    del weights
+    obs_var = obs_noise**2
+    self.inv_variances = 1.0 / variances  # (K, J)
     ridge = obs_var / (typical_scale2 * variances)  # (K, J)
     self.tikhonov = jnp.concatenate([jnp.zeros_like(ridge[:, :1]), ridge], axis=1)  # (K, P)
     # Coupling weights: Λ on the coefficients, their mean on the scale.
@@ -317,7 +330,7 @@ def _gap_lengths(observed):
 
 
 def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_switch, yaw_jump,
-              smoothing, max_gap, *, band: int, root: int, limb_mm):
+              smoothing, max_gap, *, band: int, root: int, limb_mm, limbs):
   """One sequence: scores (F, K, T), keypoints (F, L, 2) px, weights (F, L) D²."""
   num_frames, _, num_yaws = scores.shape
   dtype = keypoints.dtype
@@ -381,6 +394,9 @@ def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_swi
   projected = scale[:, None, None] * pose[..., :2]  # s Π R_θ(μ + a·e): (F, L, 2) y up
   safe = jnp.where(has_data, jnp.sum(weights, -1), 1.0)
   shift = (jnp.sum(weights[..., None] * (points - projected), axis=1) / safe[:, None])
+  # The weighted RMS reprojection residual, a fraction of the sequence's 2D size.
+  error = weights[..., None] * (points - projected - shift[:, None]) ** 2
+  residual = jnp.where(has_data, jnp.sqrt(jnp.sum(error, axis=(-1, -2)) / safe), 0.0)
   shift = centre / size * jnp.asarray([1.0, -1.0], dtype) + shift  # origin, y-up seq units
   shift = _smooth_scalar(shift, has_data.astype(dtype), jnp.full((num_frames,), 1e-6, dtype),
                          1e-9)
@@ -389,13 +405,27 @@ def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_swi
   gap = _gap_lengths(observed)
   valid = (jnp.any(observed) & (gap <= max_gap) & (scale > 0)
            & jnp.all(jnp.isfinite(solution), axis=-1))
-  pose3d = (pose - pose[:, root : root + 1]) * limb_mm
+  # Size and plausibility as in `lift` (docs/method.md §4.5): the pose at the
+  # training size; the model pose's own size, Mahalanobis norm and residual.
+  parents = np.array([p for p, _ in limbs])
+  children = np.array([c for _, c in limbs])
+  body_size = jnp.sqrt(jnp.sum((body[:, parents] - body[:, children]) ** 2, axis=(-1, -2)))
+  mm_per_unit = limb_mm / body_size
+  pose3d = (pose - pose[:, root : root + 1]) * mm_per_unit[:, None, None]
+  mahalanobis = jnp.sqrt(jnp.sum(coeffs**2 * prior.inv_variances[component], axis=-1))
+  plausible = ((jnp.abs(body_size - 1.0) <= MAX_SIZE_ERROR)
+               & (mahalanobis <= max_mahalanobis(coeffs.shape[-1]))
+               & (residual <= MAX_RESIDUAL))
+  lifted = valid
+  plausible = plausible & lifted
   nan = jnp.asarray(jnp.nan, dtype)
-  mask = lambda x: jnp.where(valid.reshape((-1,) + (1,) * (x.ndim - 1)), x, nan)  # noqa: E731
+  mask = lambda x: jnp.where(lifted.reshape((-1,) + (1,) * (x.ndim - 1)), x, nan)  # noqa: E731
   return LiftResult(
-      pose3d=mask(pose3d), yaw=mask(jnp.mod(yaw, 2 * math.pi)), scale=mask(scale * size / limb_mm),
-      coeffs=mask(coeffs), component=jnp.where(valid, component, -1).astype(jnp.int32),
-      cost=mask(cost), reprojected=mask(reprojected), valid=valid)
+      pose3d=mask(pose3d), yaw=mask(jnp.mod(yaw, 2 * math.pi)),
+      scale=mask(scale * size / mm_per_unit), coeffs=mask(coeffs),
+      component=jnp.where(lifted, component, -1).astype(jnp.int32), cost=mask(cost),
+      reprojected=mask(reprojected), size=mask(body_size), mahalanobis=mask(mahalanobis),
+      residual=mask(residual), plausible=plausible, valid=plausible)
 
 
 @functools.partial(jax.jit, static_argnames=("num_yaws", "band", "min_visible", "root"))
@@ -416,7 +446,7 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
   flat = lambda x: x.reshape((-1, num_frames, *x.shape[len(batch_shape) + 1:]))  # noqa: E731
   prior = _Prior(model, obs_noise)
   run = functools.partial(_lift_one, prior, band=band, root=root,
-                          limb_mm=model.limb_scale * 1000.0)
+                          limb_mm=model.limb_scale * 1000.0, limbs=H36M17.limbs)
   out = jax.vmap(run, in_axes=(0, 0, 0, None, None, None, None, None))(
       flat(scores), flat(clean), flat(weights), yaw_rate, component_switch, yaw_jump, smoothing,
       max_gap)
@@ -446,7 +476,7 @@ def lift_sequence(
     yaw_jump: float = DEFAULT_YAW_JUMP,
     max_gap: int = DEFAULT_MAX_GAP,
     min_visible: int = 6,
-    obs_noise: float = DEFAULT_OBS_NOISE,
+    obs_noise: float | None = None,
 ) -> LiftResult:
   """Lifts 2D keypoint sequences (video) to 3D, coherently over time.
 
@@ -471,7 +501,8 @@ def lift_sequence(
     max_gap: frames without a liftable pose get their pose from their
       neighbours; in a run of more than `max_gap` of them they are not valid.
     min_visible: a frame needs this many visible joints to be scored.
-    obs_noise: 2D noise in normalised units, as in `lift`.
+    obs_noise: σ_obs, as in `lift` (None: the model's calibrated value, or
+      `lift3d.lifting.default_obs_noise`).
 
   Returns:
     A `LiftResult` with batch shape (..., F): pose3d (..., F, L, 3) mm,
@@ -498,6 +529,7 @@ def lift_sequence(
     raise ValueError(f"max_gap must be >= 0 and min_visible >= 1, got {max_gap}, {min_visible}")
   dtype = jnp.result_type(float)
   model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
+  obs_noise, _ = _prior(model, obs_noise, None)
   f = lambda x: jnp.asarray(x, dtype)  # noqa: E731
   return _lift_sequence_jit(
       model, f(keypoints), None if visibility is None else f(visibility), f(obs_noise),

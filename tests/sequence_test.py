@@ -11,6 +11,7 @@ import pytest
 
 from lift3d import camera, lifting, sequence
 from lift3d.pose_model.model import PoseModel
+from tests.lifting.planted import limb_norm
 
 # One frame count and grid for all tests, so that they share compilations.
 K, J, L, F, T = 2, 3, 17, 40, 40
@@ -20,6 +21,7 @@ def _model(seed=0):
   rng = np.random.default_rng(seed)
   mean = rng.normal(size=(K, L, 3)) * 0.25
   mean -= mean.mean(axis=1, keepdims=True)
+  mean /= limb_norm(mean)[:, None, None]  # normalised units, as a fitted model's
   basis = np.stack([np.linalg.qr(rng.normal(size=(3 * L, J)))[0].T.reshape(J, L, 3)
                     for _ in range(K)])
   return PoseModel(mean=jnp.asarray(mean, jnp.float32), basis=jnp.asarray(basis, jnp.float32),
@@ -43,7 +45,9 @@ def _planted(num_frames=F):
   scale = 300.0 * (1 + 0.002 * t)
   pixels = np.asarray(camera.weak_perspective(
       poses, scale, translation=np.stack([200.0 + t, 300.0 - 0.5 * t], 1)), np.float32)
-  truth = (poses - poses[:, :1]) * float(model.limb_scale) * 1000.0
+  # lift_sequence gives every pose the training size (limb norm limb_scale).
+  truth = (poses - poses[:, :1]) * (float(model.limb_scale) * 1000.0 / limb_norm(body))[
+      :, None, None]
   return pixels, truth, yaw
 
 

@@ -316,9 +316,8 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     # evaluation O(J) (search.profile_unweighted).
     grid_index = (jnp.arange(candidates.shape[0], dtype=jnp.int32)[:, None, None]
                   * options.num_yaws + candidates)  # (K, C, B)
-    cost, scale, coeffs = search.profile_unweighted(prep, points, grid_index,
-                                                    _PROFILE_ITERATIONS)
-    coeffs = jnp.moveaxis(coeffs, -1, 0)  # (J, K, C, B)
+    cost, scale, coeffs = search.profile_unweighted(prep, rhs, norm2, grid_index, yaw,
+                                                    _PROFILE_ITERATIONS)  # coeffs (J, K, C, B)
   else:
     cost, scale, coeffs = _exact_at(
         prep, frame_gram[:, :, :, None], rhs[:, :, :, None], norm2, yaw,

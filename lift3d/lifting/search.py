@@ -66,6 +66,7 @@ class Prepared(flax.struct.PyTreeNode):
   profile_g: jax.Array | None  # (K·T, J)
   profile_mean_norm: jax.Array | None  # (K·T,)
   profile_basis: jax.Array | None  # (K·T, J, J) Λ^½V: a = Λ^½V β
+  profile_rotation: jax.Array | None  # (J, J, K·T) VᵀΛ^½/σ²: p = rotation · EᵀA_θᵀw
 
 
 def typical_scale(model: PoseModel) -> jax.Array:
@@ -165,6 +166,7 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
 
   cost_quadratic = cost_cross = None
   profile_ops = profile_q = profile_g = profile_mean_norm = profile_basis = None
+  profile_rotation = None
   if unweighted:
     # The exact profile's frame-independent parts on the full grid.
     rot_all = camera.yaw_rotation(yaws)
@@ -186,6 +188,9 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
     profile_mean_norm = (jnp.sum(mean_col**2, axis=-1) * inv_var).reshape(-1)
     profile_basis = (jnp.sqrt(variances)[:, None, :, None] * v_eig).reshape(
         num_components * num_yaws, num_unknowns - 1, num_unknowns - 1)
+    profile_rotation = jnp.transpose(
+        jnp.swapaxes(v_eig, -1, -2) * jnp.sqrt(variances)[:, None, None, :] * inv_var,
+        (2, 3, 0, 1)).reshape(num_unknowns - 1, num_unknowns - 1, -1)
     symmetric = rotation is None and num_yaws % 2 == 0
     grid = yaws[: num_yaws // 2] if symmetric else yaws
     rot = camera.yaw_rotation(grid)  # (T', 3, 3)
@@ -225,7 +230,7 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
       typical_scale=scale_bar, projection=projection, rotation=rotation, yaws=yaws,
       cost_quadratic=cost_quadratic, cost_cross=cost_cross, profile_ops=profile_ops,
       profile_q=profile_q, profile_g=profile_g, profile_mean_norm=profile_mean_norm,
-      profile_basis=profile_basis,
+      profile_basis=profile_basis, profile_rotation=profile_rotation,
   )
 
 
@@ -431,39 +436,44 @@ def linearised_solve(prep: Prepared, gram, rhs, norm2, tikhonov, yaw):
   return cost, jnp.stack(solves.backward(lower, inv_diag, z))
 
 
-def profile_unweighted(prep: Prepared, points, index, iterations: int):
+def profile_unweighted(prep: Prepared, rhs, norm2, index, yaw, iterations: int):
   """The exact objective at grid points (k, θ) for unit weights, O(J) per evaluation.
 
   Without weights, `H(s) = s²G + Λ⁻¹` (G = EᵀA_θᵀA_θE/σ²) diagonalises in the
-  precomputed eigenbasis of `Λ^½GΛ^½ = V diag(g) Vᵀ`: with `(u, p) = ops·w`,
-  `F(s) = ||w||²/σ² − 2su + s²|Aμ|²/σ² − Σ_i s²(p_i − s q_i)²/(1 + s² g_i)`.
+  precomputed eigenbasis of `Λ^½GΛ^½ = V diag(g) Vᵀ`: with `u = μᵀA_θᵀw/σ²` and
+  `p = VᵀΛ^½EᵀA_θᵀw/σ²` (from the right-hand-side terms of `frame_terms`),
+  `F(s) = ||w||²/σ² − 2su + s²|A_θμ|²/σ² − Σ_i s²(p_i − s q_i)²/(1 + s² g_i)`.
   Newton steps on t = log s as in `solves.exact_profile` (derivatives by
-  forward-mode differentiation of this closed form).
+  forward-mode differentiation of this closed form). Candidates and frames
+  are the trailing axes (frames minor), which LLVM vectorises.
 
   Args:
     prep: the `Prepared` terms (unweighted).
-    points: (B, L, 2) normalised 2D, y up.
-    index: (..., B) int flat grid indices k·T + t.
+    rhs: (3, P, K, B) right-hand-side terms of `frame_terms`.
+    norm2: (B,) ||w||².
+    index: (K, C, B) int flat grid indices k·T + t.
+    yaw: (K, C, B) their yaws.
     iterations: Newton iterations (static).
 
   Returns:
-    (cost, scale, beta): F (..., B), s (..., B) and the eigen-coordinates of
-    the coefficients, β (..., B, J) (a = Λ^½V β, see `profile_coeffs`).
+    (cost, scale, beta): F (K, C, B), s (K, C, B) and the eigen-coordinates of
+    the coefficients, β (J, K, C, B) (a = Λ^½V β, see `profile_coeffs`).
   """
-  batch = points.shape[0]
-  flat_w = points.reshape(batch, -1)  # (B, 2L)
-  ops = prep.profile_ops[index]  # (..., B, J+1, 2L)
-  values = jnp.einsum("...bjl,bl->...bj", ops, flat_w)
-  mean_data, projections = values[..., 0], values[..., 1:]
-  q, g = prep.profile_q[index], prep.profile_g[index]
+  right = rhs_at(rhs[:, :, :, None], yaw)  # P × (K, C, B): A_θᵀw
+  rotation = prep.profile_rotation[:, :, index]  # (J, J, K, C, B)
+  num_basis = rotation.shape[0]
+  projections = jnp.stack([sum(rotation[i, j] * right[j + 1] for j in range(num_basis))
+                           for i in range(num_basis)])  # (J, K, C, B)
+  mean_data = right[0] * prep.inv_var
+  q = jnp.moveaxis(prep.profile_q[index], -1, 0)  # (J, K, C, B)
+  g = jnp.moveaxis(prep.profile_g[index], -1, 0)
   mean_norm = prep.profile_mean_norm[index]
-  data_norm = jnp.sum(flat_w**2, axis=-1) * prep.inv_var
+  data_norm = norm2 * prep.inv_var
 
   def cost(log_scale):
-    s = jnp.exp(log_scale)[..., None]
+    s = jnp.exp(log_scale)
     h = projections - s * q
-    explained = jnp.sum(s * s * h * h / (1.0 + s * s * g), axis=-1)
-    s = s[..., 0]
+    explained = jnp.sum(s * s * h * h / (1.0 + s * s * g), axis=0)
     return data_norm - 2 * s * mean_data + s * s * mean_norm - explained
 
   def with_slope(t):
@@ -486,9 +496,9 @@ def profile_unweighted(prep: Prepared, points, index, iterations: int):
             jnp.where(better, solves.newton_step(slope, curvature), 0.3 * step))
 
   best, best_value, _ = jax.lax.fori_loop(0, iterations, body, state)
-  s = jnp.exp(best)[..., None]
+  s = jnp.exp(best)
   beta = s * (projections - s * q) / (1.0 + s * s * g)
-  return best_value, s[..., 0], beta
+  return best_value, s, beta
 
 
 def profile_coeffs(prep: Prepared, index, beta):
