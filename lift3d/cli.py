@@ -24,7 +24,7 @@ S is the number of joints of `--layout`; keypoints are mapped into the H36M17
 skeleton with `lift3d.skeleton.convert`, whose confidences weight the lift.
 
 OUT.npz holds the `LiftResult` fields (pose3d in mm, yaw, scale, coeffs,
-component, cost, reprojected, valid) with the input's batch shape, plus the
+component, cost, reprojected, size, mahalanobis, residual, plausible, valid) with the input's batch shape, plus the
 mapped `keypoints` and `confidence` (and `image_id`, `score` for JSON input).
 It is written at exactly the path given (a NumPy .npz archive whatever the
 name); if OUT is an existing folder (or ends in a path separator) the file is
@@ -213,7 +213,8 @@ def _lift_all(model, keypoints, confidence, *, batch: int, num_yaws: int, refine
                   num_yaws=num_yaws, refine=refine)
     outputs.append(jax.tree.map(lambda x, n=size: np.asarray(x)[:n], result))
   return {name: np.concatenate([getattr(o, name) for o in outputs]) for name in (
-      "pose3d", "yaw", "scale", "coeffs", "component", "cost", "reprojected", "valid")}
+      "pose3d", "yaw", "scale", "coeffs", "component", "cost", "reprojected", "size",
+      "mahalanobis", "residual", "plausible", "valid")}
 
 
 def _plot_format(path: str) -> str:
@@ -245,8 +246,11 @@ def _contact_sheet(file, keypoints, confidence, result, *, image_format: str = "
 
   from lift3d.viz.skeleton import LEFT_COLOUR, RIGHT_COLOUR, draw_skeleton_2d, draw_skeleton_3d
 
-  frames = np.flatnonzero(result["valid"])[:max_frames]
-  cols = min(3, frames.size)
+  # Valid frames first, then lifted but implausible ones (titled as such).
+  lifted = result["component"] >= 0
+  frames = np.concatenate([np.flatnonzero(result["valid"]),
+                           np.flatnonzero(lifted & ~result["valid"])])[:max_frames]
+  cols = max(1, min(3, frames.size))
   rows = -(-frames.size // cols)
   width, height = 7.0 * cols, 3.6 * rows + 0.9  # inches; 0.9 for the key and last x labels
   fig = plt.figure(figsize=(width, height))
@@ -325,8 +329,11 @@ def _cmd_lift(args) -> int:
   total = flat_kp.shape[0]
   invalid = int((~result["valid"]).sum())
   if invalid and not (args.plot and invalid == total):  # (that case is the error below)
-    logging.warning("%d of %d frames could not be lifted (too few visible joints or "
-                    "non-finite input); they hold NaN", invalid, total)
+    lifted = int((result["component"] >= 0).sum())
+    logging.warning("%d of %d frames are not valid: %d could not be lifted (too few visible "
+                    "joints or non-finite input; they hold NaN), %d were lifted to an "
+                    "implausible pose (see `size`, `mahalanobis`, `residual`)", invalid, total,
+                    total - lifted, lifted - (total - invalid))
   arrays = {k: v.reshape(batch_shape + v.shape[1:]) for k, v in result.items()}
   # The results first: nothing computed is lost if the plot cannot be drawn.
   _write_atomically(out, lambda f: np.savez(
@@ -335,9 +342,10 @@ def _cmd_lift(args) -> int:
   args.written = out
   print(f"lifted {total} frames ({total - invalid} valid) -> {out}")
   if args.plot:
-    if invalid == total:
-      print(f"lift3d: error: no frame could be lifted (all {total} invalid: too few visible "
-            f"joints); nothing to plot, results are in {out}", file=sys.stderr)
+    if not np.any(result["component"] >= 0):
+      print(f"lift3d: error: no frame could be lifted (all {total}: too few visible "
+            f"joints or non-finite input); nothing to plot, results are in {out}",
+            file=sys.stderr)
       return _EXIT_FAILED
     _write_atomically(args.plot, lambda f: _contact_sheet(f, flat_kp, flat_conf, result,
                                                           image_format=_plot_format(args.plot)))
@@ -354,7 +362,8 @@ class _OneLineParser(argparse.ArgumentParser):
 # Sequences (issue 16): folders of OpenPose files, multi-frame COCO / AlphaPose
 # results, `--sequence`, and `export-bvh`.
 
-_RESULT_FIELDS = ("pose3d", "yaw", "scale", "coeffs", "component", "cost", "reprojected", "valid")
+_RESULT_FIELDS = ("pose3d", "yaw", "scale", "coeffs", "component", "cost", "reprojected", "size",
+                  "mahalanobis", "residual", "plausible", "valid")
 
 
 def _load_model_17(path: str):
@@ -431,7 +440,7 @@ def _cmd_lift_sequence(args) -> int:
                        num_yaws=args.num_yaws, refine=args.refine)
   invalid = int((~result["valid"]).sum())
   if invalid:
-    logging.warning("%d of %d frames could not be lifted; they hold NaN", invalid,
+    logging.warning("%d of %d frames are not valid (not liftable, or implausible)", invalid,
                     flat_kp.shape[0])
   if args.plot:
     _contact_sheet(args.plot, flat_kp, flat_conf, result)

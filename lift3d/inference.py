@@ -574,7 +574,8 @@ def _invalid_person(box, num_landmarks: int, num_basis: int, reason: str) -> Per
   nan = lambda *shape: np.full(shape, np.nan, np.float32)  # noqa: E731
   lifted = lifting.LiftResult(
       pose3d=nan(num_landmarks, 3), yaw=nan(), scale=nan(), coeffs=nan(num_basis), component=np.int32(-1),
-      cost=nan(), reprojected=nan(num_landmarks, 2), valid=np.bool_(False))
+      cost=nan(), reprojected=nan(num_landmarks, 2), size=nan(), mahalanobis=nan(),
+      residual=nan(), plausible=np.bool_(False), valid=np.bool_(False))
   return Person(box=np.asarray(box, np.float64), keypoints=nan(num_landmarks, 2),
                 confidence=np.zeros(num_landmarks, np.float32), lifted=lifted, valid=False,
                 reason=reason)

@@ -52,10 +52,15 @@ def test_without_boxes_a_training_sized_picture_gives_the_training_forward_pass(
   assert len(people) == 3
   np.testing.assert_array_equal(_stack(people, "keypoints"), ref.keypoints2d)
   # The crop divides by 255 in another fused kernel than the network does.
-  np.testing.assert_allclose(_stack(people, "confidence"), ref.confidence, rtol=1e-5, atol=1e-6)
+  # Float32 convolutions in other fused kernels: rounding of ~10³-term sums (≈ 10⁻⁵).
+  np.testing.assert_allclose(_stack(people, "confidence"), ref.confidence, rtol=0, atol=1e-5)
   valid = _stack(people, "valid")
   np.testing.assert_array_equal(valid, ref.valid)
-  assert valid.any(), "the tiny model's lifts should be valid"
+  # The untrained network's maps are noise, so its lifts are implausible (not
+  # valid, docs/method.md §4.5) but lifted: compare every lifted pose.
+  valid = np.array([int(p.lifted.component) >= 0 for p in people])
+  assert valid.any(), "the tiny model's maps should be lifted"
+  assert np.array_equal(valid, np.asarray(ref.output.lifted.component) >= 0)
   # Lifting pixels instead of grid cells: the same pose (the lift removes
   # translation and scale); float32 rounding of the normalisation only.
   # The untrained tiny network's CNN confidences (the lift's weights) are
@@ -97,7 +102,9 @@ def test_boxes_give_one_person_each_at_their_place_in_the_picture():
   assert len(people) == 4
   for n in range(3):
     np.testing.assert_array_equal(people[n].keypoints, ref.keypoints2d[n] + offsets[n])
-    np.testing.assert_allclose(people[n].confidence, ref.confidence[n], rtol=1e-5, atol=1e-6)
+    # Float32 convolutions over a larger canvas sum in another order: rounding of
+    # ~10³-term sums of ~10⁻² terms (γ_n·Σ|terms| ≈ 10⁻⁵).
+    np.testing.assert_allclose(people[n].confidence, ref.confidence[n], rtol=0, atol=1e-5)
     np.testing.assert_array_equal(people[n].box, boxes[0][n])
   assert not people[3].valid and "zero-size" in people[3].reason
   assert np.all(np.isnan(people[3].keypoints)) and np.all(np.isnan(people[3].lifted.pose3d))

@@ -184,7 +184,9 @@ def test_readme_example_line_runs_as_written(tmp_path):
   assert proc.returncode == 0, stderr
   assert "Traceback" not in stderr and not _problem_lines(stderr), stderr
   with np.load(tmp_path / args[args.index("--out") + 1]) as data:
-    assert data["pose3d"].shape == (8, L, 3) and data["valid"].all()
+    # Every frame is lifted; the stand-in model is not a fitted one, so plausibility
+    # (`valid`, docs/method.md §4.5) is not asserted here.
+    assert data["pose3d"].shape == (8, L, 3) and (data["component"] >= 0).all()
     np.testing.assert_array_equal(data["image_id"], np.arange(8))
     # Frame 6's left hip is unlabelled: it and the joints derived from it are hidden.
     hidden = np.flatnonzero(data["confidence"][6] == 0)

@@ -62,7 +62,7 @@ class FakePerson:
 def _poses() -> np.ndarray:
   from lift3d.data import mocap
 
-  return mocap.load_embedded().poses[::7]
+  return mocap.load_embedded(sources=("deepmimic",)).poses[::7]
 
 
 def render_people(seed: int, index: int, num_people: int, height: int,

@@ -252,7 +252,11 @@ class CPM(nn.Module):
       if self.fusion and not self.is_initializing():
         _, _, result = self._lift_maps(landmark_maps, pose_model)
         reprojected = result.reprojected
-        valid = result.valid & jnp.all(jnp.isfinite(reprojected), axis=(-2, -1))
+        # Every lift that produced a pose is fused, as in the paper; its
+        # plausibility (`result.valid`, docs/method.md §4.5) is left to the final
+        # output, so that early in training, when the maps are noise, the
+        # projected maps still reach the loss.
+        valid = (result.component >= 0) & jnp.all(jnp.isfinite(reprojected), axis=(-2, -1))
         # Double `where`: NaN never enters the Gaussian (nor its gradient).
         safe = jnp.where(valid[:, None, None], reprojected, 0.0)
         projected = belief_maps.gaussian_maps(safe, height, width, self.sigma)

@@ -42,10 +42,13 @@ def _check_model(model: PoseModel) -> None:
     got = np.shape(getattr(model, name))
     if got != shape:
       raise ValueError(f"PoseModel.{name} must be {shape} for mean {mean}, got {got}")
-  for name in _OPTIONAL:
+  for name, lowest in (("obs_noise", "positive"), ("prior_weight", "non-negative")):
     value = getattr(model, name)
-    if value is not None and (np.shape(value) != () or not np.isfinite(value) or value <= 0):
-      raise ValueError(f"PoseModel.{name} must be None or a positive scalar, got {value!r}")
+    if value is None:
+      continue
+    if (np.shape(value) != () or not np.isfinite(value) or value < 0
+        or (lowest == "positive" and value == 0)):
+      raise ValueError(f"PoseModel.{name} must be None or a {lowest} scalar, got {value!r}")
 
 
 def save(path: str | os.PathLike, model: PoseModel) -> None:

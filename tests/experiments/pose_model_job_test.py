@@ -48,7 +48,7 @@ def test_sections_map_onto_library_keywords():
   assert set(settings.train_kwargs(config.cpm.train)) <= set(train_params)
   render = settings.render_kwargs(config.cpm)
   render_fields = {f for f in RenderOptions.__dataclass_fields__}
-  assert set(render) - {"image_size", "seed", "length"} <= render_fields
+  assert set(render) - {"image_size", "seed", "length", "preset"} <= render_fields
   # Every field of each section is used (or is job-level): nothing is silently ignored.
   used = set(settings.pose_model_args(config.pose_model)["fit_kwargs"]) | {
       "seed", "max_poses", "plot_modes", "calibrate", "calibration_frames"}

@@ -9,6 +9,7 @@ import numpy as np
 
 from lift3d.models import cpm
 from lift3d.pose_model.model import PoseModel
+from lift3d.skeleton import H36M17
 
 NUM_LANDMARKS = 17
 IMAGE_SIZE = 16  # pixels; stride 2 -> 8×8 maps
@@ -35,7 +36,9 @@ def pose_model(num_basis: int = 2, seed: int = 0) -> PoseModel:
   """A one-component PoseModel: the centred stick figure and a random orthonormal basis."""
   rng = np.random.default_rng(seed)
   mean = STICK - STICK.mean(0)
-  mean = mean / np.sqrt(np.sum(mean**2))
+  # Normalised units, as a fitted model's: limb-length norm 1.
+  limbs = np.asarray(H36M17.limbs)
+  mean = mean / np.sqrt(np.sum((mean[limbs[:, 0]] - mean[limbs[:, 1]]) ** 2))
   basis = np.linalg.qr(rng.normal(size=(3 * NUM_LANDMARKS, num_basis)))[0].T
   f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
   return PoseModel(
