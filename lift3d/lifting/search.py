@@ -199,9 +199,16 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
     design = jnp.einsum("tra,klai->ktlri", rot[:, :2], centred)  # (K, T', L, 2, P)
     gram = jnp.einsum("ktlri,ktlrj->ktij", design, design)
     gram = gram + jax.vmap(jnp.diag)(tikhonov)[:, None]
-    chol = jnp.linalg.cholesky(gram)
+    # The unrolled factorisation, not LAPACK's: jaxlib's batched LAPACK calls
+    # block an XLA CPU worker while their tasks wait on the same pool, and
+    # this one would run beside the eigh above: the two wedge a 2-thread pool
+    # (a hang on 2-core machines; tests/lapack_order_test.py).
+    lower, inv_diag = solves.cholesky(
+        {(i, j): gram[..., i, j, None] for i, j in solves.upper_pairs(num_unknowns)},
+        num_unknowns)
     flat = design.reshape((*design.shape[:2], 2 * num_joints, num_unknowns))
-    whitened = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(flat, -1, -2), lower=True)
+    whitened = jnp.stack(
+        solves.forward(lower, inv_diag, [flat[..., p] for p in range(num_unknowns)]), axis=2)
     whitened = whitened.reshape((*whitened.shape[:3], num_joints, 2))  # (K, T', P, L, 2)
 
     # r(θ) = ||w||² − ||L⁻¹Aᵀw||² = wᵀ(I − M)w with M = A L⁻ᵀL⁻¹Aᵀ (2L × 2L):

@@ -1,0 +1,59 @@
+"""The jitted entry points never run two batched LAPACK calls at once.
+
+On a 2-core machine two concurrent LAPACK custom calls wedge XLA's CPU pool
+and the program hangs (the cause of a CI timeout). `tests/lapack_order.py`
+checks the compiled program's dependency graph for that.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from lift3d import camera, lift, lift_sequence
+from lift3d.lifting import grid_scores
+from tests.lapack_order import unordered_lapack_calls
+from tests.lifting.planted import MODEL, random_frames
+
+_PARALLEL_HLO = """
+HloModule m
+
+ENTRY %main (a: f32[2,3,3], b: f32[2,3,3]) -> (f32[2,3,3], f32[2,3,3]) {
+  %a = f32[2,3,3]{2,1,0} parameter(0)
+  %b = f32[2,3,3]{2,1,0} parameter(1)
+  %eigh.0 = (f32[2,3,3]{2,1,0}, f32[2,3]{1,0}) custom-call(%a), custom_call_target="lapack_ssyevd_ffi"
+  %chol.0 = (f32[2,3,3]{2,1,0}, s32[2]{0}) custom-call(%b), custom_call_target="lapack_spotrf_ffi"
+  %x = f32[2,3,3]{2,1,0} get-tuple-element(%eigh.0), index=0
+  %y = f32[2,3,3]{2,1,0} get-tuple-element(%chol.0), index=0
+  %solve.0 = f32[2,3,3]{2,1,0} custom-call(%y, %x), custom_call_target="lapack_strsm_ffi"
+  ROOT %t = (f32[2,3,3]{2,1,0}, f32[2,3,3]{2,1,0}) tuple(%x, %solve.0)
+}
+"""
+
+
+def test_the_checker_finds_independent_calls_and_accepts_dependent_ones():
+  # eigh and the Cholesky are independent; the solve depends on both.
+  assert unordered_lapack_calls(_PARALLEL_HLO) == [("eigh.0", "chol.0")]
+  ordered = _PARALLEL_HLO.replace("custom-call(%b)", "custom-call(%x)")
+  assert unordered_lapack_calls(ordered) == []
+
+
+def _compiled(fn, *args):
+  return jax.jit(fn).lower(*args).compile().as_text()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("rotated", [False, True])
+def test_lift_runs_its_lapack_calls_one_at_a_time(weighted, rotated):
+  kp, vis = random_frames(0)
+  rotation = np.asarray(camera.elevation_rotation(0.3)) if rotated else None
+  text = _compiled(lambda k, v: lift(MODEL, k, v if weighted else None,
+                                     camera_rotation=rotation, obs_noise=0.05), kp, vis)
+  assert unordered_lapack_calls(text) == []
+
+
+def test_grid_scores_and_lift_sequence_run_their_lapack_calls_one_at_a_time():
+  kp, _ = random_frames(0)
+  text = _compiled(lambda k: grid_scores(MODEL, k, obs_noise=0.05), kp)
+  assert unordered_lapack_calls(text) == []
+  text = _compiled(lambda k: lift_sequence(MODEL, k, obs_noise=0.05), kp)
+  assert unordered_lapack_calls(text) == []
