@@ -167,14 +167,21 @@ def linearised_reference(model, keypoints, visibility, num_yaws, rotation=None, 
 
 
 def _ridge(design, w, omega, inv_var, inv_variances, s):
-  """Exact objective at scale s (float64): (F, a, H) with a the ridge solution."""
+  """Exact objective at scales s (float64): (F, a, H) with a the ridge solution.
+
+  `s` is a scalar or an (n,) array; F (...,), a (..., J), H (..., J, J).
+  """
+  s = np.asarray(s, np.float64)[..., None]
   d2 = np.repeat(omega, 2)
   mean_col, basis_cols = design[:, 0], design[:, 1:]
-  residual0 = w.reshape(-1) - s * mean_col
-  hessian = s * s * inv_var * basis_cols.T @ (d2[:, None] * basis_cols) + np.diag(inv_variances)
-  a = np.linalg.solve(hessian, s * inv_var * basis_cols.T @ (d2 * residual0))
-  residual = residual0 - s * basis_cols @ a
-  return inv_var * np.sum(d2 * residual**2) + np.sum(a**2 * inv_variances), a, hessian
+  residual0 = w.reshape(-1) - s * mean_col  # (..., 2L)
+  gram = inv_var * basis_cols.T @ (d2[:, None] * basis_cols)
+  hessian = (s * s)[..., None] * gram + np.diag(inv_variances)
+  rhs = s * inv_var * ((d2 * residual0) @ basis_cols)
+  a = np.linalg.solve(hessian, rhs[..., None])[..., 0]
+  residual = residual0 - s * (a @ basis_cols.T)
+  value = inv_var * np.sum(d2 * residual**2, -1) + np.sum(a**2 * inv_variances, -1)
+  return value, a, hessian
 
 
 def exact_reference(model, keypoints, visibility, num_yaws, rotation=None, obs_noise=0.05,
@@ -211,16 +218,22 @@ def exact_reference(model, keypoints, visibility, num_yaws, rotation=None, obs_n
 
       start = 0.5 * np.log(np.sum(d2 * w.reshape(-1) ** 2) / np.sum(d2 * design[:, 0] ** 2))
       grid = start + np.linspace(-3, 3, 241) * np.log(10)
-      values = np.array([f(x) for x in grid])
+      values = _ridge(design, w, omega, inv_var, inv_variances[k], np.exp(grid))[0]
       i = int(np.argmin(values))
       lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+      # Golden-section search, one new evaluation per step.
       ratio = (np.sqrt(5) - 1) / 2
+      x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+      f1, f2 = f(x1), f(x2)
       while hi - lo > 1e-12:
-        x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-        if f(x1) < f(x2):
-          hi = x2
+        if f1 < f2:
+          hi, x2, f2 = x2, x1, f1
+          x1 = hi - ratio * (hi - lo)
+          f1 = f(x1)
         else:
-          lo = x1
+          lo, x1, f1 = x1, x2, f2
+          x2 = lo + ratio * (hi - lo)
+          f2 = f(x2)
       best = 0.5 * (lo + hi)
       value, a, hessian = _ridge(design, w, omega, inv_var, inv_variances[k], np.exp(best))
       h = 1e-4
