@@ -123,8 +123,17 @@ def _read_boxes(path: str) -> dict:
             for rec in data["annotations"] if isinstance(rec, dict)]
   if isinstance(data, dict):
     for key, rows in data.items():
-      array = np.asarray(rows, np.float64).reshape(-1, 4) if len(rows) else np.zeros((0, 4))
-      boxes[str(key)] = array
+      try:
+        array = np.asarray(rows, np.float64).reshape(len(rows), -1) if len(rows) else None
+      except (TypeError, ValueError):
+        array = np.zeros((0, 0))
+      if array is None:
+        array = np.zeros((0, 4))
+      # [x, y, w, h] rows, optionally with a fifth (score) column.
+      if array.ndim != 2 or array.shape[1] not in (4, 5):
+        raise ValueError(f"boxes {path!r}: {key!r} must be a list of [x, y, w, h] (or "
+                         f"[x, y, w, h, score]) boxes, got {rows!r}")
+      boxes[str(key)] = array[:, :4]
     return boxes
   if not isinstance(data, list):
     raise ValueError(f"boxes {path!r}: expected a COCO results list, a COCO dataset or a "

@@ -69,6 +69,8 @@ DEFAULT_SCALES = (0.8, 1.0, 1.25)
 _MAX_CHUNK = 8
 _PAD_GREY = 0.5
 _POSE_MODEL_FIELDS = ("mean", "basis", "variances", "noise", "weights", "limb_scale")
+# The calibrated lifting prior (σ_obs, β): stored when set, None otherwise.
+_POSE_MODEL_OPTIONAL = ("obs_noise", "prior_weight")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,8 +278,10 @@ def load_network(path: str) -> Network:
                      f"reads version {EXPORT_VERSION}")
   pose_model = None
   if state.get("pose_model"):
-    pose_model = PoseModel(**{k: jnp.asarray(state["pose_model"][k], jnp.float32)
-                              for k in _POSE_MODEL_FIELDS})
+    stored = state["pose_model"]
+    pose_model = PoseModel(
+        **{k: jnp.asarray(stored[k], jnp.float32) for k in _POSE_MODEL_FIELDS},
+        **{k: jnp.asarray(stored[k], jnp.float32) for k in _POSE_MODEL_OPTIONAL if k in stored})
   config = json.loads(state["config"])
   params = jax.tree.map(jnp.asarray, state["params"])
   return network_from_config(config, params, pose_model, where=path)
@@ -296,7 +300,9 @@ def export_network(network: Network, path: str) -> None:
       "config": json.dumps(network.config()),
       "params": jax.tree.map(np.asarray, flax.serialization.to_state_dict(network.params)),
       "pose_model": {} if network.pose_model is None else {
-          k: np.asarray(getattr(network.pose_model, k), np.float32) for k in _POSE_MODEL_FIELDS},
+          k: np.asarray(getattr(network.pose_model, k), np.float32)
+          for k in _POSE_MODEL_FIELDS + _POSE_MODEL_OPTIONAL
+          if getattr(network.pose_model, k) is not None},
   }
   tmp = f"{os.fspath(path)}.tmp"
   with open(tmp, "wb") as f:
@@ -426,6 +432,13 @@ def _check_image(image, index: int) -> np.ndarray:
     image = image[..., :3]  # RGBA: drop alpha
   if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
     raise ValueError(f"image {index}: expected uint8 (0..255) or float (0..1), got {image.dtype}")
+  if np.issubdtype(image.dtype, np.floating):
+    low, high = float(np.min(image)), float(np.max(image))
+    if not (np.isfinite(low) and np.isfinite(high)):
+      raise ValueError(f"image {index} has NaN or infinite pixels")
+    if low < -1e-3 or high > 1 + 1e-3:
+      raise ValueError(f"image {index}: float pixels must lie in 0..1, got {low:g}..{high:g} "
+                       "(divide 0..255 images by 255, or pass them as uint8)")
   return image
 
 

@@ -616,7 +616,13 @@ def train(
         writer.write(record)
         bar.set_postfix(loss=f"{record['loss']:.4g}", steps_per_s=f"{steps_per_s:.3g}")
         if not np.isfinite(record["loss"]):
-          logging.warning("step %d: non-finite loss %s", done, record["loss"])
+          # Stop before the diverged parameters are checkpointed over good ones.
+          kept = manager.latest_step()
+          raise FloatingPointError(
+              f"training diverged: loss {record['loss']} at step {done}; "
+              + (f"the checkpoint of step {kept} is kept" if kept is not None
+                 else "no checkpoint was written")
+              + " (lower the learning rate or check the data)")
       out_of_time = _out_of_time(started, time_limit_s, done, log_every)
       if done % max(ckpt_every, 1) == 0 or done == num_steps or out_of_time:
         manager.save(done, args=ocp.args.StandardSave(state), force=True)

@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from lift3d import cli, inference
+from lift3d import cli, cli_predict, inference
 from lift3d.data import synthetic
 from lift3d.data.mocap import load_embedded
 from lift3d.models import cpm
@@ -156,3 +156,17 @@ def test_bad_arguments_give_one_line_and_status_2(tmp_path, network_file, capsys
   ]:
     status, _, stderr = _run(capsys, *argv)
     assert status == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_box_mappings_take_four_or_five_columns_and_reject_others(tmp_path):
+  path = tmp_path / "boxes.json"
+  path.write_text(json.dumps({"a.png": [[1, 2, 30, 40, 0.9], [5, 6, 70, 80, 0.5]],
+                              "b.png": [[1, 2, 3, 4]], "c.png": []}))
+  boxes = cli_predict._read_boxes(str(path))
+  np.testing.assert_array_equal(boxes["a.png"], [[1, 2, 30, 40], [5, 6, 70, 80]])
+  np.testing.assert_array_equal(boxes["b.png"], [[1, 2, 3, 4]])
+  assert boxes["c.png"].shape == (0, 4)
+  for bad in ([[1, 2, 3]], [1, 2, 3, 4], "box"):
+    path.write_text(json.dumps({"a.png": bad}))
+    with pytest.raises(ValueError, match=r"'a\.png' must be a list of"):
+      cli_predict._read_boxes(str(path))

@@ -1,5 +1,6 @@
 """Tests of inference on pictures (lift3d.inference: predict, load_network, export)."""
 
+import dataclasses
 import functools
 import json
 import os
@@ -160,12 +161,17 @@ def test_scale_average_puts_a_planted_landmark_back_on_the_scale_one_grid():
 
 def test_export_then_load_gives_the_same_network_and_predictions(tmp_path):
   net = _network()
+  # A calibrated lifting prior travels with the network.
+  net = dataclasses.replace(net, pose_model=net.pose_model.replace(
+      obs_noise=np.float32(0.1), prior_weight=np.float32(0.5)))
   path = str(tmp_path / "net.msgpack")
   inference.export_network(net, path)
   loaded = lift3d.load_network(path)
   assert loaded.model == net.model and loaded.config() == net.config()
   jax.tree.map(np.testing.assert_array_equal, loaded.params, net.params)
   jax.tree.map(np.testing.assert_array_equal, loaded.pose_model, net.pose_model)
+  assert float(loaded.pose_model.obs_noise) == np.float32(0.1)
+  assert float(loaded.pose_model.prior_weight) == np.float32(0.5)
   images, _ = _pictures()
   a = lift3d.predict(net, None, images, num_yaws=YAWS)
   b = lift3d.predict(loaded, None, images, num_yaws=YAWS)
@@ -229,6 +235,8 @@ def test_bad_inputs_raise_one_clear_error():
     lift3d.predict(inference.Network(tiny.MODEL, net.params, SIZE), None, [image])
   with pytest.raises(ValueError, match="int64"):
     lift3d.predict(net, None, [image.astype(np.int64)])
+  with pytest.raises(ValueError, match=r"0\.\.1, got 0\.\.255.*divide"):
+    lift3d.predict(net, None, [np.full((SIZE, SIZE, 3), 255.0, np.float32) * np.eye(SIZE)[..., None]])
   with pytest.raises(ValueError, match="no network at"):
     lift3d.load_network("/nonexistent/net.msgpack")
 

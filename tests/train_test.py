@@ -218,3 +218,12 @@ def test_bad_dtype():
   with pytest.raises(ValueError, match="dtype must be one of"):
     train.train(tiny.MODEL, tiny.pose_model(), tiny.BlobSource(4), "/nonexistent/x",
                 num_steps=1, dtype="float16", **SETTINGS)
+
+
+def test_a_diverged_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+  # Adam with a learning rate of 1e30 overflows the parameters in one update.
+  with pytest.raises(FloatingPointError, match=r"diverged.*checkpoint of step 1 is kept"):
+    train.train(tiny.MODEL, tiny.pose_model(), tiny.BlobSource(4), str(tmp_path), num_steps=3,
+                ckpt_every=1, batch_size=4, optimizer="adam", learning_rate=1e30,
+                schedule="constant", log_every=1, num_threads=1, progress=False)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]

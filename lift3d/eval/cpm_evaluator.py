@@ -31,7 +31,7 @@ class CPMEvaluation(NamedTuple):
       "mpjpe_mm" / "pa_mpjpe_mm" mean over the valid frames (root-aligned,
       millimetres; NaN if none is valid), "valid_fraction", "num_examples".
     px_error: (E,) per-example mean 2D error, pixels (NaN without labels).
-    mpjpe_mm: (E,) per-example root-aligned MPJPE, millimetres.
+    mpjpe_mm: (E,) per-example root-aligned MPJPE, millimetres (NaN where not valid).
     valid: (E,) bool, the network's per-frame validity.
     first_batch: the first batch of examples (dict of (B, ...) arrays).
     first_prediction: the `lift3d.models.cpm.Prediction` of the first batch (NumPy).
@@ -107,8 +107,9 @@ class CPMEvaluator:
       px.append(np.asarray(metrics.pixel_error(pred.keypoints2d, batch["keypoints2d"], mask)))
       truth = batch["pose3d"] * 1000.0  # metres -> mm, the frame of lift's pose3d
       pose = np.where(pred.valid[:, None, None], pred.pose3d, 0.0)
-      mpjpe.append(np.asarray(metrics.mpjpe(pose, truth, root_index=0)))
-      pa.append(np.asarray(metrics.pa_mpjpe(pose, truth)))
+      # Invalid frames have no 3D error (NaN), not the error of a zero pose.
+      mpjpe.append(np.where(pred.valid, metrics.mpjpe(pose, truth, root_index=0), np.nan))
+      pa.append(np.where(pred.valid, metrics.pa_mpjpe(pose, truth), np.nan))
       valid.append(np.asarray(pred.valid))
     px, mpjpe, pa, valid = (np.concatenate(a) for a in (px, mpjpe, pa, valid))
     summary = {

@@ -41,9 +41,7 @@ def overlay_figure(image: np.ndarray, people: Sequence, *, title: str = "",
   Returns:
     The `matplotlib.figure.Figure` (close it with `plt.close`).
   """
-  import matplotlib
-
-  matplotlib.use("Agg")
+  import matplotlib.patches
   import matplotlib.pyplot as plt
   from matplotlib.lines import Line2D
 

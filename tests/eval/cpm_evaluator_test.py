@@ -36,9 +36,9 @@ def test_evaluator_matches_predict_and_numpy_metrics():
     for n, it in enumerate(items):
       dist = np.linalg.norm(pred.keypoints2d[n] - it["keypoints2d"], axis=-1)
       px.append(dist[it["in_frame"]].mean())
-      pose = pred.pose3d[n] if pred.valid[n] else np.zeros((tiny.NUM_LANDMARKS, 3))
-      truth = it["pose3d"] * 1000.0
-      mpjpe.append(np.linalg.norm((pose - pose[0]) - (truth - truth[0]), axis=-1).mean())
+      pose, truth = pred.pose3d[n], it["pose3d"] * 1000.0
+      error = np.linalg.norm((pose - pose[0]) - (truth - truth[0]), axis=-1).mean()
+      mpjpe.append(error if pred.valid[n] else np.nan)  # no 3D error without a valid pose
       valid.append(bool(pred.valid[n]))
   np.testing.assert_allclose(result.px_error, px, rtol=1e-5)
   np.testing.assert_allclose(result.mpjpe_mm, mpjpe, rtol=1e-4)
