@@ -55,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lift3d import lifting
+from lift3d.data import augment
 from lift3d.models import belief_maps, cpm
 from lift3d.pose_model import io as pose_model_io
 from lift3d.pose_model.model import PoseModel
@@ -87,6 +88,9 @@ class Network:
     scales: default scales averaged by `predict`.
     min_confidence: default threshold on the mean landmark map value.
     pose_model: the pose model it was trained with, or None.
+    centre_sigma: for a network with the centre-map input channel
+      (`model.centre_map`): the map's standard deviation, pixels of the crop
+      (`lift3d.data.augment.AugmentOptions.centre_sigma` of its training).
   """
 
   model: cpm.CPM
@@ -96,6 +100,7 @@ class Network:
   scales: tuple[float, ...] = DEFAULT_SCALES
   min_confidence: float = 0.2
   pose_model: PoseModel | None = None
+  centre_sigma: float = augment.CENTRE_SIGMA_PX
 
   def config(self) -> dict:
     """The JSON-able network config (everything but params and pose model)."""
@@ -110,6 +115,7 @@ class Network:
         "person_size": float(self.person_size),
         "scales": [float(s) for s in self.scales],
         "min_confidence": float(self.min_confidence),
+        "centre_sigma": float(self.centre_sigma),
     }
 
 
@@ -141,7 +147,8 @@ class Person:
 
 def network_config(model: cpm.CPM, *, input_size: int, person_size: float = 0.7,
                    scales: Sequence[float] = DEFAULT_SCALES,
-                   min_confidence: float = 0.2) -> dict:
+                   min_confidence: float = 0.2,
+                   centre_sigma: float = augment.CENTRE_SIGMA_PX) -> dict:
   """The JSON-able config of a network (what `save_network_config` writes).
 
   Args:
@@ -150,12 +157,14 @@ def network_config(model: cpm.CPM, *, input_size: int, person_size: float = 0.7,
     person_size: fraction of the image side taken by a person's box side.
     scales: default inference scales.
     min_confidence: default validity threshold.
+    centre_sigma: the centre map's standard deviation, crop pixels (used
+      only when `model.centre_map`).
 
   Returns:
     A dict of plain Python values.
   """
   return Network(model, None, int(input_size), float(person_size), tuple(scales),
-                 float(min_confidence)).config()
+                 float(min_confidence), centre_sigma=float(centre_sigma)).config()
 
 
 def save_network_config(workdir: str, config: Mapping[str, Any]) -> str:
@@ -203,6 +212,7 @@ def network_from_config(config: Mapping[str, Any], params, pose_model: PoseModel
         person_size=float(config.get("person_size", 0.7)),
         scales=tuple(float(s) for s in config.get("scales", DEFAULT_SCALES)),
         min_confidence=float(config.get("min_confidence", 0.2)), pose_model=pose_model,
+        centre_sigma=float(config.get("centre_sigma", augment.CENTRE_SIGMA_PX)),
     )
   except (KeyError, TypeError) as e:
     raise ValueError(f"{where}: malformed network config ({type(e).__name__}: {e})") from None
@@ -218,6 +228,9 @@ def _check_network(network: Network) -> None:
   if not 0 < network.person_size <= 1.5:
     raise ValueError(f"person_size must lie in (0, 1.5], got {network.person_size}")
   _check_scales(network.scales)
+  if not (math.isfinite(network.centre_sigma) and network.centre_sigma > 0):
+    raise ValueError(f"centre_sigma must be a positive number of pixels, got "
+                     f"{network.centre_sigma}")
   if network.pose_model is not None:
     cpm.check_pose_model(network.pose_model, model)
 
@@ -387,15 +400,22 @@ def _average_scales(maps, scales: tuple[float, ...]):
   return total / jnp.maximum(weight, 1e-6)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "size", "scales", "num_yaws"))
+@functools.partial(jax.jit,
+                   static_argnames=("model", "size", "scales", "num_yaws", "centre_sigma"))
 def _infer(params, crops, centres, sides, pose_model, refine, *, model: cpm.CPM, size: int,
-           scales: tuple[float, ...], num_yaws: int):
+           scales: tuple[float, ...], num_yaws: int, centre_sigma: float):
   """Network, scale averaging, landmarks in picture pixels and their lift.
 
   `refine` is a traced bool (quadratic sub-pixel refinement or the arg-max
   cell), so that both share one compilation.
   """
   num_people, num_scales = crops.shape[:2]
+  if model.centre_map:
+    # The fourth input channel of training (`augment.with_centre_map`): a
+    # Gaussian at the crop's centre, where the person's box is centred.
+    g = jnp.exp(-0.5 * ((jnp.arange(size) - (size - 1) / 2) / centre_sigma) ** 2)
+    channel = jnp.broadcast_to(jnp.outer(g, g)[..., None], (*crops.shape[:-1], 1))
+    crops = jnp.concatenate([crops, channel.astype(crops.dtype)], axis=-1)
   output = model.apply({"params": params}, crops.reshape(-1, *crops.shape[2:]), pose_model)
   maps = output.fused[-1][..., : model.num_landmarks]
   maps = maps.reshape(num_people, num_scales, *maps.shape[1:])
@@ -539,7 +559,7 @@ def predict(
         np.stack([pending[t][3] for t in take]).astype(np.float32),
         np.array([pending[t][4] for t in take], np.float32), pose_model,
         np.bool_(subpixel == "quadratic"), model=network.model, size=size, scales=scales,
-        num_yaws=int(num_yaws)))
+        num_yaws=int(num_yaws), centre_sigma=float(network.centre_sigma)))
     for n, (i, j, *_) in enumerate(pending):
       results[i][j] = _person(per_image[i][j], keypoints[n], confidence[n],
                               jax.tree.map(lambda x, n=n: np.asarray(x)[n], lifted),

@@ -13,6 +13,7 @@ import pytest
 import lift3d
 from lift3d import cli, inference, train
 from lift3d import pose_model as pose_model_lib
+from lift3d.data import augment
 from lift3d.models import belief_maps, cpm
 from tests.models import tiny
 
@@ -246,3 +247,31 @@ def test_box_from_keypoints_is_the_corner_based_box_of_the_confident_landmarks()
   box = inference.box_from_keypoints(keypoints, np.array([0.9, 0.8, 0.05]), min_confidence=0.1)
   np.testing.assert_allclose(box, [10.5, 5.5, 20.0, 15.0])
   assert np.all(np.isnan(inference.box_from_keypoints(keypoints, np.zeros(3))))
+
+
+def test_a_centre_map_network_gets_its_fourth_channel_as_in_training():
+  # A picture of the network's input size, no box: the crop is the picture,
+  # centred, so the input must be RGB plus the training centre map at the
+  # crop centre (`augment.centre_map`, as `augment.with_centre_map` draws it).
+  model = tiny.MODEL.clone(centre_map=True)
+  pose_model = tiny.pose_model()
+  params = cpm.init(model, jax.random.key(1), (SIZE, SIZE), pose_model)
+  sigma = 3.0
+  net = inference.Network(model, params, input_size=SIZE, person_size=0.75, scales=(1.0,),
+                          min_confidence=0.0, pose_model=pose_model, centre_sigma=sigma)
+  images, _ = _pictures()
+  centre = augment.centre_map(((SIZE - 1) / 2, (SIZE - 1) / 2), SIZE, SIZE, sigma)
+  with_map = np.concatenate(
+      [images / 255.0, np.broadcast_to(centre[..., None], (*images.shape[:3], 1))], -1)
+  ref = jax.device_get(cpm.predict(params, model, with_map.astype(np.float32), pose_model,
+                                   min_confidence=0.0))
+  people = [p[0] for p in lift3d.predict(net, None, images, subpixel="argmax", num_yaws=YAWS)]
+  np.testing.assert_array_equal(_stack(people, "keypoints"), ref.keypoints2d)
+  np.testing.assert_allclose(_stack(people, "confidence"), ref.confidence, rtol=0, atol=1e-5)
+  # Without the channel the network sees other input: the maps differ.
+  rgb_only = np.concatenate([images / 255.0, np.zeros((*images.shape[:3], 1))], -1)
+  other = jax.device_get(cpm.predict(params, model, rgb_only.astype(np.float32), pose_model,
+                                     min_confidence=0.0))
+  assert np.abs(other.confidence - ref.confidence).max() > 1e-3
+  # The centre map's width travels with the network's config.
+  assert inference.network_from_config(net.config(), params, pose_model).centre_sigma == sigma

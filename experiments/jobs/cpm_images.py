@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from lift3d import inference
 from lift3d import train as lift_train
 from lift3d.data import augment, pipeline
 from lift3d.models import cpm
@@ -184,6 +185,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                           **settings.pose_model_args(config.pose_model))
   model = build_model(config)
   options = augment_options(config)
+  if jax.process_index() == 0:
+    # What `lift3d.load_network` / `lift3d predict` need to frame pictures as
+    # the training crops are framed (and to draw their centre map).
+    inference.save_network_config(workdir, inference.network_config(
+        model, input_size=options.input_size, person_size=options.person_fraction,
+        min_confidence=float(config.eval.min_confidence),
+        centre_sigma=options.centre_sigma))
   entries, tfds_dir = dataset_dirs(config, workdir)
   train_sources = [open_split(name, d, tfds_dir, "train", config) for name, d, _ in entries]
   source = pipeline.TrainingSource(

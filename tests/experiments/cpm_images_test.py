@@ -16,6 +16,7 @@ import os
 import numpy as np
 import pytest
 
+import lift3d
 from experiments.configs import cpm_h36m, cpm_mpii, h36m_protocol1
 from experiments.jobs import cpm_images, h36m, h36m_images
 from lift3d import pose_model
@@ -46,6 +47,11 @@ def test_smoke_configs_train_and_evaluate(tmp_path):
   assert metrics["num_examples"] > 0 and np.isfinite(metrics["px_error_crop"])
   for name in ("cpm_eval.json", "cpm_example.png"):
     assert os.path.getsize(os.path.join(mpii_dir, name)) > 0
+  # The workdir is a network `lift3d.load_network` reads, framed as trained.
+  network = lift3d.load_network(mpii_dir)
+  assert network.model.centre_map and network.input_size == config.image_size
+  assert network.centre_sigma == config.augment.centre_sigma
+  assert network.person_size == config.augment.person_fraction
   # The fake MPII went through the real builder.
   assert os.path.isfile(os.path.join(mpii_dir, "fake", "mpii", "mpii_human_pose_v1_u12_1.mat"))
 
