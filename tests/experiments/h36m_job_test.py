@@ -136,13 +136,14 @@ def test_tables_and_files(runs):
 
 def test_errors_match_an_independent_computation(runs):
   work, s = runs["work"], runs["first"]
-  per_action = {}
+  per_action, plausible_errors = {}, []
   for action in ("Directions", "Photo"):
     with np.load(os.path.join(work, "h36m_protocol1", f"{action}.npz")) as f:
       pred, valid, error = f["pred"], f["valid"], f["error"]
+      assert f["lifted"].all()
     # The smoke model is tiny: some lifts are implausible (valid False, docs/method.md
     # §4.5) but every frame is lifted, and the errors cover every frame.
-    assert valid.any() and np.all(np.isfinite(pred))
+    assert valid.any() and not valid.all() and np.all(np.isfinite(pred))
     per_action[action] = (pred, error, valid)
   # Rebuild the protocol-1 frames of the fake copy in the runner's order
   # (sorted by subject, action, camera, frame within each action).
@@ -159,10 +160,14 @@ def test_errors_match_an_independent_computation(runs):
     assert pred.shape == truth.shape
     want = np.mean(np.linalg.norm(pred - truth, axis=-1), axis=-1)
     np.testing.assert_allclose(error, want, rtol=1e-4, atol=1e-3)
-    # The per-action error averages the valid (plausible) frames.
-    assert s["per_action_mm"][action] == pytest.approx(np.mean(want[valid]), rel=1e-4)
+    # The per-action error averages every lifted frame, implausible ones included.
+    assert s["per_action_mm"][action] == pytest.approx(np.mean(want), rel=1e-4)
+    plausible_errors.append(want[valid])
   assert s["average_mm"] == pytest.approx(
       np.mean([s["per_action_mm"]["Directions"], s["per_action_mm"]["Photo"]]))
+  plausible_errors = np.concatenate(plausible_errors)
+  assert s["plausible_frames"] == len(plausible_errors)
+  assert s["plausible_frame_average_mm"] == pytest.approx(np.mean(plausible_errors), rel=1e-4)
   # The lifted poses are human-sized and not wildly off (a weak test: the
   # smoke model is tiny), and MPJPE >= PA-MPJPE-style errors on average.
   assert 0 < s["pa_mpjpe_mm"] < 300
