@@ -596,8 +596,12 @@ def _person(box, keypoints, confidence, lifted, min_confidence: float) -> Person
   if not mean_confidence >= min_confidence:
     reason = (f"no person: mean landmark confidence {mean_confidence:.3f} is below "
               f"{min_confidence:g}")
-  elif not bool(lifted.valid) or not np.all(np.isfinite(lifted.pose3d)):
+  elif int(lifted.component) < 0 or not np.all(np.isfinite(lifted.pose3d)):
     reason = "the lift failed (too few confident landmarks)"
+  elif not bool(lifted.valid):
+    reason = (f"implausible 3D pose (size {float(lifted.size):.2f} of the training size, "
+              f"Mahalanobis norm {float(lifted.mahalanobis):.1f}, reprojection residual "
+              f"{float(lifted.residual):.2f}; docs/method.md §4.5)")
   return Person(box=np.asarray(box, np.float64), keypoints=np.asarray(keypoints),
                 confidence=np.asarray(confidence), lifted=lifted, valid=not reason,
                 reason=reason)

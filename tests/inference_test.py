@@ -78,6 +78,9 @@ def test_without_boxes_a_training_sized_picture_gives_the_training_forward_pass(
   for person in people:
     assert person.lifted.pose3d.shape == (L, 3) and person.lifted.reprojected.shape == (L, 2)
     assert (person.reason == "") == person.valid and person.box.shape == (4,)
+  # Lifted but implausible people say so (not "too few landmarks").
+  implausible = [p for p in people if int(p.lifted.component) >= 0 and not p.lifted.valid]
+  assert implausible and all(p.reason.startswith("implausible 3D pose") for p in implausible)
 
   # Sub-pixel refinement moves each landmark by at most half a map cell.
   refined = [p[0] for p in lift3d.predict(_network(), None, images, scales=(1.0,),
