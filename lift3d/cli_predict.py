@@ -108,6 +108,27 @@ def _cmd_export(args) -> int:
   return 0
 
 
+def _follow(people, boxes):
+  """The next video frame's (P, 4) boxes: one per person, in the same order.
+
+  A valid person's box moves to the box around their confident landmarks; a
+  person who is not valid in this frame keeps the box they had, so that
+  nobody is dropped and `person` indexes the same track in every frame.
+  """
+  from lift3d import inference
+
+  if not people:
+    return boxes
+  follow = []
+  for person in people:
+    box = None
+    if person.valid:
+      box = inference.box_from_keypoints(person.keypoints, person.confidence,
+                                         min_confidence=0.1)
+    follow.append(box if box is not None and np.all(box[2:] > 0) else np.asarray(person.box))
+  return np.stack(follow).astype(np.float64)
+
+
 def _read_boxes(path: str) -> dict:
   """BOXES.json -> {key: (P, 4) array}; keys are image ids / file names as given."""
   try:
@@ -285,17 +306,13 @@ def _cmd_predict(args) -> int:
           if args.overlay:
             writer = media.VideoWriter(_overlay_path(args.overlay, path, ".mp4", used),
                                        fps=media.video_rate(path))
-          previous = []
+          tracked = first_boxes
           frames = 0
           with writer if writer is not None else contextlib.nullcontext():
             for frame, image in enumerate(media.read_video(path)):
-              follow = [box for box in (
-                  inference.box_from_keypoints(p.keypoints, p.confidence, min_confidence=0.1)
-                  for p in previous if p.valid) if np.all(box[2:] > 0)]
-              frame_boxes = np.stack(follow) if follow else first_boxes
-              people = run(image, frame_boxes)
+              people = run(image, tracked)
               records.extend(_records(path, frame, people, skipped))
-              previous = people
+              tracked = _follow(people, tracked)
               frames += 1
               if writer is not None:
                 writer.write(overlay.overlay_array(image, people, title=f"{path} #{frame}"))

@@ -170,3 +170,20 @@ def test_box_mappings_take_four_or_five_columns_and_reject_others(tmp_path):
     path.write_text(json.dumps({"a.png": bad}))
     with pytest.raises(ValueError, match=r"'a\.png' must be a list of"):
       cli_predict._read_boxes(str(path))
+
+
+def test_video_tracks_keep_every_person_in_place():
+  def person(valid, box, keypoints=None):
+    return inference.Person(box=np.asarray(box, np.float64),
+                            keypoints=np.asarray(keypoints if keypoints is not None
+                                                 else np.full((17, 2), np.nan)),
+                            confidence=np.ones(17, np.float32), lifted=None, valid=valid)
+
+  points = np.stack(np.meshgrid(np.linspace(10, 30, 17), [0.0]), -1).reshape(17, 2)
+  points[:, 1] = np.linspace(40, 90, 17)
+  people = [person(True, [0, 0, 5, 5], points), person(False, [100, 100, 20, 40])]
+  boxes = cli_predict._follow(people, np.array([[0, 0, 5, 5], [100, 100, 20, 40]]))
+  # The valid person's box moves to their landmarks; the other keeps theirs.
+  np.testing.assert_allclose(boxes[0], inference.box_from_keypoints(points, np.ones(17)))
+  np.testing.assert_array_equal(boxes[1], [100, 100, 20, 40])
+  assert cli_predict._follow([], None) is None
