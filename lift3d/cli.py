@@ -53,6 +53,7 @@ import sys
 
 import numpy as np
 
+from lift3d import files
 from lift3d.skeleton import LAYOUTS
 
 _EXIT_FAILED = 1  # the work was done and saved, a later step could not be
@@ -177,18 +178,6 @@ def _check_writable(path: str, what: str, overwrite: bool) -> None:
     raise _InputError(f"{what} {path!r} exists; pass --overwrite (-f) to replace it")
   if not os.access(folder, os.W_OK):
     raise _InputError(f"{what} folder {folder!r} is not writable")
-
-
-def _write_atomically(path: str, write) -> None:
-  """Calls `write(file)` on a temporary file next to `path`, then renames it into place."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  try:
-    with open(tmp, "wb") as f:
-      write(f)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def _lift_all(model, keypoints, confidence, *, batch: int, num_yaws: int, refine: bool):
@@ -336,7 +325,7 @@ def _cmd_lift(args) -> int:
                     total - lifted, lifted - (total - invalid))
   arrays = {k: v.reshape(batch_shape + v.shape[1:]) for k, v in result.items()}
   # The results first: nothing computed is lost if the plot cannot be drawn.
-  _write_atomically(out, lambda f: np.savez(
+  files.write_atomically(out, lambda f: np.savez(
       f, keypoints=converted.keypoints.astype(np.float32), confidence=converted.confidence,
       **arrays, **extras))
   args.written = out
@@ -347,7 +336,7 @@ def _cmd_lift(args) -> int:
             f"joints or non-finite input); nothing to plot, results are in {out}",
             file=sys.stderr)
       return _EXIT_FAILED
-    _write_atomically(args.plot, lambda f: _contact_sheet(f, flat_kp, flat_conf, result,
+    files.write_atomically(args.plot, lambda f: _contact_sheet(f, flat_kp, flat_conf, result,
                                                           image_format=_plot_format(args.plot)))
     print(f"contact sheet -> {args.plot}")
   return 0

@@ -346,3 +346,22 @@ def test_only_human36m_pose_data_errors_get_the_human36m_hint():
   coco = launcher._user_error_line(ManualDirError("COCO was not found in '/data/coco'.\n"
                                                   "Put annotations/ and train2017/ there."))
   assert coco == "COCO was not found in '/data/coco'. Put annotations/ and train2017/ there."
+
+
+def test_atomic_writes_keep_the_old_file_when_writing_fails(tmp_path):
+  from lift3d import files
+
+  path = str(tmp_path / "summary.json")
+  files.write_json(path, {"a": 1})
+  with open(path) as f:
+    assert json.load(f) == {"a": 1}
+
+  def fail(f):
+    f.write(b'{"half": ')
+    raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    files.write_atomically(path, fail)
+  with open(path) as f:
+    assert json.load(f) == {"a": 1}  # untouched, and no temporary file left
+  assert os.listdir(tmp_path) == ["summary.json"]

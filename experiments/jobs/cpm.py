@@ -18,7 +18,6 @@ calls `train_and_evaluate` with plain arguments:
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -27,7 +26,7 @@ import numpy as np
 from absl import logging
 
 from experiments import settings
-from lift3d import inference
+from lift3d import files, inference
 from lift3d import train as lift_train
 from lift3d.data import synthetic
 from lift3d.eval.cpm_evaluator import CPMEvaluator
@@ -170,8 +169,7 @@ def train_and_evaluate(train_poses: np.ndarray, heldout_poses: np.ndarray, workd
   metrics = dict(result.metrics, step=int(state.step), fusion=bool(model.fusion))
   logging.info("cpm: held-out evaluation %s", metrics)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "cpm_eval.json"), "w") as f:
-      json.dump(metrics, f, indent=2)
+    files.write_json(os.path.join(workdir, "cpm_eval.json"), metrics)
     metrics["table"] = write_results(os.path.join(workdir, RESULTS_MD), metrics,
                                      result.first_batch["image"].shape[1:3])
     draw_example(

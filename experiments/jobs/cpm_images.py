@@ -15,7 +15,6 @@ Config: experiments/configs/parts/images.py (cpm_mpii.py, cpm_h36m.py). Steps:
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -23,7 +22,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from lift3d import inference
+from lift3d import files, inference
 from lift3d import train as lift_train
 from lift3d.data import augment, pipeline
 from lift3d.models import cpm
@@ -216,8 +215,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   metrics.update(step=int(state.step), dataset=name, split=EVAL_SPLIT[name])
   logging.info("cpm_images: evaluation %s", metrics)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "cpm_eval.json"), "w") as f:
-      json.dump(metrics, f, indent=2)
+    files.write_json(os.path.join(workdir, "cpm_eval.json"), metrics)
     cpm_job.draw_example(os.path.join(workdir, "cpm_example.png"), batch["image"][0, ..., :3],
                          pred, 0)
   return metrics

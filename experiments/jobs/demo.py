@@ -7,13 +7,14 @@ and evaluate the fused CPM). Each step writes into the workdir; later steps
 load the pose model saved there.
 """
 
-import json
+
 import os
 
 from absl import logging
 
 from experiments import settings
 from experiments.jobs import cpm, lifting, pose_model
+from lift3d import files
 
 
 def run(config, workdir: str) -> dict:
@@ -40,7 +41,6 @@ def run(config, workdir: str) -> dict:
   # The markdown result tables of the steps that wrote one.
   summary["results"] = {step: out["table"] for step, out in summary.items()
                         if isinstance(out, dict) and str(out.get("table", "")).endswith(".md")}
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2, default=str)
+  files.write_json(os.path.join(workdir, "summary.json"), summary, default=str)
   logging.info("demo: done; summary in %s", os.path.join(workdir, "summary.json"))
   return summary

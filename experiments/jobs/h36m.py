@@ -27,6 +27,7 @@ from absl import logging
 
 from experiments import settings
 from lift3d import eval as lift_eval
+from lift3d import files
 from lift3d.data import h36m
 from lift3d.progress import bar as progress_bar
 from lift3d.skeleton import EVAL14_INDICES
@@ -286,8 +287,7 @@ def evaluate_protocol(data_dir: str, workdir: str, *, protocol: str, tfds_dir: s
       "paper_2d_error_px": h36m.splits.PAPER_2D_ERROR_PX,
       "worst_frames_plot": plot,
   }
-  with open(f"{stem}.json", "w") as f:
-    json.dump(summary, f, indent=2)
+  files.write_json(f"{stem}.json", summary)
   logging.info("h36m %s: %s %.2f mm (paper %.2f) on %d frames; tables in %s_*.md",
                spec.name, metric_name, summary["average_mm"], spec.paper_mm,
                summary["frames"], stem)

@@ -19,7 +19,6 @@ Run by experiments/jobs/h36m.py when `config.from_images` is True
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 from experiments import settings
 from lift3d import eval as lift_eval
+from lift3d import files
 from lift3d import train as lift_train
 from lift3d.data import pipeline
 from lift3d.data.h36m import builder as pose_builder
@@ -174,8 +174,7 @@ def run(config, workdir: str) -> dict:
                                                        joints=EVAL14_INDICES)), np.nan)))
       if ok.any() else float("nan"),
   }
-  with open(f"{stem}.json", "w") as f:
-    json.dump(summary, f, indent=2)
+  files.write_json(f"{stem}.json", summary)
   logging.info("h36m %s from images: %s %.2f mm (paper %.2f), 2D %.2f px (paper %.2f)",
                protocol.name, metric_name, summary["average_mm"], protocol.paper_mm,
                summary["px_error"], splits.PAPER_2D_ERROR_PX)

@@ -13,7 +13,6 @@ millimetres (17 joints, in the camera frame, root-aligned). Writes
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -23,7 +22,7 @@ import numpy as np
 from absl import logging
 
 from experiments import settings
-from lift3d import camera
+from lift3d import camera, files
 from lift3d.eval import mpjpe, pa_mpjpe
 from lift3d.lifting import lift
 
@@ -259,8 +258,7 @@ def evaluate(train_poses: np.ndarray, heldout_poses: np.ndarray, workdir: str, *
   figure = plot(os.path.join(workdir, FIGURE_FILE), views, lifted, per_frame, num_examples)
   summary = {"rows": rows, "table": os.path.join(workdir, RESULTS_MD), "figure": figure,
              "elevation_deg": np.degrees(views.elevation).round(2).tolist()}
-  with open(os.path.join(workdir, RESULTS_JSON), "w") as f:
-    json.dump(summary, f, indent=2)
+  files.write_json(os.path.join(workdir, RESULTS_JSON), summary)
   logging.info("lifting:\n%s", table)
   return summary
 

@@ -11,7 +11,6 @@ fit of the poses they pass.
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -20,7 +19,7 @@ import numpy as np
 from absl import logging
 
 from experiments import settings
-from lift3d import pose_model
+from lift3d import files, pose_model
 from lift3d.pose_model.plot import plot_components
 
 MODEL_FILE = "pose_model.npz"
@@ -128,8 +127,7 @@ def fit_and_save(poses: np.ndarray, workdir: str, *, fit_kwargs: dict, seed: int
     stem = os.path.join(workdir, _stem(filename))
     summary["figure"] = plot_components(model, f"{stem}_components.png",
                                         num_modes=plot_modes)
-    with open(f"{stem}_summary.json", "w") as f:
-      json.dump(summary, f, indent=2)
+    files.write_json(f"{stem}_summary.json", summary)
   logging.info("pose_model: %s", summary)
   return model, summary
 
