@@ -408,8 +408,9 @@ def mediapipe_to_pixels(
     image_size: (width, height) of the image in pixels.
 
   Returns:
-    (keypoints (..., 33, 2) pixels, y down, visibility (..., 33) in [0, 1]
-    or None when C < 4). Feed both to `convert(..., "mediapipe33", ...)`.
+    (keypoints (..., 33, 2) pixels, y down, pixel centres at integers (the
+    top-left pixel's centre is (0, 0), as everywhere in lift3d), visibility
+    (..., 33) in [0, 1] or None when C < 4). Feed both to `convert(..., "mediapipe33", ...)`.
   """
   landmarks = np.asarray(landmarks, np.float64)
   if landmarks.ndim < 2 or landmarks.shape[-2] != 33 or not 2 <= landmarks.shape[-1] <= 5:
@@ -419,7 +420,9 @@ def mediapipe_to_pixels(
   width, height = (float(v) for v in image_size)
   if not (width > 0 and height > 0):
     raise ValueError(f"image_size must be a positive (width, height), got {image_size}")
-  pixels = landmarks[..., :2] * np.asarray([width, height])
+  # Fractions of the image measure from its top-left corner; lift3d's pixel
+  # coordinates put the top-left pixel's centre at (0, 0): half a pixel apart.
+  pixels = landmarks[..., :2] * np.asarray([width, height]) - 0.5
   visibility = None
   if landmarks.shape[-1] >= 4:
     visibility = np.clip(landmarks[..., 3], 0.0, 1.0)

@@ -87,7 +87,7 @@ def mediapipe_fixture(width, height):
   j |= extra
   pixels = np.array([j[n] for n in sk.MEDIAPIPE33_NAMES])
   out = np.zeros((33, 4))
-  out[:, :2] = pixels / (width, height)
+  out[:, :2] = (pixels + 0.5) / (width, height)  # fractions from the top-left corner
   out[:, 2] = -0.1  # depth: ignored
   out[:, 3] = 0.9
   return out
@@ -172,7 +172,8 @@ def test_missing_ear_hides_only_the_head():
 def test_mediapipe_to_pixels():
   landmarks = np.array([[0.5, 0.25, 0.0, 0.7, 0.9]] * 33)
   pixels, visibility = sk.mediapipe_to_pixels(landmarks[None], (640, 480))
-  np.testing.assert_allclose(pixels[0, 0], (320.0, 120.0))
+  # 0.5 of 640 px is the left edge of pixel 320, i.e. 319.5 in pixel-centre coordinates.
+  np.testing.assert_allclose(pixels[0, 0], (319.5, 119.5))
   np.testing.assert_allclose(visibility, np.full((1, 33), 0.7))
   assert sk.mediapipe_to_pixels(landmarks[:, :3], (640, 480))[1] is None
   with pytest.raises(ValueError, match=r"\(\.\.\., 33, 2\.\.5\)"):
