@@ -562,8 +562,9 @@ def train(
                        "channels?); start from a checkpoint of the same configuration")
     params = jax.tree.map(lambda p, like: np.asarray(p, like.dtype), initial_params,
                           state.params)
-    state = jax.device_put(TrainState(step=state.step, params=params, opt_state=tx.init(params)),
-                           replicated)
+    # `replicate`, as `create_train_state`: no cross-process device_put.
+    state = replicate(TrainState(step=state.step, params=params, opt_state=tx.init(params)),
+                      mesh)
   pose_model = jax.device_put(pose_model, replicated)
 
   manager = ocp.CheckpointManager(
