@@ -253,9 +253,7 @@ def _overlay_path(directory: str, path: str, suffix: str, used: set) -> str:
 
 
 def _cmd_predict(args) -> int:
-  import tqdm
-
-  from lift3d import inference, media
+  from lift3d import inference, media, progress
   from lift3d import pose_model as pose_model_lib
   from lift3d.viz import overlay
 
@@ -296,7 +294,7 @@ def _cmd_predict(args) -> int:
   skipped_files = 0
   used: set = set()
   status = 0
-  bar = tqdm.tqdm(total=len(files), unit="file", desc="predict", disable=args.no_progress)
+  bar = progress.bar(total=len(files), unit="file", desc="predict", disable=args.no_progress)
   try:
     for index, path in enumerate(files):
       first_boxes = _boxes_for(boxes, path, index)

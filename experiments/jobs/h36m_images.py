@@ -24,7 +24,6 @@ import os
 import jax
 import numpy as np
 from absl import logging
-from tqdm import tqdm
 
 from experiments import settings
 from lift3d import eval as lift_eval
@@ -34,6 +33,7 @@ from lift3d.data import pipeline
 from lift3d.data.h36m import builder as pose_builder
 from lift3d.data.h36m import cameras, images, splits
 from lift3d.models import cpm
+from lift3d.progress import bar as progress_bar
 from lift3d.skeleton import EVAL14_INDICES
 
 _TEXT = ("subject", "action", "camera")
@@ -91,7 +91,8 @@ def predict_frames(params, model, pose_model, records, *, input_size: int,
   indices = (np.linspace(0, num - 1, max_frames).round().astype(int)
              if max_frames and num > max_frames else np.arange(num))
   out: dict[str, list] = {}
-  for start in tqdm(range(0, len(indices), batch_size), desc="h36m images", unit="batch"):
+  for start in progress_bar(range(0, len(indices), batch_size), desc="h36m images",
+                            unit="batch"):
     part = indices[start:start + batch_size]
     crops = [source[int(i)] for i in part]
     recs = [records[int(i)] for i in part]
