@@ -45,7 +45,15 @@ PERSON_CATEGORY = 1
 
 
 def annotation_path(manual_dir: str, split: str) -> str:
-  """The keypoint annotation file of `split`."""
+  """The keypoint annotation file of a split in the user's COCO copy.
+
+  Args:
+    manual_dir: the user's COCO copy (see the module docstring).
+    split: "train" or "validation" (any other raises `KeyError`).
+
+  Returns:
+    The path `<manual_dir>/annotations/person_keypoints_{train,val}2017.json`.
+  """
   return os.path.join(manual_dir, "annotations", f"person_keypoints_{_FOLDERS[split]}.json")
 
 
@@ -92,7 +100,22 @@ def person_arrays(annotation: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def read_annotations(manual_dir: str, split: str) -> tuple[list[dict], dict[int, dict]]:
-  """(kept annotations in file order, images by id) of one split."""
+  """Reads one split's COCO keypoint file and keeps the person annotations (`keeps`).
+
+  Args:
+    manual_dir: the user's COCO copy (see the module docstring).
+    split: "train" or "validation".
+
+  Returns:
+    (kept, images): the kept annotation dicts in file order (COCO's fields:
+    "keypoints" a flat list of 17 (x, y, flag) in pixels with corner-based
+    coordinates, "bbox" x, y, w, h pixels, ...; `person_arrays` converts
+    them), and the image dicts of the file keyed by int image id.
+
+  Raises:
+    ValueError: naming the file when it lacks "images" or "annotations", or
+      when a kept annotation refers to an image id it does not list.
+  """
   path = annotation_path(manual_dir, split)
   with open(path) as f:
     data = json.load(f)
@@ -158,9 +181,19 @@ class Lift3dCoco(tfds.core.GeneratorBasedBuilder):
       }
 
 
+_DATASET = person_records.ImageDataset("COCO", Lift3dCoco, SPLITS, check_manual_dir)
+
+
 def make_builder(data_dir: str) -> Lift3dCoco:
-  """The builder (prepared or not), writing array_record under `data_dir`."""
-  return Lift3dCoco(data_dir=os.path.expanduser(data_dir), file_format="array_record")
+  """The builder (prepared or not), writing array_record under `data_dir`.
+
+  Args:
+    data_dir: the TFDS data directory (`~` is expanded).
+
+  Returns:
+    A `Lift3dCoco` (`prepare` writes its records).
+  """
+  return _DATASET.make_builder(data_dir)
 
 
 def prepare(data_dir: str, manual_dir: str, split: str = "train") -> Lift3dCoco:
@@ -176,10 +209,7 @@ def prepare(data_dir: str, manual_dir: str, split: str = "train") -> Lift3dCoco:
   Returns:
     The prepared builder.
   """
-  _check_split(split)
-  builder = make_builder(data_dir)
-  person_records.prepare_builder(builder, manual_dir, check_manual_dir)
-  return builder
+  return _DATASET.prepare(data_dir, manual_dir, split)
 
 
 def data_source(data_dir: str, split: str = "train"):
@@ -192,10 +222,4 @@ def data_source(data_dir: str, split: str = "train"):
   Returns:
     A sequence of record dicts; use it with grain.
   """
-  _check_split(split)
-  return person_records.data_source(Lift3dCoco.name, data_dir, split)
-
-
-def _check_split(split: str) -> None:
-  if split not in SPLITS:
-    raise ValueError(f"COCO split must be one of {SPLITS}, got {split!r}")
+  return _DATASET.data_source(data_dir, split)

@@ -246,9 +246,19 @@ class Lift3dMpii(tfds.core.GeneratorBasedBuilder):
     logging.info("mpii: %d people", len(people))
 
 
+_DATASET = person_records.ImageDataset("MPII", Lift3dMpii, SPLITS, check_manual_dir)
+
+
 def make_builder(data_dir: str) -> Lift3dMpii:
-  """The builder (prepared or not), writing array_record under `data_dir`."""
-  return Lift3dMpii(data_dir=os.path.expanduser(data_dir), file_format="array_record")
+  """The builder (prepared or not), writing array_record under `data_dir`.
+
+  Args:
+    data_dir: the TFDS data directory (`~` is expanded).
+
+  Returns:
+    A `Lift3dMpii` (`prepare` writes its records).
+  """
+  return _DATASET.make_builder(data_dir)
 
 
 def prepare(data_dir: str, manual_dir: str, split: str = "train") -> Lift3dMpii:
@@ -264,10 +274,7 @@ def prepare(data_dir: str, manual_dir: str, split: str = "train") -> Lift3dMpii:
   Returns:
     The prepared builder.
   """
-  _check_split(split)
-  builder = make_builder(data_dir)
-  person_records.prepare_builder(builder, manual_dir, check_manual_dir)
-  return builder
+  return _DATASET.prepare(data_dir, manual_dir, split)
 
 
 def data_source(data_dir: str, split: str = "train"):
@@ -280,10 +287,4 @@ def data_source(data_dir: str, split: str = "train"):
   Returns:
     A sequence of record dicts; use it with grain.
   """
-  _check_split(split)
-  return person_records.data_source(Lift3dMpii.name, data_dir, split)
-
-
-def _check_split(split: str) -> None:
-  if split not in SPLITS:
-    raise ValueError(f"MPII split must be one of {SPLITS}, got {split!r}")
+  return _DATASET.data_source(data_dir, split)

@@ -21,14 +21,16 @@ Shape letters: L joints of the dataset's layout.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from lift3d.data.h36m.sources import ManualDirError
 
-__all__ = ["ManualDirError", "data_source", "person_features", "prepare_builder"]
+__all__ = ["ImageDataset", "ManualDirError", "data_source", "person_features", "prepare_builder"]
 
 
 def person_features(num_joints: int, **extra) -> tfds.features.FeaturesDict:
@@ -82,6 +84,69 @@ def data_source(name: str, data_dir: str, split: str):
     A sequence of record dicts (see the module docstring).
   """
   return tfds.data_source(name, split=split, data_dir=os.path.expanduser(data_dir))
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+  """The TFDS plumbing of a person-record dataset with fixed splits (MPII, COCO).
+
+  `lift3d.data.mpii` and `lift3d.data.coco` differ only in these fields; their
+  public `make_builder`, `prepare` and `data_source` are thin wrappers.
+
+  Attributes:
+    title: the dataset's name in error messages ("MPII", "COCO").
+    builder_class: its `GeneratorBasedBuilder`, made with `file_format="array_record"`.
+    splits: the split names it writes, e.g. ("train", "validation").
+    check_manual_dir: `check_manual_dir(manual_dir)` raises `ManualDirError`
+      (one line saying what is expected where) before anything is written.
+  """
+
+  title: str
+  builder_class: type[tfds.core.GeneratorBasedBuilder]
+  splits: tuple[str, ...]
+  check_manual_dir: Callable[[str], None]
+
+  def check_split(self, split: str) -> None:
+    """Raises `ValueError` naming `split` unless it is one of `splits`."""
+    if split not in self.splits:
+      raise ValueError(f"{self.title} split must be one of {self.splits}, got {split!r}")
+
+  def make_builder(self, data_dir: str) -> tfds.core.GeneratorBasedBuilder:
+    """The builder (prepared or not), writing array_record under `data_dir` (`~` expanded)."""
+    return self.builder_class(data_dir=os.path.expanduser(data_dir), file_format="array_record")
+
+  def prepare(self, data_dir: str, manual_dir: str,
+              split: str) -> tfds.core.GeneratorBasedBuilder:
+    """Converts `manual_dir` into array_record files under `data_dir` (once).
+
+    All splits are written together; `split` is checked only. A prepared
+    builder is reused without looking at `manual_dir`.
+
+    Args:
+      data_dir: the TFDS data directory the records go to.
+      manual_dir: the user's copy of the dataset.
+      split: one of `splits`.
+
+    Returns:
+      The prepared builder.
+    """
+    self.check_split(split)
+    builder = self.make_builder(data_dir)
+    prepare_builder(builder, manual_dir, self.check_manual_dir)
+    return builder
+
+  def data_source(self, data_dir: str, split: str):
+    """Random-access source of a prepared split (records as in the module docstring).
+
+    Args:
+      data_dir: the TFDS data directory given to `prepare`.
+      split: one of `splits`.
+
+    Returns:
+      A sequence of record dicts; use it with grain.
+    """
+    self.check_split(split)
+    return data_source(self.builder_class.name, data_dir, split)
 
 
 def as_float_or_nan(value) -> float:

@@ -38,6 +38,9 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
+# Attribute access only at call time: person_records imports this package
+# (for ManualDirError) and may be the one being imported first.
+from lift3d.data import person_records
 from lift3d.data.h36m import sources, splits
 from lift3d.data.h36m.cameras import CAMERA_IDS
 
@@ -102,8 +105,7 @@ class Lift3dH36m(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    manual_dir = getattr(dl_manager, "_manual_dir", None)
-    manual_dir = os.fspath(manual_dir) if manual_dir else None
+    manual_dir = person_records.manual_dir_of(dl_manager)
     sources.detect_layout(manual_dir)  # one clear error before anything else
     protocol = splits.get_protocol(self.builder_config.protocol)
     return {
@@ -170,26 +172,51 @@ def prepare(data_dir: str, manual_dir: str, protocol: str = "protocol1", *,
   """
   splits.get_protocol(protocol)
   builder = make_builder(data_dir, protocol, train_frame_step=train_frame_step)
-  if builder.is_prepared():
-    return builder
-  sources.detect_layout(os.path.expanduser(manual_dir))
-  builder.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=os.path.expanduser(manual_dir)),
-  )
+  person_records.prepare_builder(builder, manual_dir, sources.detect_layout)
   return builder
 
 
 def make_builder(data_dir: str, protocol: str = "protocol1", *,
                  train_frame_step: int = _TRAIN_FRAME_STEP) -> Lift3dH36m:
-  """The builder of a protocol's config (prepared or not), writing array_record."""
-  if train_frame_step == _TRAIN_FRAME_STEP:
-    config = protocol
-  else:
-    config = H36mConfig(name=f"{protocol}_train{train_frame_step}", protocol=protocol,
-                        train_frame_step=train_frame_step)
+  """The builder of a protocol's config (prepared or not), writing array_record.
+
+  Args:
+    data_dir: the TFDS data directory (`~` is expanded).
+    protocol: "protocol1", "protocol2" or "protocol3" (not checked here;
+      `prepare` checks it).
+    train_frame_step: every n-th training frame (a non-default value makes a
+      config of its own, "<protocol>_train<n>").
+
+  Returns:
+    A `Lift3dH36m` (`prepare` writes its records).
+  """
+  config = protocol_config(H36mConfig, protocol, train_frame_step, _TRAIN_FRAME_STEP)
   return Lift3dH36m(config=config, data_dir=os.path.expanduser(data_dir),
                     file_format="array_record")
+
+
+def protocol_config(config_class: type, protocol: str, train_frame_step: int,
+                    default_train_frame_step: int):
+  """The builder config of a protocol with a training frame step (shared with `images`).
+
+  The default step uses the registered config named after the protocol; any
+  other step gets a config of its own, "<protocol>_train<n>", so both can be
+  prepared side by side under one data directory.
+
+  Args:
+    config_class: `H36mConfig` or `images.H36mImagesConfig` (fields
+      `protocol`, `train_frame_step`).
+    protocol: the protocol's name, e.g. "protocol1".
+    train_frame_step: every n-th training frame is kept.
+    default_train_frame_step: the step of the registered configs.
+
+  Returns:
+    The config name (str) for the default step, else a new `config_class`.
+  """
+  if train_frame_step == default_train_frame_step:
+    return protocol
+  return config_class(name=f"{protocol}_train{train_frame_step}", protocol=protocol,
+                      train_frame_step=train_frame_step)
 
 
 def data_source(data_dir: str, protocol: str = "protocol1", split: str = "test"):
@@ -203,8 +230,7 @@ def data_source(data_dir: str, protocol: str = "protocol1", split: str = "test")
   Returns:
     A sequence of example dicts (see the module docstring); use it with grain.
   """
-  return tfds.data_source(f"{Lift3dH36m.name}/{protocol}", split=split,
-                          data_dir=os.path.expanduser(data_dir))
+  return person_records.data_source(f"{Lift3dH36m.name}/{protocol}", data_dir, split)
 
 
 def read_arrays(source, *, batch_size: int = 4096, fields=None) -> dict[str, np.ndarray]:

@@ -51,6 +51,7 @@ import tensorflow_datasets as tfds
 
 from lift3d.data import person_records
 from lift3d.data.h36m import sources, splits
+from lift3d.data.h36m.builder import H36mConfig, protocol_config
 from lift3d.data.h36m.cameras import CAMERA_IDS
 from lift3d.data.person_records import ManualDirError
 
@@ -242,7 +243,19 @@ def _extracted_frames(manual_dir: str, protocol, split: str,
 
 
 def decode_frames(path: str, wanted) -> Iterator[tuple[int, object]]:
-  """(index, PIL image) of the `wanted` frames (0-based) of a video, decoded with PyAV."""
+  """Decodes chosen frames of a video with PyAV, streaming (one frame held at a time).
+
+  Args:
+    path: the video file, e.g. `<S>/Videos/<Action>.<camera>.mp4`.
+    wanted: iterable of 0-based frame indexes (50 fps for Human3.6M);
+      duplicates and order do not matter.
+
+  Yields:
+    (index, image) in increasing index order: the frame's int index and an
+    RGB PIL image of the whole frame (W×H pixels). Decoding stops after the
+    last wanted frame; indexes past the video's end are not yielded (callers
+    count what came).
+  """
   import av
 
   wanted = sorted(set(int(w) for w in wanted))
@@ -311,15 +324,14 @@ def read_frames(manual_dir: str, protocol: str, split: str,
 
 
 @dataclasses.dataclass
-class H36mImagesConfig(tfds.core.BuilderConfig):
-  """A protocol's frames as person crops.
+class H36mImagesConfig(H36mConfig):
+  """A protocol's frames as person crops: `H36mConfig` with every 10th training frame.
 
   Attributes:
     protocol: key of `lift3d.data.h36m.splits.PROTOCOLS`.
     train_frame_step: keep every n-th frame of the training subjects.
   """
 
-  protocol: str = "protocol1"
   train_frame_step: int = _TRAIN_FRAME_STEP
 
 
@@ -370,13 +382,19 @@ class Lift3dH36mImages(tfds.core.GeneratorBasedBuilder):
 
 def make_builder(data_dir: str, protocol: str = "protocol1", *,
                  train_frame_step: int = _TRAIN_FRAME_STEP) -> Lift3dH36mImages:
-  """The builder of a protocol's image config (prepared or not), writing array_record."""
+  """The builder of a protocol's image config (prepared or not), writing array_record.
+
+  Args:
+    data_dir: the TFDS data directory (`~` is expanded).
+    protocol: "protocol1", "protocol2" or "protocol3" (`ValueError` otherwise).
+    train_frame_step: every n-th training frame (a non-default value makes a
+      config of its own, "<protocol>_train<n>").
+
+  Returns:
+    A `Lift3dH36mImages` (`prepare` writes its records).
+  """
   splits.get_protocol(protocol)
-  if train_frame_step == _TRAIN_FRAME_STEP:
-    config = protocol
-  else:
-    config = H36mImagesConfig(name=f"{protocol}_train{train_frame_step}", protocol=protocol,
-                              train_frame_step=train_frame_step)
+  config = protocol_config(H36mImagesConfig, protocol, train_frame_step, _TRAIN_FRAME_STEP)
   return Lift3dH36mImages(config=config, data_dir=os.path.expanduser(data_dir),
                           file_format="array_record")
 
@@ -402,7 +420,19 @@ def prepare(data_dir: str, manual_dir: str, protocol: str = "protocol1", *,
 
 def data_source(data_dir: str, protocol: str = "protocol1", split: str = "test", *,
                 train_frame_step: int = _TRAIN_FRAME_STEP):
-  """Random-access source of a prepared split ("train" or "test"; records as above)."""
+  """Random-access source of a prepared split (no TensorFlow; read with grain).
+
+  Args:
+    data_dir: the TFDS data directory given to `prepare`.
+    protocol: "protocol1", "protocol2" or "protocol3".
+    split: "train" or "test" (`ValueError` otherwise).
+    train_frame_step: the step given to `prepare` (picks its config).
+
+  Returns:
+    A sequence of record dicts (see the module docstring): "image" JPEG bytes
+    of the crop, "keypoints" (17, 2) float32 crop pixels, "pose3d_camera"
+    (17, 3) float32 mm, "crop_offset" (2,) float32 pixels, ...
+  """
   if split not in ("train", "test"):
     raise ValueError(f"Human3.6M image split must be 'train' or 'test', got {split!r}")
   config = make_builder(data_dir, protocol, train_frame_step=train_frame_step).builder_config
