@@ -62,6 +62,7 @@ class Skeleton:
 
   @property
   def num_joints(self) -> int:
+    """L, the number of joints (the length of `names`)."""
     return len(self.names)
 
   @property

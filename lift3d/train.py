@@ -446,6 +446,12 @@ class MetricsWriter:
         f.writelines(keep)
 
   def write(self, record: Mapping[str, Any]) -> None:
+    """Appends `record` as one JSON line (on process 0 only; other processes do nothing).
+
+    Args:
+      record: JSON-able values, with an int "step" (resuming keeps the lines
+        with step <= the checkpoint's).
+    """
     if self.enabled:
       with open(self.path, "a") as f:
         f.write(json.dumps(record) + "\n")

@@ -109,7 +109,22 @@ class AugmentParams:
 
 
 def sample_params(rng: np.random.Generator, options: AugmentOptions) -> AugmentParams:
-  """Draws `AugmentParams` from `rng` within the ranges of `options`."""
+  """Draws `AugmentParams` from `rng` within the ranges of `options`.
+
+  Each parameter is uniform in its range (the flip a Bernoulli draw); nine
+  uniforms are drawn per call, so a generator seeded per example gives the
+  same crop whatever the options.
+
+  Args:
+    rng: the example's generator (seeded from (seed, index) by the pipeline);
+      advanced by the call.
+    options: the ranges.
+
+  Returns:
+    `AugmentParams`: scale (factor in `options.scale`), angle (radians, within
+    ±`rotation_deg`), flip (bool), shift ((2,) crop pixels, within
+    ±`shift`·S per axis) and the colour factors (1 ± their option).
+  """
   u = rng.uniform(size=9)
   lo, hi = options.scale
   half = options.shift * options.input_size
@@ -150,7 +165,15 @@ def crop_matrix(centre, box_size: float, params: AugmentParams,
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-  """(..., 2) pixels through a (2, 3) affine map; NaN stays NaN."""
+  """Maps points through an affine map (e.g. image pixels to crop pixels).
+
+  Args:
+    points: (..., 2) pixels (x right, y down), NaN where unknown.
+    matrix: (2, 3) affine map M, e.g. from `crop_matrix`: out = M[:, :2] @ p + M[:, 2].
+
+  Returns:
+    (..., 2) float64 pixels of the map's output; NaN stays NaN.
+  """
   points = np.asarray(points, np.float64)
   return points @ matrix[:, :2].T + matrix[:, 2]
 
@@ -229,7 +252,16 @@ def centre_map(centre, height: int, width: int, sigma: float = CENTRE_SIGMA_PX) 
 
 
 def with_centre_map(image: np.ndarray, centre, sigma: float = CENTRE_SIGMA_PX) -> np.ndarray:
-  """(H, W, 3) uint8 -> (H, W, 4) uint8: the centre map (0..255) as a fourth channel."""
+  """Appends the CPM's person-centre map to an image as a fourth channel.
+
+  Args:
+    image: (H, W, 3) uint8 RGB.
+    centre: (2,) the person's centre, pixels of `image` (x right, y down).
+    sigma: the Gaussian's standard deviation, pixels.
+
+  Returns:
+    (H, W, 4) uint8: RGB, then `centre_map` scaled to 0..255 (255 at the centre).
+  """
   height, width = image.shape[:2]
   out = np.empty((height, width, 4), np.uint8)
   out[..., :3] = image

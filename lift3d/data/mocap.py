@@ -97,6 +97,7 @@ class MocapCorpus:
 
   @property
   def num_clips(self) -> int:
+    """The number of clips, the length of `clip_names`."""
     return len(self.clip_names)
 
   def clip_rate(self, name: str) -> float:

@@ -144,7 +144,16 @@ def to_csv(table: ErrorTable) -> str:
 
 
 def write_table(table: ErrorTable, path_stem: str) -> tuple[str, str]:
-  """Writes `<path_stem>.md` and `<path_stem>.csv`; returns both paths."""
+  """Writes a table as Markdown (`to_markdown`) and CSV (`to_csv`) files.
+
+  Args:
+    table: the table; its values are in `table.units` (mm for the protocols).
+    path_stem: the output path without extension; its folder must exist.
+      Existing files are overwritten.
+
+  Returns:
+    (markdown path, csv path): `<path_stem>.md` and `<path_stem>.csv`.
+  """
   md, cs = f"{path_stem}.md", f"{path_stem}.csv"
   with open(md, "w") as f:
     f.write(to_markdown(table))

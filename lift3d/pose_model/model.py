@@ -44,12 +44,15 @@ class PoseModel:
 
   @property
   def num_components(self) -> int:
+    """K, the number of mixture components."""
     return self.mean.shape[0]
 
   @property
   def num_basis(self) -> int:
+    """J, the number of basis vectors per component."""
     return self.basis.shape[1]
 
   @property
   def num_joints(self) -> int:
+    """L, the number of joints of the modelled poses."""
     return self.mean.shape[1]

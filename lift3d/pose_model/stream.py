@@ -58,7 +58,17 @@ def chunk_rows(num: int, chunk_size: int, num_devices: int) -> tuple[int, int]:
 
 
 def shard(x, mesh: Mesh) -> jax.Array:
-  """Places a (C, ..., B) array with its last (sample) axis split over the mesh."""
+  """Places an array on the mesh with its last (sample) axis split over the devices.
+
+  Args:
+    x: (C, ..., B) array (NumPy or JAX), any dtype and units; B must be a
+      multiple of the mesh size (`chunk_rows` makes it so).
+    mesh: from `make_mesh`.
+
+  Returns:
+    The same (C, ..., B) values as a `jax.Array` sharded along B, replicated
+    along the other axes.
+  """
   spec = PartitionSpec(*([None] * (np.ndim(x) - 1)), AXIS)
   return jax.device_put(x, NamedSharding(mesh, spec))
 
@@ -117,14 +127,32 @@ def chunk_from(num: int, rows: Callable[[int, int], np.ndarray], chunk_size: int
 
 
 def gather(chunked: Chunked, index: np.ndarray) -> np.ndarray:
-  """Samples `index` (n,) of a chunked array, as (n, ...) NumPy."""
+  """Picks samples by their index in the original (N, ...) order.
+
+  Args:
+    chunked: from `chunk` or `chunk_from`; its data must be one array
+      (C, ..., B), not a pytree.
+    index: (n,) int sample indexes in [0, N).
+
+  Returns:
+    (n, ...) NumPy array of those samples, same dtype and units as the data.
+  """
   size = chunked.mask.shape[-1]
   index = np.asarray(index)
   return np.asarray(chunked.data[index // size, ..., index % size])
 
 
 def unchunk(x: jax.Array, num: int) -> np.ndarray:
-  """(C, ..., B) → (N, ...) NumPy, dropping the padding."""
+  """Undoes `chunk`: back to samples first, dropping the padding.
+
+  Args:
+    x: (C, ..., B) array laid out like a `Chunked`'s data (e.g. an output of
+      `scan_map`), any dtype and units.
+    num: N, the number of real samples (at most C·B).
+
+  Returns:
+    (N, ...) NumPy array, sample i at row i.
+  """
   x = np.moveaxis(np.asarray(x), -1, 1)
   return x.reshape(-1, *x.shape[2:])[:num]
 

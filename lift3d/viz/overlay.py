@@ -88,7 +88,18 @@ def overlay_figure(image: np.ndarray, people: Sequence, *, title: str = "",
 
 
 def overlay_array(image: np.ndarray, people: Sequence, **kwargs) -> np.ndarray:
-  """The overlay rendered to an (h, w, 3) uint8 array (see `overlay_figure`)."""
+  """Renders the overlay of `overlay_figure` to pixels (e.g. a video frame).
+
+  Args:
+    image: (H, W, 3) uint8 picture.
+    people: `lift3d.inference.Person` records of this picture (poses in its
+      pixels; 3D in millimetres).
+    **kwargs: `title`, `size` (inches), `dpi`, `skeleton`, as for `overlay_figure`.
+
+  Returns:
+    (h, w, 3) uint8 RGB with h, w = size · dpi (the figure's pixel size,
+    independent of H, W: 400×800 by default).
+  """
   import matplotlib.pyplot as plt
 
   fig = overlay_figure(image, people, **kwargs)
@@ -99,7 +110,16 @@ def overlay_array(image: np.ndarray, people: Sequence, **kwargs) -> np.ndarray:
 
 
 def save_overlay(path: str, image: np.ndarray, people: Sequence, **kwargs) -> None:
-  """Writes the overlay (see `overlay_figure`) to `path` (PNG or any matplotlib format)."""
+  """Writes the overlay of `overlay_figure` to a file.
+
+  Args:
+    path: the output file; its extension picks the format (PNG or any other
+      matplotlib format). Its folder must exist.
+    image: (H, W, 3) uint8 picture.
+    people: `lift3d.inference.Person` records of this picture (poses in its
+      pixels; 3D in millimetres).
+    **kwargs: `title`, `size` (inches), `dpi`, `skeleton`, as for `overlay_figure`.
+  """
   import matplotlib.pyplot as plt
 
   fig = overlay_figure(image, people, **kwargs)

@@ -122,7 +122,19 @@ def load_cameras(path: str | pathlib.Path | None = None) -> dict[str, dict[str, 
 
 
 def get_camera(subject: str, camera_id: str, path=None) -> Camera:
-  """The camera `camera_id` of `subject` (ValueError naming the known ones)."""
+  """One subject's calibrated camera.
+
+  Args:
+    subject: "S1", "S5", "S6", "S7", "S8", "S9" or "S11".
+    camera_id: one of `CAMERA_IDS`, e.g. "54138969".
+    path: the camera JSON file; default `third_party/h36m/cameras.json`.
+
+  Returns:
+    The `Camera` (rotation (3, 3), centre (3,) world mm, intrinsics in pixels).
+
+  Raises:
+    ValueError: naming the known subjects or cameras when either is unknown.
+  """
   cams = load_cameras(path)
   if subject not in cams:
     raise ValueError(f"no cameras for subject {subject!r}; known: {sorted(cams)}")
@@ -177,7 +189,17 @@ def project(points_camera, camera: Camera, *, distortion: bool = True) -> np.nda
 
 
 def project_world(points_world, camera: Camera, *, distortion: bool = True) -> np.ndarray:
-  """`project(world_to_camera(points_world))`: (..., 3) world mm -> (..., 2) pixels."""
+  """Projects world points to pixels: `project(world_to_camera(points_world, camera))`.
+
+  Args:
+    points_world: (..., 3) world coordinates, mm (z up), in front of the camera.
+    camera: the camera.
+    distortion: apply the lens distortion (True, as the dataset's 2D ground
+      truth does) or use the plain pinhole model.
+
+  Returns:
+    (..., 2) float64 pixels, x right, y down.
+  """
   return project(world_to_camera(points_world, camera), camera, distortion=distortion)
 
 

@@ -79,6 +79,7 @@ class Recording:
 
   @property
   def num_frames(self) -> int:
+    """The recording's number of frames (50 fps), the first axis of its pose arrays."""
     return self.pose3d_camera.shape[0]
 
 
