@@ -34,7 +34,17 @@ __all__ = ["ImageDataset", "ManualDirError", "data_source", "person_features", "
 
 
 def person_features(num_joints: int, **extra) -> tfds.features.FeaturesDict:
-  """The TFDS features of a person record with `num_joints` joints, plus `extra` ones."""
+  """The TFDS features of a person record (see the module docstring).
+
+  Args:
+    num_joints: L, the joints of the dataset's layout.
+    **extra: further `tfds.features` by field name (a dataset's own fields).
+
+  Returns:
+    A `FeaturesDict`: image (JPEG bytes), keypoints (L, 2) float32 pixels,
+    visibility (L,) float32, box (4,) float32 pixels, image_id int64, layout
+    text, and `extra`.
+  """
   f = tfds.features
   return f.FeaturesDict({
       "image": f.Scalar(dtype=np.object_),  # JPEG bytes (numpy-encodable: no TensorFlow)

@@ -125,7 +125,17 @@ def _selector(protocol: splits.Protocol, split: str, train_frame_step: int):
 
 
 def crop_box(keypoints: np.ndarray) -> tuple[np.ndarray, int]:
-  """(integer offset (2,), side) of the person-centred square crop of a frame."""
+  """The person-centred square crop of a frame (see the module docstring).
+
+  Args:
+    keypoints: (L, 2) frame pixels of the person's joints (x right, y down).
+
+  Returns:
+    (offset, side): offset (2,) int64, the crop's top-left pixel in the frame
+    (frame pixels = crop pixels + offset; may be negative or past the frame,
+    which is padded black), and side, the crop's width = height in pixels
+    (`CROP_MARGIN` times the joints' larger extent, plus one).
+  """
   lo, hi = keypoints.min(0), keypoints.max(0)
   side = int(np.ceil(CROP_MARGIN * float(np.max(hi - lo)))) + 1
   offset = np.floor((lo + hi) / 2 - (side - 1) / 2).astype(np.int64)
