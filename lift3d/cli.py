@@ -409,9 +409,15 @@ def _cmd_lift_sequence(args) -> int:
     raise _InputError("--refine applies to per-frame lifting; drop it or --sequence")
   if args.fps is not None and not args.fps > 0:
     raise _InputError(f"--fps must be positive, got {args.fps}")
-  out_dir = os.path.dirname(os.path.abspath(args.out))
-  if not os.path.isdir(out_dir):
-    raise _InputError(f"output directory {out_dir!r} does not exist")
+  # Every output is checked before any work (as in `_cmd_lift`): an existing
+  # file is replaced only with --overwrite.
+  out = _output_path(args.out, args.input)
+  _check_writable(out, "--out", args.overwrite)
+  if args.plot:
+    _check_writable(args.plot, "--plot", args.overwrite)
+    _plot_format(args.plot)
+    if os.path.abspath(args.plot) == os.path.abspath(out):
+      raise _InputError("--plot and --out name the same file")
   model = _load_model_17(args.model)
   keypoints, confidence, extras = _read_sequence(args.input, args.layout)
   converted = convert(keypoints, args.layout, confidence)
@@ -431,17 +437,21 @@ def _cmd_lift_sequence(args) -> int:
   if invalid:
     logging.warning("%d of %d frames are not valid (not liftable, or implausible)", invalid,
                     flat_kp.shape[0])
-  if args.plot:
-    _contact_sheet(args.plot, flat_kp, flat_conf, result)
   arrays = {k: v.reshape(batch_shape + v.shape[1:]) for k, v in result.items()}
   if args.fps is not None:
     extras["fps"] = np.float64(args.fps)
-  np.savez(args.out, keypoints=converted.keypoints.astype(np.float32),
-           confidence=converted.confidence, **arrays, **extras)
+  # The results first: nothing computed is lost if the plot cannot be drawn.
+  _write_atomically(out, lambda f: np.savez(
+      f, keypoints=converted.keypoints.astype(np.float32), confidence=converted.confidence,
+      **arrays, **extras))
+  args.written = out
+  if args.plot:
+    _write_atomically(args.plot, lambda f: _contact_sheet(f, flat_kp, flat_conf, result,
+                                                          image_format=_plot_format(args.plot)))
   shape = "x".join(str(n) for n in batch_shape)
   print(f"lifted {flat_kp.shape[0]} frames ({shape}: tracks x frames; "
         f"{flat_kp.shape[0] - invalid} valid"
-        f"{', temporally smoothed' if args.sequence else ''}) -> {args.out}"
+        f"{', temporally smoothed' if args.sequence else ''}) -> {out}"
         + (f", plot {args.plot}" if args.plot else ""))
   return 0
 

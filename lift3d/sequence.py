@@ -12,8 +12,10 @@ person, so `lift_sequence` chooses the whole sequence at once:
    `yaw_rate` radians per frame, truncated so that a sudden turn (or a
    front/back flip of the 2D evidence) costs at most `yaw_jump`. A component
    switch costs `component_switch`. Since the quadratic exceeds `yaw_jump`
-   beyond a band of W bins, each step needs only the 2W + 1 shifted copies
-   of the previous costs and one minimum per component: O(K·T·W) a frame.
+   beyond a band of W bins, each forward step needs only the 2W + 1 shifted
+   copies of the previous costs and one minimum per component: O(K·T·W) a
+   frame, values only; the backward pass recovers each frame's predecessor
+   from the stored values for the one state the path is in (O(K·T)).
 2. **Yaw.** The path's yaws are refined below the grid spacing by a parabola
    through the three scores around each, whose curvature κ_f is the frame's
    yaw information; the unwrapped yaws are then smoothed with the same random
@@ -25,7 +27,9 @@ person, so `lift_sequence` chooses the whole sequence at once:
    coupled by `smoothing · Σ_f (c_f − c_{f−1})ᵀ Λ̃_k (c_f − c_{f−1})`, with
    Λ̃_k = Λ_k on the coefficients and their mean on the scale (only the scale
    is coupled across a component switch): a block-tridiagonal system, solved
-   exactly by block elimination (`lax.scan` forward and backward). Frames
+   exactly by block elimination (`lax.scan` forward and backward; each
+   step's P×P Schur complement is inverted by an unrolled Cholesky, so the
+   program holds no LAPACK call). Frames
    with hidden joints borrow from their neighbours; frames with none take
    theirs from them.
 
@@ -65,13 +69,16 @@ from lift3d.lifting.api import _check_model, _prior
 from lift3d.pose_model.model import PoseModel
 from lift3d.skeleton import H36M17
 
-# Chosen by held-out validation (experiments/benchmarks/sequence_eval.py: a
-# coordinate search minimising MPJPE + acceleration error on videos of the
-# dance_a and jump clips at 30 fps, from 0.05 / 20 / 5 / 30; RESULTS.md).
-DEFAULT_YAW_RATE = 0.1  # radians per frame
+# Chosen by held-out validation on the new (exact-objective) lifting
+# (experiments/benchmarks/sequence_eval.py: a coordinate search, two sweeps,
+# minimising MPJPE + acceleration error on 60 videos of the default job's
+# validation clips, CMU and HDM05 actor "tr", 30 fps, with the calibrated
+# model prior σ_obs = 0.1, β = 1; RESULTS.md, issue 16). At 30 fps; scale
+# yaw_rate with the frame rate.
+DEFAULT_YAW_RATE = 0.05  # radians per frame
 DEFAULT_YAW_JUMP = 100.0  # nats
 DEFAULT_COMPONENT_SWITCH = 100.0  # nats
-DEFAULT_SMOOTHING = 3000.0
+DEFAULT_SMOOTHING = 100.0
 DEFAULT_MAX_GAP = 30  # frames
 
 
@@ -85,61 +92,62 @@ def _band(num_yaws: int, yaw_rate: float, yaw_jump: float) -> int:
   return int(min(num_yaws // 2, math.floor(yaw_rate * math.sqrt(2 * yaw_jump) / spacing)))
 
 
+def _first_min(x, axis):
+  """(min, first index of the min) along `axis`, as two min-reductions (XLA's
+  variadic argmin reduce is slow on CPU)."""
+  low = jnp.min(x, axis=axis, keepdims=True)
+  iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, axis % x.ndim)
+  return jnp.squeeze(low, axis), jnp.min(jnp.where(x == low, iota, x.shape[axis]), axis=axis)
+
+
 def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
-  """Exact minimum-cost path of one sequence; scores (F, K, T) -> (k (F,), t (F,), total)."""
+  """Exact minimum-cost path of one sequence; scores (F, K, T) -> (k (F,), t (F,), total).
+
+  The forward pass keeps only the values V_f (K, T): within a component the
+  best of the band's shifts (V[t ∓ s] + q_s, as static slices of a circularly
+  padded copy, so a step is one fused loop without backpointers) or a jump
+  from the component's best yaw; then the best other component plus the
+  switch cost. The backward pass recovers each frame's predecessor from the
+  stored V_{f−1} for the one state the path is in: O(K·T) a frame.
+  """
   num_components, num_yaws = scores.shape[1:]
   dtype = scores.dtype
   spacing = 2 * math.pi / num_yaws
-  shifts = np.arange(-band, band + 1)
-  quad = 0.5 * (jnp.asarray(shifts * spacing, dtype) / yaw_rate) ** 2  # (S,)
+  quad = [0.5 * (jnp.asarray(s * spacing, dtype) / yaw_rate) ** 2 for s in range(band + 1)]
+
+  def step(previous, frame_scores):
+    within = previous
+    if band:
+      padded = jnp.concatenate([previous[..., num_yaws - band:], previous,
+                                previous[..., :band]], axis=-1)
+      for s in range(1, band + 1):
+        nearest = jnp.minimum(padded[..., band - s : band - s + num_yaws],
+                              padded[..., band + s : band + s + num_yaws])
+        within = jnp.minimum(within, nearest + quad[s])
+    within = jnp.minimum(within, jnp.min(previous, axis=-1, keepdims=True) + yaw_jump)
+    switch = jnp.min(within, axis=0, keepdims=True) + component_switch
+    return frame_scores + jnp.minimum(within, switch), previous
+
+  last, values = jax.lax.scan(step, scores[0], scores[1:])  # values[f] = V_f, f < F - 1
+  total, end = _first_min(last.reshape(-1), 0)
+  # The truncated quadratic of every wrapped yaw difference d = t − t' (mod T).
+  shift = np.minimum(np.arange(num_yaws), num_yaws - np.arange(num_yaws))
+  within_cost = jnp.where(jnp.asarray(shift <= band),
+                          jnp.minimum(0.5 * (jnp.asarray(shift * spacing, dtype) / yaw_rate) ** 2,
+                                      yaw_jump), yaw_jump)
   yaw_index = jnp.arange(num_yaws)
   comp_index = jnp.arange(num_components)[:, None]
 
-  def first_min(x, axis):
-    # argmin as two min-reductions (XLA's variadic argmin reduce is slow on CPU).
-    low = jnp.min(x, axis=axis, keepdims=True)
-    iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, axis % x.ndim)
-    return jnp.squeeze(low, axis), jnp.min(jnp.where(x == low, iota, x.shape[axis]), axis=axis)
+  def back(state, previous):
+    k, t = state // num_yaws, state % num_yaws
+    candidates = (previous + within_cost[jnp.mod(t - yaw_index, num_yaws)]) + jnp.where(
+        comp_index == k, 0.0, component_switch)
+    _, before = _first_min(candidates.reshape(-1), 0)
+    return before, before
 
-  def step(previous, frame_scores):
-    # Within a component: a shift within the band (a running minimum over the
-    # shifted copies, V[t - s] + q_s, in order of |s| so that ties keep the
-    # smallest change), or a jump from the component's best yaw.
-    stay = previous + quad[band]
-    stay_shift = jnp.zeros(previous.shape, jnp.int32)
-    for s in sorted(shifts.tolist(), key=lambda v: (abs(v), v)):
-      if s == 0:
-        continue
-      candidate = jnp.roll(previous, int(s), axis=-1) + quad[s + band]
-      better = candidate < stay
-      stay = jnp.where(better, candidate, stay)
-      stay_shift = jnp.where(better, s, stay_shift)
-    stay_from = jnp.mod(yaw_index - stay_shift, num_yaws)
-    best_value, best_yaw = first_min(previous, -1)  # (K,)
-    jump = best_value[:, None] + yaw_jump
-    use_jump = jump < stay
-    within = jnp.where(use_jump, jump, stay)
-    within_from = jnp.where(use_jump, best_yaw[:, None], stay_from)
-    # Or from another component (the best one at each yaw) plus the switch.
-    lowest, other = first_min(within, 0)  # (T,)
-    switch = lowest + component_switch
-    use_switch = switch < within
-    total = frame_scores + jnp.where(use_switch, switch, within)
-    other_from = jnp.take_along_axis(within_from, other[None], axis=0)[0]
-    pointer = jnp.where(use_switch, other * num_yaws + other_from,
-                        comp_index * num_yaws + within_from)
-    return total, pointer
-
-  last, pointers = jax.lax.scan(step, scores[0], scores[1:])
-  end = jnp.argmin(last.reshape(-1))
-
-  def back(state, pointer):
-    previous = pointer.reshape(-1)[state]
-    return previous, previous
-
-  _, path = jax.lax.scan(back, end, pointers, reverse=True)
+  _, path = jax.lax.scan(back, end, values, reverse=True)
   path = jnp.concatenate([path, end[None]])
-  return path // num_yaws, path % num_yaws, last.reshape(-1)[end]
+  return path // num_yaws, path % num_yaws, total
 
 
 @functools.partial(jax.jit, static_argnames=("band",))
@@ -185,13 +193,42 @@ def viterbi_path(scores, *, yaw_rate: float = DEFAULT_YAW_RATE,
 # Block-tridiagonal least squares.
 
 
+def _spd_inverse(matrix):
+  """Inverse of a small SPD matrix (P, P) by an unrolled Cholesky (elementwise
+  operations only: under `vmap` they run across the batch, and no LAPACK call
+  enters the program)."""
+  num = matrix.shape[-1]
+  lower = [[None] * num for _ in range(num)]
+  for j in range(num):
+    diag = matrix[j, j] - sum((lower[j][k] * lower[j][k] for k in range(j)), 0.0)
+    lower[j][j] = jnp.sqrt(diag)
+    inv_diag = 1.0 / lower[j][j]
+    for i in range(j + 1, num):
+      lower[i][j] = (matrix[i, j] - sum((lower[i][k] * lower[j][k] for k in range(j)), 0.0)
+                     ) * inv_diag
+  # M = L⁻¹ (lower triangular), then A⁻¹ = MᵀM.
+  inv_lower = [[None] * num for _ in range(num)]
+  for i in range(num):
+    inv_lower[i][i] = 1.0 / lower[i][i]
+    for j in range(i):
+      inv_lower[i][j] = -sum((lower[i][k] * inv_lower[k][j] for k in range(j, i)), 0.0
+                             ) * inv_lower[i][i]
+  rows = []
+  for i in range(num):
+    rows.append(jnp.stack([sum((inv_lower[k][i] * inv_lower[k][j]
+                                for k in range(max(i, j), num)), 0.0) for j in range(num)]))
+  return jnp.stack(rows)
+
+
 def solve_block_tridiagonal(diagonal, coupling, rhs):
   """Solves the symmetric positive-definite block-tridiagonal system of a chain.
 
   The system is `D_f x_f − S_f x_{f−1} − S_{f+1} x_{f+1} = b_f` (the normal
   equations of `Σ_f q_f(x_f) + Σ_f ½ (x_f − x_{f−1})ᵀ S_f (x_f − x_{f−1})`
   with S_f diagonal), solved by block elimination (a block Cholesky of the
-  chain): `lax.scan` forward, then backward.
+  chain): `lax.scan` forward, then backward. Each step inverts its P×P Schur
+  complement by an unrolled Cholesky (elementwise operations, no LAPACK), so
+  a batch of chains (`vmap`) runs as a few fused loops a step.
 
   Args:
     diagonal: (F, P, P) diagonal blocks D_f (they include the coupling
@@ -204,14 +241,14 @@ def solve_block_tridiagonal(diagonal, coupling, rhs):
     (F, P, R) the solution.
   """
   coupling = coupling.at[0].set(0.0)
+  matvec = lambda m, v: jnp.sum(m[:, :, None] * v[None, :, :], axis=1)  # noqa: E731
 
   def forward(carry, inputs):
     inv_prev, y_prev = carry
     block, link, b = inputs
     schur = block - link[:, None] * inv_prev * link[None, :]
-    y = b + link[:, None] * (inv_prev @ y_prev)
-    chol = jnp.linalg.cholesky(schur)
-    inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(block.shape[-1], dtype=block.dtype))
+    y = b + link[:, None] * matvec(inv_prev, y_prev)
+    inv = _spd_inverse(schur)
     return (inv, y), (inv, y)
 
   num = diagonal.shape[-1]
@@ -221,7 +258,7 @@ def solve_block_tridiagonal(diagonal, coupling, rhs):
 
   def backward(x_next, inputs):
     inv, y, link_next = inputs
-    x = inv @ (y + link_next[:, None] * x_next)
+    x = matvec(inv, y + link_next[:, None] * x_next)
     return x, x
 
   _, xs = jax.lax.scan(backward, jnp.zeros(rhs.shape[1:], rhs.dtype),
@@ -313,20 +350,11 @@ def _frame_systems(prior: _Prior, points, weights, component, yaw):
 
 def _gap_lengths(observed):
   """(F,) length of the run of unobserved frames each frame is in (0 where observed)."""
-  def forward(count, obs):
-    count = jnp.where(obs, 0, count + 1)
-    return count, count
-
-  _, running = jax.lax.scan(forward, jnp.zeros((), jnp.int32), observed)
-
-  def backward(length, inputs):
-    obs, run = inputs
-    length = jnp.where(obs, 0, jnp.maximum(run, length))
-    return length, length
-
-  _, lengths = jax.lax.scan(backward, jnp.zeros((), jnp.int32), (observed, running),
-                            reverse=True)
-  return lengths
+  num_frames = observed.shape[0]
+  index = jnp.arange(num_frames)
+  last = jax.lax.cummax(jnp.where(observed, index, -1))  # last observed frame at or before
+  following = jax.lax.cummin(jnp.where(observed, index, num_frames), reverse=True)
+  return jnp.where(observed, 0, following - last - 1).astype(jnp.int32)
 
 
 def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_switch, yaw_jump,
@@ -493,10 +521,12 @@ def lift_sequence(
       be NaN). None: every joint visible (NaN joints are then dropped).
     num_yaws: T, grid yaws 2πt/T (static).
     yaw_rate: radians per frame, the step of the yaw's random walk (the
-      default 0.1 rad/frame is 3 rad/s at 30 fps; scale it with the frame rate).
+      default 0.05 rad/frame is 1.5 rad/s at 30 fps; scale it with the frame
+      rate).
     component_switch: cost (nats) of changing mixture component between frames.
     smoothing: weight of the temporal coupling of scale and coefficients (0:
-      independent frames at the path's yaws).
+      independent frames at the path's yaws; the default 100 was validated at
+      30 fps, heavier values flatten real motion).
     yaw_jump: the most (nats) any yaw change between frames costs.
     max_gap: frames without a liftable pose get their pose from their
       neighbours; in a run of more than `max_gap` of them they are not valid.

@@ -136,3 +136,21 @@ def test_bad_sequence_input_gives_one_line(tmp_path, model_path, capsys, argv, m
   assert cli.main(argv) == 2
   err = capsys.readouterr().err
   assert err.startswith("lift3d: error:") and err.count("\n") == 1 and match in err, err
+
+
+def test_sequence_respects_overwrite(tmp_path, model_path, capsys):
+  """`lift --sequence` leaves an existing output alone unless --overwrite (-f) is given."""
+  keypoints, _, _ = _planted()
+  np.save(tmp_path / "kp.npy", keypoints[:12].astype(np.float32))
+  out = tmp_path / "o.npz"
+  out.write_bytes(b"keep me")
+  argv = ["lift", str(tmp_path / "kp.npy"), "--sequence", "--model", model_path, "--layout",
+          "h36m17", "--out", str(out), "--num-yaws", str(T)]
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("lift3d: error:") and err.count("\n") == 1 and "--overwrite" in err, err
+  assert out.read_bytes() == b"keep me"
+  assert cli.main([*argv, "-f"]) == 0
+  with np.load(out) as data:
+    assert data["pose3d"].shape == (12, 17, 3)
+  assert not list(tmp_path.glob("o.npz.tmp-*"))

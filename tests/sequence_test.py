@@ -125,6 +125,25 @@ def test_block_tridiagonal_matches_dense_solve():
   np.testing.assert_allclose(got, expected, atol=1e-6 * cond * np.abs(expected).max())
 
 
+def test_gap_lengths_match_a_loop():
+  rng = np.random.default_rng(3)
+  observed = rng.uniform(size=(200,)) < 0.6
+  observed[:4], observed[4] = False, True  # a gap at the start and one at the end
+  observed[-3:], observed[-4] = False, True
+  expected, f = np.zeros(200, int), 0
+  while f < 200:
+    if observed[f]:
+      f += 1
+      continue
+    end = f
+    while end < 200 and not observed[end]:
+      end += 1
+    expected[f:end] = end - f
+    f = end
+  assert (expected > 0).sum() == (~observed).sum() and expected[0] == 4 and expected[-1] == 3
+  np.testing.assert_array_equal(sequence._gap_lengths(jnp.asarray(observed)), expected)
+
+
 # --- The sequence ----------------------------------------------------------------
 
 
