@@ -441,12 +441,12 @@ def _cmd_lift_sequence(args) -> int:
   if args.fps is not None:
     extras["fps"] = np.float64(args.fps)
   # The results first: nothing computed is lost if the plot cannot be drawn.
-  _write_atomically(out, lambda f: np.savez(
+  files.write_atomically(out, lambda f: np.savez(
       f, keypoints=converted.keypoints.astype(np.float32), confidence=converted.confidence,
       **arrays, **extras))
   args.written = out
   if args.plot:
-    _write_atomically(args.plot, lambda f: _contact_sheet(f, flat_kp, flat_conf, result,
+    files.write_atomically(args.plot, lambda f: _contact_sheet(f, flat_kp, flat_conf, result,
                                                           image_format=_plot_format(args.plot)))
   shape = "x".join(str(n) for n in batch_shape)
   print(f"lifted {flat_kp.shape[0]} frames ({shape}: tracks x frames; "
