@@ -27,9 +27,7 @@ person, so `lift_sequence` chooses the whole sequence at once:
    coupled by `smoothing · Σ_f (c_f − c_{f−1})ᵀ Λ̃_k (c_f − c_{f−1})`, with
    Λ̃_k = Λ_k on the coefficients and their mean on the scale (only the scale
    is coupled across a component switch): a block-tridiagonal system, solved
-   exactly by block elimination (`lax.scan` forward and backward; each
-   step's P×P Schur complement is inverted by an unrolled Cholesky, so the
-   program holds no LAPACK call). Frames
+   exactly by block elimination (`lax.scan` forward and backward). Frames
    with hidden joints borrow from their neighbours; frames with none take
    theirs from them.
 
@@ -193,42 +191,14 @@ def viterbi_path(scores, *, yaw_rate: float = DEFAULT_YAW_RATE,
 # Block-tridiagonal least squares.
 
 
-def _spd_inverse(matrix):
-  """Inverse of a small SPD matrix (P, P) by an unrolled Cholesky (elementwise
-  operations only: under `vmap` they run across the batch, and no LAPACK call
-  enters the program)."""
-  num = matrix.shape[-1]
-  lower = [[None] * num for _ in range(num)]
-  for j in range(num):
-    diag = matrix[j, j] - sum((lower[j][k] * lower[j][k] for k in range(j)), 0.0)
-    lower[j][j] = jnp.sqrt(diag)
-    inv_diag = 1.0 / lower[j][j]
-    for i in range(j + 1, num):
-      lower[i][j] = (matrix[i, j] - sum((lower[i][k] * lower[j][k] for k in range(j)), 0.0)
-                     ) * inv_diag
-  # M = L⁻¹ (lower triangular), then A⁻¹ = MᵀM.
-  inv_lower = [[None] * num for _ in range(num)]
-  for i in range(num):
-    inv_lower[i][i] = 1.0 / lower[i][i]
-    for j in range(i):
-      inv_lower[i][j] = -sum((lower[i][k] * inv_lower[k][j] for k in range(j, i)), 0.0
-                             ) * inv_lower[i][i]
-  rows = []
-  for i in range(num):
-    rows.append(jnp.stack([sum((inv_lower[k][i] * inv_lower[k][j]
-                                for k in range(max(i, j), num)), 0.0) for j in range(num)]))
-  return jnp.stack(rows)
-
-
 def solve_block_tridiagonal(diagonal, coupling, rhs):
   """Solves the symmetric positive-definite block-tridiagonal system of a chain.
 
   The system is `D_f x_f − S_f x_{f−1} − S_{f+1} x_{f+1} = b_f` (the normal
   equations of `Σ_f q_f(x_f) + Σ_f ½ (x_f − x_{f−1})ᵀ S_f (x_f − x_{f−1})`
   with S_f diagonal), solved by block elimination (a block Cholesky of the
-  chain): `lax.scan` forward, then backward. Each step inverts its P×P Schur
-  complement by an unrolled Cholesky (elementwise operations, no LAPACK), so
-  a batch of chains (`vmap`) runs as a few fused loops a step.
+  chain): `lax.scan` forward, then backward (one Cholesky of the P×P Schur
+  complement a step, the only LAPACK call of the scan).
 
   Args:
     diagonal: (F, P, P) diagonal blocks D_f (they include the coupling
@@ -248,7 +218,8 @@ def solve_block_tridiagonal(diagonal, coupling, rhs):
     block, link, b = inputs
     schur = block - link[:, None] * inv_prev * link[None, :]
     y = b + link[:, None] * matvec(inv_prev, y_prev)
-    inv = _spd_inverse(schur)
+    chol = jnp.linalg.cholesky(schur)
+    inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(block.shape[-1], dtype=block.dtype))
     return (inv, y), (inv, y)
 
   num = diagonal.shape[-1]

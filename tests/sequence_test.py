@@ -149,7 +149,9 @@ def test_gap_lengths_match_a_loop():
 
 def test_planted_motion_recovered_from_clean_video():
   keypoints, truth, yaw = _planted()
-  result = sequence.lift_sequence(_model(), keypoints, num_yaws=T, smoothing=1.0)
+  # yaw_rate 0.1: the planted turn (0.03 rad/frame) lags less under the random walk at
+  # the ends than with the default 0.05.
+  result = sequence.lift_sequence(_model(), keypoints, num_yaws=T, smoothing=1.0, yaw_rate=0.1)
   assert result.pose3d.shape == (F, L, 3) and bool(result.valid.all())
   assert np.all(np.asarray(result.component) == 0)
   yaw_error = np.angle(np.exp(1j * (np.asarray(result.yaw) - yaw)))
