@@ -489,7 +489,9 @@ def lift_sequence(
     model: the pose model (K components, J basis vectors, L joints, H36M17).
     keypoints: (..., F, L, 2) pixels, x right, y down; F frames in time order.
     visibility: optional (..., F, L) weights in [0, 1] (weight-0 joints may
-      be NaN). None: every joint visible (NaN joints are then dropped).
+      be NaN). None: every finite joint visible, with weight 1; NaN joints
+      are hidden (weight 0). Under an outer `jax.jit` (traced keypoints) None
+      means every joint visible: pass a visibility where joints may be NaN.
     num_yaws: T, grid yaws 2πt/T (static).
     yaw_rate: radians per frame, the step of the yaw's random walk (the
       default 0.05 rad/frame is 1.5 rad/s at 30 fps; scale it with the frame
@@ -516,6 +518,10 @@ def lift_sequence(
   """
   _check_model(model)
   num_joints = int(np.shape(model.mean)[1])
+  if num_joints != H36M17.num_joints:
+    # Size, plausibility and the mm scale use the H36M17 limbs and root.
+    raise ValueError(f"lift_sequence needs an H36M17 pose model (17 joints), got {num_joints}; "
+                     "use lift3d.lift for other skeletons")
   shape = tuple(np.shape(keypoints))
   if len(shape) < 3 or shape[-1] != 2 or shape[-2] != num_joints or shape[-3] < 1:
     raise ValueError(f"expected keypoints (..., F, {num_joints}, 2) with F >= 1 frames, got "
@@ -528,6 +534,10 @@ def lift_sequence(
     raise ValueError(f"num_yaws must be >= 3, got {num_yaws}")
   if int(max_gap) < 0 or int(min_visible) < 1:
     raise ValueError(f"max_gap must be >= 0 and min_visible >= 1, got {max_gap}, {min_visible}")
+  if visibility is None and not isinstance(keypoints, jax.core.Tracer):
+    finite = np.all(np.isfinite(np.asarray(keypoints)), axis=-1)
+    if not finite.all():  # the unweighted search needs every joint: hide the missing ones
+      visibility = finite.astype(np.float32)
   dtype = jnp.result_type(float)
   model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
   obs_noise, _ = _prior(model, obs_noise, None)
@@ -537,4 +547,4 @@ def lift_sequence(
       f(yaw_rate), f(component_switch), f(yaw_jump), f(smoothing),
       jnp.asarray(int(max_gap), jnp.int32), num_yaws=int(num_yaws),
       band=_band(int(num_yaws), float(yaw_rate), float(yaw_jump)),
-      min_visible=int(min_visible), root=H36M17.parents.index(-1) if num_joints == 17 else 0)
+      min_visible=int(min_visible), root=H36M17.parents.index(-1))

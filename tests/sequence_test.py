@@ -189,6 +189,18 @@ def test_noisy_video_with_a_gap_beats_per_frame_lifting():
   assert np.all(np.isnan(np.asarray(short.pose3d)[20:26]))
 
 
+def test_nan_joints_without_a_visibility_are_hidden():
+  keypoints, _, _ = _planted()
+  keypoints = keypoints.copy()
+  keypoints[:, 3] = np.nan  # one foot never detected
+  model = _model()
+  hidden = sequence.lift_sequence(model, keypoints, num_yaws=T)
+  explicit = sequence.lift_sequence(
+      model, keypoints, np.isfinite(keypoints).all(-1).astype(np.float32), num_yaws=T)
+  assert bool(hidden.valid.all())
+  np.testing.assert_array_equal(np.asarray(hidden.pose3d), np.asarray(explicit.pose3d))
+
+
 def test_batch_shape_and_jit():
   keypoints, _, _ = _planted()
   batch = np.stack([keypoints, keypoints[::-1] + 5.0])[None]  # (1, 2, F, L, 2)
@@ -233,3 +245,7 @@ def test_bad_shapes():
     sequence.lift_sequence(_model(), np.zeros((17, 2)))
   with pytest.raises(ValueError, match="visibility shape"):
     sequence.lift_sequence(_model(), np.zeros((3, 17, 2)), np.ones((3, 16)))
+  model = _model()
+  sixteen = model.replace(mean=model.mean[:, :16], basis=model.basis[:, :, :16])
+  with pytest.raises(ValueError, match="H36M17 pose model"):
+    sequence.lift_sequence(sixteen, np.zeros((3, 16, 2)))
