@@ -112,7 +112,8 @@ def lift_kwargs(section: ml_collections.ConfigDict) -> dict:
   return dict(num_yaws=int(section.num_yaws), refine=bool(section.refine),
               min_visible=int(section.min_visible),
               obs_noise=None if section.obs_noise is None else float(section.obs_noise),
-              reconstruction=str(section.reconstruction))
+              reconstruction=str(section.reconstruction),
+              blend_weight=float(section.blend_weight))
 
 
 def views_kwargs(section: ml_collections.ConfigDict) -> dict:

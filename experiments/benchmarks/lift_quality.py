@@ -1,7 +1,9 @@
 r"""Quality of the lifting on real people: defaults (K, J, σ_obs, β), candidates, blend, sanity.
 
-  python -m experiments.benchmarks.lift_quality            # the full study (~30 min on 2 cores)
+  python -m experiments.benchmarks.lift_quality            # the full study (> 1 h on 2 cores)
   python -m experiments.benchmarks.lift_quality --quick    # K=3, J=10 only, fewer frames
+  python -m experiments.benchmarks.lift_quality --sections 1 --grid 3x6,3x14
+  python -m experiments.benchmarks.lift_quality --sections 3 --frames 500
 
 Data: the embedded corpus (`lift3d.data.mocap.load_embedded()`: CMU, HDM05,
 DeepMimic), split by whole clips as the default job splits it
@@ -11,14 +13,20 @@ actor "mm"), validation clips (other CMU clips and HDM05 actor "tr") and the
 rest for training. 2D views come from the default job's pinhole cameras
 (`experiments.jobs.lifting.make_views`).
 
-Prints Markdown tables:
-1. per (K, J): σ_obs and β chosen on the validation views (0, 2, 5 px with all
-   joints visible, and 5 px with 30% hidden), then MPJPE / PA-MPJPE on the
-   test views (the default job's setting: 3 px noise, 10% hidden);
+Every model is fitted on the training clips and its prior (σ_obs, β) chosen on
+validation views as the default job chooses it (`calibrate_prior`; the
+conditions of `experiments.jobs.pose_model.CALIBRATION_CONDITIONS`, one
+pinhole camera each, `--frames` frames per condition), or set by `--prior`.
+
+Prints Markdown tables (`--sections` picks them):
+1. per (K, J) of `--grid`: σ_obs and β chosen on the validation views, then
+   MPJPE / PA-MPJPE on the test views, "model" and the default blend (the default job's setting: 4 cameras,
+   3 px noise, 10% hidden, `--test-frames` frames);
 2. how often the exact re-ranking of C candidates per component changes the
-   answer against the exhaustive exact search (C = T), for the chosen model;
-3. reconstruction "model" vs "blend" (α) at several noise levels and hidden
-   fractions;
+   answer against the exhaustive exact search, for the `--model` (K, J);
+3. reconstruction "model" against "blend" (α): α chosen on validation views
+   (0 px; 3 px + 10% hidden; 5 px + 30% hidden), then the chosen α and "model"
+   on test views of the same conditions and of the default job's setting;
 4. the corpus sweep: every n-th corpus pose at 20 random yaws (orthographic, 2 px
    noise): frames with scale ≤ 0, upright poses lifted upside down, valid frames
    whose size is off by more than 25%.
@@ -30,16 +38,22 @@ import argparse
 import time
 
 import jax
-import ml_collections
 import numpy as np
 
+from experiments import settings
 from experiments.configs.parts import data as data_config
 from experiments.configs.parts import lift as lift_config
+from experiments.configs.parts import pose_model as pose_model_config
 from experiments.jobs.lifting import make_views
+from experiments.jobs.pose_model import CALIBRATION_CONDITIONS
 from lift3d import camera, lifting, pose_model
 from lift3d.data import mocap
 from lift3d.eval import pa_mpjpe
 from lift3d.lifting import calibrate
+
+# Validation / test conditions of section 3: (name, 2D noise px, hidden fraction).
+BLEND_CONDITIONS = (("0px", 0.0, 0.0), ("3px+10%hidden", 3.0, 0.1), ("5px+30%hidden", 5.0, 0.3))
+BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 def split_corpus():
@@ -51,11 +65,13 @@ def split_corpus():
   return train, validation, test
 
 
-def views_of(poses, num_frames, noise_px, occlusion, seed):
-  ev = lift_config.get().eval
-  ev = ml_collections.ConfigDict(ev.to_dict())
-  ev.num_frames, ev.noise_px, ev.occlusion_prob, ev.seed = num_frames, noise_px, occlusion, seed
-  v = make_views(np.asarray(poses), ev)
+def views_of(poses, num_frames, noise_px, occlusion, seed, num_cameras=None):
+  """(keypoints, visibility, truth, rotation) per frame of the default job's cameras."""
+  kwargs = settings.views_kwargs(lift_config.get().eval)
+  kwargs.update(num_frames=num_frames, noise_px=noise_px, occlusion_prob=occlusion, seed=seed)
+  if num_cameras is not None:
+    kwargs["num_cameras"] = num_cameras
+  v = make_views(np.asarray(poses), **kwargs)
   flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
   rotation = np.repeat(v.rotation, v.keypoints.shape[1], axis=0)
   return flat(v.keypoints), flat(v.visibility), flat(v.truth), rotation
@@ -65,7 +81,7 @@ def lift_cameras(model, keypoints, visibility, rotation, **options):
   """Lifts frames grouped by their (shared) camera rotation; concatenated results."""
   outs = []
   keys = np.unique(rotation.reshape(len(rotation), -1), axis=0, return_inverse=True)[1]
-  order = np.argsort(keys, kind="stable")
+  keys = np.asarray(keys).reshape(-1)
   for key in np.unique(keys):
     idx = np.flatnonzero(keys == key)
     r = lifting.lift(model, keypoints[idx], visibility[idx], camera_rotation=rotation[idx[0]],
@@ -78,110 +94,231 @@ def lift_cameras(model, keypoints, visibility, rotation, **options):
     for idx, r in outs:
       full[idx] = getattr(r, name)
     fields[name] = full
-  del order
   return fields
 
 
 def errors(pred, truth, mask):
+  """(MPJPE, PA-MPJPE) in mm over the frames of `mask`."""
   if not mask.any():
     return float("nan"), float("nan")
   return (float(np.linalg.norm(pred[mask] - truth[mask], axis=-1).mean()),
           float(np.asarray(pa_mpjpe(pred[mask], truth[mask])).mean()))
 
 
+def stats(pose, truth, valid):
+  """(MPJPE, PA-MPJPE, valid fraction) over the valid frames."""
+  return (*errors(pose, truth, valid), float(valid.mean()))
+
+
+def parse_grid(text):
+  """'3x6,3x14' -> [(3, 6), (3, 14)]."""
+  try:
+    grid = [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",") if item]
+  except ValueError:
+    grid = []
+  if not grid or any(len(kj) != 2 or min(kj) < 1 for kj in grid):
+    raise SystemExit(f"--grid/--model: expected KxJ[,KxJ...] such as 3x6,3x14, got {text!r}")
+  return grid
+
+
+def fit_and_calibrate(train, validation, k, j, frames, prior):
+  """(calibrated model, Calibration or None, fit seconds) of a (K, J) model."""
+  cfg = pose_model_config.get()
+  kwargs = {**settings.fit_kwargs(cfg), "num_components": k, "num_basis": j}
+  poses = np.asarray(train.subsample(int(data_config.get().frame_stride)).poses, np.float32)
+  start = time.perf_counter()
+  # As the default job fits (experiments.jobs.pose_model), K and J aside.
+  model = pose_model.fit(poses, key=jax.random.key(int(cfg.seed)), progress=False, **kwargs)
+  fit_s = time.perf_counter() - start
+  if prior is not None:
+    return model.replace(obs_noise=np.float32(prior[0]),
+                         prior_weight=np.float32(prior[1])), None, fit_s
+  views = []
+  for name, noise, hidden in CALIBRATION_CONDITIONS:
+    kp, vis, truth, rot = views_of(validation.poses, frames, noise, hidden, seed=1,
+                                   num_cameras=1)
+    views.append((name, kp, vis, truth, rot[0]))
+  result = calibrate.calibrate_prior(model, views, num_yaws=int(lift_config.get().num_yaws))
+  return result.model, result, fit_s
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--quick", action="store_true", help="K=3, J=10 only, 300 frames")
+  parser.add_argument("--sections", default="1,2,3,4", help="sections to run, e.g. 1,3")
+  parser.add_argument("--grid", default=None,
+                      help="(K, J) rows of section 1, e.g. 3x6,3x14 (default: 1x10, 3x10, "
+                      "5x10, 3x6, 3x14)")
+  parser.add_argument("--model", default="3x10", help="KxJ of sections 2-4 (default 3x10)")
+  parser.add_argument("--frames", type=int, default=None,
+                      help="frames per validation condition (default 500, quick 300)")
+  parser.add_argument("--test-frames", type=int, default=None,
+                      help="frames per test condition (default 2000, quick 600)")
+  parser.add_argument("--prior", default=None,
+                      help="σ_obs,β instead of choosing them on validation, e.g. 0.1,1")
   args = parser.parse_args()
-  print(f"lift_quality on {jax.devices()[0].device_kind}; jax {jax.__version__}")
+  try:
+    sections = {int(s) for s in args.sections.split(",") if s}
+  except ValueError:
+    sections = set()
+  if not sections or not sections <= {1, 2, 3, 4}:
+    raise SystemExit(f"--sections: expected numbers 1-4 such as 1,3, got {args.sections!r}")
+  prior = None
+  if args.prior is not None:
+    try:
+      prior = tuple(float(v) for v in args.prior.split(","))
+    except ValueError:
+      prior = ()
+    if len(prior) != 2:
+      raise SystemExit(f"--prior: expected σ_obs,β such as 0.1,1, got {args.prior!r}")
+  grid = parse_grid(args.grid) if args.grid else (
+      [(3, 10)] if args.quick else [(1, 10), (3, 10), (5, 10), (3, 6), (3, 14)])
+  model_kj = parse_grid(args.model)[0]
+  frames = args.frames or (300 if args.quick else 500)
+  test_frames = args.test_frames or (600 if args.quick else 2000)
+  num_yaws = int(lift_config.get().num_yaws)
+  print(f"lift_quality on {jax.devices()[0].device_kind}; jax {jax.__version__}; sections "
+        f"{sorted(sections)}; {frames} frames per validation condition, {test_frames} per test "
+        f"condition; T = {num_yaws}")
   train, validation, test = split_corpus()
   print(f"train {len(train)} poses / {train.num_clips} clips; validation {len(validation)} / "
         f"{validation.num_clips}; test {len(test)} / {test.num_clips}")
-  frames = 400 if args.quick else 1000
-  val_views = []
-  for name, noise, hidden in (("0px", 0.0, 0.0), ("2px", 2.0, 0.0), ("5px", 5.0, 0.0),
-                              ("5px+30%hidden", 5.0, 0.3)):
-    kp, vis, truth, rot = views_of(validation.poses, frames, noise, hidden, seed=1)
-    val_views.append((name, kp, vis, truth, rot))
-  test_kp, test_vis, test_truth, test_rot = views_of(test.poses, 2 * frames, 3.0, 0.1, seed=2)
-  grid = [(3, 10)] if args.quick else [(1, 10), (3, 10), (5, 10), (3, 6), (3, 14)]
-  stride = 2
-  print("\n## 1. Defaults: fit on train, σ_obs and β on validation, error on test\n")
-  print("| K | J | fit s | σ_obs | β | val mean MPJPE | test MPJPE | test PA-MPJPE | test valid |")
-  print("|---|---|---|---|---|---|---|---|---|")
-  chosen = {}
-  for k, j in grid:
-    start = time.perf_counter()
-    model = pose_model.fit(train.poses[::stride], num_components=k, num_basis=j,
-                           key=jax.random.key(0), progress=False)
-    fit_s = time.perf_counter() - start
-    # Calibration views are grouped by camera in calibrate_prior's lift calls:
-    # one level of grouping here, the views' cameras differ, so pass each
-    # camera's frames as its own condition slice.
-    rows = []
-    for obs, beta in [(o, b) for o in calibrate.DEFAULT_OBS_NOISES
-                      for b in calibrate.DEFAULT_PRIOR_WEIGHTS]:
-      row = {"obs_noise": obs, "prior_weight": beta}
-      errs = []
-      for name, kp, vis, truth, rot in val_views:
-        r = lift_cameras(model, kp, vis, rot, obs_noise=obs, prior_weight=beta)
-        mpjpe, pa = errors(r["pose3d"], truth, r["component"] >= 0)
-        row[name] = (mpjpe, pa, float(r["valid"].mean()))
-        errs.append(mpjpe)
-      row["mean"] = float(np.mean(errs))
-      rows.append(row)
-    best = min(rows, key=lambda r: r["mean"])
-    model = model.replace(obs_noise=np.float32(best["obs_noise"]),
-                          prior_weight=np.float32(best["prior_weight"]))
-    r = lift_cameras(model, test_kp, test_vis, test_rot)
-    mpjpe, pa = errors(r["pose3d"], test_truth, r["valid"])
-    print(f"| {k} | {j} | {fit_s:.0f} | {best['obs_noise']:g} | {best['prior_weight']:g} | "
-          f"{best['mean']:.1f} | {mpjpe:.1f} | {pa:.1f} | {r['valid'].mean():.3f} |", flush=True)
-    chosen[(k, j)] = (model, rows, (mpjpe, pa))
-  key = min(chosen, key=lambda kj: chosen[kj][2][0])
-  model, rows, _ = chosen[key]
-  print(f"\nValidation table of K={key[0]}, J={key[1]} (MPJPE / PA-MPJPE / valid per condition):\n")
-  names = [v[0] for v in val_views]
-  print("| σ_obs | β | " + " | ".join(names) + " | mean MPJPE |")
-  print("|---|---|" + "---|" * (len(names) + 1))
-  for row in rows:
-    print(f"| {row['obs_noise']:g} | {row['prior_weight']:g} | " + " | ".join(
-        f"{row[n][0]:.1f} / {row[n][1]:.1f} / {row[n][2]:.2f}" for n in names)
-        + f" | {row['mean']:.1f} |")
+  test_kp, test_vis, test_truth, test_rot = views_of(test.poses, test_frames, 3.0, 0.1, seed=2)
+  models = {}
 
-  print(f"\n## 2. Exact re-ranking: candidates per component (K={key[0]}, J={key[1]}, test views)\n")
-  full = lift_cameras(model, test_kp, test_vis, test_rot, candidates=50)
-  print("| candidates | answers differing from exhaustive | MPJPE | valid |")
-  print("|---|---|---|---|")
-  for c in (1, 2, 4, 8):
-    r = lift_cameras(model, test_kp, test_vis, test_rot, candidates=c)
-    differ = ((r["component"] != full["component"]) |
-              (np.abs(np.angle(np.exp(1j * (r["yaw"] - full["yaw"])))) > 1e-4))
-    differ &= full["component"] >= 0
-    mpjpe, _ = errors(r["pose3d"], test_truth, r["valid"])
-    print(f"| {c} | {differ.sum()} of {len(differ)} | {mpjpe:.1f} | {r['valid'].mean():.3f} |")
-  mpjpe, _ = errors(full["pose3d"], test_truth, full["valid"])
-  print(f"| exhaustive (50 ≥ T/2 local minima) | - | {mpjpe:.1f} | {full['valid'].mean():.3f} |")
+  def model_of(kj):
+    if kj not in models:
+      models[kj] = fit_and_calibrate(train, validation, *kj, frames, prior)
+    return models[kj]
 
-  print("\n## 3. Reconstruction: model vs blend (test clips; MPJPE / PA-MPJPE over valid)\n")
-  conditions = (("0px", 0.0, 0.0), ("3px+10%", 3.0, 0.1), ("5px+30%", 5.0, 0.3))
-  print("| reconstruction | " + " | ".join(c[0] for c in conditions) + " |")
-  print("|---|" + "---|" * len(conditions))
-  cached = [views_of(test.poses, frames, n, h, seed=3) for _, n, h in conditions]
-  for label, options in (("model", {}),
-                         *[(f"blend α={a}", {"reconstruction": "blend", "blend_weight": a})
-                           for a in (0.25, 0.5, 0.75, 1.0)]):
+  if 1 in sections:
+    print("\n## 1. Defaults: fit on train, σ_obs and β on validation, error on test\n")
+    alpha = lifting.DEFAULT_BLEND_WEIGHT
+    print("Validation errors of the calibration are the model pose's (`calibrate_prior`); "
+          "test errors over the valid frames, MPJPE / PA-MPJPE in mm.\n")
+    print(f"| K | J | fit s | σ_obs | β | val mean MPJPE | test, model | test, blend α={alpha:g} "
+          "| test valid |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kj in grid:
+      model, cal, fit_s = model_of(kj)
+      cells = []
+      for options in ({"reconstruction": "model"},
+                      {"reconstruction": "blend", "blend_weight": alpha}):
+        r = lift_cameras(model, test_kp, test_vis, test_rot, num_yaws=num_yaws, **options)
+        cells.append("{:.1f} / {:.1f}".format(*errors(r["pose3d"], test_truth, r["valid"])))
+      val = "-" if cal is None else f"{min(row['mean_mpjpe'] for row in cal.rows):.1f}"
+      print(f"| {kj[0]} | {kj[1]} | {fit_s:.0f} | {float(model.obs_noise):g} | "
+            f"{float(model.prior_weight):g} | {val} | {cells[0]} | {cells[1]} | "
+            f"{r['valid'].mean():.3f} |", flush=True)
+    for kj in grid:
+      if models[kj][1] is not None:
+        print(f"\nValidation table of K={kj[0]}, J={kj[1]}:\n\n{models[kj][1].markdown()}",
+              flush=True)
+
+  if sections & {2, 3, 4}:
+    model, cal, _ = model_of(model_kj)
+    print(f"\nSections 2-4: K={model_kj[0]}, J={model_kj[1]}, σ_obs = "
+          f"{float(model.obs_noise):g}, β = {float(model.prior_weight):g}"
+          f"{' (given)' if cal is None else ' (chosen on validation)'}", flush=True)
+
+  if 2 in sections:
+    print(f"\n## 2. Exact re-ranking: candidates per component (K={model_kj[0]}, "
+          f"J={model_kj[1]}, test views)\n")
+    full = lift_cameras(model, test_kp, test_vis, test_rot, candidates=50, num_yaws=num_yaws)
+    print("| candidates | answers differing from exhaustive | MPJPE | valid |")
+    print("|---|---|---|---|")
+    for c in (1, 2, 4, 8):
+      r = lift_cameras(model, test_kp, test_vis, test_rot, candidates=c, num_yaws=num_yaws)
+      differ = ((r["component"] != full["component"]) |
+                (np.abs(np.angle(np.exp(1j * (r["yaw"] - full["yaw"])))) > 1e-4))
+      differ &= full["component"] >= 0
+      mpjpe, _ = errors(r["pose3d"], test_truth, r["valid"])
+      print(f"| {c} | {differ.sum()} of {len(differ)} | {mpjpe:.1f} | "
+            f"{r['valid'].mean():.3f} |", flush=True)
+    mpjpe, _ = errors(full["pose3d"], test_truth, full["valid"])
+    print(f"| exhaustive (50 ≥ T/2 local minima) | - | {mpjpe:.1f} | "
+          f"{full['valid'].mean():.3f} |")
+
+  if 3 in sections:
+    blend_section(model, validation, test, frames, test_frames,
+                  (test_kp, test_vis, test_truth, test_rot), num_yaws)
+
+  if 4 in sections:
+    sweep_section(model, 25 if args.quick else 5)
+
+
+def blend_section(model, validation, test, frames, test_frames, default_views, num_yaws):
+  """Section 3: α of "blend" chosen on validation views, then test views."""
+  print("\n## 3. Reconstruction: model vs blend (MPJPE / PA-MPJPE / valid, mm)\n")
+  # The blend is linear in α (the search and the model pose do not depend on
+  # it): pose3d(α) = (1 − α)·pose3d(model) + α·pose3d(blend, α = 1).
+  def both(views):
+    kp, vis, truth, rot = views
+    base = lift_cameras(model, kp, vis, rot, num_yaws=num_yaws, reconstruction="model")
+    full = lift_cameras(model, kp, vis, rot, num_yaws=num_yaws, reconstruction="blend",
+                        blend_weight=1.0)
+    return base, full, truth
+
+  val = [(name, both(views_of(validation.poses, frames, noise, hidden, seed=3)))
+         for name, noise, hidden in BLEND_CONDITIONS]
+  print(f"Validation clips, {frames} frames per condition, 4 cameras; errors over the valid "
+        "frames:\n")
+  print("| α | " + " | ".join(name for name, _ in val) + " | mean MPJPE | mean PA-MPJPE |")
+  print("|---|" + "---|" * (len(val) + 2))
+  table = {}
+  for alpha in BLEND_WEIGHTS:
     cells = []
-    for kp, vis, truth, rot in cached:
-      r = lift_cameras(model, kp, vis, rot, **options)
-      mpjpe, pa = errors(r["pose3d"], truth, r["valid"])
-      cells.append(f"{mpjpe:.1f} / {pa:.1f}")
-    print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+    for _, (base, full, truth) in val:
+      pose = (1 - alpha) * base["pose3d"] + alpha * full["pose3d"]
+      cells.append(stats(pose, truth, base["valid"]))
+    table[alpha] = (float(np.mean([c[0] for c in cells])), float(np.mean([c[1] for c in cells])))
+    label = "0 (model)" if alpha == 0 else f"{alpha:g}"
+    print(f"| {label} | " + " | ".join(f"{m:.1f} / {p:.1f} / {v:.3f}" for m, p, v in cells)
+          + f" | {table[alpha][0]:.1f} | {table[alpha][1]:.1f} |", flush=True)
+  chosen = min(table, key=lambda a: table[a][0])
+  print(f"\nChosen on validation (lowest mean MPJPE): α = {chosen:g}"
+        f"{' (model)' if chosen == 0 else ''}")
+  # The interpolation against a direct lift at the chosen α (first condition).
+  base, full, _ = val[0][1]
+  kp, vis, _, rot = views_of(validation.poses, frames, *BLEND_CONDITIONS[0][1:], seed=3)
+  direct = lift_cameras(model, kp, vis, rot, num_yaws=num_yaws, reconstruction="blend",
+                        blend_weight=chosen)["pose3d"]
+  mixed = (1 - chosen) * base["pose3d"] + chosen * full["pose3d"]
+  lifted = base["component"] >= 0
+  print(f"(largest difference of the interpolated and the directly lifted pose at α = "
+        f"{chosen:g}: {np.abs(mixed[lifted] - direct[lifted]).max():.2g} mm)\n")
+  tests = [(name, views_of(test.poses, frames, noise, hidden, seed=4))
+           for name, noise, hidden in BLEND_CONDITIONS]
+  tests.append((f"default job setting ({test_frames} frames)", default_views))
+  print(f"Test clips ({frames} frames per condition, 4 cameras; the default job's setting: "
+        f"3 px, 10% hidden, {test_frames} frames, seed 2):\n")
+  print("| reconstruction | " + " | ".join(name for name, _ in tests) + " |")
+  print("|---|" + "---|" * len(tests))
+  rows = {"model": []}
+  if chosen != 0:
+    rows[f"blend α={chosen:g}"] = []
+  gap = 0.0
+  for _, (kp, vis, truth, rot) in tests:
+    base = lift_cameras(model, kp, vis, rot, num_yaws=num_yaws, reconstruction="model")
+    rows["model"].append(stats(base["pose3d"], truth, base["valid"]))
+    if chosen != 0:
+      r = lift_cameras(model, kp, vis, rot, num_yaws=num_yaws, reconstruction="blend",
+                       blend_weight=chosen)
+      rows[f"blend α={chosen:g}"].append(stats(r["pose3d"], truth, r["valid"]))
+      gap = max(gap, float(np.abs(np.asarray(r["valid"], bool) ^
+                                  np.asarray(base["valid"], bool)).sum()))
+  for label, cells in rows.items():
+    print(f"| {label} | " + " | ".join(f"{m:.1f} / {p:.1f} / {v:.3f}" for m, p, v in cells)
+          + " |", flush=True)
+  print(f"\n(frames whose validity differs between model and blend: {gap:g})")
 
+
+def sweep_section(model, every):
+  """Section 4: the corpus sweep (orthographic, 20 random yaws, 2 px noise)."""
   print("\n## 4. Corpus sweep (orthographic, 20 random yaws, 2 px noise)\n")
   corpus = mocap.load_embedded()
   rng = np.random.default_rng(0)
-  pick = np.arange(0, len(corpus), 25 if args.quick else 5)
+  pick = np.arange(0, len(corpus), every)
   poses = np.repeat(corpus.poses[pick].astype(np.float64), 20, axis=0)
   yaw = rng.uniform(0, 2 * np.pi, len(poses))
   cam = np.einsum("bac,blc->bla", np.asarray(camera.yaw_rotation(yaw), np.float64),
@@ -195,14 +332,15 @@ def main():
   up_true = truth[:, 10, 1] - truth[:, [3, 6], 1].mean(1)
   up = r.pose3d[:, 10, 1] - r.pose3d[:, [3, 6], 1].mean(1)
   upright = up_true > 0.5 * np.abs(truth[..., 1]).max(1)
-  true_size = np.sqrt(((truth[:, [c for _, c in corpus_limbs()]] -
-                        truth[:, [p for p, _ in corpus_limbs()]]) ** 2).sum((-1, -2)))
-  out_size = np.sqrt(((r.pose3d[:, [c for _, c in corpus_limbs()]] -
-                       r.pose3d[:, [p for p, _ in corpus_limbs()]]) ** 2).sum((-1, -2)))
+  limbs = corpus_limbs()
+  true_size = np.sqrt(((truth[:, [c for _, c in limbs]] -
+                        truth[:, [p for p, _ in limbs]]) ** 2).sum((-1, -2)))
+  out_size = np.sqrt(((r.pose3d[:, [c for _, c in limbs]] -
+                       r.pose3d[:, [p for p, _ in limbs]]) ** 2).sum((-1, -2)))
   size_off = np.abs(out_size / true_size - 1) > 0.25
   mpjpe, pa = errors(r.pose3d, truth - truth[:, :1], r.valid)
-  print("| frames | scale ≤ 0 | upright lifted upside down (valid) | valid | valid with size off >25% "
-        "| MPJPE / PA-MPJPE (valid) | s |")
+  print("| frames | scale ≤ 0 | upright lifted upside down (valid) | valid | valid with size "
+        "off >25% | MPJPE / PA-MPJPE (valid) | s |")
   print("|---|---|---|---|---|---|---|")
   print(f"| {len(kp)} | {(r.scale <= 0).sum()} | {(upright & (up < 0)).sum()} "
         f"({(upright & (up < 0) & r.valid).sum()}) | {r.valid.mean():.3f} | "

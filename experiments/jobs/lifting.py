@@ -24,7 +24,7 @@ from absl import logging
 from experiments import settings
 from lift3d import camera, files
 from lift3d.eval import mpjpe, pa_mpjpe
-from lift3d.lifting import lift
+from lift3d.lifting import DEFAULT_BLEND_WEIGHT, lift
 
 BASELINE_FILE = "pose_model_k1.npz"
 RESULTS_MD = "lifting_results.md"
@@ -251,7 +251,9 @@ def evaluate(train_poses: np.ndarray, heldout_poses: np.ndarray, workdir: str, *
       f"frames over {ev['num_cameras']} pinhole cameras (height {tuple(ev['height_m'])} m, "
       f"distance {tuple(ev['distance_m'])} m, focal {ev['focal_px']} px), random subject yaws, "
       f"{ev['noise_px']} px noise, {ev['occlusion_prob']:.0%} of joints hidden; "
-      f"T = {lift_kwargs['num_yaws']} yaws, refine = {lift_kwargs['refine']}, known camera "
+      f"T = {lift_kwargs['num_yaws']} yaws, refine = {lift_kwargs['refine']}, reconstruction "
+      f"{lift_kwargs.get('reconstruction', 'blend')!r} (α = "
+      f"{lift_kwargs.get('blend_weight', DEFAULT_BLEND_WEIGHT)}), known camera "
       f"rotation = {known_camera}. Errors in mm over 17 joints, camera frame; MPJPE "
       "root-aligned, PA-MPJPE after similarity Procrustes.")
   table = write_table(os.path.join(workdir, RESULTS_MD), rows, description=description)

@@ -23,6 +23,7 @@ Shape letters, used in every module of this package:
 """
 
 from lift3d.lifting.api import (
+    DEFAULT_BLEND_WEIGHT,
     DEFAULT_CANDIDATES,
     MAX_RESIDUAL,
     MAX_SIZE_ERROR,
@@ -35,6 +36,7 @@ from lift3d.lifting.calibrate import Calibration, calibrate_prior
 from lift3d.lifting.search import default_obs_noise, typical_scale
 
 __all__ = [
+    "DEFAULT_BLEND_WEIGHT",
     "DEFAULT_CANDIDATES",
     "MAX_RESIDUAL",
     "MAX_SIZE_ERROR",

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lift3d.lifting.api import lift
+from lift3d.lifting.api import DEFAULT_BLEND_WEIGHT, lift
 from lift3d.pose_model.model import PoseModel
 
 DEFAULT_OBS_NOISES = (0.02, 0.035, 0.05, 0.07, 0.1, 0.14, 0.2)
@@ -75,6 +75,8 @@ def calibrate_prior(
     prior_weights: Sequence[float] = DEFAULT_PRIOR_WEIGHTS,
     num_yaws: int = 100,
     camera_rotation=None,
+    reconstruction: str = "model",
+    blend_weight: float = DEFAULT_BLEND_WEIGHT,
 ) -> Calibration:
   """Chooses σ_obs and β by lifting held-out views with known 3D truth.
 
@@ -94,6 +96,10 @@ def calibrate_prior(
     prior_weights: β values to try.
     num_yaws: T of the lifts.
     camera_rotation: optional (3, 3) camera rotation E of the views that give none.
+    reconstruction: the pose whose errors are measured, as in `lift`. "model"
+      by default: σ_obs and β decide the answer (component, yaw, coefficients),
+      which `lift`'s default blend moves afterwards without changing it.
+    blend_weight: α of `reconstruction="blend"`.
 
   Returns:
     A `Calibration` (the chosen pair, the model carrying it, the table).
@@ -118,7 +124,8 @@ def calibrate_prior(
     row = {"obs_noise": float(obs_noise), "prior_weight": float(prior_weight)}
     for name, keypoints, visibility, truth, rotation in views:
       result = lift(model, keypoints, visibility, num_yaws=num_yaws, obs_noise=obs_noise,
-                    prior_weight=prior_weight, camera_rotation=rotation)
+                    prior_weight=prior_weight, camera_rotation=rotation,
+                    reconstruction=reconstruction, blend_weight=blend_weight)
       lifted = np.asarray(result.component) >= 0
       pred = np.asarray(result.pose3d, np.float64)[lifted]
       true = np.asarray(truth, np.float64)[lifted]

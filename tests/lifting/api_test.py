@@ -7,7 +7,7 @@ import pytest
 
 from lift3d import camera
 from lift3d.eval import pa_mpjpe
-from lift3d.lifting import LiftResult, lift
+from lift3d.lifting import DEFAULT_BLEND_WEIGHT, LiftResult, lift
 from lift3d.skeleton import H36M17
 from tests.lifting.planted import (
   EPS32,
@@ -126,15 +126,31 @@ class TestPlantedRecovery:
 
   def test_size_is_the_model_size(self):
     kp, vis = random_frames(9)
-    result = lift(MODEL, kp, vis, num_yaws=T, obs_noise=OBS)
+    result = lift(MODEL, kp, vis, num_yaws=T, obs_noise=OBS, reconstruction="model")
     norms = limb_norm(np.asarray(result.pose3d))
     np.testing.assert_allclose(norms, LIMB_SCALE * 1000, rtol=1e-5)
+    # The default blend moves joints in the image plane only: the same answer,
+    # and a valid frame's size stays within the 25%.
+    blend = lift(MODEL, kp, vis, num_yaws=T, obs_noise=OBS)
+    np.testing.assert_array_equal(np.asarray(blend.component), np.asarray(result.component))
+    np.testing.assert_array_equal(np.asarray(blend.valid), np.asarray(result.valid))
+    valid = np.asarray(blend.valid)
+    assert valid.sum() >= 1
+    ratio = limb_norm(np.asarray(blend.pose3d))[valid] / (LIMB_SCALE * 1000)
+    assert np.all(np.abs(ratio - 1) <= 0.25), ratio
 
   def test_blend_moves_visible_joints_towards_the_observation(self):
     kp, vis = random_frames(14)
-    model = lift(MODEL, kp, vis, num_yaws=T, obs_noise=OBS)
+    model = lift(MODEL, kp, vis, num_yaws=T, obs_noise=OBS, reconstruction="model")
     blend = lift(MODEL, kp, vis, num_yaws=T, obs_noise=OBS, reconstruction="blend",
                  blend_weight=1.0)
+    # The default is blend with DEFAULT_BLEND_WEIGHT, linear in α between the two.
+    default = lift(MODEL, kp, vis, num_yaws=T, obs_noise=OBS)
+    alpha = DEFAULT_BLEND_WEIGHT
+    np.testing.assert_allclose(
+        np.asarray(default.pose3d),
+        (1 - alpha) * np.asarray(model.pose3d) + alpha * np.asarray(blend.pose3d),
+        atol=64 * np.finfo(np.float32).eps * np.nanmax(np.abs(np.asarray(model.pose3d))))
     # Depth is the model's; with weight 1 and full visibility a joint's
     # image-plane position is the observation's, back-projected.
     np.testing.assert_allclose(np.asarray(blend.pose3d[..., 2]), np.asarray(model.pose3d[..., 2]),

@@ -32,7 +32,7 @@ def test_noisy_views_choose_a_stronger_prior_than_clean_ones():
     # The returned model carries the choice, and lift then uses it.
     assert float(result.model.obs_noise) == pytest.approx(result.obs_noise)
     name, kp, _, truth = views[0]
-    chosen = lift(result.model, kp, num_yaws=T)
+    chosen = lift(result.model, kp, num_yaws=T, reconstruction="model")
     lifted = np.asarray(chosen.component) >= 0
     error = np.linalg.norm(np.asarray(chosen.pose3d)[lifted] - truth[lifted], axis=-1).mean()
     assert error == pytest.approx(rows[result.obs_noise][f"{name}/mpjpe"], rel=1e-5)
