@@ -12,7 +12,9 @@ frames in the trailing (SIMD) axis.
 - `cholesky`, `forward`, `backward`: a symmetric positive-definite system.
 - `yaw_coefficients`: the coefficients M_pq(θ) of the Gram terms at a yaw.
 - `exact_profile`: the exact objective of one (component, yaw) over s > 0
-  and a, by safeguarded Newton steps on log s (docs/method.md §4.3).
+  and a, by safeguarded Newton steps on log s (docs/method.md §4.3);
+  `safeguarded_newton` is the elementwise 1-D minimiser it shares with the
+  unweighted profile, `explained_terms` that profile's closed-form parts.
 
 Shape letters are those of `lift3d.lifting` (its package docstring).
 """
