@@ -31,7 +31,9 @@ from lift3d.skeleton import H36M17, Skeleton
 # Default frames per chunk, (unweighted, weighted): on CPU chosen with
 # experiments/benchmarks/lift_speed.py so the working set stays in cache; on
 # accelerators large enough to fill the device (see RESULTS.md).
-_CPU_CHUNKS = (2048, 128)
+_CPU_CHUNKS = (2048, 512)
+# The weighted grid search alone (`grid_scores`) is fastest in chunks of 128.
+_CPU_GRID_CHUNKS = (2048, 128)
 _CPU_REFINE_CHUNK = 64
 _ACCELERATOR_CHUNKS = (65536, 16384)
 
@@ -163,6 +165,22 @@ def _dummy_pose(num_joints: int, dtype):
   return jnp.stack([jnp.cos(angles), jnp.sin(angles) + 0.1 * angles], axis=-1)
 
 
+def _argmin_yaw(costs):
+  """(min, first argmin) over axis 1 of (K, T_s, B) costs (no NaN).
+
+  Unrolled over T_s: a running minimum, then the first index that attains
+  it, each one elementwise loop over (K, B); XLA's CPU argmin (a variadic
+  reduction) took ten times as long.
+  """
+  lowest = costs[:, 0]
+  for t in range(1, costs.shape[1]):
+    lowest = jnp.minimum(lowest, costs[:, t])
+  index = jnp.full(lowest.shape, costs.shape[1] - 1, jnp.int32)
+  for t in reversed(range(costs.shape[1] - 1)):
+    index = jnp.where(costs[:, t] == lowest, t, index)
+  return lowest, index
+
+
 def _candidate_yaws(costs, count: int, paired: bool, num_yaws: int):
   """Yaw indices (K, C, B) of the best local minima over yaw of the costs (K, T_s, B).
 
@@ -177,12 +195,11 @@ def _candidate_yaws(costs, count: int, paired: bool, num_yaws: int):
     masked = jnp.where(local, costs, jnp.inf)
   else:
     masked = costs
-  chosen = [jnp.argmin(costs, axis=1).astype(jnp.int32)]
+  chosen = [_argmin_yaw(costs)[1]]
   for _ in range(1, min(count, size)):
     masked = jnp.where(index == chosen[-1][:, None], jnp.inf, masked)
-    lowest = jnp.min(masked, axis=1)
+    lowest, nxt = _argmin_yaw(masked)
     # Where no local minimum is left, repeat the best (a harmless duplicate).
-    nxt = jnp.argmin(masked, axis=1).astype(jnp.int32)
     chosen.append(jnp.where(jnp.isfinite(lowest), nxt, chosen[0]))
   chosen = jnp.stack(chosen, axis=1)  # (K, C, B)
   if paired:
@@ -190,8 +207,9 @@ def _candidate_yaws(costs, count: int, paired: bool, num_yaws: int):
   return chosen
 
 
-def _exact_at(prep, gram, rhs, norm2, yaw, inv_variances, start_scale, iterations):
-  """Exact objective (cost, s, a list) at yaws broadcasting like `gram` entries."""
+def _exact_at(prep, gram, rhs, norm2, yaw, inv_variances, start_scale, iterations,
+              coeffs=False):
+  """Exact objective (cost, s, a list or None) at yaws broadcasting like `gram` entries."""
   entries = search.gram_at(prep, gram, yaw)
   rhs_list = search.rhs_at(rhs, yaw)
   if start_scale is None:
@@ -200,7 +218,7 @@ def _exact_at(prep, gram, rhs, norm2, yaw, inv_variances, start_scale, iteration
     start_scale = jnp.where(jnp.isfinite(start_scale) & (start_scale > 0), start_scale,
                             prep.typical_scale)
   return solves.exact_profile(entries, rhs_list, norm2, prep.inv_var, inv_variances,
-                              start_scale, iterations=iterations)
+                              start_scale, iterations=iterations, coeffs=coeffs)
 
 
 def _refine(prep, yaw, scale, gram, rhs, norm2, inv_variances, steps: int):
@@ -327,16 +345,16 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     cost, scale, coeffs = search.profile_unweighted(prep, rhs, norm2, grid_index, yaw,
                                                     _PROFILE_ITERATIONS)  # coeffs (J, K, C, B)
   else:
+    # a only at the chosen (k, θ), below: one solve per frame, not per candidate.
     cost, scale, coeffs = _exact_at(
         prep, frame_gram[:, :, :, None], rhs[:, :, :, None], norm2, yaw,
         [v[:, None] for v in inv_variances], None, _PROFILE_ITERATIONS)
-    coeffs = jnp.stack(coeffs)  # (J, K, C, B)
   best = jnp.argmin(cost, axis=1)[:, None]  # (K, 1, B)
   yaw = jnp.take_along_axis(yaw, best, axis=1)[:, 0]  # (K, B)
   scale = jnp.take_along_axis(scale, best, axis=1)[:, 0]
   cost = jnp.take_along_axis(cost, best, axis=1)[:, 0]
-  coeffs = jnp.take_along_axis(coeffs, best[None], axis=2)[:, :, 0]  # (J, K, B)
   if closed_form:
+    coeffs = jnp.take_along_axis(coeffs, best[None], axis=2)[:, :, 0]  # (J, K, B)
     chosen_index = jnp.take_along_axis(grid_index, best, axis=1)[:, 0]  # (K, B)
   if options.refine:
     yaw, cost = _refine(prep, yaw, scale, frame_gram, rhs, norm2, inv_variances,
@@ -353,11 +371,10 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
 
   yaw = jax.lax.stop_gradient(pick(yaw))
   chosen_inv_variances = prep.inv_variances[component].T  # (J, B)
-  cost, scale, coeffs = pick(cost), pick(scale), pick(coeffs)
+  cost, scale = pick(cost), pick(scale)
   if closed_form:  # eigen-coordinates β -> a
-    coeffs = search.profile_coeffs(prep, pick(chosen_index), coeffs.T).T
-  coeffs = list(coeffs)
-  if options.refine or options.differentiable:
+    coeffs = list(search.profile_coeffs(prep, pick(chosen_index), pick(coeffs).T).T)
+  else:
     chosen_gram = pick(jnp.broadcast_to(frame_gram, (*frame_gram.shape[:3], batch)))
     entries = search.gram_at(prep, chosen_gram, yaw)
     rhs_list = search.rhs_at(pick(rhs), yaw)
@@ -366,6 +383,9 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     cost, scale, coeffs = solves.exact_profile(
         entries, rhs_list, norm2, prep.inv_var, inv_list, jax.lax.stop_gradient(scale),
         iterations=_PROFILE_ITERATIONS)
+  elif not closed_form and not options.differentiable:  # a at the chosen optimum
+    _, _, _, coeffs = solves.profile(entries, rhs_list, norm2, prep.inv_var, inv_list)(
+        jnp.log(scale))
   if options.differentiable:
     # One Newton step from the optimum, with gradients: its derivative is the
     # implicit-function derivative of the optimum (the search is held fixed).
@@ -560,7 +580,7 @@ def lift(
     camera_rotation: optional (3, 3) camera rotation E, e.g.
       `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
     min_visible: frames with fewer joints of positive weight are not lifted.
-    chunk_size: frames per chunk. Default on CPU 2,048 unweighted, 128
+    chunk_size: frames per chunk. Default on CPU 2,048 unweighted, 512
       weighted and 64 with `refine`; on GPU/TPU 65,536 unweighted and 16,384
       weighted.
     obs_noise: σ_obs, the 2D noise standard deviation in normalised units (a
@@ -736,7 +756,7 @@ def grid_scores(model: PoseModel, keypoints, visibility=None, *, num_yaws: int =
   if int(num_yaws) < 1 or int(min_visible) < 1:
     raise ValueError(f"num_yaws and min_visible must be >= 1, got {num_yaws}, {min_visible}")
   if chunk_size is None:
-    chunk_size = _CPU_CHUNKS[visibility is not None]
+    chunk_size = _CPU_GRID_CHUNKS[visibility is not None]
   dtype = jnp.result_type(float)
   model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
   obs_noise, prior_weight = _prior(model, obs_noise, prior_weight)

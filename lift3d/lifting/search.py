@@ -450,8 +450,8 @@ def profile_unweighted(prep: Prepared, rhs, norm2, index, yaw, iterations: int):
   precomputed eigenbasis of `Λ^½GΛ^½ = V diag(g) Vᵀ`: with `u = μᵀA_θᵀw/σ²` and
   `p = VᵀΛ^½EᵀA_θᵀw/σ²` (from the right-hand-side terms of `frame_terms`),
   `F(s) = ||w||²/σ² − 2su + s²|A_θμ|²/σ² − Σ_i s²(p_i − s q_i)²/(1 + s² g_i)`.
-  Newton steps on t = log s as in `solves.exact_profile` (derivatives by
-  forward-mode differentiation of this closed form). Candidates and frames
+  Newton steps on t = log s as in `solves.exact_profile`, with the
+  derivatives of this closed form (`solves.explained_terms`). Candidates and frames
   are the trailing axes (frames minor), which LLVM vectorises.
 
   Args:
@@ -469,42 +469,33 @@ def profile_unweighted(prep: Prepared, rhs, norm2, index, yaw, iterations: int):
   right = rhs_at(rhs[:, :, :, None], yaw)  # P × (K, C, B): A_θᵀw
   rotation = prep.profile_rotation[:, :, index]  # (J, J, K, C, B)
   num_basis = rotation.shape[0]
-  projections = jnp.stack([sum(rotation[i, j] * right[j + 1] for j in range(num_basis))
-                           for i in range(num_basis)])  # (J, K, C, B)
+  # Lists of (K, C, B) arrays, one per eigen-direction: every sum over them
+  # below is unrolled, so each evaluation is one elementwise loop over the
+  # candidates and frames (an axis reduction became a separate, slow kernel).
+  projections = [sum(rotation[i, j] * right[j + 1] for j in range(num_basis))
+                 for i in range(num_basis)]
   mean_data = right[0] * prep.inv_var
-  q = jnp.moveaxis(prep.profile_q[index], -1, 0)  # (J, K, C, B)
-  g = jnp.moveaxis(prep.profile_g[index], -1, 0)
+  q = list(jnp.moveaxis(prep.profile_q[index], -1, 0))  # J × (K, C, B)
+  g = list(jnp.moveaxis(prep.profile_g[index], -1, 0))
   mean_norm = prep.profile_mean_norm[index]
   data_norm = norm2 * prep.inv_var
 
-  def cost(log_scale):
-    s = jnp.exp(log_scale)
-    h = projections - s * q
-    explained = jnp.sum(s * s * h * h / (1.0 + s * s * g), axis=0)
-    return data_norm - 2 * s * mean_data + s * s * mean_norm - explained
-
-  def with_slope(t):
-    return jax.jvp(cost, (t,), (jnp.ones_like(t),))
-
   def evaluate(t):
-    (value, slope), (_, curvature) = jax.jvp(with_slope, (t,), (jnp.ones_like(t),))
-    return jnp.where(jnp.isfinite(value), value, jnp.inf), slope, curvature
+    """F, dF/dt, d²F/dt² at s = exp(t), derivatives in closed form."""
+    s = jnp.exp(t)
+    explained, d_explained, d2_explained = solves.explained_terms(s, projections, q, g)
+    value = data_norm - 2 * s * mean_data + s * s * mean_norm - explained
+    slope = -2 * mean_data + 2 * s * mean_norm - d_explained  # dF/ds
+    curvature = 2 * mean_norm - d2_explained  # d²F/ds²
+    # In t = log s: F_t = s F_s, F_tt = s² F_ss + s F_s.
+    return (jnp.where(jnp.isfinite(value), value, jnp.inf), s * slope,
+            s * s * curvature + s * slope)
 
   start = 0.5 * jnp.log(jnp.maximum(data_norm, 1e-30) / jnp.maximum(mean_norm, 1e-30))
-  value, slope, curvature = evaluate(start)
-  state = (start, value, solves.newton_step(slope, curvature))
-
-  def body(_, state):
-    best, best_value, step = state
-    trial = best + step
-    value, slope, curvature = evaluate(trial)
-    better = value < best_value
-    return (jnp.where(better, trial, best), jnp.where(better, value, best_value),
-            jnp.where(better, solves.newton_step(slope, curvature), 0.3 * step))
-
-  best, best_value, _ = jax.lax.fori_loop(0, iterations, body, state)
+  best, best_value = solves.safeguarded_newton(evaluate, start, iterations)
   s = jnp.exp(best)
-  beta = s * (projections - s * q) / (1.0 + s * s * g)
+  beta = jnp.stack([s * (pi - s * qi) / (1.0 + s * s * gi)
+                    for pi, qi, gi in zip(projections, q, g, strict=True)])
   return best_value, s, beta
 
 

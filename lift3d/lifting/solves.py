@@ -12,7 +12,9 @@ frames in the trailing (SIMD) axis.
 - `cholesky`, `forward`, `backward`: a symmetric positive-definite system.
 - `yaw_coefficients`: the coefficients M_pq(θ) of the Gram terms at a yaw.
 - `exact_profile`: the exact objective of one (component, yaw) over s > 0
-  and a, by safeguarded Newton steps on log s (docs/method.md §4.3).
+  and a, by safeguarded Newton steps on log s (docs/method.md §4.3);
+  `safeguarded_newton` is the elementwise 1-D minimiser it shares with the
+  unweighted profile, `explained_terms` that profile's closed-form parts.
 
 Shape letters are those of `lift3d.lifting` (its package docstring).
 """
@@ -193,6 +195,34 @@ def profile(gram: dict, rhs: list, norm2, inv_var, inv_variances: list):
   return evaluate
 
 
+def explained_terms(s, projections: list, q: list, g: list):
+  """`Σ_i f_i(s)` and its first two s-derivatives, `f_i = s²(p_i − s q_i)²/(1 + s² g_i)`.
+
+  The part of the data that the basis explains in the eigenbasis of
+  `search.profile_unweighted`, unrolled over i (lists of arrays), so that it
+  fuses into one elementwise loop.
+
+  Args:
+    s: scale s > 0, an array.
+    projections, q, g: J arrays each, p_i, q_i and g_i ≥ 0, broadcasting with s.
+
+  Returns:
+    (Σ f_i, Σ df_i/ds, Σ d²f_i/ds²).
+  """
+  total = slope = curvature = 0.0
+  for p_i, q_i, g_i in zip(projections, q, g, strict=True):
+    h = p_i - s * q_i
+    sh = s * h
+    inv = 1.0 / (1.0 + s * s * g_i)  # 1/D, D = 1 + s²g
+    f = sh * sh * inv  # N/D, N = s²h²
+    d_den = 2.0 * s * g_i
+    df = (2.0 * sh * (h - s * q_i) - f * d_den) * inv  # (N' − f D')/D
+    d2num = 2.0 * (h * h - 4.0 * s * q_i * h + s * s * q_i * q_i)
+    d2f = (d2num - 2.0 * df * d_den - 2.0 * g_i * f) * inv  # (N'' − 2f'D' − fD'')/D
+    total, slope, curvature = total + f, slope + df, curvature + d2f
+  return total, slope, curvature
+
+
 def newton_step(slope, curvature):
   """A safeguarded Newton step on t = log s: −F_t/F_tt, downhill where F_tt ≤ 0, |step| ≤ 1.5."""
   step = jnp.where(curvature > 0, -slope / jnp.where(curvature > 0, curvature, 1.0),
@@ -200,8 +230,54 @@ def newton_step(slope, curvature):
   return jnp.clip(jnp.where(jnp.isfinite(step), step, 0.0), -1.5, 1.5)
 
 
+def safeguarded_newton(evaluate, start, iterations: int):
+  """Safeguarded Newton minimisation of a one-dimensional F(t), elementwise.
+
+  From `start`, steps `newton_step(F_t, F_tt)`; a trial is accepted only if
+  it lowers F, otherwise the step shrinks (×0.3) back towards the best
+  point, so F never increases. F is evaluated at the start and at
+  `iterations` trials.
+
+  Every evaluation happens inside the loop and reaches the next iteration
+  through the loop state, so it has one consumer: XLA fuses an elementwise
+  evaluation into each of its consumers and would compute it once per use.
+
+  Args:
+    evaluate: t -> (F, F_t, F_tt), F with +inf where not finite.
+    start: t to start from, an array broadcasting with F.
+    iterations: number of trials after the start (static).
+
+  Returns:
+    (best t, F at it).
+  """
+  shape = jax.eval_shape(evaluate, start)[0]
+  start = jnp.broadcast_to(start, shape.shape).astype(shape.dtype)
+  inf = jnp.full(shape.shape, jnp.inf, shape.dtype)
+  zero = jnp.zeros(shape.shape, shape.dtype)
+
+  def accept(best, best_value, step, trial, evaluation):
+    value, slope, curvature = evaluation
+    better = value < best_value
+    best = jnp.where(better, trial, best)
+    best_value = jnp.where(better, value, best_value)
+    step = jnp.where(better, newton_step(slope, curvature), 0.3 * step)
+    return best, best_value, step
+
+  def body(_, state):
+    best, best_value, step = accept(*state)
+    trial = best + step
+    return best, best_value, step, trial, evaluate(trial)
+
+  # A first trip with a dummy evaluation (never better) moves to the start
+  # with a zero step, so that the start, too, is evaluated inside the loop.
+  state = (start, inf, zero, start, (inf, zero, zero))
+  state = jax.lax.fori_loop(0, iterations + 1, body, state)
+  best, best_value, _ = accept(*state)
+  return best, best_value
+
+
 def exact_profile(gram: dict, rhs: list, norm2, inv_var, inv_variances: list, start_scale,
-                  *, iterations: int):
+                  *, iterations: int, coeffs: bool = True):
   """Minimises the exact objective of one (component, yaw) over s > 0 and a.
 
   `F(s, a) = ||D(w − s·A_θ(μ + E a))||²/σ² + Σ_j a_j²/λ_j` (docs/method.md
@@ -224,34 +300,22 @@ def exact_profile(gram: dict, rhs: list, norm2, inv_var, inv_variances: list, st
     inv_variances: J arrays or scalars, 1/λ_j.
     start_scale: s to start from (> 0).
     iterations: Newton iterations (static).
+    coeffs: also return a (static); without it, the solve for a is skipped.
 
   Returns:
-    (cost, scale, coeffs): F at the optimum, s > 0, and a (J arrays); all
-    broadcast to the common shape of the inputs.
+    (cost, scale, coeffs): F at the optimum, s > 0, and a (J arrays, or None
+    without `coeffs`); all broadcast to the common shape of the inputs.
   """
   evaluate = profile(gram, rhs, norm2, inv_var, inv_variances)
 
-  def finite(cost):
-    return jnp.where(jnp.isfinite(cost), cost, jnp.inf)
+  def search_evaluate(log_scale):
+    # Without a: its J outputs would each be a consumer of the solve, which
+    # XLA fuses into every one of them (the solve ran J + 3 times a step).
+    cost, slope, curvature, _ = evaluate(log_scale)
+    return jnp.where(jnp.isfinite(cost), cost, jnp.inf), slope, curvature
 
-  start = jnp.log(start_scale)
-  cost, slope, curvature, a = evaluate(start)
-  cost = finite(cost)
-  shape = cost.shape
-  state = (jnp.broadcast_to(start, shape), cost, [jnp.broadcast_to(x, shape) for x in a],
-           jnp.broadcast_to(newton_step(slope, curvature), shape))
-
-  def body(_, state):
-    best, best_cost, best_a, step = state
-    trial = best + step
-    cost, slope, curvature, a = evaluate(trial)
-    cost = finite(cost)
-    better = cost < best_cost
-    best = jnp.where(better, trial, best)
-    best_cost = jnp.where(better, cost, best_cost)
-    best_a = [jnp.where(better, x, y) for x, y in zip(a, best_a, strict=True)]
-    step = jnp.where(better, newton_step(slope, curvature), 0.3 * step)
-    return best, best_cost, best_a, step
-
-  best, best_cost, best_a, _ = jax.lax.fori_loop(0, iterations, body, state)
-  return best_cost, jnp.exp(best), best_a
+  best, best_cost = safeguarded_newton(search_evaluate, jnp.log(start_scale), iterations)
+  if not coeffs:
+    return best_cost, jnp.exp(best), None
+  _, _, _, best_a = evaluate(best)  # a at the optimum: one more solve
+  return best_cost, jnp.exp(best), [jnp.broadcast_to(x, best.shape) for x in best_a]
