@@ -33,6 +33,8 @@ import traceback
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import user_errors
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to an experiment config file.", lock_config=True
 )
@@ -230,23 +232,6 @@ def _interrupted_line(workdir: str) -> str:
   return line
 
 
-def _user_error_line(error: Exception) -> str | None:
-  """One line for the errors a user can fix (missing data, bad paths); None for bugs."""
-  from lift3d.data.h36m.sources import ManualDirError
-
-  if isinstance(error, ManualDirError) and str(error).startswith("Human3.6M was not found"):
-    # The pose data of the Human3.6M jobs: say what to put where. Other
-    # datasets' (and the image layout's) errors name their files themselves.
-    first = str(error).splitlines()[0].rstrip(".")
-    return (f"{first}: put data_3d_h36m.npz (and optionally the 2D .npz files) or the "
-            "original release's <S>/MyPoseFeatures/D3_Positions_mono/*.cdf there and pass "
-            "its folder as --config.data_dir (README: Human3.6M)")
-  if isinstance(error, (FileNotFoundError, NotADirectoryError, IsADirectoryError,
-                        PermissionError, ValueError)):  # jobs check their config with ValueError
-    return " ".join(str(error).split())
-  return None
-
-
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; flags look like --config=... --workdir=...")
@@ -276,7 +261,7 @@ def main(argv):
   except Exception as e:  # the top level turns every failure into one line
     trace = traceback.format_exc()
     logging.debug("failed:\n%s", trace)
-    line = _user_error_line(e)
+    line = user_errors.user_error_line(e)
     status = _EXIT_USAGE if line is not None else _EXIT_FAILED
     if line is None:
       line = f"{type(e).__name__}: {e}"

@@ -337,14 +337,14 @@ def test_ctrl_c_during_training_resumes_to_the_same_numbers(tmp_path):
 
 
 def test_only_human36m_pose_data_errors_get_the_human36m_hint():
-  from experiments import main as launcher
+  from experiments.user_errors import user_error_line
   from lift3d.data.h36m.sources import ManualDirError, expected_files_message
 
-  h36m = launcher._user_error_line(ManualDirError(expected_files_message("/data/h36m")))
+  h36m = user_error_line(ManualDirError(expected_files_message("/data/h36m")))
   assert "data_3d_h36m.npz" in h36m and "\n" not in h36m
   # COCO, MPII and the image layout raise the same class with their own text.
-  coco = launcher._user_error_line(ManualDirError("COCO was not found in '/data/coco'.\n"
-                                                  "Put annotations/ and train2017/ there."))
+  coco = user_error_line(ManualDirError("COCO was not found in '/data/coco'.\n"
+                                        "Put annotations/ and train2017/ there."))
   assert coco == "COCO was not found in '/data/coco'. Put annotations/ and train2017/ there."
 
 

@@ -150,13 +150,21 @@ def test_ctrl_c_is_forwarded_to_every_process(cache_dir):
   launcher = subprocess.Popen(_launch_args(2, 1, "--mode=wait", grace_s=60), cwd=REPO,
                               env=_env(cache_dir),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  # A watchdog: if the workers never get ready, closing the output ends the loop.
+  watchdog = threading.Timer(300, launcher.kill)
+  watchdog.start()
   lines = []
-  for line in launcher.stdout:
-    lines.append(line)
-    if sum(distributed_worker.READY in ln for ln in lines) == 2:
-      break
-  else:
-    pytest.fail("".join(lines[-50:]))
+  try:
+    for line in launcher.stdout:
+      lines.append(line)
+      # Count occurrences, not lines: the processes' outputs are interleaved
+      # chunk by chunk, so both READYs may share one line.
+      if sum(ln.count(distributed_worker.READY) for ln in lines) == 2:
+        break
+    else:
+      pytest.fail("".join(lines[-50:]))
+  finally:
+    watchdog.cancel()
   launcher.send_signal(signal.SIGINT)
   started = time.monotonic()
   output, _ = launcher.communicate(timeout=120)
