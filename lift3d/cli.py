@@ -277,14 +277,9 @@ def _contact_sheet(file, keypoints, confidence, result, *, image_format: str = "
   plt.close(fig)
 
 
-def _cmd_lift(args) -> int:
-  from lift3d.skeleton import convert
-
-  if args.num_yaws < 1:
-    raise _InputError(f"--num-yaws must be >= 1, got {args.num_yaws}")
-  if args.batch < 1:
-    raise _InputError(f"--batch must be >= 1, got {args.batch}")
-  # Every output is checked before any work, so a bad path never costs a lift.
+def _checked_outputs(args) -> str:
+  """The --out path, with --out and --plot checked before any work (so a bad path never
+  costs a lift); an existing file is replaced only with --overwrite."""
   out = _output_path(args.out, args.input)
   _check_writable(out, "--out", args.overwrite)
   if args.plot:
@@ -292,6 +287,17 @@ def _cmd_lift(args) -> int:
     _plot_format(args.plot)
     if os.path.abspath(args.plot) == os.path.abspath(out):
       raise _InputError("--plot and --out name the same file")
+  return out
+
+
+def _cmd_lift(args) -> int:
+  from lift3d.skeleton import convert
+
+  if args.num_yaws < 1:
+    raise _InputError(f"--num-yaws must be >= 1, got {args.num_yaws}")
+  if args.batch < 1:
+    raise _InputError(f"--batch must be >= 1, got {args.batch}")
+  out = _checked_outputs(args)
   if not os.path.isfile(args.model):
     raise _InputError(f"model file {args.model!r} does not exist")
   # The input is read (NumPy only) before JAX is imported, so its errors come fast.
@@ -409,15 +415,7 @@ def _cmd_lift_sequence(args) -> int:
     raise _InputError("--refine applies to per-frame lifting; drop it or --sequence")
   if args.fps is not None and not args.fps > 0:
     raise _InputError(f"--fps must be positive, got {args.fps}")
-  # Every output is checked before any work (as in `_cmd_lift`): an existing
-  # file is replaced only with --overwrite.
-  out = _output_path(args.out, args.input)
-  _check_writable(out, "--out", args.overwrite)
-  if args.plot:
-    _check_writable(args.plot, "--plot", args.overwrite)
-    _plot_format(args.plot)
-    if os.path.abspath(args.plot) == os.path.abspath(out):
-      raise _InputError("--plot and --out name the same file")
+  out = _checked_outputs(args)
   model = _load_model_17(args.model)
   keypoints, confidence, extras = _read_sequence(args.input, args.layout)
   converted = convert(keypoints, args.layout, confidence)
