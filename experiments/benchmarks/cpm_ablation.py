@@ -23,7 +23,8 @@ hides itself). Per run and set:
   (the larger side of the box around the true joints);
 - MPJPE (hip-aligned) and PA-MPJPE (similarity Procrustes, 17 joints), mm,
   of the final lift over the frames whose lift is valid (`lift_valid`, the
-  lift's own verdict: enough joints of positive weight, finite), and the
+  lift's own verdict: lifted and plausible), the same over every frame the
+  lift produced a pose for (`*_lifted_mm`, the paper's convention), and the
   fraction `valid_fraction` that `lift3d.models.cpm.predict` calls valid
   (the lift's verdict and a mean landmark confidence of at least 0.2).
 Across seeds: the mean and a 95% confidence interval (Student t, n − 1
@@ -52,7 +53,7 @@ import numpy as np
 
 EVAL_SETS = {"occluded": "rich_occluded", "unoccluded": "rich_unoccluded"}
 METRICS = ("px_visible", "px_hidden", "pck", "mpjpe_mm", "pa_mpjpe_mm", "lift_valid",
-           "valid_fraction")
+           "valid_fraction", "mpjpe_lifted_mm", "pa_mpjpe_lifted_mm")
 # Two-sided 95% Student t quantiles, by degrees of freedom.
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
          9: 2.262, 10: 2.228}
@@ -97,7 +98,7 @@ def box_size(keypoints: np.ndarray) -> np.ndarray:
   return np.max(np.nanmax(keypoints, axis=-2) - np.nanmin(keypoints, axis=-2), axis=-1)
 
 
-def score(pred_keypoints, pose3d, valid, data, lift_valid=None) -> dict[str, float]:
+def score(pred_keypoints, pose3d, valid, data, lift_valid=None, lifted=None) -> dict[str, float]:
   """The metrics of the module docstring for predictions on stacked held-out items.
 
   Args:
@@ -108,6 +109,9 @@ def score(pred_keypoints, pose3d, valid, data, lift_valid=None) -> dict[str, flo
       frames); None: `valid`.
     data: stacked items ("keypoints2d", "in_frame", "occluded",
       "self_occluded", "pose3d" metres).
+    lifted: (N,) bool, frames the final lift produced a pose for, plausible
+      or not (`mpjpe_lifted_mm`, `pa_mpjpe_lifted_mm` are over these); None:
+      every frame with a finite pose.
 
   Returns:
     A dict of METRICS.
@@ -129,12 +133,16 @@ def score(pred_keypoints, pose3d, valid, data, lift_valid=None) -> dict[str, flo
       "valid_fraction": float(np.mean(valid)),
       "hidden_fraction": float(hidden.sum() / max(in_frame.sum(), 1)),
   }
-  if np.any(lift_valid):
-    pose3d, truth = pose3d[lift_valid], truth[lift_valid]
-    out["mpjpe_mm"] = float(np.mean(lift_eval.mpjpe(pose3d, truth, root_index=0)))
-    out["pa_mpjpe_mm"] = float(np.mean(lift_eval.pa_mpjpe(pose3d, truth)))
-  else:
-    out["mpjpe_mm"] = out["pa_mpjpe_mm"] = float("nan")
+  finite = np.all(np.isfinite(pose3d), axis=(-2, -1))
+  lifted = finite if lifted is None else lifted & finite
+  for suffix, frames in (("", lift_valid), ("_lifted", lifted)):
+    if np.any(frames):
+      out[f"mpjpe{suffix}_mm"] = float(np.mean(lift_eval.mpjpe(pose3d[frames], truth[frames],
+                                                               root_index=0)))
+      out[f"pa_mpjpe{suffix}_mm"] = float(np.mean(lift_eval.pa_mpjpe(pose3d[frames],
+                                                                     truth[frames])))
+    else:
+      out[f"mpjpe{suffix}_mm"] = out[f"pa_mpjpe{suffix}_mm"] = float("nan")
   return out
 
 
@@ -143,13 +151,14 @@ def predict_all(params, model, pose_model, data, *, batch_size: int = 32):
 
   Returns:
     keypoints (N, L, 2) pixels, pose3d (N, L, 3) mm, valid (N,) (predict's
-    verdict), lift_valid (N,) (the final lift's own).
+    verdict), lift_valid (N,) (the final lift's own), lifted (N,) (a pose came
+    out, plausible or not).
   """
   import jax
 
   from lift3d.models import cpm
 
-  keypoints, poses, valid, lift_valid = [], [], [], []
+  keypoints, poses, valid, lift_valid, lifted = [], [], [], [], []
   for start in range(0, len(data["image"]), batch_size):
     pred = jax.device_get(cpm.predict(params, model, data["image"][start:start + batch_size],
                                       pose_model))
@@ -157,7 +166,8 @@ def predict_all(params, model, pose_model, data, *, batch_size: int = 32):
     poses.append(pred.pose3d)
     valid.append(pred.valid)
     lift_valid.append(pred.output.lifted.valid)
-  return tuple(np.concatenate(a) for a in (keypoints, poses, valid, lift_valid))
+    lifted.append(pred.output.lifted.component >= 0)
+  return tuple(np.concatenate(a) for a in (keypoints, poses, valid, lift_valid, lifted))
 
 
 def load_pose_model(path: str | None):
@@ -203,11 +213,43 @@ def make_config(*, image_size: int, stages: int, preset: str, quick: bool,
     config.model.feature_channels = config.model.stage_features = int(stage_features)
   config.synthetic.render.preset = preset
   return full
-  return config
 
 
-def _format(mean, half):
-  return f"{mean:.2f} ± {half:.2f}" if np.isfinite(half) else f"{mean:.2f}"
+def calibrate_steps(config, pose_model, source, train_cfg, workdir, *, budget_s: float,
+                    num_runs: int, probe_steps: int = 40) -> int:
+  """Steps per run such that `num_runs` seeds of both variants fit in `budget_s` seconds.
+
+  Each variant trains `2 * probe_steps` steps (seed 0, its own directory
+  under `workdir`); the rate of the second half (compiled, pipeline warm) sets
+  the per-step time. The result is rounded down to a multiple of 50 (at least
+  50), after 15% of the budget is kept back for compilation and evaluation.
+
+  Returns:
+    The number of training steps for every run.
+  """
+  from experiments import settings
+  from lift3d import train
+
+  seconds_per_step = 0.0
+  for variant in ("plain", "fused"):
+    config.fusion = variant == "fused"
+    run_dir = os.path.join(workdir, variant)
+    kwargs = dict(train_cfg, warmup_steps=1)
+    train.train(settings.cpm_model(config), pose_model, source, run_dir,
+                num_steps=2 * probe_steps, seed=0, log_every=probe_steps, progress=False,
+                **kwargs)
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+      rate = [json.loads(line) for line in f][-1]["steps_per_s"]
+    print(f"calibration: {variant} {rate:.2f} steps/s", flush=True)
+    seconds_per_step += 1.0 / rate
+  steps = int(0.85 * budget_s / (num_runs * seconds_per_step)) // 50 * 50
+  print(f"calibration: {steps} steps per run for {num_runs} seeds in {budget_s:.0f} s",
+        flush=True)
+  return max(steps, 50)
+
+
+def _format(mean, half, digits=2):
+  return f"{mean:.{digits}f} ± {half:.{digits}f}" if np.isfinite(half) else f"{mean:.{digits}f}"
 
 
 def summarise(runs: dict, seeds) -> tuple[dict, str]:
@@ -222,8 +264,9 @@ def summarise(runs: dict, seeds) -> tuple[dict, str]:
       diff = [f - p for f, p in zip(fused, plain, strict=True)]
       row = {v: mean_ci(x) for v, x in (("plain", plain), ("fused", fused), ("diff", diff))}
       summary[f"{set_name}/{metric}"] = {k: list(v) for k, v in row.items()}
-      lines.append(f"| {metric} | {_format(*row['plain'])} | {_format(*row['fused'])} | "
-                   f"{_format(*row['diff'])} |")
+      digits = 2 if metric.endswith(("_px", "_mm")) or metric.startswith("px") else 4
+      lines.append(f"| {metric} | {_format(*row['plain'], digits)} | "
+                   f"{_format(*row['fused'], digits)} | {_format(*row['diff'], digits)} |")
     lines.append("")
   return summary, "\n".join(lines)
 
@@ -232,6 +275,12 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="tiny network, few steps and images")
   parser.add_argument("--steps", type=int, default=None, help="training steps per run")
+  parser.add_argument("--time_budget_s", type=float, default=None,
+                      help="instead of --steps: time the steps of both variants on a short "
+                           "calibration run, then give every run the same number of steps, "
+                           "as many as fit the budget (all seeds and variants together)")
+  parser.add_argument("--workers", type=int, default=0,
+                      help="render processes feeding training (0: render in the trainer)")
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--image_size", type=int, default=128)
   parser.add_argument("--stages", type=int, default=6)
@@ -256,8 +305,6 @@ def main():
                        preset=args.train_preset, quick=args.quick,
                        trunk_features=args.trunk_features, stage_features=args.stage_features)
   config = full.cpm
-  steps = args.steps or (10 if args.quick else 1000)
-  config.train.warmup_steps = max(steps // 10, 1)
   if args.batch_size:
     config.train.batch_size = args.batch_size
   num_eval = args.eval_examples or (16 if args.quick else 128)
@@ -269,8 +316,18 @@ def main():
   eval_data = {name: stack_items(src, num_eval) for name, src in
                heldout_sources(config, heldout_poses, num_examples=num_eval).items()}
   train_cfg = settings.train_kwargs(config.train)
-  for key in ("num_steps", "time_limit_s", "log_every"):
+  for key in ("num_steps", "time_limit_s", "log_every", "warmup_steps"):
     train_cfg.pop(key)
+  train_cfg["worker_count"] = args.workers
+  if args.steps:
+    steps = args.steps
+  elif args.time_budget_s:
+    steps = calibrate_steps(config, pose_model, train_source, train_cfg,
+                            os.path.join(workdir, "calibration"), budget_s=args.time_budget_s,
+                            num_runs=len(args.seeds))
+  else:
+    steps = 10 if args.quick else 1000
+  train_cfg["warmup_steps"] = max(steps // 10, 1)
 
   runs = {}
   for seed in args.seeds:
@@ -292,8 +349,9 @@ def main():
       params = jax.device_get(state.params)
       result = {"steps": steps, "train_s": train_s, "seed": seed, "variant": variant}
       for name, data in eval_data.items():
-        keypoints, pose3d, valid, lift_valid = predict_all(params, model, pose_model, data)
-        result[name] = score(keypoints, pose3d, valid, data, lift_valid)
+        keypoints, pose3d, valid, lift_valid, lifted = predict_all(params, model, pose_model,
+                                                                   data)
+        result[name] = score(keypoints, pose3d, valid, data, lift_valid, lifted)
       if config.fusion:
         result["omega"] = np.asarray(jax.nn.sigmoid(params["fusion_logits"])).tolist()
       with open(cache, "w") as f:

@@ -47,7 +47,12 @@ def _errors(points_px, data, visible, hidden):
 
 
 def _lift_scores(pose_model, points_grid, weights, data, num_yaws, camera_rotation=None):
-  """The lift of grid points as the CPM does it: (reprojected grid, valid, MPJPE, PA-MPJPE)."""
+  """The lift of grid points as the CPM does it: (reprojected grid, lifted, MPJPE, PA-MPJPE, plausible).
+
+  "lifted" is what the network fuses (a pose came out: component >= 0);
+  "plausible" is the lift's own verdict (`valid`: size, Mahalanobis norm and
+  residual within limits). The 3D errors are over the lifted frames.
+  """
   import jax
 
   import lift3d
@@ -55,13 +60,13 @@ def _lift_scores(pose_model, points_grid, weights, data, num_yaws, camera_rotati
 
   result = jax.device_get(lift3d.lift(pose_model, points_grid, weights, num_yaws=num_yaws,
                                       camera_rotation=camera_rotation))
-  valid = np.asarray(result.valid)
+  valid = np.asarray(result.component) >= 0
   truth = data["pose3d"] * 1000.0
   mpjpe = pa = float("nan")
   if valid.any():
     mpjpe = float(np.mean(lift_eval.mpjpe(result.pose3d[valid], truth[valid], root_index=0)))
     pa = float(np.mean(lift_eval.pa_mpjpe(result.pose3d[valid], truth[valid])))
-  return np.asarray(result.reprojected), valid, mpjpe, pa
+  return np.asarray(result.reprojected), valid, mpjpe, pa, np.asarray(result.valid)
 
 
 def diagnose(params, model, pose_model, data, *, plain=None):
@@ -92,12 +97,13 @@ def diagnose(params, model, pose_model, data, *, plain=None):
                      "hidden_per_landmark": hid_l.tolist()}
     # The stage's lift, recomputed exactly as the network calls it.
     weights = np.clip(b_conf, 0.0, 1.0)
-    again, lift_valid, mpjpe, pa = _lift_scores(pose_model, b_grid, weights, data,
-                                                model.num_yaws)
+    again, lift_valid, mpjpe, pa, plausible = _lift_scores(pose_model, b_grid, weights, data,
+                                                           model.num_yaws)
     both = valid & lift_valid
     stage["reprojection_mismatch_cells"] = float(
         np.nanmax(np.abs(again[both] - out.reprojected[t][both]))) if both.any() else np.nan
     stage.update(valid_fraction=float(valid.mean()), mpjpe_mm=mpjpe, pa_mpjpe_mm=pa,
+                 plausible_fraction=float(plausible.mean()),
                  omega_mean=float(np.mean(out.fusion_weight[t])))
     report["stages"].append(stage)
   # Confidences of the final landmarks (the final lift's weights): the last
@@ -111,8 +117,10 @@ def diagnose(params, model, pose_model, data, *, plain=None):
   for name, weights in (("final_lift_cnn_confidence", final_conf),
                         ("final_lift_fused_peaks", f_peak)):
     weights = np.clip(weights, 0.0, 1.0)
-    _, lift_valid, mpjpe, pa = _lift_scores(pose_model, f_grid, weights, data, model.num_yaws)
+    _, lift_valid, mpjpe, pa, plausible = _lift_scores(pose_model, f_grid, weights, data,
+                                                       model.num_yaws)
     report[name] = {"mpjpe_mm": mpjpe, "pa_mpjpe_mm": pa, "lift_valid": float(lift_valid.mean()),
+                    "plausible": float(plausible.mean()),
                     "confident": float(np.mean(weights.mean(-1) >= 0.2)),
                     "visible": float(weights[visible].mean()),
                     "hidden": float(weights[hidden].mean())}
@@ -131,7 +139,7 @@ def diagnose(params, model, pose_model, data, *, plain=None):
     pitches = data["camera_rotation"]
     if rotation is not None and not np.allclose(pitches, rotation):
       # Different pitches per image: lift image by image with its own.
-      rep, val, mp, pa = [], [], [], []
+      rep, val, mp, pa, ok = [], [], [], [], []
       for i in range(len(pitches)):
         r = _lift_scores(pose_model, true_grid[i:i + 1], visible[i:i + 1].astype(np.float32),
                          {k: v[i:i + 1] for k, v in data.items()}, model.num_yaws, pitches[i])
@@ -139,16 +147,18 @@ def diagnose(params, model, pose_model, data, *, plain=None):
         val.append(r[1])
         mp.append(r[2])
         pa.append(r[3])
-      reprojected, valid = np.concatenate(rep), np.concatenate(val)
+        ok.append(r[4])
+      reprojected, valid, plausible = (np.concatenate(x) for x in (rep, val, ok))
       mpjpe, pa_mpjpe = float(np.nanmean(mp)), float(np.nanmean(pa))
     else:
-      reprojected, valid, mpjpe, pa_mpjpe = _lift_scores(
+      reprojected, valid, mpjpe, pa_mpjpe, plausible = _lift_scores(
           pose_model, true_grid, visible.astype(np.float32), data, model.num_yaws, rotation)
     reprojected = np.where(valid[:, None, None], reprojected, np.nan)
     (_, vis), (_, hid) = _errors(belief_maps.grid_to_pixels(reprojected, stride), data,
                                  visible, hidden)
     report[name] = {"b_hat_visible": vis, "b_hat_hidden": hid, "mpjpe_mm": mpjpe,
-                    "pa_mpjpe_mm": pa_mpjpe, "valid_fraction": float(valid.mean())}
+                    "pa_mpjpe_mm": pa_mpjpe, "valid_fraction": float(valid.mean()),
+                    "plausible_fraction": float(plausible.mean())}
 
   # Pixel <-> grid convention: the training targets read back by the network's
   # own read-out (arg-max and quadratic) land on the labels.
@@ -170,17 +180,19 @@ def diagnose(params, model, pose_model, data, *, plain=None):
 
 def _print(name, report, landmark_names):
   print(f"\n#### held-out set: {name}\n")
-  print("| stage | ω mean | valid lifts | b px vis / hid | b̂ px vis / hid | f px vis / hid | "
-        "lift MPJPE mm | PA-MPJPE mm |")
+  print("| stage | ω mean | lifted / plausible | b px vis / hid | b̂ px vis / hid | "
+        "f px vis / hid | lift MPJPE mm | PA-MPJPE mm |")
   print("|---:|---:|---:|---:|---:|---:|---:|---:|")
   for t, s in enumerate(report["stages"]):
     cells = " | ".join(f"{s[k]['visible']:.2f} / {s[k]['hidden']:.2f}"
                        for k in ("b", "b_hat", "f"))
-    print(f"| {t + 1} | {s['omega_mean']:.3f} | {s['valid_fraction']:.2f} | {cells} | "
+    print(f"| {t + 1} | {s['omega_mean']:.3f} | {s['valid_fraction']:.2f} / "
+          f"{s['plausible_fraction']:.2f} | {cells} | "
           f"{s['mpjpe_mm']:.0f} | {s['pa_mpjpe_mm']:.0f} |")
   for key in ("oracle_level_camera", "oracle_true_pitch"):
     o = report[key]
-    print(f"| {key} | | {o['valid_fraction']:.2f} | | {o['b_hat_visible']:.2f} / "
+    print(f"| {key} | | {o['valid_fraction']:.2f} / {o['plausible_fraction']:.2f} | | "
+          f"{o['b_hat_visible']:.2f} / "
           f"{o['b_hat_hidden']:.2f} | | {o['mpjpe_mm']:.0f} | {o['pa_mpjpe_mm']:.0f} |")
   last = report["stages"][-1]
   omega = np.asarray(report["omega"])[-1]
@@ -196,8 +208,8 @@ def _print(name, report, landmark_names):
            if "plain_final_confidence" in report else ""))
   for key in ("final_lift_cnn_confidence", "final_lift_fused_peaks"):
     r = report[key]
-    print(f"{key}: MPJPE {r['mpjpe_mm']:.1f} mm, PA-MPJPE {r['pa_mpjpe_mm']:.1f} mm, lift valid "
-          f"{r['lift_valid']:.2f}, mean weight >= 0.2 in {r['confident']:.2f} of the frames, "
+    print(f"{key}: MPJPE {r['mpjpe_mm']:.1f} mm, PA-MPJPE {r['pa_mpjpe_mm']:.1f} mm, lifted "
+          f"{r['lift_valid']:.2f}, plausible {r['plausible']:.2f}, mean weight >= 0.2 in {r['confident']:.2f} of the frames, "
           f"weights visible / hidden {r['visible']:.3f} / {r['hidden']:.3f}")
   print("stage lift recomputed vs the network's reprojection, max |Δ| cells: "
         + ", ".join(f"{s['reprojection_mismatch_cells']:.2g}" for s in report["stages"]))
