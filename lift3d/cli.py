@@ -180,7 +180,8 @@ def _check_writable(path: str, what: str, overwrite: bool) -> None:
     raise _InputError(f"{what} folder {folder!r} is not writable")
 
 
-def _lift_all(model, keypoints, confidence, *, batch: int, num_yaws: int, refine: bool):
+def _lift_all(model, keypoints, confidence, *, batch: int, num_yaws: int, refine: bool,
+              reconstruction: str = "blend"):
   """Lifts (N, 17, 2) in fixed-size batches (one compile) with a progress bar."""
   import jax
 
@@ -199,7 +200,7 @@ def _lift_all(model, keypoints, confidence, *, batch: int, num_yaws: int, refine
       if vis is not None:
         vis = np.concatenate([vis, np.zeros((batch - size, *vis.shape[1:]), vis.dtype)])
     result = lift(model, kp.astype(np.float32), None if vis is None else vis.astype(np.float32),
-                  num_yaws=num_yaws, refine=refine)
+                  num_yaws=num_yaws, refine=refine, reconstruction=reconstruction)
     outputs.append(jax.tree.map(lambda x, n=size: np.asarray(x)[:n], result))
   return {name: np.concatenate([getattr(o, name) for o in outputs]) for name in (
       "pose3d", "yaw", "scale", "coeffs", "component", "cost", "reprojected", "size",
@@ -320,7 +321,8 @@ def _cmd_lift(args) -> int:
   # Without confidences and with every joint finite, take the fast unweighted path.
   weighted = confidence is not None or not np.all(np.isfinite(flat_kp))
   result = _lift_all(model, flat_kp, flat_conf if weighted else None, batch=args.batch,
-                     num_yaws=args.num_yaws, refine=args.refine)
+                     num_yaws=args.num_yaws, refine=args.refine,
+                       reconstruction=args.reconstruction)
   total = flat_kp.shape[0]
   invalid = int((~result["valid"]).sum())
   if invalid and not (args.plot and invalid == total):  # (that case is the error below)
@@ -425,12 +427,14 @@ def _cmd_lift_sequence(args) -> int:
   weighted = confidence is not None or not np.all(np.isfinite(flat_kp))
   if args.sequence:
     result = lift_sequence(model, converted.keypoints.astype(np.float32),
-                           converted.confidence if weighted else None, num_yaws=args.num_yaws)
+                           converted.confidence if weighted else None, num_yaws=args.num_yaws,
+                           reconstruction=args.reconstruction)
     result = {k: np.asarray(jax.device_get(getattr(result, k))).reshape(
         (-1, *np.shape(getattr(result, k))[len(batch_shape):])) for k in _RESULT_FIELDS}
   else:
     result = _lift_all(model, flat_kp, flat_conf if weighted else None, batch=args.batch,
-                       num_yaws=args.num_yaws, refine=args.refine)
+                       num_yaws=args.num_yaws, refine=args.refine,
+                       reconstruction=args.reconstruction)
   invalid = int((~result["valid"]).sum())
   if invalid:
     logging.warning("%d of %d frames are not valid (not liftable, or implausible)", invalid,
@@ -524,6 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
   lift.add_argument("--num-yaws", type=int, default=100, help="yaws searched (default 100)")
   lift.add_argument("--refine", action="store_true", help="refine the yaw (a few LM steps)")
   lift.add_argument("--batch", type=int, default=4096, help="frames per lift call")
+  lift.add_argument("--reconstruction", choices=("blend", "model"), default="blend",
+                    help="blend (default): joints moved towards the observed 2D, the model's "
+                         "depth kept; model: the model pose alone")
   lift.add_argument("--sequence", action="store_true",
                     help="lift tracks of frames as videos (lift3d.sequence.lift_sequence)")
   lift.add_argument("--fps", type=float, default=None,

@@ -30,6 +30,15 @@ person, so `lift_sequence` chooses the whole sequence at once:
    exactly by block elimination (`lax.scan` forward and backward). Frames
    with hidden joints borrow from their neighbours; frames with none take
    theirs from them.
+4. **Blend** (`reconstruction="blend"`, the default, as `lift`'s): each
+   joint's image-plane coordinates move part of the way (`blend_weight`) to
+   the observation, back-projected with the frame's scale, keeping the model's
+   depth; the pose is then scaled back to the model pose's size. The offsets
+   to the observations are first smoothed over time per joint
+   (`Σ_f w_fl (o_fl − r_fl)² + blend_smoothing Σ_f (o_fl − o_{f−1,l})²`, a
+   tridiagonal least squares), so that the 2D noise averages out while the
+   model's slowly varying misfit is kept, and hidden joints take their
+   neighbours' offset (`blend_hidden` of it).
 
 The 2D poses are normalised with one size for the whole sequence (the median
 of the per-frame RMS radii), so that the scale is comparable across frames.
@@ -78,6 +87,11 @@ DEFAULT_YAW_JUMP = 100.0  # nats
 DEFAULT_COMPONENT_SWITCH = 100.0  # nats
 DEFAULT_SMOOTHING = 100.0
 DEFAULT_MAX_GAP = 30  # frames
+# The blend (step 4), validated the same way after it was added (2026-11-26,
+# the coordinate search over all seven weights; the four above stayed).
+DEFAULT_BLEND_WEIGHT = 1.0
+DEFAULT_BLEND_SMOOTHING = 10.0
+DEFAULT_BLEND_HIDDEN = 1.0
 
 
 # ---------------------------------------------------------------------------
@@ -329,7 +343,8 @@ def _gap_lengths(observed):
 
 
 def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_switch, yaw_jump,
-              smoothing, max_gap, *, band: int, root: int, limb_mm, limbs):
+              smoothing, max_gap, blend_weight, blend_smoothing, blend_hidden, *, band: int,
+              root: int, limb_mm, limbs):
   """One sequence: scores (F, K, T), keypoints (F, L, 2) px, weights (F, L) D²."""
   num_frames, _, num_yaws = scores.shape
   dtype = keypoints.dtype
@@ -394,7 +409,8 @@ def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_swi
   safe = jnp.where(has_data, jnp.sum(weights, -1), 1.0)
   shift = (jnp.sum(weights[..., None] * (points - projected), axis=1) / safe[:, None])
   # The weighted RMS reprojection residual, a fraction of the sequence's 2D size.
-  error = weights[..., None] * (points - projected - shift[:, None]) ** 2
+  offsets = jnp.where(weights[..., None] > 0, points - projected - shift[:, None], 0.0)
+  error = weights[..., None] * offsets**2
   residual = jnp.where(has_data, jnp.sqrt(jnp.sum(error, axis=(-1, -2)) / safe), 0.0)
   shift = centre / size * jnp.asarray([1.0, -1.0], dtype) + shift  # origin, y-up seq units
   shift = _smooth_scalar(shift, has_data.astype(dtype), jnp.full((num_frames,), 1e-6, dtype),
@@ -410,6 +426,20 @@ def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_swi
   children = np.array([c for _, c in limbs])
   body_size = jnp.sqrt(jnp.sum((body[:, parents] - body[:, children]) ** 2, axis=(-1, -2)))
   mm_per_unit = limb_mm / body_size
+  # Blend (as `lift`'s reconstruction="blend"): move each joint's image-plane
+  # coordinates part of the way to the observation, keep the model's depth.
+  # The offsets to the observations are smoothed over time first (per joint,
+  # weighted by the data, so hidden joints and dropouts borrow from their
+  # neighbours and the 2D noise averages out), then scaled back to the model
+  # pose's size.
+  links = jnp.full((num_frames,), blend_smoothing, dtype)
+  smooth = jax.vmap(lambda v, w: _smooth_scalar(v, w, links, 1e-6), in_axes=(1, 1),
+                    out_axes=1)(offsets, weights)  # (F, L, 2)
+  root_w = jnp.sqrt(weights)
+  share = blend_weight * (root_w + blend_hidden * (1.0 - root_w))
+  moved = pose.at[..., :2].add(share[..., None] * smooth / scale[:, None, None])
+  moved_size = jnp.sqrt(jnp.sum((moved[:, parents] - moved[:, children]) ** 2, axis=(-1, -2)))
+  pose = moved * (body_size / moved_size)[:, None, None]
   pose3d = (pose - pose[:, root : root + 1]) * mm_per_unit[:, None, None]
   mahalanobis = jnp.sqrt(jnp.sum(coeffs**2 * prior.inv_variances[component], axis=-1))
   plausible = ((jnp.abs(body_size - 1.0) <= MAX_SIZE_ERROR)
@@ -429,7 +459,8 @@ def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_swi
 
 @functools.partial(jax.jit, static_argnames=("num_yaws", "band", "min_visible", "root"))
 def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, component_switch,
-                       yaw_jump, smoothing, max_gap, *, num_yaws, band, min_visible, root):
+                       yaw_jump, smoothing, max_gap, blend_weight, blend_smoothing, blend_hidden,
+                       *, num_yaws, band, min_visible, root):
   model, keypoints, visibility = jax.lax.stop_gradient((model, keypoints, visibility))
   scores = grid_scores(model, keypoints, visibility, num_yaws=num_yaws,
                        min_visible=min_visible, obs_noise=obs_noise)
@@ -446,9 +477,9 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
   prior = _Prior(model, obs_noise)
   run = functools.partial(_lift_one, prior, band=band, root=root,
                           limb_mm=model.limb_scale * 1000.0, limbs=H36M17.limbs)
-  out = jax.vmap(run, in_axes=(0, 0, 0, None, None, None, None, None))(
+  out = jax.vmap(run, in_axes=(0, 0, 0) + (None,) * 8)(
       flat(scores), flat(clean), flat(weights), yaw_rate, component_switch, yaw_jump, smoothing,
-      max_gap)
+      max_gap, blend_weight, blend_smoothing, blend_hidden)
   return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), out)
 
 
@@ -476,6 +507,10 @@ def lift_sequence(
     max_gap: int = DEFAULT_MAX_GAP,
     min_visible: int = 6,
     obs_noise: float | None = None,
+    reconstruction: str = "blend",
+    blend_weight: float = DEFAULT_BLEND_WEIGHT,
+    blend_smoothing: float = DEFAULT_BLEND_SMOOTHING,
+    blend_hidden: float = DEFAULT_BLEND_HIDDEN,
 ) -> LiftResult:
   """Lifts 2D keypoint sequences (video) to 3D, coherently over time.
 
@@ -506,6 +541,16 @@ def lift_sequence(
     min_visible: a frame needs this many visible joints to be scored.
     obs_noise: σ_obs, as in `lift` (None: the model's calibrated value, or
       `lift3d.lifting.default_obs_noise`).
+    reconstruction: "blend" (default) or "model" (the model pose alone); see
+      step 4 of the module docstring. Only `pose3d` changes.
+    blend_weight: α in [0, 1], the share of each joint's (smoothed) offset to
+      its observation that the pose takes (default 1.0, validated for
+      sequences; `lift`'s per-frame default is 0.8: its offsets carry the
+      frame's noise).
+    blend_smoothing: ≥ 0, the temporal weight of the offsets' smoothing
+      (0: each frame's own offsets, noise included).
+    blend_hidden: in [0, 1], the share of the smoothed offset a joint takes
+      where it is hidden (weight w: α·(√w + blend_hidden·(1 − √w))).
 
   Returns:
     A `LiftResult` with batch shape (..., F): pose3d (..., F, L, 3) mm,
@@ -530,6 +575,13 @@ def lift_sequence(
     raise ValueError(f"visibility shape {tuple(np.shape(visibility))} does not match keypoints "
                      f"{shape} (expected {shape[:-1]})")
   _check_weights(yaw_rate, component_switch, yaw_jump, smoothing)
+  if reconstruction not in ("model", "blend"):
+    raise ValueError(f"reconstruction must be 'model' or 'blend', got {reconstruction!r}")
+  for name, value, high in (("blend_weight", blend_weight, 1.0),
+                            ("blend_smoothing", blend_smoothing, math.inf),
+                            ("blend_hidden", blend_hidden, 1.0)):
+    if not 0.0 <= float(value) <= high or math.isnan(float(value)):
+      raise ValueError(f"{name} must be in [0, {high:g}], got {value}")
   if int(num_yaws) < 3:
     raise ValueError(f"num_yaws must be >= 3, got {num_yaws}")
   if int(max_gap) < 0 or int(min_visible) < 1:
@@ -545,6 +597,8 @@ def lift_sequence(
   return _lift_sequence_jit(
       model, f(keypoints), None if visibility is None else f(visibility), f(obs_noise),
       f(yaw_rate), f(component_switch), f(yaw_jump), f(smoothing),
-      jnp.asarray(int(max_gap), jnp.int32), num_yaws=int(num_yaws),
+      jnp.asarray(int(max_gap), jnp.int32),
+      f(blend_weight if reconstruction == "blend" else 0.0), f(blend_smoothing),
+      f(blend_hidden), num_yaws=int(num_yaws),
       band=_band(int(num_yaws), float(yaw_rate), float(yaw_jump)),
       min_visible=int(min_visible), root=H36M17.parents.index(-1))

@@ -66,6 +66,23 @@ def test_npy_with_confidence_column(tmp_path, model_path, capsys):
     np.testing.assert_array_equal(data["confidence"][:, 2], 0.0)
 
 
+def test_reconstruction_flag(tmp_path, model_path):
+  rng = np.random.default_rng(1)
+  kp = _keypoints() + rng.normal(scale=3.0, size=(B, L, 2)).astype(np.float32)
+  np.save(tmp_path / "kp.npy", kp)
+  model = pose_model.load(model_path)
+  for mode in ("model", "blend"):
+    out = tmp_path / f"{mode}.npz"
+    assert cli.main(["lift", str(tmp_path / "kp.npy"), "--model", model_path, "--layout",
+                     "h36m17", "--out", str(out), "--num-yaws", str(T),
+                     "--reconstruction", mode]) == 0
+    with np.load(out) as data:
+      direct = lift(model, kp, num_yaws=T, reconstruction=mode)
+      np.testing.assert_allclose(data["pose3d"], np.asarray(direct.pose3d), atol=1e-3)
+  with np.load(tmp_path / "model.npz") as a, np.load(tmp_path / "blend.npz") as b:
+    assert np.abs(a["pose3d"] - b["pose3d"]).max() > 1.0  # the noise moves the blend
+
+
 def test_coco_json_with_plot(tmp_path, model_path):
   h36m = _keypoints(1)
   # COCO joints from H36M17 positions (a plausible mapping for a round trip).

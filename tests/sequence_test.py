@@ -189,6 +189,79 @@ def test_noisy_video_with_a_gap_beats_per_frame_lifting():
   assert np.all(np.isnan(np.asarray(short.pose3d)[20:26]))
 
 
+def test_blend_moves_visible_joints_onto_the_observation():
+  # Without temporal smoothing of the offsets and with weight 1, each visible joint's
+  # image-plane position is the observation's, back-projected, before the pose is
+  # scaled back to the model pose's size by a factor c per frame (depth: c times the
+  # model's), as `lift`'s blend.
+  keypoints, _, _ = _planted()
+  rng = np.random.default_rng(5)
+  noisy = keypoints + rng.normal(scale=4.0, size=keypoints.shape).astype(np.float32)
+  model = _model()
+  plain = sequence.lift_sequence(model, noisy, num_yaws=T, reconstruction="model")
+  blend = sequence.lift_sequence(model, noisy, num_yaws=T, blend_weight=1.0,
+                                 blend_smoothing=0.0)
+  for name in ("component", "yaw", "scale", "reprojected", "valid"):
+    np.testing.assert_array_equal(np.asarray(getattr(blend, name)),
+                                  np.asarray(getattr(plain, name)))
+  zb, zm = np.asarray(blend.pose3d[..., 2]), np.asarray(plain.pose3d[..., 2])
+  c = np.sum(zb * zm, axis=-1) / np.sum(zm * zm, axis=-1)
+  assert np.all(np.abs(c - 1) < 0.25), c
+  np.testing.assert_allclose(zb, c[:, None] * zm, atol=1e-3)
+  scale = np.asarray(plain.scale)[:, None, None]  # pixels per mm
+  moved = (np.asarray(blend.pose3d) / c[:, None, None] - np.asarray(plain.pose3d))[..., :2]
+  expected = (noisy - np.asarray(plain.reprojected)) * np.array([1.0, -1.0])
+  # Root-relative output: the root's own move is subtracted from every joint.
+  np.testing.assert_allclose(moved * scale, expected - expected[:, :1], atol=0.05)
+  np.testing.assert_allclose(limb_norm(np.asarray(blend.pose3d)),
+                             limb_norm(np.asarray(plain.pose3d)), rtol=1e-4)
+
+
+def test_blend_offsets_are_smoothed_over_time_and_reach_hidden_frames():
+  # A joint drawn 12 px off the model's support in every frame (a systematic offset)
+  # plus 3 px noise: the smoothed blend moves it by the offset, without the noise,
+  # also in frames where it is hidden.
+  keypoints, _, _ = _planted()
+  rng = np.random.default_rng(6)
+  noisy = keypoints + rng.normal(scale=3.0, size=keypoints.shape).astype(np.float32)
+  wrist = 13
+  noisy[:, wrist, 0] += 12.0
+  visibility = np.ones(keypoints.shape[:2], np.float32)
+  visibility[15:22, wrist] = 0.0
+  model = _model()
+  plain = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, reconstruction="model")
+  kwargs = dict(blend_weight=1.0, blend_hidden=1.0)
+  smooth = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, blend_smoothing=100.0,
+                                  **kwargs)
+  raw = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, blend_smoothing=0.0,
+                               **kwargs)
+
+  def move_px(result):  # the wrist's move relative to the root, pixels, size factor removed
+    c = np.sum(result.pose3d[..., 2] * plain.pose3d[..., 2], -1) / np.sum(
+        plain.pose3d[..., 2] ** 2, -1)
+    moved = np.asarray(result.pose3d) / np.asarray(c)[:, None, None] - np.asarray(plain.pose3d)
+    return (moved[:, wrist, :2] - moved[:, 0, :2]) * np.asarray(plain.scale)[:, None]
+
+  target = (noisy - np.asarray(plain.reprojected))[:, wrist] - (
+      noisy - np.asarray(plain.reprojected))[:, 0]  # per-frame offsets, pixels, y down
+  mean_offset = target[np.arange(F) < 15].mean(0)
+  smooth_move, raw_move = move_px(smooth), move_px(raw)
+  smooth_move[:, 1] *= -1
+  raw_move[:, 1] *= -1
+  assert np.abs(mean_offset[0]) > 4.0  # much of the planted offset survives the fit
+  # Hidden frames: without smoothing the wrist does not move (relative to the root, which
+  # moves by its own offset); with it, the wrist takes its neighbours' offset.
+  root_offset = (noisy - np.asarray(plain.reprojected))[15:22, 0] * np.array([1.0, -1.0])
+  np.testing.assert_allclose(raw_move[15:22], -root_offset * np.array([1.0, -1.0]), atol=0.05)
+  np.testing.assert_allclose(smooth_move[15:22], np.broadcast_to(mean_offset, (7, 2)),
+                             atol=4.0)
+  # Visible frames: the smoothed move is closer to the offset's mean than the raw one,
+  # which carries each frame's noise.
+  visible = np.isin(np.arange(F), range(15, 22), invert=True)
+  spread = lambda m: np.sqrt(np.mean((m[visible] - mean_offset) ** 2))  # noqa: E731
+  assert spread(smooth_move) < 0.5 * spread(raw_move), (spread(smooth_move), spread(raw_move))
+
+
 def test_nan_joints_without_a_visibility_are_hidden():
   keypoints, _, _ = _planted()
   keypoints = keypoints.copy()
@@ -233,6 +306,10 @@ def test_grid_scores_agree_with_lift():
     ({"yaw_rate": 0.0}, "yaw_rate must be"),
     ({"smoothing": -1.0}, "smoothing must be"),
     ({"num_yaws": 2}, "num_yaws"),
+    ({"reconstruction": "mean"}, "reconstruction must be"),
+    ({"blend_weight": 1.5}, "blend_weight must be"),
+    ({"blend_smoothing": float("nan")}, "blend_smoothing must be"),
+    ({"blend_hidden": -0.1}, "blend_hidden must be"),
 ])
 def test_bad_options(kwargs, match):
   keypoints, _, _ = _planted(4)

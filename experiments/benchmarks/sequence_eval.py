@@ -147,11 +147,17 @@ def validate(model, videos, log) -> dict:
   truth = videos[2]
   best = {"yaw_rate": sequence.DEFAULT_YAW_RATE, "yaw_jump": sequence.DEFAULT_YAW_JUMP,
           "component_switch": sequence.DEFAULT_COMPONENT_SWITCH,
-          "smoothing": sequence.DEFAULT_SMOOTHING}
+          "smoothing": sequence.DEFAULT_SMOOTHING,
+          "blend_weight": sequence.DEFAULT_BLEND_WEIGHT,
+          "blend_smoothing": sequence.DEFAULT_BLEND_SMOOTHING,
+          "blend_hidden": sequence.DEFAULT_BLEND_HIDDEN}
   grids = {"smoothing": (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0),
            "yaw_rate": (0.02, 0.05, 0.1, 0.2),
            "component_switch": (1.0, 5.0, 20.0, 100.0),
-           "yaw_jump": (5.0, 20.0, 100.0)}
+           "yaw_jump": (5.0, 20.0, 100.0),
+           "blend_weight": (0.0, 0.6, 0.8, 1.0),
+           "blend_smoothing": (1.0, 3.0, 10.0, 30.0, 100.0),
+           "blend_hidden": (0.0, 0.5, 1.0)}
   cache = {}
 
   def objective(weights):
@@ -239,6 +245,12 @@ def main(argv=None):
   # `valid` is `plausible` (docs/method.md §4.5); the comparisons use the frames
   # per-frame lifting lifted and judged plausible.
   rows = {"lift (per frame)": scores(lift_pose, lift_valid, truth)}
+  model_pose = lift(model, keypoints, visibility, num_yaws=NUM_YAWS, reconstruction="model")
+  rows["lift (per frame), reconstruction=\"model\""] = scores(
+      np.asarray(model_pose.pose3d), np.asarray(model_pose.valid), truth)
+  pose3d, valid = run_sequence(model, test, reconstruction="model")
+  rows["lift_sequence (defaults), reconstruction=\"model\", lift's frames"] = scores(
+      pose3d, valid, truth, lift_valid)
   for label, w in (("lift_sequence (defaults)", {}),
                    *((("lift_sequence (validated)", weights),) if weights else ())):
     pose3d, valid = run_sequence(model, test, **w)
