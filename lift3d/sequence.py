@@ -251,17 +251,47 @@ def solve_block_tridiagonal(diagonal, coupling, rhs):
   return xs
 
 
+def _solve_scalar_chain(diagonal, coupling, rhs):
+  """`solve_block_tridiagonal` for 1×1 blocks, elementwise over a trailing axis.
+
+  diagonal, coupling, rhs: (F, R) (coupling row 0 ignored) -> (F, R). Plain
+  divisions (no LAPACK call, so nothing in this scan can wait on another
+  LAPACK call of the same program: tests/lapack_order.py).
+  """
+  coupling = coupling.at[0].set(0.0)
+
+  def forward(carry, inputs):
+    inv_prev, y_prev = carry
+    d, link, b = inputs
+    inv = 1.0 / (d - link * inv_prev * link)
+    y = b + link * inv_prev * y_prev
+    return (inv, y), (inv, y)
+
+  zeros = jnp.zeros(rhs.shape[1:], rhs.dtype)
+  _, (inverses, ys) = jax.lax.scan(forward, (zeros, zeros), (diagonal, coupling, rhs))
+  next_links = jnp.concatenate([coupling[1:], jnp.zeros_like(coupling[:1])])
+
+  def backward(x_next, inputs):
+    inv, y, link_next = inputs
+    x = inv * (y + link_next * x_next)
+    return x, x
+
+  _, xs = jax.lax.scan(backward, zeros, (inverses, ys, next_links), reverse=True)
+  return xs
+
+
 def _smooth_scalar(values, weights, links, ridge):
   """argmin Σ ½ w_f (x_f − v_f)² + Σ ½ l_f (x_f − x_{f−1})² (+ ½ ridge (x_f − v_f)²).
 
-  values (F, R), weights (F,), links (F,) (l_0 ignored) -> (F, R).
+  values (F, R), weights (F,) or (F, R) (per column), links (F,) (l_0
+  ignored) -> (F, R); each column independently.
   """
+  shape = values.shape
   links = links.at[0].set(0.0)
   next_links = jnp.concatenate([links[1:], jnp.zeros_like(links[:1])])
-  data = weights + ridge
-  diagonal = (data + links + next_links)[:, None, None]
-  return solve_block_tridiagonal(diagonal, links[:, None], (data[:, None] * values)[:, None])[
-      :, 0]
+  data = jnp.broadcast_to(weights if weights.ndim == 2 else weights[:, None], shape) + ridge
+  diagonal = data + (links + next_links)[:, None]
+  return _solve_scalar_chain(diagonal, jnp.broadcast_to(links[:, None], shape), data * values)
 
 
 # ---------------------------------------------------------------------------
@@ -432,9 +462,10 @@ def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_swi
   # weighted by the data, so hidden joints and dropouts borrow from their
   # neighbours and the 2D noise averages out), then scaled back to the model
   # pose's size.
-  links = jnp.full((num_frames,), blend_smoothing, dtype)
-  smooth = jax.vmap(lambda v, w: _smooth_scalar(v, w, links, 1e-6), in_axes=(1, 1),
-                    out_axes=1)(offsets, weights)  # (F, L, 2)
+  num_joints = weights.shape[1]
+  smooth = _smooth_scalar(offsets.reshape(num_frames, -1), jnp.repeat(weights, 2, axis=1),
+                          jnp.full((num_frames,), blend_smoothing, dtype), 1e-6
+                          ).reshape(num_frames, num_joints, 2)  # (F, L, 2)
   root_w = jnp.sqrt(weights)
   share = blend_weight * (root_w + blend_hidden * (1.0 - root_w))
   moved = pose.at[..., :2].add(share[..., None] * smooth / scale[:, None, None])

@@ -125,6 +125,38 @@ def test_block_tridiagonal_matches_dense_solve():
   np.testing.assert_allclose(got, expected, atol=1e-6 * cond * np.abs(expected).max())
 
 
+def test_smooth_scalar_matches_dense_least_squares():
+  # argmin Σ_f w_fr (x_fr − v_fr)² + l_f (x_fr − x_{f−1,r})² per column r, weights per
+  # column (some zero: those frames take their neighbours' values), as dense normal
+  # equations.
+  rng = np.random.default_rng(1)
+  num_frames, cols = 9, 3
+  values = rng.normal(size=(num_frames, cols))
+  weights = rng.uniform(0.0, 2.0, size=(num_frames, cols))
+  weights[3:5, 1] = 0.0
+  links = rng.uniform(0.5, 3.0, size=num_frames)
+  ridge = 1e-3
+  expected = np.zeros_like(values)
+  cond = 1.0
+  for r in range(cols):
+    a = np.diag(weights[:, r] + ridge)
+    for f in range(1, num_frames):
+      e = np.zeros(num_frames)
+      e[f], e[f - 1] = 1.0, -1.0
+      a += links[f] * np.outer(e, e)
+    expected[:, r] = np.linalg.solve(a, (weights[:, r] + ridge) * values[:, r])
+    cond = max(cond, np.linalg.cond(a))
+  got = sequence._smooth_scalar(jnp.asarray(values, jnp.float32), jnp.asarray(weights, jnp.float32),
+                                jnp.asarray(links, jnp.float32), ridge)
+  atol = 1e-6 * cond * np.abs(expected).max()  # float32 eps ~ 1e-7, times the condition
+  np.testing.assert_allclose(got, expected, atol=atol)
+  # Frame weights (F,) broadcast over the columns.
+  got = sequence._smooth_scalar(jnp.asarray(values, jnp.float32),
+                                jnp.asarray(weights[:, 0], jnp.float32),
+                                jnp.asarray(links, jnp.float32), ridge)
+  np.testing.assert_allclose(got[:, 0], expected[:, 0], atol=atol)
+
+
 def test_gap_lengths_match_a_loop():
   rng = np.random.default_rng(3)
   observed = rng.uniform(size=(200,)) < 0.6
