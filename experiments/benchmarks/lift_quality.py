@@ -149,7 +149,7 @@ def main():
   parser.add_argument("--grid", default=None,
                       help="(K, J) rows of section 1, e.g. 3x6,3x14 (default: 1x10, 3x10, "
                       "5x10, 3x6, 3x14)")
-  parser.add_argument("--model", default="3x10", help="KxJ of sections 2-4 (default 3x10)")
+  parser.add_argument("--model", default="9x14", help="KxJ of sections 2-4 (default 9x14)")
   parser.add_argument("--frames", type=int, default=None,
                       help="frames per validation condition (default 500, quick 300)")
   parser.add_argument("--test-frames", type=int, default=None,

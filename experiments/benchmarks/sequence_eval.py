@@ -48,7 +48,7 @@ from lift3d.lifting import lift
 NUM_YAWS = 100
 # The lifting's prior of the pose model, as the default job calibrated it
 # (experiments/jobs/pose_model.py on the validation clips): σ_obs, β.
-OBS_NOISE = 0.1
+OBS_NOISE = 0.07
 PRIOR_WEIGHT = 1.0
 
 
@@ -67,10 +67,11 @@ def load_or_fit_model(workdir: str, train: mocap.MocapCorpus) -> pose_model.Pose
   from experiments.configs.parts import data
   from experiments.configs.parts import pose_model as pose_model_config
 
-  path = os.path.join(workdir, "pose_model_sequence_eval_v2.npz")
+  section = pose_model_config.get()
+  path = os.path.join(workdir, f"pose_model_sequence_eval_k{section.num_components}"
+                               f"_j{section.num_basis}_obs{OBS_NOISE:g}.npz")
   if os.path.exists(path):
     return pose_model.load(path)
-  section = pose_model_config.get()
   poses = train.subsample(int(data.get().frame_stride)).poses
   model = pose_model.fit(np.asarray(poses, np.float32), key=jax.random.key(int(section.seed)),
                          **settings.fit_kwargs(section))
