@@ -611,8 +611,8 @@ def lift_sequence(
   for name, value, high in (("blend_weight", blend_weight, 1.0),
                             ("blend_smoothing", blend_smoothing, math.inf),
                             ("blend_hidden", blend_hidden, 1.0)):
-    if not 0.0 <= float(value) <= high or math.isnan(float(value)):
-      raise ValueError(f"{name} must be in [0, {high:g}], got {value}")
+    if not (math.isfinite(float(value)) and 0.0 <= float(value) <= high):
+      raise ValueError(f"{name} must be a finite number in [0, {high:g}], got {value}")
   if int(num_yaws) < 3:
     raise ValueError(f"num_yaws must be >= 3, got {num_yaws}")
   if int(max_gap) < 0 or int(min_visible) < 1:

@@ -341,6 +341,7 @@ def test_grid_scores_agree_with_lift():
     ({"reconstruction": "mean"}, "reconstruction must be"),
     ({"blend_weight": 1.5}, "blend_weight must be"),
     ({"blend_smoothing": float("nan")}, "blend_smoothing must be"),
+    ({"blend_smoothing": float("inf")}, "blend_smoothing must be"),
     ({"blend_hidden": -0.1}, "blend_hidden must be"),
 ])
 def test_bad_options(kwargs, match):
