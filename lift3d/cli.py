@@ -322,7 +322,7 @@ def _cmd_lift(args) -> int:
   weighted = confidence is not None or not np.all(np.isfinite(flat_kp))
   result = _lift_all(model, flat_kp, flat_conf if weighted else None, batch=args.batch,
                      num_yaws=args.num_yaws, refine=args.refine,
-                       reconstruction=args.reconstruction)
+                     reconstruction=args.reconstruction)
   total = flat_kp.shape[0]
   invalid = int((~result["valid"]).sum())
   if invalid and not (args.plot and invalid == total):  # (that case is the error below)

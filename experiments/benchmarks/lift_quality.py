@@ -147,8 +147,8 @@ def main():
   parser.add_argument("--quick", action="store_true", help="K=3, J=10 only, 300 frames")
   parser.add_argument("--sections", default="1,2,3,4", help="sections to run, e.g. 1,3")
   parser.add_argument("--grid", default=None,
-                      help="(K, J) rows of section 1, e.g. 3x6,3x14 (default: 1x10, 3x10, "
-                      "5x10, 3x6, 3x14)")
+                      help="(K, J) rows of section 1, e.g. 3x6,3x14 (default: 1x14, 3x10, "
+                      "5x14, 9x14, 12x14)")
   parser.add_argument("--model", default="9x14", help="KxJ of sections 2-4 (default 9x14)")
   parser.add_argument("--frames", type=int, default=None,
                       help="frames per validation condition (default 500, quick 300)")
@@ -172,7 +172,7 @@ def main():
     if len(prior) != 2:
       raise SystemExit(f"--prior: expected σ_obs,β such as 0.1,1, got {args.prior!r}")
   grid = parse_grid(args.grid) if args.grid else (
-      [(3, 10)] if args.quick else [(1, 10), (3, 10), (5, 10), (3, 6), (3, 14)])
+      [(3, 10)] if args.quick else [(1, 14), (3, 10), (5, 14), (9, 14), (12, 14)])
   model_kj = parse_grid(args.model)[0]
   frames = args.frames or (300 if args.quick else 500)
   test_frames = args.test_frames or (600 if args.quick else 2000)

@@ -4,12 +4,12 @@ r"""Video lifting: `lift3d.lift_sequence` against per-frame `lift` on held-out c
   python -m experiments.benchmarks.sequence_eval --workdir /tmp/sequence_eval --quick
 
 Data: the embedded mocap corpus (CMU, HDM05 and DeepMimic clips) split as the
-default job splits it (experiments/configs/parts/data.py): the pose model (K=3,
-J=10, configs/parts/pose_model.py, every 2nd training frame) is fitted on the
-training clips and cached in the workdir, with the lifting's prior the job
-calibrated (σ_obs = 0.1, β = 1); the weights are searched on the validation
-clips (`validation_clips` / `validation_prefixes`), the comparison is on the
-held-out clips (`holdout_clips` / `holdout_prefixes`). Each clip becomes
+default job splits it (experiments/configs/parts/data.py): the default pose
+model (K and J of configs/parts/pose_model.py, every 2nd training frame) is
+fitted on the training clips and cached in the workdir, with the lifting's prior
+the job calibrated for it (`OBS_NOISE`, `PRIOR_WEIGHT`); the weights are
+searched on the validation clips (`validation_clips` / `validation_prefixes`),
+the comparison is on the held-out clips (`holdout_clips` / `holdout_prefixes`). Each clip becomes
 videos (default one, 120 frames) at its own frame rate: played forwards and
 backwards (so the motion stays continuous; short clips repeat), the subject
 at a random yaw, a fixed pinhole camera per video (focal 1000 px, 4-7 m
@@ -47,7 +47,8 @@ from lift3d.lifting import lift
 
 NUM_YAWS = 100
 # The lifting's prior of the pose model, as the default job calibrated it
-# (experiments/jobs/pose_model.py on the validation clips): σ_obs, β.
+# (experiments/jobs/pose_model.py on the validation clips) for the default
+# K = 9, J = 14: σ_obs, β (0.1, 1 for the earlier K = 3, J = 10).
 OBS_NOISE = 0.07
 PRIOR_WEIGHT = 1.0
 
@@ -61,7 +62,7 @@ def corpus_parts():
 
 
 def load_or_fit_model(workdir: str, train: mocap.MocapCorpus) -> pose_model.PoseModel:
-  """The default job's pose model (K=3, J=10, configs/parts/pose_model.py) on `train`,
+  """The default job's pose model (K, J of configs/parts/pose_model.py) on `train`,
   with σ_obs = OBS_NOISE and β = PRIOR_WEIGHT; cached in the workdir."""
   from experiments import settings
   from experiments.configs.parts import data
