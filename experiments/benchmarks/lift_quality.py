@@ -20,8 +20,10 @@ pinhole camera each, `--frames` frames per condition), or set by `--prior`.
 
 Prints Markdown tables (`--sections` picks them):
 1. per (K, J) of `--grid`: σ_obs and β chosen on the validation views, then
-   MPJPE / PA-MPJPE on the test views, "model" and the default blend (the default job's setting: 4 cameras,
-   3 px noise, 10% hidden, `--test-frames` frames);
+   MPJPE / PA-MPJPE on the test views, "model" and the default blend (the
+   default job's setting: 4 cameras, 3 px noise, 10% hidden, `--test-frames`
+   frames), and the blend on validation views of that setting (the column that
+   chooses K and J);
 2. how often the exact re-ranking of C candidates per component changes the
    answer against the exhaustive exact search, for the `--model` (K, J);
 3. reconstruction "model" against "blend" (α): α chosen on validation views
