@@ -113,58 +113,84 @@ def _first_min(x, axis):
 
 
 def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
-  """Exact minimum-cost path of one sequence; scores (F, K, T) -> (k (F,), t (F,), total).
+  """Exact minimum-cost paths of S sequences; scores (S, F, K, T) -> (k, t (F, S), total (S,)).
 
-  The forward pass keeps only the values V_f (K, T): within a component the
-  best of the band's shifts (V[t ∓ s] + q_s, as static slices of a circularly
-  padded copy, so a step is one fused loop without backpointers) or a jump
-  from the component's best yaw; then the best other component plus the
-  switch cost. The backward pass recovers each frame's predecessor from the
-  stored V_{f−1} for the one state the path is in: O(K·T) a frame.
+  The forward pass keeps only the values V_f (K, T) of each sequence: within a
+  component the best of the band's shifts (V[t ∓ s] + q_s, as static slices of
+  a circularly padded copy) or a jump from the component's best yaw; then the
+  best other component plus the switch cost. The backward pass recovers each
+  frame's predecessor from the stored V_{f−1} for the one state the path is
+  in: O(K·T) a frame.
+
+  Layout (a measured CPU choice): the K components are separate (S, T) arrays
+  and the sequences lie along the rows, so that a forward step is one fused
+  elementwise loop over (S, T) for all K at once; a reduction over the
+  component axis, or values carried as one (K, T) array, split it into
+  fusions that recompute the band (3x slower on the 2-core CPU).
   """
-  num_components, num_yaws = scores.shape[1:]
+  num_seq, num_frames, num_components, num_yaws = scores.shape
   dtype = scores.dtype
   spacing = 2 * math.pi / num_yaws
   quad = [0.5 * (jnp.asarray(s * spacing, dtype) / yaw_rate) ** 2 for s in range(band + 1)]
+  per_k = tuple(jnp.swapaxes(scores[:, :, k], 0, 1) for k in range(num_components))  # (F, S, T)
 
   def step(previous, frame_scores):
-    within = previous
-    if band:
-      padded = jnp.concatenate([previous[..., num_yaws - band:], previous,
-                                previous[..., :band]], axis=-1)
-      for s in range(1, band + 1):
-        nearest = jnp.minimum(padded[..., band - s : band - s + num_yaws],
-                              padded[..., band + s : band + s + num_yaws])
-        within = jnp.minimum(within, nearest + quad[s])
-    within = jnp.minimum(within, jnp.min(previous, axis=-1, keepdims=True) + yaw_jump)
-    switch = jnp.min(within, axis=0, keepdims=True) + component_switch
-    return frame_scores + jnp.minimum(within, switch), previous
+    within = []
+    for values in previous:  # (S, T) each
+      best = values
+      if band:
+        padded = jnp.concatenate([values[:, num_yaws - band:], values, values[:, :band]], axis=1)
+        for s in range(1, band + 1):
+          nearest = jnp.minimum(padded[:, band - s : band - s + num_yaws],
+                                padded[:, band + s : band + s + num_yaws])
+          best = jnp.minimum(best, nearest + quad[s])
+      within.append(jnp.minimum(best, jnp.min(values, axis=1, keepdims=True) + yaw_jump))
+    lowest = within[0]
+    for values in within[1:]:
+      lowest = jnp.minimum(lowest, values)
+    switch = lowest + component_switch
+    current = tuple(f + jnp.minimum(w, switch) for f, w in zip(frame_scores, within, strict=True))
+    return current, jnp.stack(current)
 
-  last, values = jax.lax.scan(step, scores[0], scores[1:])  # values[f] = V_f, f < F - 1
-  total, end = _first_min(last.reshape(-1), 0)
+  first = tuple(x[0] for x in per_k)
+  last, values = jax.lax.scan(step, first, tuple(x[1:] for x in per_k))  # values[f] = V_{f+1}
+  flat_index = jnp.arange(num_components * num_yaws)[:, None]
+
+  def first_min(candidates):  # (K, S, T) -> (min (S,), first flat index k·T + t (S,))
+    flat = jnp.swapaxes(candidates, 1, 2).reshape(num_components * num_yaws, num_seq)
+    low = jnp.min(flat, axis=0)
+    return low, jnp.min(jnp.where(flat == low, flat_index, flat.shape[0]), axis=0)
+
+  total, end = first_min(jnp.stack(last))
+  if num_frames == 1:
+    return end[None] // num_yaws, end[None] % num_yaws, total
   # The truncated quadratic of every wrapped yaw difference d = t − t' (mod T).
   shift = np.minimum(np.arange(num_yaws), num_yaws - np.arange(num_yaws))
   within_cost = jnp.where(jnp.asarray(shift <= band),
                           jnp.minimum(0.5 * (jnp.asarray(shift * spacing, dtype) / yaw_rate) ** 2,
                                       yaw_jump), yaw_jump)
   yaw_index = jnp.arange(num_yaws)
-  comp_index = jnp.arange(num_components)[:, None]
+  comp_index = jnp.arange(num_components)[:, None, None]
 
-  def back(state, previous):
+  def back(state, previous):  # previous (K, S, T): V_{f−1}; state (S,): frame f's
     k, t = state // num_yaws, state % num_yaws
-    candidates = (previous + within_cost[jnp.mod(t - yaw_index, num_yaws)]) + jnp.where(
-        comp_index == k, 0.0, component_switch)
-    _, before = _first_min(candidates.reshape(-1), 0)
+    move = within_cost[jnp.mod(t[:, None] - yaw_index, num_yaws)]  # (S, T)
+    candidates = (previous + move) + jnp.where(comp_index == k[:, None], 0.0, component_switch)
+    _, before = first_min(candidates)
     return before, before
 
-  _, path = jax.lax.scan(back, end, values, reverse=True)
-  path = jnp.concatenate([path, end[None]])
+  # Predecessors of frames F−1 … 2 from V_{F−2} … V_1, then frame 1's from V_0.
+  state, path = jax.lax.scan(back, end, values[:-1], reverse=True)
+  _, start = back(state, jnp.stack(first))
+  path = jnp.concatenate([start[None], path, end[None]])  # (F, S)
   return path // num_yaws, path % num_yaws, total
 
 
 @functools.partial(jax.jit, static_argnames=("band",))
 def _viterbi_batch(scores, yaw_rate, component_switch, yaw_jump, *, band):
-  return jax.vmap(lambda x: _viterbi(x, yaw_rate, component_switch, yaw_jump, band))(scores)
+  """scores (S, F, K, T) -> component (S, F), yaw index (S, F), total (S,)."""
+  k, t, total = _viterbi(scores, yaw_rate, component_switch, yaw_jump, band)
+  return k.T, t.T, total
 
 
 @float32_matmuls
@@ -325,39 +351,58 @@ class _Prior:
     self.coupling = jnp.concatenate([jnp.mean(ridge, axis=1, keepdims=True), ridge], axis=1)
 
 
-def _frame_systems(prior: _Prior, points, weights, component, yaw):
+def _frame_systems(prior: _Prior, points, weights, component, yaw, *, unweighted: bool):
   """Normal equations of every frame at its (k, θ): H (F, P, P), b (F, P), ||Dw||² (F,).
 
   points (F, L, 2) sequence-normalised, y up; weights (F, L) D² (0 where
-  unused). The translation is eliminated by centring on the weighted mean.
-  With A_x = cos θ B_x + sin θ B_z and A_y = B_y (B = the component's blocks),
-  `Σ_l w_l A_lᵀA_l` is a combination of the per-joint products of B, so all
-  frames and components take one matrix product against the weights.
+  unused; all 1 when `unweighted`, static). The translation is eliminated by
+  centring on the weighted mean. With A_x = cos θ B_x + sin θ B_z and
+  A_y = B_y (B = the component's blocks), `Σ_l w_l A_lᵀA_l` is a combination
+  of the per-joint products of B: one matrix product of the frames' weights,
+  spread over a one-hot of their component (F, K·L), against the products
+  (K·L, 4·P²), which selects each frame's component without computing the
+  others' terms and then gathering (a measured CPU choice); unweighted, the
+  sums over the joints are the model's own, and the one-hot (F, K) selects
+  them.
   """
-  num_frames = points.shape[0]
-  frames = jnp.arange(num_frames)
-  total = jnp.sum(weights, axis=-1)
+  num_frames, num_joints = weights.shape
+  blocks = prior.blocks  # (K, L, 3, P)
+  num_components, num_basis = blocks.shape[0], blocks.shape[-1]
+  dtype = points.dtype
+  onehot = (component[:, None] == jnp.arange(num_components)).astype(dtype)  # (F, K)
+  spread = lambda x: (onehot[:, :, None] * x[:, None, :]).reshape(  # noqa: E731
+      num_frames, num_components * num_joints)  # (F, L) -> (F, K·L): x at the frame's k
+  if unweighted:
+    total = jnp.full((num_frames,), float(num_joints), dtype)
+  else:
+    total = jnp.sum(weights, axis=-1)
   safe = jnp.where(total > 0, total, 1.0)
   points_c = points - jnp.sum(weights[..., None] * points, axis=1, keepdims=True) / safe[
       :, None, None]
-  blocks = prior.blocks  # (K, L, 3, P)
   cos, sin = jnp.cos(yaw), jnp.sin(yaw)
   # Σ_l w_l B_lp B_lqᵀ for (p, q) = (x, x), (z, z), (x, z) + (z, x), (y, y).
   bx, by, bz = blocks[:, :, 0], blocks[:, :, 1], blocks[:, :, 2]  # (K, L, P)
   outer = lambda u, v: u[..., :, None] * v[..., None, :]  # noqa: E731
   features = jnp.stack([outer(bx, bx), outer(bz, bz), outer(bx, bz) + outer(bz, bx),
                         outer(by, by)], axis=2)  # (K, L, 4, P, P)
-  terms = jnp.einsum("fl,klqij->fkqij", weights, features)[frames, component]  # (F, 4, P, P)
+  if unweighted:
+    terms = onehot @ jnp.sum(features, axis=1).reshape(num_components, -1)
+    sums = onehot @ jnp.sum(blocks, axis=1).reshape(num_components, -1)
+  else:
+    spread_weights = spread(weights)
+    terms = spread_weights @ features.reshape(num_components * num_joints, -1)
+    sums = spread_weights @ blocks.reshape(num_components * num_joints, -1)
+  terms = terms.reshape(num_frames, 4, num_basis, num_basis)
+  sums = sums.reshape(num_frames, 3, num_basis)
   c, s_ = cos[:, None, None], sin[:, None, None]
   gram = c * c * terms[:, 0] + s_ * s_ * terms[:, 1] + c * s_ * terms[:, 2] + terms[:, 3]
-  sums = jnp.einsum("fl,klcp->fkcp", weights, blocks)[frames, component]  # (F, 3, P)
   mx = cos[:, None] * sums[:, 0] + sin[:, None] * sums[:, 2]
   my = sums[:, 1]
   gram = gram - (outer(mx, mx) + outer(my, my)) / safe[:, None, None]
   # Σ_l w_l A_lᵀ p_l with p centred (so the centring of A drops out).
-  wx, wy = weights * points_c[..., 0], weights * points_c[..., 1]
-  proj = jnp.einsum("fl,klcp->fkcp", wx, blocks)[frames, component]  # (F, 3, P)
-  proj_y = jnp.einsum("fl,klp->fkp", wy, by)[frames, component]
+  flat_blocks = blocks.reshape(num_components * num_joints, 3 * num_basis)
+  proj = (spread(weights * points_c[..., 0]) @ flat_blocks).reshape(num_frames, 3, num_basis)
+  proj_y = spread(weights * points_c[..., 1]) @ by.reshape(num_components * num_joints, -1)
   rhs = cos[:, None] * proj[:, 0] + sin[:, None] * proj[:, 2] + proj_y
   norm2 = jnp.sum(weights[..., None] * points_c**2, axis=(1, 2))
   return gram, rhs, norm2
@@ -372,16 +417,15 @@ def _gap_lengths(observed):
   return jnp.where(observed, 0, following - last - 1).astype(jnp.int32)
 
 
-def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_switch, yaw_jump,
+def _lift_one(prior: _Prior, costs, observed, component, index, keypoints, weights, yaw_rate,
               smoothing, max_gap, blend_weight, blend_smoothing, blend_hidden, *, band: int,
-              root: int, limb_mm, limbs):
-  """One sequence: scores (F, K, T), keypoints (F, L, 2) px, weights (F, L) D²."""
-  num_frames, _, num_yaws = scores.shape
+              root: int, limb_mm, limbs, unweighted: bool):
+  """One sequence: costs (F, K, T) (0 where not observed), observed (F,), the Viterbi
+  path's component and yaw index (F,), keypoints (F, L, 2) px, weights (F, L) D² (all 1
+  when `unweighted`)."""
+  num_frames, _, num_yaws = costs.shape
   dtype = keypoints.dtype
   spacing = 2 * math.pi / num_yaws
-  observed = jnp.all(jnp.isfinite(scores), axis=(1, 2))  # (F,)
-  costs = jnp.where(observed[:, None, None], scores, 0.0)
-  component, index, _ = _viterbi(costs, yaw_rate, component_switch, yaw_jump, band)
 
   # Sub-bin yaw from a parabola through the path's score and its neighbours.
   frame_costs = costs[jnp.arange(num_frames), component]  # (F, T)
@@ -411,7 +455,8 @@ def _lift_one(prior: _Prior, scores, keypoints, weights, yaw_rate, component_swi
   points = camera.flip_y(jnp.where(weights[..., None] > 0, keypoints - centre[:, None], 0.0)
                          ) / size
 
-  gram, rhs, norm2 = _frame_systems(prior, points, weights, component, yaw)
+  gram, rhs, norm2 = _frame_systems(prior, points, weights, component, yaw,
+                                    unweighted=unweighted)
   tikhonov = prior.tikhonov[component]  # (F, P)
   same = jnp.concatenate([jnp.zeros((1,), bool), component[1:] == component[:-1]])
   couple = prior.coupling[component]
@@ -506,10 +551,15 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
   num_frames = keypoints.shape[-3]
   flat = lambda x: x.reshape((-1, num_frames, *x.shape[len(batch_shape) + 1:]))  # noqa: E731
   prior = _Prior(model, obs_noise)
+  scores = flat(scores)  # (S, F, K, T)
+  observed = jnp.all(jnp.isfinite(scores), axis=(2, 3))  # (S, F)
+  costs = jnp.where(observed[..., None, None], scores, 0.0)
+  component, index, _ = _viterbi(costs, yaw_rate, component_switch, yaw_jump, band)
   run = functools.partial(_lift_one, prior, band=band, root=root,
-                          limb_mm=model.limb_scale * 1000.0, limbs=H36M17.limbs)
-  out = jax.vmap(run, in_axes=(0, 0, 0) + (None,) * 8)(
-      flat(scores), flat(clean), flat(weights), yaw_rate, component_switch, yaw_jump, smoothing,
+                          limb_mm=model.limb_scale * 1000.0, limbs=H36M17.limbs,
+                          unweighted=visibility is None)
+  out = jax.vmap(run, in_axes=(0,) * 6 + (None,) * 6)(
+      costs, observed, component.T, index.T, flat(clean), flat(weights), yaw_rate, smoothing,
       max_gap, blend_weight, blend_smoothing, blend_hidden)
   return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), out)
 
