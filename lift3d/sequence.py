@@ -132,9 +132,9 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
   dtype = scores.dtype
   spacing = 2 * math.pi / num_yaws
   quad = [0.5 * (jnp.asarray(s * spacing, dtype) / yaw_rate) ** 2 for s in range(band + 1)]
-  per_k = tuple(jnp.swapaxes(scores[:, :, k], 0, 1) for k in range(num_components))  # (F, S, T)
 
-  def step(previous, frame_scores):
+  def step(previous, frame):
+    frame_scores = jax.lax.dynamic_index_in_dim(scores, frame, axis=1, keepdims=False)  # (S, K, T)
     within = []
     for values in previous:  # (S, T) each
       best = values
@@ -149,11 +149,11 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
     for values in within[1:]:
       lowest = jnp.minimum(lowest, values)
     switch = lowest + component_switch
-    current = tuple(f + jnp.minimum(w, switch) for f, w in zip(frame_scores, within, strict=True))
+    current = tuple(frame_scores[:, k] + jnp.minimum(w, switch) for k, w in enumerate(within))
     return current, jnp.stack(current)
 
-  first = tuple(x[0] for x in per_k)
-  last, values = jax.lax.scan(step, first, tuple(x[1:] for x in per_k))  # values[f] = V_{f+1}
+  first = tuple(scores[:, 0, k] for k in range(num_components))  # (S, T) each
+  last, values = jax.lax.scan(step, first, jnp.arange(1, num_frames))  # values[f] = V_{f+1}
   flat_index = jnp.arange(num_components * num_yaws)[:, None]
 
   def first_min(candidates):  # (K, S, T) -> (min (S,), first flat index k·T + t (S,))
@@ -362,8 +362,7 @@ def _frame_systems(prior: _Prior, points, weights, component, yaw, *, unweighted
   spread over a one-hot of their component (F, K·L), against the products
   (K·L, 4·P²), which selects each frame's component without computing the
   others' terms and then gathering (a measured CPU choice); unweighted, the
-  sums over the joints are the model's own, and the one-hot (F, K) selects
-  them.
+  sums over the joints are the model's own, gathered per frame.
   """
   num_frames, num_joints = weights.shape
   blocks = prior.blocks  # (K, L, 3, P)
@@ -385,9 +384,9 @@ def _frame_systems(prior: _Prior, points, weights, component, yaw, *, unweighted
   outer = lambda u, v: u[..., :, None] * v[..., None, :]  # noqa: E731
   features = jnp.stack([outer(bx, bx), outer(bz, bz), outer(bx, bz) + outer(bz, bx),
                         outer(by, by)], axis=2)  # (K, L, 4, P, P)
-  if unweighted:
-    terms = onehot @ jnp.sum(features, axis=1).reshape(num_components, -1)
-    sums = onehot @ jnp.sum(blocks, axis=1).reshape(num_components, -1)
+  if unweighted:  # gathers (fused into their consumers)
+    terms = jnp.sum(features, axis=1).reshape(num_components, -1)[component]
+    sums = jnp.sum(blocks, axis=1).reshape(num_components, -1)[component]
   else:
     spread_weights = spread(weights)
     terms = spread_weights @ features.reshape(num_components * num_joints, -1)
@@ -428,8 +427,8 @@ def _lift_one(prior: _Prior, costs, observed, component, index, keypoints, weigh
   spacing = 2 * math.pi / num_yaws
 
   # Sub-bin yaw from a parabola through the path's score and its neighbours.
-  frame_costs = costs[jnp.arange(num_frames), component]  # (F, T)
-  at = lambda i: jnp.take_along_axis(frame_costs, jnp.mod(i, num_yaws)[:, None], 1)[:, 0]  # noqa: E731
+  frames = jnp.arange(num_frames)
+  at = lambda i: costs[frames, component, jnp.mod(i, num_yaws)]  # noqa: E731  (F,)
   left, mid, right = at(index - 1), at(index), at(index + 1)
   curvature = left - 2 * mid + right
   offset = jnp.where(curvature > 0, 0.5 * (left - right) / jnp.where(curvature > 0, curvature,
@@ -552,7 +551,7 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
   flat = lambda x: x.reshape((-1, num_frames, *x.shape[len(batch_shape) + 1:]))  # noqa: E731
   prior = _Prior(model, obs_noise)
   scores = flat(scores)  # (S, F, K, T)
-  observed = jnp.all(jnp.isfinite(scores), axis=(2, 3))  # (S, F)
+  observed = jnp.isfinite(scores[:, :, 0, 0])  # (S, F): grid_scores gives all or none
   costs = jnp.where(observed[..., None, None], scores, 0.0)
   component, index, _ = _viterbi(costs, yaw_rate, component_switch, yaw_jump, band)
   run = functools.partial(_lift_one, prior, band=band, root=root,
