@@ -133,23 +133,29 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
   spacing = 2 * math.pi / num_yaws
   quad = [0.5 * (jnp.asarray(s * spacing, dtype) / yaw_rate) ** 2 for s in range(band + 1)]
 
+  def band_min(values):  # (S, T) -> min over the band's shifts and the jump
+    best = values
+    if band:
+      padded = jnp.concatenate([values[:, num_yaws - band:], values, values[:, :band]], axis=1)
+      for s in range(1, band + 1):
+        nearest = jnp.minimum(padded[:, band - s : band - s + num_yaws],
+                              padded[:, band + s : band + s + num_yaws])
+        best = jnp.minimum(best, nearest + quad[s])
+    return jnp.minimum(best, jnp.min(values, axis=1, keepdims=True) + yaw_jump)
+
   def step(previous, frame):
     frame_scores = jax.lax.dynamic_index_in_dim(scores, frame, axis=1, keepdims=False)  # (S, K, T)
-    within = []
-    for values in previous:  # (S, T) each
-      best = values
-      if band:
-        padded = jnp.concatenate([values[:, num_yaws - band:], values, values[:, :band]], axis=1)
-        for s in range(1, band + 1):
-          nearest = jnp.minimum(padded[:, band - s : band - s + num_yaws],
-                                padded[:, band + s : band + s + num_yaws])
-          best = jnp.minimum(best, nearest + quad[s])
-      within.append(jnp.minimum(best, jnp.min(values, axis=1, keepdims=True) + yaw_jump))
-    lowest = within[0]
-    for values in within[1:]:
+    # The best arrival from any component: band_min commutes with the minimum
+    # over components (both are minima; adding q is monotone), so it is the
+    # band minimum of the componentwise minimum, bit for bit: each
+    # component's update computes two band minima instead of K (with K = 9,
+    # the Viterbi ran 2.9x faster on the 2-core CPU).
+    lowest = previous[0]
+    for values in previous[1:]:
       lowest = jnp.minimum(lowest, values)
-    switch = lowest + component_switch
-    current = tuple(frame_scores[:, k] + jnp.minimum(w, switch) for k, w in enumerate(within))
+    switch = band_min(lowest) + component_switch
+    current = tuple(frame_scores[:, k] + jnp.minimum(band_min(values), switch)
+                    for k, values in enumerate(previous))
     return current, jnp.stack(current)
 
   first = tuple(scores[:, 0, k] for k in range(num_components))  # (S, T) each
@@ -231,50 +237,78 @@ def viterbi_path(scores, *, yaw_rate: float = DEFAULT_YAW_RATE,
 # Block-tridiagonal least squares.
 
 
-def solve_block_tridiagonal(diagonal, coupling, rhs):
-  """Solves the symmetric positive-definite block-tridiagonal system of a chain.
+def _sweep_inverse(matrix):
+  """Inverse of symmetric positive-definite matrices (P, P, S), batch minor.
 
-  The system is `D_f x_f − S_f x_{f−1} − S_{f+1} x_{f+1} = b_f` (the normal
+  Gauss–Jordan elimination without pivoting (the sweep operator; its pivots
+  are those of an LDLᵀ factorisation, positive for SPD matrices): P
+  elementwise passes over all S matrices at once, no LAPACK call.
+  """
+  size = matrix.shape[0]
+  index = jnp.arange(size)
+  for k in range(size):
+    inv_pivot = 1.0 / matrix[k, k]  # (S,)
+    column, row = matrix[:, k], matrix[k, :] * inv_pivot  # (P, S)
+    on_row, on_col = (index == k)[:, None, None], (index == k)[None, :, None]
+    rest = matrix - column[:, None] * row[None, :]
+    matrix = jnp.where(on_row & on_col, -inv_pivot,
+                       jnp.where(on_row, row[None], jnp.where(on_col, (column * inv_pivot)[:, None],
+                                                              rest)))
+  return -matrix
+
+
+def solve_block_tridiagonal(diagonal, coupling, rhs):
+  """Solves symmetric positive-definite block-tridiagonal systems of chains.
+
+  Each system is `D_f x_f − S_f x_{f−1} − S_{f+1} x_{f+1} = b_f` (the normal
   equations of `Σ_f q_f(x_f) + Σ_f ½ (x_f − x_{f−1})ᵀ S_f (x_f − x_{f−1})`
-  with S_f diagonal), solved by block elimination (a block Cholesky of the
-  chain): `lax.scan` forward, then backward (one Cholesky of the P×P Schur
-  complement a step, the only LAPACK call of the scan).
+  with S_f diagonal), solved by block elimination: `lax.scan` forward over
+  the frames (the inverse of each P×P Schur complement by `_sweep_inverse`),
+  then backward. All chains of the batch step together with the batch as the
+  minor axis, so each pass of the inversion is one elementwise loop over
+  them: measured on the 2-core CPU for 64 chains of 256 frames, 1.5–1.9x
+  faster than a batched LAPACK Cholesky and inverse per step at P = 15, about
+  even at P = 11; and no LAPACK call in the scan.
 
   Args:
-    diagonal: (F, P, P) diagonal blocks D_f (they include the coupling
+    diagonal: (..., F, P, P) diagonal blocks D_f (they include the coupling
       terms S_f + S_{f+1}).
-    coupling: (F, P) diagonal of S_f, the coupling of frame f to f − 1
-      (row 0 is ignored).
-    rhs: (F, P, R) right-hand sides.
+    coupling: (..., F, P) diagonal of S_f, the coupling of frame f to f − 1
+      (frame 0's is ignored).
+    rhs: (..., F, P, R) right-hand sides.
 
   Returns:
-    (F, P, R) the solution.
+    (..., F, P, R) the solution.
   """
-  coupling = coupling.at[0].set(0.0)
-  matvec = lambda m, v: jnp.sum(m[:, :, None] * v[None, :, :], axis=1)  # noqa: E731
+  batch = diagonal.shape[:-3]
+  num_frames, size = diagonal.shape[-3], diagonal.shape[-1]
+  width = rhs.shape[-1]
+  count = math.prod(batch)
+  # Batch minor: (F, P, P, S), (F, P, S), (F, P, R, S).
+  blocks = jnp.moveaxis(diagonal.reshape(count, num_frames, size, size), 0, -1)
+  links = jnp.moveaxis(coupling.reshape(count, num_frames, size), 0, -1).at[0].set(0.0)
+  values = jnp.moveaxis(rhs.reshape(count, num_frames, size, width), 0, -1)
 
   def forward(carry, inputs):
-    inv_prev, y_prev = carry
+    inv_prev, y_prev = carry  # (P, P, S), (P, R, S)
     block, link, b = inputs
     schur = block - link[:, None] * inv_prev * link[None, :]
-    y = b + link[:, None] * matvec(inv_prev, y_prev)
-    chol = jnp.linalg.cholesky(schur)
-    inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(block.shape[-1], dtype=block.dtype))
+    y = b + link[:, None] * jnp.sum(inv_prev[:, :, None] * y_prev[None], axis=1)
+    inv = _sweep_inverse(schur)
     return (inv, y), (inv, y)
 
-  num = diagonal.shape[-1]
-  init = (jnp.zeros((num, num), diagonal.dtype), jnp.zeros(rhs.shape[1:], rhs.dtype))
-  _, (inverses, ys) = jax.lax.scan(forward, init, (diagonal, coupling, rhs))
-  next_links = jnp.concatenate([coupling[1:], jnp.zeros_like(coupling[:1])])
+  init = (jnp.zeros(blocks.shape[1:], blocks.dtype), jnp.zeros(values.shape[1:], values.dtype))
+  _, (inverses, ys) = jax.lax.scan(forward, init, (blocks, links, values))
+  next_links = jnp.concatenate([links[1:], jnp.zeros_like(links[:1])])
 
   def backward(x_next, inputs):
     inv, y, link_next = inputs
-    x = matvec(inv, y + link_next[:, None] * x_next)
+    x = jnp.sum(inv[:, :, None] * (y + link_next[:, None] * x_next)[None], axis=1)
     return x, x
 
-  _, xs = jax.lax.scan(backward, jnp.zeros(rhs.shape[1:], rhs.dtype),
+  _, xs = jax.lax.scan(backward, jnp.zeros(values.shape[1:], values.dtype),
                        (inverses, ys, next_links), reverse=True)
-  return xs
+  return jnp.moveaxis(xs, -1, 0).reshape(rhs.shape)
 
 
 def _solve_scalar_chain(diagonal, coupling, rhs):
@@ -416,12 +450,16 @@ def _gap_lengths(observed):
   return jnp.where(observed, 0, following - last - 1).astype(jnp.int32)
 
 
-def _lift_one(prior: _Prior, costs, observed, component, index, keypoints, weights, yaw_rate,
-              smoothing, max_gap, blend_weight, blend_smoothing, blend_hidden, *, band: int,
-              root: int, limb_mm, limbs, unweighted: bool):
-  """One sequence: costs (F, K, T) (0 where not observed), observed (F,), the Viterbi
-  path's component and yaw index (F,), keypoints (F, L, 2) px, weights (F, L) D² (all 1
-  when `unweighted`)."""
+def _sequence_system(prior: _Prior, costs, observed, component, index, keypoints, weights,
+                     yaw_rate, smoothing, *, band: int, unweighted: bool):
+  """Steps 2–3 up to the solve, for one sequence: the yaws along the path and the
+  block-tridiagonal system of (s, s·a) over the frames.
+
+  costs (F, K, T) (0 where not observed), observed (F,), the Viterbi path's
+  component and yaw index (F,), keypoints (F, L, 2) px, weights (F, L) D² (all 1
+  when `unweighted`). Returns (diagonal (F, P, P), coupling (F, P), rhs (F, P), the
+  state `_finish_sequence` needs).
+  """
   num_frames, _, num_yaws = costs.shape
   dtype = keypoints.dtype
   spacing = 2 * math.pi / num_yaws
@@ -465,7 +503,23 @@ def _lift_one(prior: _Prior, costs, observed, component, index, keypoints, weigh
   # A tiny ridge on the scale keeps an unobserved sequence's system regular.
   ridge = jnp.zeros_like(tikhonov).at[:, 0].set(1e-6 * jnp.mean(prior.coupling[:, 0]))
   diagonal = gram + jax.vmap(jnp.diag)(tikhonov + couple + next_couple + ridge)
-  solution = solve_block_tridiagonal(diagonal, couple, rhs[..., None])[..., 0]  # (F, P)
+  state = {"gram": gram, "tikhonov": tikhonov, "rhs": rhs, "norm2": norm2,
+           "component": component, "yaw": yaw, "points": points, "weights": weights,
+           "has_data": has_data, "centre": centre, "size": size, "observed": observed}
+  return diagonal, couple, rhs, state
+
+
+def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blend_smoothing,
+                     blend_hidden, *, root: int, limb_mm, limbs):
+  """Step 3's answer and step 4 for one sequence: `LiftResult` (F frames) from the
+  solution (F, P) of `_sequence_system`'s system."""
+  gram, tikhonov, rhs, norm2 = state["gram"], state["tikhonov"], state["rhs"], state["norm2"]
+  component, yaw, points, weights = (state["component"], state["yaw"], state["points"],
+                                     state["weights"])
+  has_data, centre, size, observed = (state["has_data"], state["centre"], state["size"],
+                                      state["observed"])
+  num_frames = points.shape[0]
+  dtype = points.dtype
   cost = (jnp.einsum("fi,fij,fj->f", solution, gram + jax.vmap(jnp.diag)(tikhonov), solution)
           - 2 * jnp.sum(rhs * solution, axis=-1) + norm2)
 
@@ -554,12 +608,14 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
   observed = jnp.isfinite(scores[:, :, 0, 0])  # (S, F): grid_scores gives all or none
   costs = jnp.where(observed[..., None, None], scores, 0.0)
   component, index, _ = _viterbi(costs, yaw_rate, component_switch, yaw_jump, band)
-  run = functools.partial(_lift_one, prior, band=band, root=root,
-                          limb_mm=model.limb_scale * 1000.0, limbs=H36M17.limbs,
-                          unweighted=visibility is None)
-  out = jax.vmap(run, in_axes=(0,) * 6 + (None,) * 6)(
-      costs, observed, component.T, index.T, flat(clean), flat(weights), yaw_rate, smoothing,
-      max_gap, blend_weight, blend_smoothing, blend_hidden)
+  system = functools.partial(_sequence_system, prior, band=band, unweighted=visibility is None)
+  diagonal, coupling, rhs, state = jax.vmap(system, in_axes=(0,) * 6 + (None,) * 2)(
+      costs, observed, component.T, index.T, flat(clean), flat(weights), yaw_rate, smoothing)
+  solution = solve_block_tridiagonal(diagonal, coupling, rhs[..., None])[..., 0]  # (S, F, P)
+  finish = functools.partial(_finish_sequence, prior, root=root,
+                             limb_mm=model.limb_scale * 1000.0, limbs=H36M17.limbs)
+  out = jax.vmap(finish, in_axes=(0, 0) + (None,) * 4)(
+      state, solution, max_gap, blend_weight, blend_smoothing, blend_hidden)
   return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), out)
 
 

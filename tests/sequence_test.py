@@ -98,9 +98,8 @@ def test_viterbi_batched_equals_per_sequence():
 # --- Block-tridiagonal least squares -------------------------------------------
 
 
-def test_block_tridiagonal_matches_dense_solve():
-  rng = np.random.default_rng(0)
-  num_frames, num, rhs_cols = 7, 4, 2
+def _block_chain(rng, num_frames, num, rhs_cols):
+  """A random SPD block-tridiagonal chain: (diagonal, coupling, rhs, its dense matrix)."""
   grams = []
   for _ in range(num_frames):
     a = rng.normal(size=(3, num))
@@ -117,12 +116,33 @@ def test_block_tridiagonal_matches_dense_solve():
     if f:
       dense[f * num:(f + 1) * num, (f - 1) * num:f * num] = -np.diag(coupling[f])
       dense[(f - 1) * num:f * num, f * num:(f + 1) * num] = -np.diag(coupling[f])
-  expected = np.linalg.solve(dense, rhs.reshape(-1, rhs_cols)).reshape(rhs.shape)
+  return diagonal, coupling, rhs, dense
+
+
+def test_block_tridiagonal_matches_dense_solve():
+  rng = np.random.default_rng(0)
+  diagonal, coupling, rhs, dense = _block_chain(rng, 7, 4, 2)
+  expected = np.linalg.solve(dense, rhs.reshape(-1, 2)).reshape(rhs.shape)
   got = sequence.solve_block_tridiagonal(jnp.asarray(diagonal, jnp.float32),
                                          jnp.asarray(coupling, jnp.float32),
                                          jnp.asarray(rhs, jnp.float32))
   cond = np.linalg.cond(dense)
   np.testing.assert_allclose(got, expected, atol=1e-6 * cond * np.abs(expected).max())
+
+
+def test_block_tridiagonal_batched_chains_match_dense_solves():
+  # A (2, 3) batch of chains of 11×11 blocks (the size of the K=3, J=10 model's
+  # systems), each against its own dense float64 solve.
+  rng = np.random.default_rng(5)
+  chains = [_block_chain(rng, 6, 11, 1) for _ in range(6)]
+  stack = lambda i: np.stack([c[i] for c in chains]).reshape((2, 3, *chains[0][i].shape))  # noqa: E731
+  got = np.asarray(sequence.solve_block_tridiagonal(
+      jnp.asarray(stack(0), jnp.float32), jnp.asarray(stack(1), jnp.float32),
+      jnp.asarray(stack(2), jnp.float32))).reshape((6, *chains[0][2].shape))
+  for (_, _, rhs, dense), solution in zip(chains, got, strict=True):
+    expected = np.linalg.solve(dense, rhs.reshape(-1, 1)).reshape(rhs.shape)
+    cond = np.linalg.cond(dense)
+    np.testing.assert_allclose(solution, expected, atol=1e-6 * cond * np.abs(expected).max())
 
 
 def test_smooth_scalar_matches_dense_least_squares():
