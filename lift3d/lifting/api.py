@@ -680,16 +680,24 @@ def lift(
 
 
 def _grid_chunk(prep: search.Prepared, keypoints, visibility, min_visible: int):
-  """(K, T, B) linearised scores of a (B, L, 2) chunk; NaN for frames that cannot be lifted."""
+  """(B, K, T) linearised scores of a (B, L, 2) chunk; NaN for frames that cannot be lifted.
+
+  Frames major (each frame's grid contiguous, as `grid_scores` returns it):
+  unweighted, the search's products come out that way (no transposition of
+  the grid; measured on the 2-core CPU, the transposition took more time
+  than the products).
+  """
   joint_weights, _, liftable, _, points = _clean_points(keypoints, visibility, min_visible)
   if joint_weights is None:
-    costs = search.search_unweighted(prep, points)
+    costs = search.search_unweighted(prep, points, frames_major=True)
   else:
     costs, paired = search.search_weighted(prep, *search.frame_terms(prep, points,
                                                                       joint_weights))
     assert not paired  # an explicit camera rotation never pairs θ with θ + π
-  scores = 0.5 * costs * prep.inv_var + prep.score_offset[:, None, None]
-  return jnp.where(liftable & jnp.all(jnp.isfinite(scores), axis=(0, 1)), scores, jnp.nan)
+    costs = jnp.moveaxis(costs, -1, 0)
+  scores = 0.5 * costs * prep.inv_var + prep.score_offset[:, None]
+  ok = liftable & jnp.all(jnp.isfinite(scores), axis=(1, 2))
+  return jnp.where(ok[:, None, None], scores, jnp.nan)
 
 
 @functools.partial(jax.jit, static_argnames=("num_yaws", "min_visible", "chunk_size"))
@@ -712,7 +720,7 @@ def _grid_scores_jit(model, keypoints, visibility, obs_noise, prior_weight, *, n
   else:
     vis = jnp.pad(flat_vis, ((0, pad), (0, 0))).reshape(num_chunks, size, num_joints)
     out = jax.lax.map(lambda a: _grid_chunk(prep, *a, min_visible), (chunks, vis))
-  out = jnp.moveaxis(out, -1, 1).reshape((num_chunks * size, *out.shape[1:3]))[:total]
+  out = out.reshape((num_chunks * size, *out.shape[2:]))[:total]
   return out.reshape(batch_shape + out.shape[1:])
 
 

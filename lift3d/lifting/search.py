@@ -297,7 +297,7 @@ def frame_terms(prep: Prepared, points, weights):
   return gram, jnp.stack([y0, y1, y2]), norm2
 
 
-def search_unweighted(prep: Prepared, points):
+def search_unweighted(prep: Prepared, points, frames_major: bool = False):
   """Linearised costs (K, T, B) of every (component, yaw) for unit weights.
 
   `r(θ) = wᵀ(I − M_θ)w`: the precomputed coefficients of every I − M_θ
@@ -307,9 +307,12 @@ def search_unweighted(prep: Prepared, points):
   Args:
     prep: the `Prepared` terms (with the unweighted coefficients).
     points: (B, L, 2) normalised 2D.
+    frames_major: return (B, K, T) (the products computed frames-major, for
+      callers that want each frame's grid contiguous, e.g. `grid_scores`)
+      instead of (K, T, B) (static).
 
   Returns:
-    (K, T, B) costs, frames minor.
+    (K, T, B) costs, frames minor; (B, K, T) with `frames_major`.
   """
   batch, num_joints = points.shape[:2]
   num_components = prep.tikhonov.shape[0]
@@ -323,6 +326,11 @@ def search_unweighted(prep: Prepared, points):
     squares = jnp.concatenate(
         [v[:, i : i + 1] * v[:, i:] for v in (y, x) for i in range(num_joints)], axis=1)
     cross = (y[:, :, None] * x[:, None, :]).reshape(batch, num_joints * num_joints)
+    if frames_major:  # yaw t = a·T/2 + j for a ∈ {0, 1} (θ, θ + π)
+      even = (squares @ prep.cost_quadratic.T).reshape(batch, num_components, 1, half)
+      odd = (cross @ prep.cost_cross.T).reshape(batch, num_components, 1, half)
+      cost = jnp.concatenate([even - odd, even + odd], axis=2)
+      return cost.reshape(batch, num_components, num_yaws)
     even = prep.cost_quadratic @ squares.T  # (K·T', B)
     odd = prep.cost_cross @ cross.T
     cost = jnp.stack([even - odd, even + odd]).reshape(2, num_components, half, batch)
@@ -330,6 +338,8 @@ def search_unweighted(prep: Prepared, points):
   flat = points.reshape(batch, 2 * num_joints)
   squares = jnp.concatenate([flat[:, i : i + 1] * flat[:, i:] for i in range(2 * num_joints)],
                             axis=1)
+  if frames_major:
+    return (squares @ prep.cost_quadratic.T).reshape(batch, num_components, num_yaws)
   return (prep.cost_quadratic @ squares.T).reshape(num_components, num_yaws, batch)
 
 
