@@ -354,6 +354,23 @@ def test_grid_scores_agree_with_lift():
         lifted.yaw)))), 0.0, atol=1e-5)
 
 
+def test_grid_scores_unweighted_equal_weighted_with_unit_weights():
+  # Two independent searches (the unweighted products, frames major; the weighted
+  # Gram solves, frames minor, moved) must give the same (K, T) grid per frame.
+  keypoints, _, _ = _planted()
+  model = _model()
+  unweighted = np.asarray(lifting.grid_scores(model, keypoints, num_yaws=T), np.float64)
+  weighted = np.asarray(lifting.grid_scores(model, keypoints, np.ones(keypoints.shape[:2]),
+                                            num_yaws=T), np.float64)
+  assert unweighted.shape == weighted.shape == (F, K, T)
+  # float32 costs of unit-size normalised points: relative errors of ~1e-6 of the
+  # largest per-frame cost (the prior offset added to both is exact).
+  spread = np.max(np.abs(unweighted), axis=(1, 2), keepdims=True)
+  np.testing.assert_allclose(unweighted, weighted, atol=1e-4 * spread.max())
+  np.testing.assert_array_equal(unweighted.reshape(F, -1).argmin(-1) // T,
+                                weighted.reshape(F, -1).argmin(-1) // T)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"yaw_rate": 0.0}, "yaw_rate must be"),
     ({"smoothing": -1.0}, "smoothing must be"),
