@@ -122,11 +122,12 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
   frame's predecessor from the stored V_{f−1} for the one state the path is
   in: O(K·T) a frame.
 
-  Layout (a measured CPU choice): the K components are separate (S, T) arrays
-  and the sequences lie along the rows, so that a forward step is one fused
-  elementwise loop over (S, T) for all K at once; a reduction over the
-  component axis, or values carried as one (K, T) array, split it into
-  fusions that recompute the band (3x slower on the 2-core CPU).
+  Layout (a measured CPU choice): all S sequences step together and each
+  component's values are a separate (S, T) array, the sequences along the
+  rows; each component's update is one fused loop over (S, T). Values carried
+  as one (K, S, T) array, or reduced over a component axis, made XLA split a
+  step into fusions that recompute every component's band (2–3x slower on the
+  2-core CPU).
   """
   num_seq, num_frames, num_components, num_yaws = scores.shape
   dtype = scores.dtype
