@@ -23,7 +23,9 @@ that of the truth|, mm/frame², as VideoPose3D reports it), over the frames
 that per-frame lifting gets (valid), plus `lift_sequence` over all frames.
 
 Default weights of `lift_sequence`: a coordinate search (two sweeps) on the
-validation clips minimising MPJPE + acceleration error (printed). Speed: unweighted,
+validation clips minimising MPJPE + acceleration error, or with `--accel_cap F`
+(how the current defaults were chosen, F = 0.25) MPJPE among the weights whose
+acceleration error is at most F times per-frame `lift`'s (printed). Speed: unweighted,
 64 noisy sequences of 256 frames, `lift` and `lift_sequence` in the same
 process (best of 3 after a warm-up), as wall-clock rates and as frames per
 CPU-second of the process (steadier on a shared machine).
