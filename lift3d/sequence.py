@@ -6,7 +6,7 @@ person, so `lift_sequence` chooses the whole sequence at once:
 
 1. **Path.** The per-frame scores `C_f(k, t)` (negative log posterior, nats,
    `lift3d.lifting.grid_scores`) plus transition costs, minimised over all
-   paths by Viterbi (`lax.scan` forward with backpointers, then backward),
+   paths by Viterbi (`lax.scan` forward, then backward),
    exact on the grid. A yaw change Δ (wrapped to (−π, π]) costs
    `min(½ (Δ / yaw_rate)², yaw_jump)`: a Gaussian random walk of step
    `yaw_rate` radians per frame, truncated so that a sudden turn (or a
@@ -162,12 +162,9 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
 
   first = tuple(scores[:, 0, k] for k in range(num_components))  # (S, T) each
   last, values = jax.lax.scan(step, first, jnp.arange(1, num_frames))  # values[f] = V_{f+1}
-  flat_index = jnp.arange(num_components * num_yaws)[:, None]
 
   def first_min(candidates):  # (K, S, T) -> (min (S,), first flat index k·T + t (S,))
-    flat = jnp.swapaxes(candidates, 1, 2).reshape(num_components * num_yaws, num_seq)
-    low = jnp.min(flat, axis=0)
-    return low, jnp.min(jnp.where(flat == low, flat_index, flat.shape[0]), axis=0)
+    return _first_min(jnp.swapaxes(candidates, 1, 2).reshape(-1, num_seq), 0)
 
   total, end = first_min(jnp.stack(last))
   if num_frames == 1:
