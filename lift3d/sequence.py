@@ -113,8 +113,11 @@ def _first_min(x, axis):
   return jnp.squeeze(low, axis), jnp.min(jnp.where(x == low, iota, x.shape[axis]), axis=axis)
 
 
-def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
+def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=None):
   """Exact minimum-cost paths of S sequences; scores (S, F, K, T) -> (k, t (F, S), total (S,)).
+
+  `length` (a traced int, default F): the paths end at frame `length − 1`;
+  later frames (padding) repeat its state and do not change the path before.
 
   The forward pass keeps only the values V_f (K, T) of each sequence: within a
   component the best of the band's shifts (V[t ∓ s] + q_s, as static slices of
@@ -166,7 +169,11 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
   def first_min(candidates):  # (K, S, T) -> (min (S,), first flat index k·T + t (S,))
     return _first_min(jnp.swapaxes(candidates, 1, 2).reshape(-1, num_seq), 0)
 
-  total, end = first_min(jnp.stack(last))
+  if length is None or num_frames == 1:
+    total, end = first_min(jnp.stack(last))
+  else:  # V at the last real frame: V_0 (first) or values[length − 2]
+    at_end = jax.lax.dynamic_index_in_dim(values, jnp.maximum(length - 2, 0), keepdims=False)
+    total, end = first_min(jnp.where(length > 1, at_end, jnp.stack(first)))
   if num_frames == 1:
     return end[None] // num_yaws, end[None] % num_yaws, total
   # The truncated quadratic of every wrapped yaw difference d = t − t' (mod T).
@@ -177,16 +184,19 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int):
   yaw_index = jnp.arange(num_yaws)
   comp_index = jnp.arange(num_components)[:, None, None]
 
-  def back(state, previous):  # previous (K, S, T): V_{f−1}; state (S,): frame f's
+  def back(state, inputs):  # previous (K, S, T): V_{f−1}; state (S,): frame f's
+    previous, frame = inputs
     k, t = state // num_yaws, state % num_yaws
     move = within_cost[jnp.mod(t[:, None] - yaw_index, num_yaws)]  # (S, T)
     candidates = (previous + move) + jnp.where(comp_index == k[:, None], 0.0, component_switch)
     _, before = first_min(candidates)
+    if length is not None:  # a padding frame's predecessor is in its state
+      before = jnp.where(frame >= length, state, before)
     return before, before
 
   # Predecessors of frames F−1 … 2 from V_{F−2} … V_1, then frame 1's from V_0.
-  state, path = jax.lax.scan(back, end, values[:-1], reverse=True)
-  _, start = back(state, jnp.stack(first))
+  state, path = jax.lax.scan(back, end, (values[:-1], jnp.arange(2, num_frames)), reverse=True)
+  _, start = back(state, (jnp.stack(first), 1))
   path = jnp.concatenate([start[None], path, end[None]])  # (F, S)
   return path // num_yaws, path % num_yaws, total
 
@@ -457,14 +467,15 @@ def _gap_lengths(observed):
   return jnp.where(observed, 0, following - last - 1).astype(jnp.int32)
 
 
-def _sequence_system(prior: _Prior, costs, observed, component, index, keypoints, weights,
-                     yaw_rate, smoothing, *, band: int, unweighted: bool):
+def _sequence_system(prior: _Prior, costs, observed, present, component, index, keypoints,
+                     weights, yaw_rate, smoothing, *, band: int, unweighted: bool):
   """Steps 2–3 up to the solve, for one sequence: the yaws along the path and the
   block-tridiagonal system of (s, s·a) over the frames.
 
-  costs (F, K, T) (0 where not observed), observed (F,), the Viterbi path's
-  component and yaw index (F,), keypoints (F, L, 2) px, weights (F, L) D² (all 1
-  when `unweighted`). Returns (diagonal (F, P, P), coupling (F, P), rhs (F, P), the
+  costs (F, K, T) (0 where not observed), observed (F,), present (F,) (False
+  for padding frames: they are decoupled from the others, and unobserved), the
+  Viterbi path's component and yaw index (F,), keypoints (F, L, 2) px, weights
+  (F, L) D² (all 1 on the present frames when `unweighted`). Returns (diagonal (F, P, P), coupling (F, P), rhs (F, P), the
   state `_finish_sequence` needs).
   """
   num_frames, _, num_yaws = costs.shape
@@ -482,7 +493,7 @@ def _sequence_system(prior: _Prior, costs, observed, component, index, keypoints
   information = jnp.where(observed, jnp.maximum(curvature, 0.0) / spacing**2, 0.0)
   # Unwrap the path (steps within the band), then smooth with the random walk.
   step = jnp.mod(index[1:] - index[:-1] + num_yaws // 2, num_yaws) - num_yaws // 2
-  linked = jnp.concatenate([jnp.zeros((1,), bool), jnp.abs(step) <= band])
+  linked = jnp.concatenate([jnp.zeros((1,), bool), jnp.abs(step) <= band]) & present
   unwrapped = jnp.concatenate([index[:1], index[0] + jnp.cumsum(step)]).astype(dtype)
   raw_yaw = (unwrapped + offset) * spacing
   yaw = _smooth_scalar(raw_yaw[:, None], information,
@@ -505,14 +516,20 @@ def _sequence_system(prior: _Prior, costs, observed, component, index, keypoints
   same = jnp.concatenate([jnp.zeros((1,), bool), component[1:] == component[:-1]])
   couple = prior.coupling[component]
   couple = jnp.where(same[:, None], couple, couple * (jnp.arange(couple.shape[1]) == 0))
-  couple = smoothing * couple.at[0].set(0.0)
+  couple = smoothing * jnp.where(present[:, None], couple, 0.0).at[0].set(0.0)
   next_couple = jnp.concatenate([couple[1:], jnp.zeros_like(couple[:1])])
   # A tiny ridge on the scale keeps an unobserved sequence's system regular.
   ridge = jnp.zeros_like(tikhonov).at[:, 0].set(1e-6 * jnp.mean(prior.coupling[:, 0]))
   diagonal = gram + jax.vmap(jnp.diag)(tikhonov + couple + next_couple + ridge)
+  # Padding frames: an identity block and no link; their solution is the mean
+  # pose at scale 1 (finite, as IEEE's 0 · NaN is not 0).
+  eye = jnp.eye(diagonal.shape[-1], dtype=dtype)
+  diagonal = jnp.where(present[:, None, None], diagonal, eye)
+  rhs = jnp.where(present[:, None], rhs, eye[0])
   state = {"gram": gram, "tikhonov": tikhonov, "rhs": rhs, "norm2": norm2,
            "component": component, "yaw": yaw, "points": points, "weights": weights,
-           "has_data": has_data, "centre": centre, "size": size, "observed": observed}
+           "has_data": has_data, "centre": centre, "size": size, "observed": observed,
+           "present": present}
   return diagonal, couple, rhs, state
 
 
@@ -523,8 +540,8 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
   gram, tikhonov, rhs, norm2 = state["gram"], state["tikhonov"], state["rhs"], state["norm2"]
   component, yaw, points, weights = (state["component"], state["yaw"], state["points"],
                                      state["weights"])
-  has_data, centre, size, observed = (state["has_data"], state["centre"], state["size"],
-                                      state["observed"])
+  has_data, centre, size, observed, present = (
+      state["has_data"], state["centre"], state["size"], state["observed"], state["present"])
   num_frames = points.shape[0]
   dtype = points.dtype
   cost = (jnp.einsum("fi,fij,fj->f", solution, gram + jax.vmap(jnp.diag)(tikhonov), solution)
@@ -548,11 +565,12 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
   error = weights[..., None] * offsets**2
   residual = jnp.where(has_data, jnp.sqrt(jnp.sum(error, axis=(-1, -2)) / safe), 0.0)
   shift = centre / size * jnp.asarray([1.0, -1.0], dtype) + shift  # origin, y-up seq units
-  shift = _smooth_scalar(shift, has_data.astype(dtype), jnp.full((num_frames,), 1e-6, dtype),
-                         1e-9)
+  # (No link into a padding frame, so the real frames are those of the unpadded video.)
+  shift = _smooth_scalar(shift, has_data.astype(dtype), jnp.where(present, 1e-6, 0.0).astype(
+      dtype), 1e-9)
   reprojected = camera.flip_y(projected + shift[:, None]) * size
 
-  gap = _gap_lengths(observed)
+  gap = _gap_lengths(observed | ~present)
   valid = (jnp.any(observed) & (gap <= max_gap) & (scale > 0)
            & jnp.all(jnp.isfinite(solution), axis=-1))
   # Size and plausibility as in `lift` (docs/method.md §4.5): the pose at the
@@ -569,7 +587,7 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
   # pose's size.
   num_joints = weights.shape[1]
   smooth = _smooth_scalar(offsets.reshape(num_frames, -1), jnp.repeat(weights, 2, axis=1),
-                          jnp.full((num_frames,), blend_smoothing, dtype), 1e-6
+                          jnp.where(present, blend_smoothing, 0.0).astype(dtype), 1e-6
                           ).reshape(num_frames, num_joints, 2)  # (F, L, 2)
   root_w = jnp.sqrt(weights)
   share = blend_weight * (root_w + blend_hidden * (1.0 - root_w))
@@ -596,7 +614,11 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
 @functools.partial(jax.jit, static_argnames=("num_yaws", "band", "min_visible", "root"))
 def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, component_switch,
                        yaw_jump, smoothing, max_gap, blend_weight, blend_smoothing, blend_hidden,
-                       *, num_yaws, band, min_visible, root):
+                       length, *, num_yaws, band, min_visible, root):
+  """`lift_sequence` on (..., F, L, 2) keypoints whose first `length` frames are
+  the video and the rest padding (so that videos of other lengths share the
+  compiled program); the padding's outputs are meaningless. `length` None: no
+  padding (the masks fold away)."""
   model, keypoints, visibility = jax.lax.stop_gradient((model, keypoints, visibility))
   scores = grid_scores(model, keypoints, visibility, num_yaws=num_yaws,
                        min_visible=min_visible, obs_noise=obs_noise)
@@ -612,12 +634,16 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
   flat = lambda x: x.reshape((-1, num_frames, *x.shape[len(batch_shape) + 1:]))  # noqa: E731
   prior = _Prior(model, obs_noise)
   scores = flat(scores)  # (S, F, K, T)
-  observed = jnp.isfinite(scores[:, :, 0, 0])  # (S, F): grid_scores gives all or none
+  present = (jnp.ones((num_frames,), bool) if length is None
+             else jnp.arange(num_frames) < length)  # (F,)
+  # (S, F): grid_scores gives all or none
+  observed = jnp.isfinite(scores[:, :, 0, 0]) & present
   costs = jnp.where(observed[..., None, None], scores, 0.0)
-  component, index, _ = _viterbi(costs, yaw_rate, component_switch, yaw_jump, band)
+  component, index, _ = _viterbi(costs, yaw_rate, component_switch, yaw_jump, band, length)
   system = functools.partial(_sequence_system, prior, band=band, unweighted=visibility is None)
-  diagonal, coupling, rhs, state = jax.vmap(system, in_axes=(0,) * 6 + (None,) * 2)(
-      costs, observed, component.T, index.T, flat(clean), flat(weights), yaw_rate, smoothing)
+  diagonal, coupling, rhs, state = jax.vmap(system, in_axes=(0, 0, None) + (0,) * 4 + (None,) * 2)(
+      costs, observed, present, component.T, index.T, flat(clean),
+      flat(weights) * present[:, None], yaw_rate, smoothing)
   solution = solve_block_tridiagonal(diagonal, coupling, rhs[..., None])[..., 0]  # (S, F, P)
   finish = functools.partial(_finish_sequence, prior, root=root,
                              limb_mm=model.limb_scale * 1000.0, limbs=H36M17.limbs)
@@ -661,7 +687,10 @@ def lift_sequence(
   per-frame (component, yaw) grid, the yaw smoothed along it, then scale and
   coefficients smoothed over time by a block-tridiagonal least squares. A
   level camera (no `camera_rotation`); runs under `jax.jit` with the options
-  static.
+  static. Called with concrete arrays, the frames are padded to the next power
+  of two (frames that are decoupled from the video and dropped from the
+  result), so that videos of other lengths reuse a compiled program instead of
+  compiling for seconds; the answers are those of the unpadded video.
 
   Args:
     model: the pose model (K components, J basis vectors, L joints, H36M17).
@@ -737,11 +766,30 @@ def lift_sequence(
   model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
   obs_noise, _ = _prior(model, obs_noise, None)
   f = lambda x: jnp.asarray(x, dtype)  # noqa: E731
-  return _lift_sequence_jit(
-      model, f(keypoints), None if visibility is None else f(visibility), f(obs_noise),
+  keypoints = f(keypoints)
+  visibility = None if visibility is None else f(visibility)
+  num_frames = shape[-3]
+  traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(
+      (model, keypoints, visibility)))
+  # Concrete inputs: pad the frames to the next power of two, so that videos of
+  # other lengths reuse the compiled program (a compile costs seconds).
+  padded = num_frames if traced else 1 << (num_frames - 1).bit_length()
+  if padded > num_frames:
+    extend = lambda x, axis: jnp.concatenate(  # noqa: E731  (repeat the last frame)
+        [x, jnp.repeat(jax.lax.slice_in_dim(x, num_frames - 1, num_frames, axis=axis),
+                       padded - num_frames, axis=axis)], axis=axis)
+    keypoints = extend(keypoints, keypoints.ndim - 3)
+    visibility = None if visibility is None else extend(visibility, visibility.ndim - 2)
+  out = _lift_sequence_jit(
+      model, keypoints, visibility, f(obs_noise),
       f(yaw_rate), f(component_switch), f(yaw_jump), f(smoothing),
       jnp.asarray(int(max_gap), jnp.int32),
       f(blend_weight if reconstruction == "blend" else 0.0), f(blend_smoothing),
-      f(blend_hidden), num_yaws=int(num_yaws),
+      f(blend_hidden), None if padded == num_frames else jnp.asarray(num_frames, jnp.int32),
+      num_yaws=int(num_yaws),
       band=_band(int(num_yaws), float(yaw_rate), float(yaw_jump)),
       min_visible=int(min_visible), root=H36M17.parents.index(-1))
+  if padded == num_frames:
+    return out
+  frame_axis = len(shape) - 3
+  return jax.tree.map(lambda x: jax.lax.slice_in_dim(x, 0, num_frames, axis=frame_axis), out)

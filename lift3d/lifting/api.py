@@ -559,7 +559,10 @@ def lift(
   `½·objective + β(½Σ_j log λ_kj − log π_k)` is the answer. Its plausibility
   (size, Mahalanobis norm, reprojection residual) decides `valid`. Works
   under `jax.jit` (pass the options as static) and `jax.vmap`, on any batch
-  shape; big batches run in chunks of `chunk_size` frames.
+  shape; big batches run in chunks of `chunk_size` frames. Called with
+  concrete arrays, the frames are padded to a bucket (the next power of two
+  up to a chunk, then whole chunks) so that a new batch size reuses a
+  compiled program instead of compiling for seconds.
 
   Args:
     model: the pose model (K components, J basis vectors, L joints), poses in
@@ -676,7 +679,32 @@ def lift(
       min_visible=int(min_visible), chunk_size=int(chunk_size),
       root=skeleton.parents.index(-1), limbs=tuple(skeleton.limbs),
       blend=reconstruction == "blend")
-  return _lift_jit(model, keypoints, visibility, camera_rotation, limits, options=options)
+  if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(
+      (model, keypoints, visibility, camera_rotation))):
+    # Under an outer transformation the shapes are fixed by the caller.
+    return _lift_jit(model, keypoints, visibility, camera_rotation, limits, options=options)
+  # Concrete inputs: pad the frames to a bucket so that a new batch size does not
+  # recompile (a compile costs seconds, the padded frames microseconds).
+  total = math.prod(shape[:-2])
+  padded = _bucket(total, int(chunk_size))
+  flat = _pad_frames(keypoints.reshape((total, num_joints, 2)), padded)
+  flat_vis = None if visibility is None else _pad_frames(
+      visibility.reshape((total, num_joints)), padded)
+  out = _lift_jit(model, flat, flat_vis, camera_rotation, limits, options=options)
+  return jax.tree.map(lambda x: x[:total].reshape(shape[:-2] + x.shape[1:]), out)
+
+
+def _bucket(total: int, chunk_size: int) -> int:
+  """Frames `lift` compiles for: the next power of two up to a chunk, then whole chunks."""
+  if total >= chunk_size:
+    return -(-total // chunk_size) * chunk_size
+  return min(chunk_size, 1 << (total - 1).bit_length())
+
+
+def _pad_frames(x, size: int):
+  """(N, ...) -> (size, ...), repeating the last frame (frames are lifted independently)."""
+  pad = size - x.shape[0]
+  return x if pad == 0 else jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
 
 
 def _grid_chunk(prep: search.Prepared, keypoints, visibility, min_visible: int):

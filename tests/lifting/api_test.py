@@ -212,6 +212,26 @@ class TestInvariancesAndBatching:
     assert eager.coeffs.shape == (B, J) and eager.reprojected.shape == (B, L, 2)
     assert eager.component.dtype == jnp.int32 and eager.valid.dtype == jnp.bool_
 
+  def test_new_batch_sizes_reuse_the_compiled_program(self):
+    from lift3d.lifting import api
+
+    kp, vis = (np.concatenate(x) for x in zip(random_frames(23), random_frames(24),
+                                                strict=True))  # 12 frames
+    lift(MODEL, kp[:5], vis[:5], num_yaws=T)  # compiles the bucket of 8 frames
+    compiled = api._lift_jit._cache_size()
+    six = lift(MODEL, kp[:6].reshape(2, 3, L, 2), vis[:6].reshape(2, 3, L), num_yaws=T)
+    seven = lift(MODEL, kp[:7], vis[:7], num_yaws=T)
+    assert api._lift_jit._cache_size() == compiled  # 6 and 7 frames: the same program
+    assert six.pose3d.shape == (2, 3, L, 3) and seven.valid.shape == (7,)
+    # The padding frames change nothing: each frame's answer is the one it gets alone.
+    for i in range(7):
+      alone = lift(MODEL, kp[i:i + 1], vis[i:i + 1], num_yaws=T)
+      np.testing.assert_allclose(np.asarray(seven.pose3d[i]), np.asarray(alone.pose3d[0]),
+                                 atol=1e-2)
+      assert int(seven.component[i]) == int(alone.component[0])
+    np.testing.assert_allclose(np.asarray(six.pose3d).reshape(6, L, 3),
+                               np.asarray(seven.pose3d[:6]), atol=1e-2)
+
   def test_empty_batch(self):
     result = lift(MODEL, np.zeros((0, L, 2), np.float32), num_yaws=T)
     assert result.pose3d.shape == (0, L, 3) and result.coeffs.shape == (0, J)
