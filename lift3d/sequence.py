@@ -72,7 +72,7 @@ from lift3d.lifting import (
     grid_scores,
     max_mahalanobis,
 )
-from lift3d.lifting.api import _check_model, _prior
+from lift3d.lifting.api import _check_model, _prior, first_frames, pad_frames
 from lift3d.pose_model.model import PoseModel
 from lift3d.skeleton import H36M17
 
@@ -774,12 +774,9 @@ def lift_sequence(
   # Concrete inputs: pad the frames to the next power of two, so that videos of
   # other lengths reuse the compiled program (a compile costs seconds).
   padded = num_frames if traced else 1 << (num_frames - 1).bit_length()
+  frame_axis = len(shape) - 3
   if padded > num_frames:
-    extend = lambda x, axis: jnp.concatenate(  # noqa: E731  (repeat the last frame)
-        [x, jnp.repeat(jax.lax.slice_in_dim(x, num_frames - 1, num_frames, axis=axis),
-                       padded - num_frames, axis=axis)], axis=axis)
-    keypoints = extend(keypoints, keypoints.ndim - 3)
-    visibility = None if visibility is None else extend(visibility, visibility.ndim - 2)
+    keypoints, visibility = pad_frames((keypoints, visibility), size=padded, axis=frame_axis)
   out = _lift_sequence_jit(
       model, keypoints, visibility, f(obs_noise),
       f(yaw_rate), f(component_switch), f(yaw_jump), f(smoothing),
@@ -789,7 +786,4 @@ def lift_sequence(
       num_yaws=int(num_yaws),
       band=_band(int(num_yaws), float(yaw_rate), float(yaw_jump)),
       min_visible=int(min_visible), root=H36M17.parents.index(-1))
-  if padded == num_frames:
-    return out
-  frame_axis = len(shape) - 3
-  return jax.tree.map(lambda x: jax.lax.slice_in_dim(x, 0, num_frames, axis=frame_axis), out)
+  return out if padded == num_frames else first_frames(out, size=num_frames, axis=frame_axis)

@@ -301,9 +301,9 @@ def test_ctrl_c_before_any_checkpoint_is_one_line_and_exit_130(tmp_path):
 def test_ctrl_c_during_training_resumes_to_the_same_numbers(tmp_path):
   """Interrupt the CPM's training, rerun: the metrics equal an uninterrupted run's."""
   model = _model()
-  args = ["--config=experiments/configs/cpm_synthetic.py:smoke", "--config.train.num_steps=8",
-          "--config.train.log_every=1", "--config.train.ckpt_every=2",
-          "--config.eval.num_examples=4"]
+  args = ["--config=experiments/configs/cpm_synthetic.py:smoke", "--config.cpm.train.num_steps=8",
+          "--config.cpm.train.log_every=1", "--config.cpm.train.ckpt_every=2",
+          "--config.cpm.eval.num_examples=4"]
   runs = {}
   for name in ("whole", "interrupted"):
     workdir = tmp_path / name

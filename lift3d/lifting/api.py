@@ -687,11 +687,14 @@ def lift(
   # recompile (a compile costs seconds, the padded frames microseconds).
   total = math.prod(shape[:-2])
   padded = _bucket(total, int(chunk_size))
-  flat = _pad_frames(keypoints.reshape((total, num_joints, 2)), padded)
-  flat_vis = None if visibility is None else _pad_frames(
-      visibility.reshape((total, num_joints)), padded)
+  flat = keypoints.reshape((total, num_joints, 2))
+  flat_vis = None if visibility is None else visibility.reshape((total, num_joints))
+  if padded > total:
+    flat, flat_vis = pad_frames((flat, flat_vis), size=padded, axis=0)
   out = _lift_jit(model, flat, flat_vis, camera_rotation, limits, options=options)
-  return jax.tree.map(lambda x: x[:total].reshape(shape[:-2] + x.shape[1:]), out)
+  if padded > total:
+    out = first_frames(out, size=total, axis=0)
+  return jax.tree.map(lambda x: x.reshape(shape[:-2] + x.shape[1:]), out)
 
 
 def _bucket(total: int, chunk_size: int) -> int:
@@ -701,10 +704,20 @@ def _bucket(total: int, chunk_size: int) -> int:
   return min(chunk_size, 1 << (total - 1).bit_length())
 
 
-def _pad_frames(x, size: int):
-  """(N, ...) -> (size, ...), repeating the last frame (frames are lifted independently)."""
-  pad = size - x.shape[0]
-  return x if pad == 0 else jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+@functools.partial(jax.jit, static_argnames=("size", "axis"))
+def pad_frames(tree, *, size: int, axis: int):
+  """Every array of `tree` (N frames along `axis`) to `size` frames, repeating the
+  last frame (one small program per shape, not one eager op per array)."""
+  def pad(x):
+    last = jax.lax.slice_in_dim(x, x.shape[axis] - 1, x.shape[axis], axis=axis)
+    return jnp.concatenate([x, jnp.repeat(last, size - x.shape[axis], axis=axis)], axis=axis)
+  return jax.tree.map(pad, tree)
+
+
+@functools.partial(jax.jit, static_argnames=("size", "axis"))
+def first_frames(tree, *, size: int, axis: int):
+  """The first `size` frames (along `axis`) of every array of `tree`."""
+  return jax.tree.map(lambda x: jax.lax.slice_in_dim(x, 0, size, axis=axis), tree)
 
 
 def _grid_chunk(prep: search.Prepared, keypoints, visibility, min_visible: int):
