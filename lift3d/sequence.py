@@ -475,8 +475,8 @@ def _sequence_system(prior: _Prior, costs, observed, present, component, index, 
   costs (F, K, T) (0 where not observed), observed (F,), present (F,) (False
   for padding frames: they are decoupled from the others, and unobserved), the
   Viterbi path's component and yaw index (F,), keypoints (F, L, 2) px, weights
-  (F, L) D² (all 1 on the present frames when `unweighted`). Returns (diagonal (F, P, P), coupling (F, P), rhs (F, P), the
-  state `_finish_sequence` needs).
+  (F, L) D² (all 1 on the present frames when `unweighted`). Returns (diagonal
+  (F, P, P), coupling (F, P), rhs (F, P), the state `_finish_sequence` needs).
   """
   num_frames, _, num_yaws = costs.shape
   dtype = keypoints.dtype

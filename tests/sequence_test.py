@@ -339,36 +339,31 @@ def test_batch_shape_and_jit():
   np.testing.assert_array_equal(jitted.component, result.component[0, 1])
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-def test_padding_to_the_compiled_length_changes_nothing(weighted):
+def test_padding_to_the_compiled_length_changes_nothing():
   # Eager calls pad the frames to a power of two (F = 40 -> 64) so that other
   # lengths reuse the program; under an outer jit there is no padding. The real
-  # frames' answers must be the unpadded ones, and (weighted) a video ending in
-  # a gap longer than max_gap must keep that gap's frames invalid (the padding
-  # is not part of the gap).
+  # frames' answers must be the unpadded ones, and a video ending in a gap longer
+  # than max_gap must keep that gap's frames invalid (the padding is not part of
+  # the gap). (Unweighted, test_batch_shape_and_jit compares the same two ways.)
   keypoints, _, _ = _planted()
   rng = np.random.default_rng(5)
   keypoints = keypoints + rng.normal(scale=2.0, size=keypoints.shape).astype(np.float32)
-  vis = None
-  if weighted:
-    vis = rng.uniform(0.4, 1.0, size=keypoints.shape[:2]).astype(np.float32)
-    vis[-4:] = 0.0  # the video ends in a gap of 4 frames > max_gap = 2
-    keypoints[-4:] = np.nan
+  vis = rng.uniform(0.4, 1.0, size=keypoints.shape[:2]).astype(np.float32)
+  vis[-4:] = 0.0  # the video ends in a gap of 4 frames > max_gap = 2
+  keypoints[-4:] = np.nan
   model = _model()
   options = dict(num_yaws=T, max_gap=2)
   eager = sequence.lift_sequence(model, keypoints, vis, **options)
   unpadded = jax.jit(lambda kp, v: sequence.lift_sequence(model, kp, v, **options))(
       keypoints, vis)
   np.testing.assert_array_equal(eager.valid, unpadded.valid)
-  if weighted:
-    assert not bool(eager.valid[-4:].any()) and bool(eager.valid[:-4].all())
+  assert not bool(eager.valid[-4:].any()) and bool(eager.valid[:-4].all())
   np.testing.assert_array_equal(eager.component, unpadded.component)
   np.testing.assert_allclose(eager.pose3d, unpadded.pose3d, atol=1e-3)
   np.testing.assert_allclose(eager.yaw, unpadded.yaw, atol=1e-5)
   # Another length in the same bucket reuses the compiled program.
   compiled = sequence._lift_sequence_jit._cache_size()
-  shorter = sequence.lift_sequence(model, keypoints[7:], None if vis is None else vis[7:],
-                                   **options)
+  shorter = sequence.lift_sequence(model, keypoints[7:], vis[7:], **options)
   assert sequence._lift_sequence_jit._cache_size() == compiled
   assert shorter.pose3d.shape == (F - 7, L, 3)
 
