@@ -26,8 +26,16 @@ _TRAIN_FIELDS = ("num_steps", "batch_size", "optimizer", "learning_rate", "sched
                  "ckpt_every", "max_to_keep", "num_threads", "prefetch", "dtype")
 
 
-def _corpus_parts(data: ml_collections.ConfigDict):
-  """(train, validation, heldout) `MocapCorpus` of a `data` section (train not subsampled)."""
+def corpus_parts(data: ml_collections.ConfigDict):
+  """The three parts of the corpus of a `data` section, as `lift3d.data.mocap.MocapCorpus`.
+
+  Args:
+    data: the `data` section (see `split_corpus`).
+
+  Returns:
+    (train, validation, heldout) corpora, whole clips each (train not
+    subsampled by `frame_stride`); poses (N, 17, 3) metres, y up.
+  """
   from lift3d.data import mocap
 
   if data.corpus != "embedded":
@@ -54,7 +62,7 @@ def split_corpus(data: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarra
       training poses.
     heldout: (M, 17, 3) float32 metres, y up: every frame of the held-out clips.
   """
-  train, validation, heldout = _corpus_parts(data)
+  train, validation, heldout = corpus_parts(data)
   stride = int(data.frame_stride)
   if stride > 1:
     train = train.subsample(stride)
@@ -67,13 +75,13 @@ def split_corpus(data: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarra
 
 def validation_poses(data: ml_collections.ConfigDict) -> np.ndarray:
   """(V, 17, 3) float32 metres, y up: every frame of the validation clips of a `data` section."""
-  _, validation, _ = _corpus_parts(data)
+  _, validation, _ = corpus_parts(data)
   return np.asarray(validation.poses, np.float32)
 
 
 def heldout_clip_names(data: ml_collections.ConfigDict) -> tuple[str, ...]:
   """The names of the held-out clips (named and by prefix) of a `data` section."""
-  _, _, heldout = _corpus_parts(data)
+  _, _, heldout = corpus_parts(data)
   return heldout.clip_names
 
 

@@ -345,6 +345,51 @@ def box_from_keypoints(keypoints, confidence=None, *, min_confidence: float = 0.
   return np.array([lo[0] + 0.5, lo[1] + 0.5, hi[0] - lo[0], hi[1] - lo[1]])
 
 
+def confidence_threshold(people, empty) -> float:
+  """The `min_confidence` that best tells people from empty boxes, from examples.
+
+  A network's landmark confidences depend on its training (how peaked its
+  maps are) and on the inference path (scales, boxes), so a fixed threshold
+  rejects real people for one network and accepts empty boxes for another.
+  This chooses it from a network's own mean landmark confidences on boxes
+  known to hold a person and on boxes known to hold none (e.g. held-out
+  renders with and without a person, predicted as users would): the
+  threshold minimising the balanced error, the fraction of people below it
+  plus the fraction of empty boxes at or above it. Among equally good
+  thresholds it takes the middle of the widest gap between the sorted values
+  (geometric middle: confidences are positive and spread over decades).
+
+  Args:
+    people: (N,) mean landmark confidences of boxes with a person (N >= 1).
+    empty: (M,) the same for boxes without one (M >= 1).
+
+  Returns:
+    The threshold (a person is valid if its mean confidence is >= it).
+
+  Raises:
+    ValueError: on empty or non-finite inputs.
+  """
+  people = np.asarray(people, np.float64).ravel()
+  empty = np.asarray(empty, np.float64).ravel()
+  if people.size == 0 or empty.size == 0:
+    raise ValueError(f"need confidences of both people and empty boxes, got {people.size} and "
+                     f"{empty.size}")
+  if not (np.all(np.isfinite(people)) and np.all(np.isfinite(empty))):
+    raise ValueError("confidences must be finite")
+  values = np.unique(np.concatenate([people, empty]))
+  floor = max(float(values[0]), 1e-6)
+  # Candidate thresholds: between consecutive distinct values, and beyond both ends.
+  lows = np.concatenate([[values[0] / 2 if values[0] > 0 else -1.0], values])
+  highs = np.concatenate([values, [values[-1] * 2 if values[-1] > 0 else 1.0]])
+  rejected = np.searchsorted(np.sort(people), highs, side="left") / people.size
+  accepted = 1.0 - np.searchsorted(np.sort(empty), highs, side="left") / empty.size
+  error = rejected + accepted
+  best = np.flatnonzero(error <= error.min() + 1e-12)
+  low, high = np.maximum(lows[best], floor), np.maximum(highs[best], floor)
+  widest = best[np.argmax(np.log(high) - np.log(low))]
+  return float(np.sqrt(max(lows[widest], floor) * max(highs[widest], floor)))
+
+
 # ---------------------------------------------------------------------------
 # The jitted parts.
 

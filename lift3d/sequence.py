@@ -585,15 +585,22 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
   # weighted by the data, so hidden joints and dropouts borrow from their
   # neighbours and the 2D noise averages out), then scaled back to the model
   # pose's size.
+  # A weight of 0 ("model") skips it (a `cond` on the unbatched weight stays
+  # one branch under the vmap over sequences).
   num_joints = weights.shape[1]
-  smooth = _smooth_scalar(offsets.reshape(num_frames, -1), jnp.repeat(weights, 2, axis=1),
-                          jnp.where(present, blend_smoothing, 0.0).astype(dtype), 1e-6
-                          ).reshape(num_frames, num_joints, 2)  # (F, L, 2)
-  root_w = jnp.sqrt(weights)
-  share = blend_weight * (root_w + blend_hidden * (1.0 - root_w))
-  moved = pose.at[..., :2].add(share[..., None] * smooth / scale[:, None, None])
-  moved_size = jnp.sqrt(jnp.sum((moved[:, parents] - moved[:, children]) ** 2, axis=(-1, -2)))
-  pose = moved * (body_size / moved_size)[:, None, None]
+
+  def blend(pose):
+    smooth = _smooth_scalar(offsets.reshape(num_frames, -1), jnp.repeat(weights, 2, axis=1),
+                            jnp.where(present, blend_smoothing, 0.0).astype(dtype), 1e-6
+                            ).reshape(num_frames, num_joints, 2)  # (F, L, 2)
+    root_w = jnp.sqrt(weights)
+    share = blend_weight * (root_w + blend_hidden * (1.0 - root_w))
+    moved = pose.at[..., :2].add(share[..., None] * smooth / scale[:, None, None])
+    moved_size = jnp.sqrt(jnp.sum((moved[:, parents] - moved[:, children]) ** 2,
+                                  axis=(-1, -2)))
+    return moved * (body_size / moved_size)[:, None, None]
+
+  pose = jax.lax.cond(blend_weight > 0, blend, lambda pose: pose, pose)
   pose3d = (pose - pose[:, root : root + 1]) * mm_per_unit[:, None, None]
   mahalanobis = jnp.sqrt(jnp.sum(coeffs**2 * prior.inv_variances[component], axis=-1))
   plausible = ((jnp.abs(body_size - 1.0) <= MAX_SIZE_ERROR)

@@ -252,6 +252,40 @@ def test_box_from_keypoints_is_the_corner_based_box_of_the_confident_landmarks()
   assert np.all(np.isnan(inference.box_from_keypoints(keypoints, np.zeros(3))))
 
 
+def _balanced_error(people, empty, threshold):
+  return np.mean(people < threshold) + np.mean(empty >= threshold)
+
+
+def test_confidence_threshold_lies_in_the_gap_of_separable_confidences():
+  rng = np.random.default_rng(0)
+  people = rng.uniform(0.3, 0.8, 50)
+  empty = rng.uniform(0.001, 0.1, 40)
+  threshold = inference.confidence_threshold(people, empty)
+  assert _balanced_error(people, empty, threshold) == 0.0
+  # The geometric middle of the gap between the highest empty and lowest person.
+  np.testing.assert_allclose(threshold, np.sqrt(empty.max() * people.min()), rtol=1e-12)
+
+
+def test_confidence_threshold_minimises_the_balanced_error_by_brute_force():
+  rng = np.random.default_rng(1)
+  for trial in range(20):
+    people = rng.lognormal(np.log(0.3), 0.6, rng.integers(1, 30))
+    empty = rng.lognormal(np.log(0.05), 1.0, rng.integers(1, 30))
+    threshold = inference.confidence_threshold(people, empty)
+    # Every distinct threshold: each value, and just above and below it.
+    values = np.concatenate([people, empty])
+    grid = np.concatenate([values, values * (1 + 1e-9), values * (1 - 1e-9), [1e-9, 1e9]])
+    best = min(_balanced_error(people, empty, t) for t in grid)
+    assert _balanced_error(people, empty, threshold) == pytest.approx(best, abs=1e-12), trial
+
+
+def test_confidence_threshold_errors():
+  with pytest.raises(ValueError, match="both people and empty"):
+    inference.confidence_threshold([], [0.1])
+  with pytest.raises(ValueError, match="finite"):
+    inference.confidence_threshold([0.5, np.nan], [0.1])
+
+
 def test_a_centre_map_network_gets_its_fourth_channel_as_in_training():
   # A picture of the network's input size, no box: the crop is the picture,
   # centred, so the input must be RGB plus the training centre map at the

@@ -60,7 +60,7 @@ def corpus_parts():
   from experiments import settings
   from experiments.configs.parts import data
 
-  return settings._corpus_parts(data.get())
+  return settings.corpus_parts(data.get())
 
 
 def load_or_fit_model(workdir: str, train: mocap.MocapCorpus) -> pose_model.PoseModel:

@@ -11,9 +11,12 @@ calls `train_and_evaluate` with plain arguments:
    (`lift3d.eval.cpm_evaluator.CPMEvaluator`), written to `<workdir>/cpm_eval.json`;
 5. the figure `<workdir>/cpm_example.png`: image, belief maps, projected
    maps, fused maps and the 3D pose;
-6. `<workdir>/network.json` (for `lift3d.load_network` / `lift3d export`) and
-   `<workdir>/predict_example.png`: `lift3d.predict` on held-out renders
-   pasted side by side, one box each (the path a user's pictures take).
+6. `<workdir>/network.json` (for `lift3d.load_network` / `lift3d export`), with
+   `lift3d.predict`'s validity threshold `min_confidence` chosen from the
+   network's own confidences on held-out renders with and without a person
+   (`calibrate_min_confidence`), and `<workdir>/predict_example.png`:
+   `lift3d.predict` on held-out renders pasted side by side, one box each (the
+   path a user's pictures take).
 """
 
 from __future__ import annotations
@@ -89,17 +92,57 @@ def network_config(model: cpm.CPM, render_kwargs: dict, eval_kwargs: dict) -> di
       min_confidence=float(eval_kwargs.get("min_confidence", 0.2)))
 
 
-def draw_predict_example(path: str, network: inference.Network, source, count: int = 3) -> None:
-  """`lift3d.predict` on `count` renders of `source` side by side, boxes from their labels."""
-  from lift3d.viz import overlay
+PER_PICTURE = 3  # held-out renders pasted side by side in one picture
 
-  items = [source[i] for i in range(count)]
+
+def _side_by_side(items) -> tuple[np.ndarray, np.ndarray]:
+  """Renders (dicts with "image" and "keypoints2d") side by side: (picture, (P, 4) boxes from
+  their labels)."""
   picture = np.concatenate([it["image"] for it in items], axis=1)
   width = items[0]["image"].shape[1]
   boxes = [inference.box_from_keypoints(it["keypoints2d"] + [n * width, 0])
            for n, it in enumerate(items)]
-  people = inference.predict(network, None, [picture], [np.stack(boxes)])[0]
+  return picture, np.stack(boxes)
+
+
+def draw_predict_example(path: str, network: inference.Network, source) -> None:
+  """`lift3d.predict` on `PER_PICTURE` renders of `source` side by side, boxes from their
+  labels."""
+  from lift3d.viz import overlay
+
+  picture, boxes = _side_by_side([source[i] for i in range(PER_PICTURE)])
+  people = inference.predict(network, None, [picture], [boxes])[0]
   overlay.save_overlay(path, picture, people, title="lift3d.predict on held-out renders")
+
+
+def calibrate_min_confidence(network: inference.Network, people_source, empty_source,
+                             count: int) -> tuple[float, np.ndarray, np.ndarray]:
+  """The network's `min_confidence`, chosen on held-out renders (`inference.confidence_threshold`).
+
+  `lift3d.predict` runs as a user's pictures take it (the network's scales,
+  sub-pixel peaks) on the renders of `people_source` pasted side by side with
+  boxes from their labels, and on as many renders of `empty_source` (no
+  person) with the same boxes: a person-sized box on an empty scene. The same
+  picture layout as `draw_predict_example`, so both share compiled programs.
+
+  Args:
+    network: the trained network.
+    people_source, empty_source: random-access renders, with and without a person.
+    count: renders of each used (rounded down to whole pictures, at least one).
+
+  Returns:
+    (threshold, (N,) people's mean landmark confidences, (N,) empty boxes').
+  """
+  people, empty = [], []
+  for start in range(0, max(count // PER_PICTURE, 1) * PER_PICTURE, PER_PICTURE):
+    picture, boxes = _side_by_side([people_source[i] for i in range(start, start + PER_PICTURE)])
+    blank = np.concatenate([empty_source[i]["image"]
+                            for i in range(start, start + PER_PICTURE)], axis=1)
+    for found, into in ((inference.predict(network, None, [picture], [boxes])[0], people),
+                        (inference.predict(network, None, [blank], [boxes])[0], empty)):
+      into.extend(float(np.mean(p.confidence)) for p in found)
+  people, empty = np.asarray(people), np.asarray(empty)
+  return inference.confidence_threshold(people, empty), people, empty
 
 
 RESULTS_MD = "cpm_results.md"
@@ -169,14 +212,33 @@ def train_and_evaluate(train_poses: np.ndarray, heldout_poses: np.ndarray, workd
   metrics = dict(result.metrics, step=int(state.step), fusion=bool(model.fusion))
   logging.info("cpm: held-out evaluation %s", metrics)
   if jax.process_index() == 0:
-    files.write_json(os.path.join(workdir, "cpm_eval.json"), metrics)
     metrics["table"] = write_results(os.path.join(workdir, RESULTS_MD), metrics,
                                      result.first_batch["image"].shape[1:3])
     draw_example(
         os.path.join(workdir, "cpm_example.png"), result.first_batch["image"][0],
         result.first_prediction, 0, truth3d=result.first_batch["pose3d"][0] * 1000.0,
     )
+    # The validity threshold of `lift3d.predict` for this network, from its
+    # own confidences on held-out renders with and without a person.
     network = inference.network_from_config(config, jax.device_get(state.params), pose_model)
+    empty_source = synthetic.SyntheticPoseSource(
+        heldout_poses, **dict(heldout_render_kwargs, no_person_prob=1.0,
+                              seed=int(heldout_render_kwargs.get("seed", 0)) + 1))
+    threshold, people, empty = calibrate_min_confidence(
+        network, eval_source, empty_source, min(len(eval_source), len(empty_source),
+                                                 result.metrics["num_examples"]))
+    logging.info("cpm: predict's min_confidence %.3f (mean landmark confidence: people median "
+                 "%.3f, 5th percentile %.3f; empty boxes median %.3f, 95th percentile %.3f)",
+                 threshold, np.median(people), np.percentile(people, 5), np.median(empty),
+                 np.percentile(empty, 95))
+    config = dict(config, min_confidence=threshold)
+    inference.save_network_config(workdir, config)
+    network = inference.network_from_config(config, jax.device_get(state.params), pose_model)
+    metrics["min_confidence"] = threshold
+    metrics["people_below_min_confidence"] = float(np.mean(people < threshold))
+    metrics["empty_at_or_above_min_confidence"] = float(np.mean(empty >= threshold))
+    files.write_json(os.path.join(workdir, "cpm_eval.json"),
+                     {k: v for k, v in metrics.items() if k != "table"})
     draw_predict_example(os.path.join(workdir, "predict_example.png"), network, eval_source)
   return metrics
 

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from lift3d import files
+
 # The 15 actions of Human3.6M in the order of the papers' tables.
 H36M_ACTIONS: tuple[str, ...] = (
     "Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing",
@@ -149,14 +151,14 @@ def write_table(table: ErrorTable, path_stem: str) -> tuple[str, str]:
   Args:
     table: the table; its values are in `table.units` (mm for the protocols).
     path_stem: the output path without extension; its folder must exist.
-      Existing files are overwritten.
+      Existing files are overwritten, each atomically (a crash leaves the
+      old file or the new one, never a truncated one).
 
   Returns:
     (markdown path, csv path): `<path_stem>.md` and `<path_stem>.csv`.
   """
   md, cs = f"{path_stem}.md", f"{path_stem}.csv"
-  with open(md, "w") as f:
-    f.write(to_markdown(table))
-  with open(cs, "w") as f:
-    f.write(to_csv(table))
+  for path, text in ((md, to_markdown(table)), (cs, to_csv(table))):
+    data = text.encode()
+    files.write_atomically(path, lambda f, data=data: f.write(data))
   return md, cs

@@ -48,7 +48,9 @@ def test_markdown_and_csv():
     md_path, csv_path = tables.write_table(t, os.path.join(d, "p1"))
     with open(md_path) as f:
       assert f.read() == md
-    assert os.path.exists(csv_path)
+    with open(csv_path) as f:
+      assert f.read() == tables.to_csv(t)
+    assert sorted(os.listdir(d)) == ["p1.csv", "p1.md"]  # no temporary file left
 
 
 def test_length_mismatch():

@@ -77,6 +77,12 @@ def test_default_smoke_runs_every_step(tmp_path):
   # The workdir is a network that lift3d.load_network (and `lift3d export`) reads.
   network = lift3d.load_network(work)
   assert network.pose_model.num_components == 2 and network.input_size == 32
+  # Its validity threshold was chosen on held-out renders with and without a
+  # person, and it is the one the evaluation reports.
+  with open(os.path.join(work, "cpm_eval.json")) as f:
+    evaluation = json.load(f)
+  assert network.min_confidence == evaluation["min_confidence"] > 0
+  assert 0 <= evaluation["people_below_min_confidence"] <= 1
 
 
 def test_unknown_job_is_a_clear_error(tmp_path):
