@@ -83,10 +83,18 @@ def test_two_renders_side_by_side_at_twice_the_size_give_two_people(trained):
   boxes = [inference.box_from_keypoints(p) for p in placed]
   people = lift3d.predict(network, None, [canvas], [np.stack(boxes)])[0]
   assert len(people) == 2
-  for person, where, seen in zip(people, placed, mask, strict=True):
+  # Each render alone, at its own size, boxed from its labels.
+  alone = [p[0] for p in lift3d.predict(network, None, [it["image"] for it in items],
+                                         [inference.box_from_keypoints(t)[None] for t in truth])]
+  for person, single, offset, seen in zip(people, alone, offsets, mask, strict=True):
     assert person.valid, person.reason
-    error = lift_eval.pixel_error(person.keypoints, where, seen)
-    assert error < 2 * 7.0, error
+    # The landmarks found on the canvas, mapped back to the render's pixels, are
+    # those of the render alone to within a belief-map cell (the crops are
+    # resampled from a different picture); the accuracy against the labels is
+    # the first test's.
+    back = (person.keypoints - 0.5 - offset) / 2
+    error = lift_eval.pixel_error(back, single.keypoints, seen)
+    assert error < network.model.stride, error
 
   blank = np.full((120, 90, 3), 128, np.uint8)
   person = lift3d.predict(network, None, [blank])[0][0]
