@@ -110,7 +110,7 @@ def draw_predict_example(path: str, network: inference.Network, source) -> None:
   labels."""
   from lift3d.viz import overlay
 
-  picture, boxes = _side_by_side([source[i] for i in range(PER_PICTURE)])
+  picture, boxes = _side_by_side([source[i] for i in range(min(PER_PICTURE, len(source)))])
   people = inference.predict(network, None, [picture], [boxes])[0]
   overlay.save_overlay(path, picture, people, title="lift3d.predict on held-out renders")
 
@@ -128,16 +128,19 @@ def calibrate_min_confidence(network: inference.Network, people_source, empty_so
   Args:
     network: the trained network.
     people_source, empty_source: random-access renders, with and without a person.
-    count: renders of each used (rounded down to whole pictures, at least one).
+    count: renders of each used (rounded down to whole pictures of
+      `PER_PICTURE`, or one picture of all `count` if fewer); at least 1.
 
   Returns:
     (threshold, (N,) people's mean landmark confidences, (N,) empty boxes').
   """
+  if count < 1:
+    raise ValueError(f"calibrating min_confidence needs at least one render, got {count}")
+  per = min(PER_PICTURE, count)
   people, empty = [], []
-  for start in range(0, max(count // PER_PICTURE, 1) * PER_PICTURE, PER_PICTURE):
-    picture, boxes = _side_by_side([people_source[i] for i in range(start, start + PER_PICTURE)])
-    blank = np.concatenate([empty_source[i]["image"]
-                            for i in range(start, start + PER_PICTURE)], axis=1)
+  for start in range(0, count // per * per, per):
+    picture, boxes = _side_by_side([people_source[i] for i in range(start, start + per)])
+    blank = np.concatenate([empty_source[i]["image"] for i in range(start, start + per)], axis=1)
     for found, into in ((inference.predict(network, None, [picture], [boxes])[0], people),
                         (inference.predict(network, None, [blank], [boxes])[0], empty)):
       into.extend(float(np.mean(p.confidence)) for p in found)
