@@ -386,8 +386,8 @@ def confidence_threshold(people, empty) -> float:
   error = rejected + accepted
   best = np.flatnonzero(error <= error.min() + 1e-12)
   low, high = np.maximum(lows[best], floor), np.maximum(highs[best], floor)
-  widest = best[np.argmax(np.log(high) - np.log(low))]
-  return float(np.sqrt(max(lows[widest], floor) * max(highs[widest], floor)))
+  widest = np.argmax(np.log(high) - np.log(low))
+  return float(np.sqrt(low[widest] * high[widest]))
 
 
 # ---------------------------------------------------------------------------
@@ -526,7 +526,7 @@ def _image_boxes(boxes, index: int, image_shape, person_size: float) -> np.ndarr
 
 
 def _bucket(count: int) -> int:
-  return min(_MAX_CHUNK, 1 << max(count - 1, 0).bit_length())
+  return lifting.api._bucket(count, _MAX_CHUNK)
 
 
 def predict(

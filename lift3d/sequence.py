@@ -72,7 +72,7 @@ from lift3d.lifting import (
     grid_scores,
     max_mahalanobis,
 )
-from lift3d.lifting.api import _check_model, _prior, first_frames, pad_frames
+from lift3d.lifting.api import _bucket, _check_model, _prior, first_frames, pad_frames
 from lift3d.pose_model.model import PoseModel
 from lift3d.skeleton import H36M17
 
@@ -780,7 +780,7 @@ def lift_sequence(
       (model, keypoints, visibility)))
   # Concrete inputs: pad the frames to the next power of two, so that videos of
   # other lengths reuse the compiled program (a compile costs seconds).
-  padded = num_frames if traced else 1 << (num_frames - 1).bit_length()
+  padded = num_frames if traced else _bucket(num_frames)
   frame_axis = len(shape) - 3
   if padded > num_frames:
     keypoints, visibility = pad_frames((keypoints, visibility), size=padded, axis=frame_axis)

@@ -21,6 +21,7 @@ calls `train_and_evaluate` with plain arguments:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -228,15 +229,13 @@ def train_and_evaluate(train_poses: np.ndarray, heldout_poses: np.ndarray, workd
         heldout_poses, **dict(heldout_render_kwargs, no_person_prob=1.0,
                               seed=int(heldout_render_kwargs.get("seed", 0)) + 1))
     threshold, people, empty = calibrate_min_confidence(
-        network, eval_source, empty_source, min(len(eval_source), len(empty_source),
-                                                 result.metrics["num_examples"]))
+        network, eval_source, empty_source, result.metrics["num_examples"])
     logging.info("cpm: predict's min_confidence %.3f (mean landmark confidence: people median "
                  "%.3f, 5th percentile %.3f; empty boxes median %.3f, 95th percentile %.3f)",
                  threshold, np.median(people), np.percentile(people, 5), np.median(empty),
                  np.percentile(empty, 95))
-    config = dict(config, min_confidence=threshold)
-    inference.save_network_config(workdir, config)
-    network = inference.network_from_config(config, jax.device_get(state.params), pose_model)
+    network = dataclasses.replace(network, min_confidence=threshold)
+    inference.save_network_config(workdir, network.config())
     metrics["min_confidence"] = threshold
     metrics["people_below_min_confidence"] = float(np.mean(people < threshold))
     metrics["empty_at_or_above_min_confidence"] = float(np.mean(empty >= threshold))

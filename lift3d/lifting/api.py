@@ -697,11 +697,15 @@ def lift(
   return jax.tree.map(lambda x: x.reshape(shape[:-2] + x.shape[1:]), out)
 
 
-def _bucket(total: int, chunk_size: int) -> int:
-  """Frames `lift` compiles for: the next power of two up to a chunk, then whole chunks."""
-  if total >= chunk_size:
+def _bucket(total: int, chunk_size: int | None = None) -> int:
+  """The size a batch of `total` items is padded to so that compiled programs are
+  reused across sizes: the next power of two (at least 1), at most `chunk_size`,
+  and beyond it whole chunks. Used by `lift` (frames), `lift_sequence` (frames,
+  no chunk) and `lift3d.predict` (people)."""
+  if chunk_size is not None and total >= chunk_size:
     return -(-total // chunk_size) * chunk_size
-  return min(chunk_size, 1 << (total - 1).bit_length())
+  size = 1 << max(total - 1, 0).bit_length()
+  return size if chunk_size is None else min(chunk_size, size)
 
 
 @functools.partial(jax.jit, static_argnames=("size", "axis"))
