@@ -376,16 +376,17 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     coeffs = list(search.profile_coeffs(prep, pick(chosen_index), pick(coeffs).T).T)
   else:
     chosen_gram = pick(jnp.broadcast_to(frame_gram, (*frame_gram.shape[:3], batch)))
-    entries = search.gram_at(prep, chosen_gram, yaw)
-    rhs_list = search.rhs_at(pick(rhs), yaw)
-    inv_list = list(chosen_inv_variances)
+    if not options.refine and not options.differentiable:  # a at the chosen optimum
+      coeffs = list(search.coeffs_at(prep, chosen_gram, pick(rhs), yaw, scale,
+                                     chosen_inv_variances.T).T)
+    else:
+      entries = search.gram_at(prep, chosen_gram, yaw)
+      rhs_list = search.rhs_at(pick(rhs), yaw)
+      inv_list = list(chosen_inv_variances)
   if options.refine:  # the exact answer at the refined yaw
     cost, scale, coeffs = solves.exact_profile(
         entries, rhs_list, norm2, prep.inv_var, inv_list, jax.lax.stop_gradient(scale),
         iterations=_PROFILE_ITERATIONS)
-  elif not closed_form and not options.differentiable:  # a at the chosen optimum
-    _, _, _, coeffs = solves.profile(entries, rhs_list, norm2, prep.inv_var, inv_list)(
-        jnp.log(scale))
   if options.differentiable:
     # One Newton step from the optimum, with gradients: its derivative is the
     # implicit-function derivative of the optimum (the search is held fixed).

@@ -199,16 +199,12 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
     design = jnp.einsum("tra,klai->ktlri", rot[:, :2], centred)  # (K, T', L, 2, P)
     gram = jnp.einsum("ktlri,ktlrj->ktij", design, design)
     gram = gram + jax.vmap(jnp.diag)(tikhonov)[:, None]
-    # The unrolled factorisation, not LAPACK's: jaxlib's batched LAPACK calls
-    # block an XLA CPU worker while their tasks wait on the same pool, and
-    # this one would run beside the eigh above: the two wedge a 2-thread pool
-    # (a hang on 2-core machines; tests/lapack_order_test.py).
-    lower, inv_diag = solves.cholesky(
-        {(i, j): gram[..., i, j, None] for i, j in solves.upper_pairs(num_unknowns)},
-        num_unknowns)
+    # Not LAPACK's factorisation: jaxlib's batched LAPACK calls block an XLA
+    # CPU worker while their tasks wait on the same pool, and this one would
+    # run beside the eigh above: the two wedge a 2-thread pool (a hang on
+    # 2-core machines; tests/lapack_order_test.py).
     flat = design.reshape((*design.shape[:2], 2 * num_joints, num_unknowns))
-    whitened = jnp.stack(
-        solves.forward(lower, inv_diag, [flat[..., p] for p in range(num_unknowns)]), axis=2)
+    whitened = solves.whiten(gram, flat)  # (K, T', P, 2L)
     whitened = whitened.reshape((*whitened.shape[:3], num_joints, 2))  # (K, T', P, L, 2)
 
     # r(θ) = ||w||² − ||L⁻¹Aᵀw||² = wᵀ(I − M)w with M = A L⁻ᵀL⁻¹Aᵀ (2L × 2L):
@@ -419,6 +415,37 @@ def gram_at(prep: Prepared, gram, yaw) -> dict:
   for u, key in enumerate(solves.upper_pairs(prep.blocks.shape[-1])):
     entries[key] = sum(c * gram[n, u] for n, c in enumerate(coefficients))
   return entries
+
+
+def coeffs_at(prep: Prepared, gram, rhs, yaw, scale, inv_variances):
+  """a at a given (θ, s): the ridge regression of the exact objective, per frame.
+
+  `a = (s² EᵀAᵀD²AE/σ² + Λ⁻¹)⁻¹ s (EᵀAᵀD²w − s EᵀAᵀD²Aμ)/σ²` (docs/method.md
+  §4.3), one dense solve per frame (`solves.solve_dense`).
+
+  Args:
+    prep: the `Prepared` terms.
+    gram: (n, U, B) Gram terms; rhs (3, P, B) right-hand-side terms.
+    yaw, scale: (B,) the yaw (radians) and scale s > 0.
+    inv_variances: (B, J) 1/λ_j of each frame's component.
+
+  Returns:
+    (B, J) coefficients.
+  """
+  pairs = solves.LEVEL_PAIRS if prep.rotation is None else solves.ALL_PAIRS
+  coefficients = solves.yaw_coefficients(jnp.cos(yaw), jnp.sin(yaw), prep.projection, pairs)
+  weights = jnp.stack([jnp.broadcast_to(c, yaw.shape) for c in coefficients])  # (n, B)
+  upper = jnp.einsum("nb,nub->bu", weights, gram)  # (B, U)
+  size = prep.blocks.shape[-1]
+  index = np.zeros((size, size), np.int32)
+  for u, (i, j) in enumerate(solves.upper_pairs(size)):
+    index[i, j] = index[j, i] = u
+  dense = upper[:, index] * prep.inv_var  # (B, P, P) AᵀD²A/σ² in the basis [μ, E]
+  right = jnp.stack(rhs_at(rhs, yaw), axis=-1) * prep.inv_var  # (B, P) AᵀD²w/σ²
+  s = scale[:, None]
+  hessian = (s[..., None] ** 2 * dense[:, 1:, 1:]
+             + inv_variances[:, :, None] * jnp.eye(size - 1, dtype=dense.dtype))
+  return solves.solve_dense(hessian, s * (right[:, 1:] - s * dense[:, 0, 1:]))
 
 
 def rhs_at(rhs, yaw) -> list:

@@ -10,6 +10,9 @@ The batch axes are whatever the caller's arrays broadcast to; callers put
 frames in the trailing (SIMD) axis.
 
 - `cholesky`, `forward`, `backward`: a symmetric positive-definite system.
+- `whiten`, `solve_dense`: the exceptions, on dense (..., n, n) arrays in a
+  rolled loop, for solves paid once per lift or per frame (not per candidate),
+  where unrolled code costs far more to compile than it saves at run time.
 - `yaw_coefficients`: the coefficients M_pq(θ) of the Gram terms at a yaw.
 - `exact_profile`: the exact objective of one (component, yaw) over s > 0
   and a, by safeguarded Newton steps on log s (docs/method.md §4.3);
@@ -91,6 +94,70 @@ def solve(matrix: dict, size: int, rhs: list) -> list:
   """x = matrix⁻¹ rhs for a symmetric positive-definite `matrix` (see `cholesky`)."""
   lower, inv_diag = cholesky(matrix, size)
   return backward(lower, inv_diag, forward(lower, inv_diag, rhs))
+
+
+def whiten(gram, design):
+  """`L⁻¹ Xᵀ` for the Cholesky factor `L Lᵀ = gram`, in a rolled loop.
+
+  For the frame-independent systems of `search.prepare` (a few hundred
+  matrices per lift), where the unrolled `cholesky` and `forward` cost far
+  more to compile than to run: unrolled at P = 15 they were about half of the
+  compiled `lift` program's machine code. Right-looking elimination of the
+  augmented matrix `[gram | Xᵀ]`, one `fori_loop` step per column.
+
+  Args:
+    gram: (..., P, P) symmetric positive-definite.
+    design: (..., R, P) X.
+
+  Returns:
+    (..., P, R) `L⁻¹ Xᵀ`, so that `X gram⁻¹ Xᵀ = (L⁻¹Xᵀ)ᵀ(L⁻¹Xᵀ)`.
+  """
+  size = gram.shape[-1]
+  augmented = jnp.concatenate([gram, jnp.swapaxes(design, -1, -2)], axis=-1)  # (..., P, P + R)
+  columns = jnp.arange(augmented.shape[-1])
+  rows = jnp.arange(size)
+
+  def step(k, state):
+    rest, out = state
+    row = jax.lax.dynamic_index_in_dim(rest, k, axis=-2, keepdims=False)  # (..., P + R)
+    pivot = jax.lax.dynamic_index_in_dim(row, k, axis=-1, keepdims=True)
+    row = jnp.where(columns >= k, row * jax.lax.rsqrt(pivot), 0.0)  # row k of [Lᵀ | L⁻¹Xᵀ]
+    lower = jnp.where(rows > k, row[..., :size], 0.0)  # column k of L below the diagonal
+    rest = rest - lower[..., :, None] * row[..., None, :]
+    out = out + jnp.where((rows == k)[:, None], row[..., None, :], 0.0)
+    return rest, out
+
+  _, out = jax.lax.fori_loop(0, size, step, (augmented, jnp.zeros_like(augmented)))
+  return out[..., size:]
+
+
+def solve_dense(matrix, rhs):
+  """`matrix⁻¹ rhs` for symmetric positive-definite matrices, in a rolled loop.
+
+  Gauss–Jordan elimination without pivoting (its pivots are those of an LDLᵀ
+  factorisation, positive for SPD matrices), one `fori_loop` step per column:
+  for one solve per frame, where the unrolled `solve` would be compiled as
+  P large kernels for a cost paid once.
+
+  Args:
+    matrix: (..., n, n) symmetric positive-definite.
+    rhs: (..., n).
+
+  Returns:
+    (..., n) the solution.
+  """
+  size = matrix.shape[-1]
+  augmented = jnp.concatenate([matrix, rhs[..., None]], axis=-1)  # (..., n, n + 1)
+  rows = jnp.arange(size)
+
+  def step(k, augmented):
+    row = jax.lax.dynamic_index_in_dim(augmented, k, axis=-2, keepdims=False)  # (..., n + 1)
+    row = row / jax.lax.dynamic_index_in_dim(row, k, axis=-1, keepdims=True)
+    column = jax.lax.dynamic_index_in_dim(augmented, k, axis=-1, keepdims=False)  # (..., n)
+    eliminated = augmented - jnp.where(rows == k, 0.0, column)[..., None] * row[..., None, :]
+    return jnp.where((rows == k)[:, None], row[..., None, :], eliminated)
+
+  return jax.lax.fori_loop(0, size, step, augmented)[..., -1]
 
 
 # Coordinate pairs (p, q) of the Gram terms H_pq = Σ_l D_l² B_lpᵀ B_lq. A level
