@@ -487,10 +487,11 @@ def _sequence_system(prior: _Prior, costs, observed, present, component, index, 
   at = lambda i: costs[frames, component, jnp.mod(i, num_yaws)]  # noqa: E731  (F,)
   left, mid, right = at(index - 1), at(index), at(index + 1)
   curvature = left - 2 * mid + right
-  offset = jnp.where(curvature > 0, 0.5 * (left - right) / jnp.where(curvature > 0, curvature,
-                                                                       1.0), 0.0)
+  # (A neighbour whose linearised problem failed is +inf: no parabola there.)
+  curved = jnp.isfinite(curvature) & (curvature > 0)
+  offset = jnp.where(curved, 0.5 * (left - right) / jnp.where(curved, curvature, 1.0), 0.0)
   offset = jnp.clip(offset, -0.5, 0.5)
-  information = jnp.where(observed, jnp.maximum(curvature, 0.0) / spacing**2, 0.0)
+  information = jnp.where(observed & curved, curvature / spacing**2, 0.0)
   # Unwrap the path (steps within the band), then smooth with the random walk.
   step = jnp.mod(index[1:] - index[:-1] + num_yaws // 2, num_yaws) - num_yaws // 2
   linked = jnp.concatenate([jnp.zeros((1,), bool), jnp.abs(step) <= band]) & present
@@ -643,8 +644,8 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
   scores = flat(scores)  # (S, F, K, T)
   present = (jnp.ones((num_frames,), bool) if length is None
              else jnp.arange(num_frames) < length)  # (F,)
-  # (S, F): grid_scores gives all or none
-  observed = jnp.isfinite(scores[:, :, 0, 0]) & present
+  # (S, F): grid_scores gives NaN for all of a frame's grid or for none of it
+  observed = ~jnp.isnan(scores[:, :, 0, 0]) & present
   costs = jnp.where(observed[..., None, None], scores, 0.0)
   component, index, _ = _viterbi(costs, yaw_rate, component_switch, yaw_jump, band, length)
   system = functools.partial(_sequence_system, prior, band=band, unweighted=visibility is None)
