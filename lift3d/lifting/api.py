@@ -726,28 +726,32 @@ def first_frames(tree, *, size: int, axis: int):
 
 
 def _grid_chunk(prep: search.Prepared, keypoints, visibility, min_visible: int):
-  """(B, K, T) linearised scores of a (B, L, 2) chunk; NaN for frames that cannot be lifted.
+  """Linearised scores of a (B, L, 2) chunk; NaN for frames that cannot be lifted.
 
-  Frames major (each frame's grid contiguous, as `grid_scores` returns it):
-  unweighted, the search's products come out that way (no transposition of
-  the grid; measured on the 2-core CPU, the transposition took more time
-  than the products).
+  Unweighted (B, K, T), frames major (each frame's grid contiguous, as
+  `grid_scores` returns it): the search's products come out that way (no
+  transposition of the grid; measured on the 2-core CPU, the transposition
+  took more time than the products). Weighted (K, T, B), frames minor, as the
+  search computes them: XLA fuses the unrolled factorisation into whatever
+  writes this chunk's output, and only a frames-minor output keeps its loop
+  vectorised over the frames (frames major, the weighted `grid_scores` ran
+  about 9x slower on the 2-core CPU); `_grid_scores_jit` transposes the whole
+  result once.
   """
   joint_weights, _, liftable, _, points = _clean_points(keypoints, visibility, min_visible)
   if joint_weights is None:
-    costs = search.search_unweighted(prep, points, frames_major=True)
+    costs = search.search_unweighted(prep, points, frames_major=True)  # (B, K, T)
+    scores = 0.5 * costs * prep.inv_var + prep.score_offset[:, None]
+    liftable = liftable[:, None, None]
   else:
-    costs, paired = search.search_weighted(prep, *search.frame_terms(prep, points,
-                                                                      joint_weights))
-    assert not paired  # an explicit camera rotation never pairs θ with θ + π
-    costs = jnp.moveaxis(costs, -1, 0)
-  scores = 0.5 * costs * prep.inv_var + prep.score_offset[:, None]
+    costs, _ = search.search_weighted(prep, *search.frame_terms(prep, points, joint_weights),
+                                      pair=False)  # (K, T, B)
+    scores = 0.5 * costs * prep.inv_var + prep.score_offset[:, None, None]
   # One elementwise consumer of the search (a check over each frame's grid
   # beside it made XLA compile the unrolled factorisation into both: 4 s more
   # of compiling at K = 9, J = 14). A (k, θ) whose linearised problem failed
   # numerically is +inf, as `lift` ranks it.
-  return jnp.where(liftable[:, None, None], jnp.where(jnp.isfinite(scores), scores, jnp.inf),
-                   jnp.nan)
+  return jnp.where(liftable, jnp.where(jnp.isfinite(scores), scores, jnp.inf), jnp.nan)
 
 
 @functools.partial(jax.jit, static_argnames=("num_yaws", "min_visible", "chunk_size"))
@@ -757,9 +761,7 @@ def _grid_scores_jit(model, keypoints, visibility, obs_noise, prior_weight, *, n
   batch_shape, num_joints = keypoints.shape[:-2], keypoints.shape[-2]
   flat = keypoints.reshape((-1, num_joints, 2))
   flat_vis = None if visibility is None else visibility.reshape((-1, num_joints))
-  # An explicit identity rotation keeps the weighted search unpaired: all T yaws.
-  rotation = None if visibility is None else jnp.eye(3, dtype=keypoints.dtype)
-  prep = search.prepare(model, rotation, obs_noise, prior_weight, num_yaws, visibility is None)
+  prep = search.prepare(model, None, obs_noise, prior_weight, num_yaws, visibility is None)
   total = flat.shape[0]
   num_chunks = max(1, -(-total // chunk_size))
   size = -(-total // num_chunks)
@@ -770,6 +772,7 @@ def _grid_scores_jit(model, keypoints, visibility, obs_noise, prior_weight, *, n
   else:
     vis = jnp.pad(flat_vis, ((0, pad), (0, 0))).reshape(num_chunks, size, num_joints)
     out = jax.lax.map(lambda a: _grid_chunk(prep, *a, min_visible), (chunks, vis))
+    out = jnp.moveaxis(out, -1, 1)  # (chunks, K, T, B) -> (chunks, B, K, T)
   out = out.reshape((num_chunks * size, *out.shape[2:]))[:total]
   return out.reshape(batch_shape + out.shape[1:])
 

@@ -339,7 +339,7 @@ def search_unweighted(prep: Prepared, points, frames_major: bool = False):
   return (prep.cost_quadratic @ squares.T).reshape(num_components, num_yaws, batch)
 
 
-def search_weighted(prep: Prepared, gram, rhs, norm2):
+def search_weighted(prep: Prepared, gram, rhs, norm2, pair: bool = True):
   """Linearised costs of every (component, yaw) with per-frame Gram terms.
 
   The Gram matrices of all grid yaws are one matrix product, the (T_s, n)
@@ -366,7 +366,7 @@ def search_weighted(prep: Prepared, gram, rhs, norm2):
   num_terms, num_upper, num_components, batch = gram.shape
   num_unknowns = prep.tikhonov.shape[1]
   num_yaws = prep.yaws.shape[0]
-  paired = prep.rotation is None and num_yaws % 2 == 0
+  paired = pair and prep.rotation is None and num_yaws % 2 == 0
   grid = prep.yaws[: num_yaws // 2] if paired else prep.yaws
   size = grid.shape[0]
   cos, sin = jnp.cos(grid), jnp.sin(grid)
