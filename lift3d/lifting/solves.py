@@ -113,22 +113,23 @@ def whiten(gram, design):
     (..., P, R) `L⁻¹ Xᵀ`, so that `X gram⁻¹ Xᵀ = (L⁻¹Xᵀ)ᵀ(L⁻¹Xᵀ)`.
   """
   size = gram.shape[-1]
+  batch = gram.shape[:-2]
   augmented = jnp.concatenate([gram, jnp.swapaxes(design, -1, -2)], axis=-1)  # (..., P, P + R)
-  columns = jnp.arange(augmented.shape[-1])
-  rows = jnp.arange(size)
+  width = augmented.shape[-1]
+  # Batch minor, (P, P + R, N): each step reads one contiguous row block.
+  augmented = jnp.moveaxis(augmented.reshape(-1, size, width), 0, -1)
+  columns = jnp.arange(width)[:, None]
+  rows = jnp.arange(size)[:, None, None]
 
-  def step(k, state):
-    rest, out = state
-    row = jax.lax.dynamic_index_in_dim(rest, k, axis=-2, keepdims=False)  # (..., P + R)
-    pivot = jax.lax.dynamic_index_in_dim(row, k, axis=-1, keepdims=True)
-    row = jnp.where(columns >= k, row * jax.lax.rsqrt(pivot), 0.0)  # row k of [Lᵀ | L⁻¹Xᵀ]
-    lower = jnp.where(rows > k, row[..., :size], 0.0)  # column k of L below the diagonal
-    rest = rest - lower[..., :, None] * row[..., None, :]
-    out = out + jnp.where((rows == k)[:, None], row[..., None, :], 0.0)
-    return rest, out
+  def step(k, rest):  # rows < k are final; row k becomes row k of [Lᵀ | L⁻¹Xᵀ]
+    row = jax.lax.dynamic_index_in_dim(rest, k, axis=0, keepdims=False)  # (P + R, N)
+    pivot = jax.lax.dynamic_index_in_dim(row, k, axis=0, keepdims=True)  # (1, N)
+    row = jnp.where(columns >= k, row * jax.lax.rsqrt(pivot), 0.0)
+    lower = jnp.where(rows[:, 0] > k, row[:size], 0.0)  # (P, N) column k of L below the diagonal
+    return jnp.where(rows == k, row[None], rest - lower[:, None] * row[None])
 
-  _, out = jax.lax.fori_loop(0, size, step, (augmented, jnp.zeros_like(augmented)))
-  return out[..., size:]
+  out = jax.lax.fori_loop(0, size, step, augmented)[:, size:]  # (P, R, N)
+  return jnp.moveaxis(out, -1, 0).reshape(*batch, size, width - size)
 
 
 def solve_dense(matrix, rhs):
