@@ -359,6 +359,8 @@ def search_weighted(prep: Prepared, gram, rhs, norm2, pair: bool = True):
     gram: (n, U, K, B) per-frame Gram terms.
     rhs: (3, P, K, B) right-hand-side terms.
     norm2: (B,) ||Dw||².
+    pair: pair (θ, θ + π) where the camera and T allow it (static); False:
+      every yaw's own cost (`grid_scores`), one factorisation per yaw.
 
   Returns:
     (costs, paired): costs (K, T_s, B) with T_s = T/2 if paired else T.
