@@ -423,7 +423,9 @@ def coeffs_at(prep: Prepared, gram, rhs, yaw, scale, inv_variances):
   """a at a given (θ, s): the ridge regression of the exact objective, per frame.
 
   `a = (s² EᵀAᵀD²AE/σ² + Λ⁻¹)⁻¹ s (EᵀAᵀD²w − s EᵀAᵀD²Aμ)/σ²` (docs/method.md
-  §4.3), one dense solve per frame (`solves.solve_dense`).
+  §4.3): the a of `solves.profile`'s evaluation, as one dense rolled solve per
+  frame (`solves.solve_dense`) for the paths that need only a, since the
+  unrolled profile costs seconds of compiling for a step paid once per frame.
 
   Args:
     prep: the `Prepared` terms.

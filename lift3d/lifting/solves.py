@@ -136,7 +136,8 @@ def solve_dense(matrix, rhs):
   """`matrix⁻¹ rhs` for symmetric positive-definite matrices, in a rolled loop.
 
   Gauss–Jordan elimination without pivoting (its pivots are those of an LDLᵀ
-  factorisation, positive for SPD matrices), one `fori_loop` step per column:
+  factorisation, positive for SPD matrices; `lift3d.sequence._sweep_inverse`
+  is the same elimination unrolled, inside a scan), one `fori_loop` step per column:
   for one solve per frame, where the unrolled `solve` would be compiled as
   P large kernels for a cost paid once.
 
