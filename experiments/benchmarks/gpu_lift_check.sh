@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
 # The device check behind RESULTS.md "Speed on a GPU": run from the repository root on a
 # machine with one GPU and JAX installed (jax[cuda]); writes logs to $OUT (default: ./gpu_out).
-#   1. lifting and pose-model tests on the GPU (full float32 matters there: see RESULTS.md),
-#   2. lift_speed on the workload (16,384 frames),
-#   3. a chunk sweep at 262,144 frames (the accelerator defaults come from it).
+#   1. lift_speed on the lifting issue's workload (16,384 frames, K=3 J=10),
+#   2. sequence_speed: lift and lift_sequence on 64 x 256 frames with the pose model in
+#      $MODEL, their answers diffed against $REFERENCE (the same command's --save on the
+#      CPU), then at 1,024 x 256 frames,
+#   3. the lifting, sequence and pose-model tests on the GPU (full float32 matters there:
+#      see RESULTS.md).
+# MODEL and REFERENCE default to .gpu/k9j14.npz and .gpu/cpu_k9.npz (an ignored folder,
+# carried to the device).
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MPLBACKEND=Agg
 OUT=${OUT:-gpu_out}
+MODEL=${MODEL:-.gpu/k9j14.npz}
+REFERENCE=${REFERENCE:-.gpu/cpu_k9.npz}
 mkdir -p "$OUT"
 nvidia-smi -L
 python3 -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
-(timeout 240 python3 -m pytest -q -p no:cacheprovider tests/lifting_test.py tests/pose_model \
-    --ignore=tests/pose_model/job_test.py 2>&1 | tail -25) | tee "$OUT/tests_gpu.txt"
-python3 -m experiments.benchmarks.lift_speed --repeats 5 2>&1 | tee "$OUT/lift_gpu.txt"
-python3 -m experiments.benchmarks.lift_speed --rows unweighted,weighted --batch 262144 \
-    --chunk 8192 32768 65536 262144 --repeats 5 2>&1 | tee "$OUT/lift_gpu_chunks.txt"
+timeout 150 python3 -m experiments.benchmarks.lift_speed --rows unweighted,weighted \
+    --repeats 5 2>&1 | tee "$OUT/lift_gpu.txt"
+timeout 150 python3 -m experiments.benchmarks.sequence_speed --model "$MODEL" \
+    --compare "$REFERENCE" --repeats 5 2>&1 | tee "$OUT/sequence_gpu.txt"
+timeout 150 python3 -m experiments.benchmarks.sequence_speed --model "$MODEL" \
+    --sequences 1024 --repeats 5 2>&1 | tee "$OUT/sequence_gpu_large.txt"
+(timeout 240 python3 -m pytest -q -p no:cacheprovider -x --durations=5 tests/lifting \
+    tests/sequence_test.py tests/pose_model --ignore=tests/pose_model/job_test.py 2>&1 \
+    | tail -40) | tee "$OUT/tests_gpu.txt"
