@@ -145,6 +145,22 @@ def test_block_tridiagonal_batched_chains_match_dense_solves():
     np.testing.assert_allclose(solution, expected, atol=1e-6 * cond * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("write", ["_write_slices", "_write_masked"])
+def test_sweep_inverse_both_platform_variants_match_float64(write):
+  # `_sweep_inverse` picks one way of writing each pass per platform; this CPU
+  # run checks both against float64 inverses (batch minor, P = 15), with the
+  # tolerance of Gauss–Jordan in float32: eps × cond × |inverse|.
+  rng = np.random.default_rng(3)
+  a = rng.normal(size=(8, 15, 15))
+  spd = a @ np.swapaxes(a, 1, 2) + 0.5 * np.eye(15)
+  got = np.asarray(sequence._sweep_passes(jnp.asarray(np.moveaxis(spd, 0, -1), jnp.float32),
+                                          getattr(sequence, write)))
+  expected = np.linalg.inv(spd)
+  for i in range(8):
+    bound = 20 * np.finfo(np.float32).eps * np.linalg.cond(spd[i]) * np.abs(expected[i]).max()
+    np.testing.assert_allclose(got[..., i], expected[i], atol=bound)
+
+
 def test_smooth_scalar_matches_dense_least_squares():
   # argmin Σ_f w_fr (x_fr − v_fr)² + l_f (x_fr − x_{f−1,r})² per column r, weights per
   # column (some zero: those frames take their neighbours' values), as dense normal
