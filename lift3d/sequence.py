@@ -99,6 +99,25 @@ DEFAULT_BLEND_HIDDEN = 1.0
 # Viterbi over the (component, yaw) grid.
 
 
+# Steps of each time scan that one loop iteration runs off the CPU (static). On
+# an accelerator every scan step costs kernel launches whatever its arithmetic,
+# and unrolling lets XLA fuse consecutive steps: measured on an H100 (K = 9,
+# J = 14, unweighted), these values made `lift_sequence` 1.98x faster on 64
+# sequences of 256 frames and 1.31x on 1,024 (rolled, 41.2 and 154.9 ms). On
+# the CPU unrolling was slower (0.79-1.0x for the Viterbi): the scans stay rolled.
+_UNROLL_OFF_CPU = {"viterbi": 4, "tridiagonal": 4, "chain": 8}
+
+
+def _time_scan(kind: str, body, init, xs, reverse: bool = False):
+  """`jax.lax.scan` over the frames, unrolled `_UNROLL_OFF_CPU[kind]` steps off the CPU."""
+  unroll = _UNROLL_OFF_CPU[kind]
+  if unroll == 1:
+    return jax.lax.scan(body, init, xs, reverse=reverse)
+  return jax.lax.platform_dependent(
+      init, xs, cpu=lambda i, x: jax.lax.scan(body, i, x, reverse=reverse),
+      default=lambda i, x: jax.lax.scan(body, i, x, reverse=reverse, unroll=unroll))
+
+
 def _band(num_yaws: int, yaw_rate: float, yaw_jump: float) -> int:
   """W: the largest bin shift whose quadratic cost is below the jump cost."""
   spacing = 2 * math.pi / num_yaws
@@ -164,7 +183,7 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
     return current, jnp.stack(current)
 
   first = tuple(scores[:, 0, k] for k in range(num_components))  # (S, T) each
-  last, values = jax.lax.scan(step, first, jnp.arange(1, num_frames))  # values[f] = V_{f+1}
+  last, values = _time_scan("viterbi", step, first, jnp.arange(1, num_frames))  # values[f] = V_{f+1}
 
   def first_min(candidates):  # (K, S, T) -> (min (S,), first flat index k·T + t (S,))
     return _first_min(jnp.swapaxes(candidates, 1, 2).reshape(-1, num_seq), 0)
@@ -195,7 +214,8 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
     return before, before
 
   # Predecessors of frames F−1 … 2 from V_{F−2} … V_1, then frame 1's from V_0.
-  state, path = jax.lax.scan(back, end, (values[:-1], jnp.arange(2, num_frames)), reverse=True)
+  state, path = _time_scan("viterbi", back, end, (values[:-1], jnp.arange(2, num_frames)),
+                           reverse=True)
   _, start = back(state, (jnp.stack(first), 1))
   path = jnp.concatenate([start[None], path, end[None]])  # (F, S)
   return path // num_yaws, path % num_yaws, total
@@ -335,7 +355,7 @@ def solve_block_tridiagonal(diagonal, coupling, rhs):
     return (inv, y), (inv, y)
 
   init = (jnp.zeros(blocks.shape[1:], blocks.dtype), jnp.zeros(values.shape[1:], values.dtype))
-  _, (inverses, ys) = jax.lax.scan(forward, init, (blocks, links, values))
+  _, (inverses, ys) = _time_scan("tridiagonal", forward, init, (blocks, links, values))
   next_links = jnp.concatenate([links[1:], jnp.zeros_like(links[:1])])
 
   def backward(x_next, inputs):
@@ -343,7 +363,7 @@ def solve_block_tridiagonal(diagonal, coupling, rhs):
     x = matvec(inv, y + link_next[:, None] * x_next)
     return x, x
 
-  _, xs = jax.lax.scan(backward, jnp.zeros(values.shape[1:], values.dtype),
+  _, xs = _time_scan("tridiagonal", backward, jnp.zeros(values.shape[1:], values.dtype),
                        (inverses, ys, next_links), reverse=True)
   return jnp.moveaxis(xs, -1, 0).reshape(rhs.shape)
 
@@ -365,7 +385,7 @@ def _solve_scalar_chain(diagonal, coupling, rhs):
     return (inv, y), (inv, y)
 
   zeros = jnp.zeros(rhs.shape[1:], rhs.dtype)
-  _, (inverses, ys) = jax.lax.scan(forward, (zeros, zeros), (diagonal, coupling, rhs))
+  _, (inverses, ys) = _time_scan("chain", forward, (zeros, zeros), (diagonal, coupling, rhs))
   next_links = jnp.concatenate([coupling[1:], jnp.zeros_like(coupling[:1])])
 
   def backward(x_next, inputs):
@@ -373,7 +393,7 @@ def _solve_scalar_chain(diagonal, coupling, rhs):
     x = inv * (y + link_next * x_next)
     return x, x
 
-  _, xs = jax.lax.scan(backward, zeros, (inverses, ys, next_links), reverse=True)
+  _, xs = _time_scan("chain", backward, zeros, (inverses, ys, next_links), reverse=True)
   return xs
 
 
