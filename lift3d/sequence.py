@@ -96,7 +96,7 @@ DEFAULT_BLEND_HIDDEN = 1.0
 
 
 # ---------------------------------------------------------------------------
-# Viterbi over the (component, yaw) grid.
+# The time scans.
 
 
 # Steps of each time scan that one loop iteration runs off the CPU (static). On
@@ -116,6 +116,10 @@ def _time_scan(kind: str, body, init, xs, reverse: bool = False):
   return jax.lax.platform_dependent(
       init, xs, cpu=lambda i, x: jax.lax.scan(body, i, x, reverse=reverse),
       default=lambda i, x: jax.lax.scan(body, i, x, reverse=reverse, unroll=unroll))
+
+
+# ---------------------------------------------------------------------------
+# Viterbi over the (component, yaw) grid.
 
 
 def _band(num_yaws: int, yaw_rate: float, yaw_jump: float) -> int:
@@ -296,8 +300,8 @@ def _sweep_inverse(matrix):
   elementwise passes over all S matrices at once, no LAPACK call. How each
   pass writes its pivot row and column is a measured per-platform choice
   (the same numbers either way): on CPU by static slices (the block-
-  tridiagonal solve of 64 chains of 256 frames 1.9x faster at P = 11 and
-  2.6x at P = 15 than with index masks, 2-core CPU); elsewhere by masks
+  tridiagonal solve of 64 chains of 256 frames 1.9-2.6x faster at P = 11
+  and 15 than with index masks, 2-core CPU); elsewhere by masks
   (on an H100 the slices were 1.56x slower at P = 15 with 64 chains, 1.12x
   with 1,024).
   """
