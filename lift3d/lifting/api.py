@@ -415,8 +415,9 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
                     cos * model_pose[..., 2] - sin * model_pose[..., 0]], axis=-1)
   if prep.rotation is not None:
     pose = pose @ prep.rotation.T
-  # Without this barrier XLA fuses the pose assembly into each consumer below
-  # and recomputes it per output element.
+  # A barrier against XLA fusing the pose assembly into each consumer below
+  # and recomputing it per output element (dropped by XLA CPU in jax 0.10.2:
+  # see `solves`' module docstring).
   pose = jax.lax.optimization_barrier(pose)
   # Reprojection: s Π E R_θ X, with t eliminated as in the fit (weighted mean).
   weights = jnp.ones(keypoints.shape[:2], dtype) if joint_weights is None else joint_weights

@@ -19,6 +19,13 @@ frames in the trailing (SIMD) axis.
   `safeguarded_newton` is the elementwise 1-D minimiser it shares with the
   unweighted profile, `explained_terms` that profile's closed-form parts.
 
+The `jax.lax.optimization_barrier`s here and in `api` mark values XLA should
+compute once rather than fuse into every consumer. XLA's CPU compiler in jax
+0.10.2 drops them before fusion: the optimised HLO of `lift` (weighted and
+unweighted) is the same with and without them (checked 2026-11-27). They are
+kept for compilers that honour them, and what they were meant to prevent on
+the CPU has not been re-measured.
+
 Shape letters are those of `lift3d.lifting` (its package docstring).
 """
 
@@ -56,8 +63,9 @@ def cholesky(matrix: dict, size: int):
       for k in range(j):
         v = v - lower[i, k] * lower[j, k]
       column.append(v * inv)
-    # One barrier per column: left free, XLA fuses the whole factorisation
-    # into its consumers and recomputes shared entries many times over.
+    # One barrier per column, so that XLA does not fuse the whole
+    # factorisation into its consumers and recompute shared entries many
+    # times over (dropped by XLA CPU: see the module docstring).
     column = jax.lax.optimization_barrier(column)
     inv_diag.append(column[0])
     for i, v in zip(range(j + 1, size), column[1:], strict=True):
@@ -72,8 +80,9 @@ def forward(lower: dict, inv_diag: list, rhs: list) -> list:
     v = rhs[i]
     for k in range(i):
       v = v - lower[i, k] * z[k]
-    # Each z_i feeds every later one: a barrier stops XLA from fusing (and so
-    # recomputing) the whole chain into each consumer.
+    # Each z_i feeds every later one: a barrier asks XLA not to fuse (and so
+    # recompute) the whole chain into each consumer (dropped by XLA CPU: see
+    # the module docstring).
     z.append(jax.lax.optimization_barrier(v * inv_diag[i]))
   return z
 
