@@ -803,7 +803,8 @@ def grid_scores(model: PoseModel, keypoints, visibility=None, *, num_yaws: int =
     min_visible: frames with fewer joints of positive weight get NaN.
     obs_noise: σ_obs as in `lift` (None: the model's, or the default).
     prior_weight: β as in `lift` (None: the model's, or 1).
-    chunk_size: frames per chunk (default 2,048 unweighted, 128 weighted).
+    chunk_size: frames per chunk (default 2,048 unweighted, 128 weighted;
+      a weighted batch runs in at least two chunks, which compiles faster).
 
   Returns:
     (..., K, T) float32 scores (nats); all NaN for a frame that cannot be
