@@ -688,8 +688,11 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
   scores = flat(scores)  # (S, F, K, T)
   present = (jnp.ones((num_frames,), bool) if length is None
              else jnp.arange(num_frames) < length)  # (F,)
-  # (S, F): grid_scores gives NaN for all of a frame's grid or for none of it
-  observed = ~jnp.isnan(scores[:, :, 0, 0]) & present
+  # (S, F): a frame is observed where its grid has a finite score. grid_scores
+  # gives NaN for a whole frame that cannot be lifted and +inf for a (k, θ)
+  # whose linearised problem failed; a frame with no finite score at all would
+  # make every path cost +inf from there on (the Viterbi then loses the path).
+  observed = jnp.isfinite(jnp.min(scores, axis=(-2, -1))) & present
   costs = jnp.where(observed[..., None, None], scores, 0.0)
   component, index, _ = _viterbi(costs, yaw_rate, component_switch, yaw_jump, band, length)
   system = functools.partial(_sequence_system, prior, band=band, unweighted=visibility is None)

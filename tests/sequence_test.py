@@ -231,6 +231,26 @@ def test_planted_motion_recovered_from_clean_video():
   np.testing.assert_allclose(result.reprojected, keypoints, atol=0.02 * 300 * 0.5)
 
 
+def test_a_frame_whose_whole_grid_failed_does_not_derail_the_path(monkeypatch):
+  # grid_scores marks a (k, θ) whose linearised problem failed numerically +inf.
+  # A frame with every (k, θ) failed must count as unobserved: summed into the
+  # Viterbi it made every later path cost +inf, and the yaw stuck while the
+  # person turned (errors growing to 55 mm, all frames still valid).
+  keypoints, truth, _ = _planted()
+  original = sequence.grid_scores
+  monkeypatch.setattr(sequence, "grid_scores",
+                      lambda *a, **k: original(*a, **k).at[..., 10, :, :].set(jnp.inf))
+  sequence._lift_sequence_jit.clear_cache()  # trace with the patched search
+  try:
+    result = sequence.lift_sequence(_model(), keypoints, num_yaws=T, smoothing=1.0,
+                                    yaw_rate=0.1)
+  finally:
+    sequence._lift_sequence_jit.clear_cache()
+  assert bool(result.valid.all())  # frame 10 is filled from its neighbours
+  error = np.linalg.norm(np.asarray(result.pose3d) - truth, axis=-1)
+  assert error.max() < 8.0, error.max()  # the clean video's bound
+
+
 def test_noisy_video_with_a_gap_beats_per_frame_lifting():
   keypoints, truth, _ = _planted()
   rng = np.random.default_rng(3)
