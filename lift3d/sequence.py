@@ -136,11 +136,14 @@ def _first_min(x, axis):
   return jnp.squeeze(low, axis), jnp.min(jnp.where(x == low, iota, x.shape[axis]), axis=axis)
 
 
-def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=None):
+def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=None,
+             observed=None):
   """Exact minimum-cost paths of S sequences; scores (S, F, K, T) -> (k, t (F, S), total (S,)).
 
   `length` (a traced int, default F): the paths end at frame `length − 1`;
   later frames (padding) repeat its state and do not change the path before.
+  `observed` (S, F) bool, optional: frames whose scores count as 0 (applied as
+  each frame is read, so that no masked copy of the scores is made).
 
   The forward pass keeps only the values V_f (K, T) of each sequence: within a
   component the best of the band's shifts (V[t ∓ s] + q_s, as static slices of
@@ -171,8 +174,15 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
         best = jnp.minimum(best, nearest + quad[s])
     return jnp.minimum(best, jnp.min(values, axis=1, keepdims=True) + yaw_jump)
 
+  def read(frame):  # (S, K, T) scores of a frame
+    frame_scores = jax.lax.dynamic_index_in_dim(scores, frame, axis=1, keepdims=False)
+    if observed is None:
+      return frame_scores
+    seen = jax.lax.dynamic_index_in_dim(observed, frame, axis=1, keepdims=False)
+    return jnp.where(seen[:, None, None], frame_scores, 0.0)
+
   def step(previous, frame):
-    frame_scores = jax.lax.dynamic_index_in_dim(scores, frame, axis=1, keepdims=False)  # (S, K, T)
+    frame_scores = read(frame)
     # The best arrival from any component: band_min commutes with the minimum
     # over components (both are minima; adding q is monotone), so it is the
     # band minimum of the componentwise minimum, bit for bit: each
@@ -186,7 +196,8 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
                     for k, values in enumerate(previous))
     return current, jnp.stack(current)
 
-  first = tuple(scores[:, 0, k] for k in range(num_components))  # (S, T) each
+  first_scores = read(0)
+  first = tuple(first_scores[:, k] for k in range(num_components))  # (S, T) each
   last, values = _time_scan("viterbi", step, first, jnp.arange(1, num_frames))  # values[f] = V_{f+1}
 
   def first_min(candidates):  # (K, S, T) -> (min (S,), first flat index k·T + t (S,))
@@ -207,8 +218,9 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
   yaw_index = jnp.arange(num_yaws)
   comp_index = jnp.arange(num_components)[:, None, None]
 
-  def back(state, inputs):  # previous (K, S, T): V_{f−1}; state (S,): frame f's
-    previous, frame = inputs
+  def back(state, frame):  # state (S,): frame f's; V_{f−1} is values[f − 2] (V_0 for f = 1)
+    previous = (jnp.stack(first) if isinstance(frame, int)
+                else jax.lax.dynamic_index_in_dim(values, frame - 2, keepdims=False))  # (K, S, T)
     k, t = state // num_yaws, state % num_yaws
     move = within_cost[jnp.mod(t[:, None] - yaw_index, num_yaws)]  # (S, T)
     candidates = (previous + move) + jnp.where(comp_index == k[:, None], 0.0, component_switch)
@@ -217,10 +229,10 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
       before = jnp.where(frame >= length, state, before)
     return before, before
 
-  # Predecessors of frames F−1 … 2 from V_{F−2} … V_1, then frame 1's from V_0.
-  state, path = _time_scan("viterbi", back, end, (values[:-1], jnp.arange(2, num_frames)),
-                           reverse=True)
-  _, start = back(state, (jnp.stack(first), 1))
+  # Predecessors of frames F−1 … 2 from V_{F−2} … V_1 (read in the loop: a
+  # slice of `values` as the scan's input was a copy of it), then frame 1's from V_0.
+  state, path = _time_scan("viterbi", back, end, jnp.arange(2, num_frames), reverse=True)
+  _, start = back(state, 1)
   path = jnp.concatenate([start[None], path, end[None]])  # (F, S)
   return path // num_yaws, path % num_yaws, total
 
@@ -516,7 +528,7 @@ def _sequence_system(prior: _Prior, costs, observed, present, component, index, 
   """Steps 2–3 up to the solve, for one sequence: the yaws along the path and the
   block-tridiagonal system of (s, s·a) over the frames.
 
-  costs (F, K, T) (0 where not observed), observed (F,), present (F,) (False
+  costs (F, K, T) (read as 0 where not observed), observed (F,), present (F,) (False
   for padding frames: they are decoupled from the others, and unobserved), the
   Viterbi path's component and yaw index (F,), keypoints (F, L, 2) px, weights
   (F, L) D² (all 1 on the present frames when `unweighted`). Returns (diagonal
@@ -528,7 +540,8 @@ def _sequence_system(prior: _Prior, costs, observed, present, component, index, 
 
   # Sub-bin yaw from a parabola through the path's score and its neighbours.
   frames = jnp.arange(num_frames)
-  at = lambda i: costs[frames, component, jnp.mod(i, num_yaws)]  # noqa: E731  (F,)
+  at = lambda i: jnp.where(  # noqa: E731  (F,)
+      observed, costs[frames, component, jnp.mod(i, num_yaws)], 0.0)
   left, mid, right = at(index - 1), at(index), at(index + 1)
   curvature = left - 2 * mid + right
   # (A neighbour whose linearised problem failed is +inf: no parabola there.)
@@ -693,11 +706,13 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
   # whose linearised problem failed; a frame with no finite score at all would
   # make every path cost +inf from there on (the Viterbi then loses the path).
   observed = jnp.isfinite(jnp.min(scores, axis=(-2, -1))) & present
-  costs = jnp.where(observed[..., None, None], scores, 0.0)
-  component, index, _ = _viterbi(costs, yaw_rate, component_switch, yaw_jump, band, length)
+  # Unobserved frames' scores count as 0: masked where they are read (a masked
+  # copy of the whole grid cost a pass over it and its fresh memory).
+  component, index, _ = _viterbi(scores, yaw_rate, component_switch, yaw_jump, band, length,
+                                 observed)
   system = functools.partial(_sequence_system, prior, band=band, unweighted=visibility is None)
   diagonal, coupling, rhs, state = jax.vmap(system, in_axes=(0, 0, None) + (0,) * 4 + (None,) * 2)(
-      costs, observed, present, component.T, index.T, flat(clean),
+      scores, observed, present, component.T, index.T, flat(clean),
       flat(weights) * present[:, None], yaw_rate, smoothing)
   solution = solve_block_tridiagonal(diagonal, coupling, rhs[..., None])[..., 0]  # (S, F, P)
   finish = functools.partial(_finish_sequence, prior, root=root,
