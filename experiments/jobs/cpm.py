@@ -7,16 +7,18 @@ calls `train_and_evaluate` with plain arguments:
 2. renders of the training poses (`lift3d.data.synthetic.SyntheticPoseSource`);
 3. `lift3d.train.train` (orbax checkpoints under `<workdir>/checkpoints`,
    `<workdir>/metrics.jsonl`; resumes from the workdir);
-4. 2D pixel error, 3D MPJPE and PA-MPJPE on renders of the held-out poses
-   (`lift3d.eval.cpm_evaluator.CPMEvaluator`), written to `<workdir>/cpm_eval.json`;
-5. the figure `<workdir>/cpm_example.png`: image, belief maps, projected
-   maps, fused maps and the 3D pose;
-6. `<workdir>/network.json` (for `lift3d.load_network` / `lift3d export`), with
-   `lift3d.predict`'s validity threshold `min_confidence` chosen from the
+4. `lift3d.predict`'s validity threshold `min_confidence`, chosen from the
    network's own confidences on held-out renders with and without a person
-   (`calibrate_min_confidence`), and `<workdir>/predict_example.png`:
-   `lift3d.predict` on held-out renders pasted side by side, one box each (the
-   path a user's pictures take).
+   (`calibrate_min_confidence`);
+5. 2D pixel error, 3D MPJPE and PA-MPJPE on renders of the held-out poses
+   (`lift3d.eval.cpm_evaluator.CPMEvaluator`, validity by that threshold),
+   written to `<workdir>/cpm_eval.json` and `<workdir>/cpm_results.md`;
+6. the figure `<workdir>/cpm_example.png`: image, belief maps, projected
+   maps, fused maps and the 3D pose;
+7. `<workdir>/network.json` (for `lift3d.load_network` / `lift3d export`),
+   with the threshold, and `<workdir>/predict_example.png`: `lift3d.predict`
+   on held-out renders pasted side by side, one box each (the path a user's
+   pictures take).
 """
 
 from __future__ import annotations
@@ -160,8 +162,9 @@ def write_results(path: str, metrics: dict, image_size: tuple[int, int]) -> str:
       "",
       f"{metrics['num_examples']} held-out synthetic renders ({image_size[1]}×{image_size[0]} "
       f"px) after {metrics['step']} training steps. 2D error in pixels over labelled in-frame "
-      "joints; MPJPE (root-aligned) and PA-MPJPE (similarity Procrustes) in mm over the frames "
-      "the lift found valid.",
+      "joints; MPJPE (root-aligned) and PA-MPJPE (similarity Procrustes) in mm over the valid "
+      "frames: a plausible lift, and a mean landmark confidence at least this network's "
+      f"calibrated `min_confidence` ({metrics['min_confidence']:.3f}).",
       "",
       "| model | 2D error (px) | MPJPE (mm) | PA-MPJPE (mm) | valid |",
       "|---|---:|---:|---:|---:|",
@@ -211,9 +214,31 @@ def train_and_evaluate(train_poses: np.ndarray, heldout_poses: np.ndarray, workd
                model.fusion)
   logging.debug("cpm: %s, training on %r", model, train_source)
   state = lift_train.train(model, pose_model, train_source, workdir, seed=seed, **train_kwargs)
-  evaluator = CPMEvaluator(model, pose_model, eval_source, **eval_kwargs)
-  result = evaluator.run(jax.device_get(state.params))
+  params = jax.device_get(state.params)
+  # The validity threshold of `lift3d.predict` for this network, from its own
+  # confidences on held-out renders with and without a person; chosen before
+  # the evaluation, which then judges validity by it, as `lift3d.predict`
+  # will (the evaluator used to apply a fixed 0.2, above the calibrated
+  # threshold of the trained networks measured: 0.115). Every process
+  # computes it (the same renders, the same answer).
+  network = inference.network_from_config(config, params, pose_model)
+  empty_source = synthetic.SyntheticPoseSource(
+      heldout_poses, **dict(heldout_render_kwargs, no_person_prob=1.0,
+                            seed=int(heldout_render_kwargs.get("seed", 0)) + 1))
+  threshold, people, empty = calibrate_min_confidence(
+      network, eval_source, empty_source, min(int(eval_kwargs["num_examples"]), len(eval_source)))
+  logging.info("cpm: predict's min_confidence %.3f (mean landmark confidence: people median "
+               "%.3f, 5th percentile %.3f; empty boxes median %.3f, 95th percentile %.3f)",
+               threshold, np.median(people), np.percentile(people, 5), np.median(empty),
+               np.percentile(empty, 95))
+  network = dataclasses.replace(network, min_confidence=threshold)
+  evaluator = CPMEvaluator(model, pose_model, eval_source,
+                           **dict(eval_kwargs, min_confidence=threshold))
+  result = evaluator.run(params)
   metrics = dict(result.metrics, step=int(state.step), fusion=bool(model.fusion))
+  metrics["min_confidence"] = threshold
+  metrics["people_below_min_confidence"] = float(np.mean(people < threshold))
+  metrics["empty_at_or_above_min_confidence"] = float(np.mean(empty >= threshold))
   logging.info("cpm: held-out evaluation %s", metrics)
   if jax.process_index() == 0:
     metrics["table"] = write_results(os.path.join(workdir, RESULTS_MD), metrics,
@@ -222,23 +247,7 @@ def train_and_evaluate(train_poses: np.ndarray, heldout_poses: np.ndarray, workd
         os.path.join(workdir, "cpm_example.png"), result.first_batch["image"][0],
         result.first_prediction, 0, truth3d=result.first_batch["pose3d"][0] * 1000.0,
     )
-    # The validity threshold of `lift3d.predict` for this network, from its
-    # own confidences on held-out renders with and without a person.
-    network = inference.network_from_config(config, jax.device_get(state.params), pose_model)
-    empty_source = synthetic.SyntheticPoseSource(
-        heldout_poses, **dict(heldout_render_kwargs, no_person_prob=1.0,
-                              seed=int(heldout_render_kwargs.get("seed", 0)) + 1))
-    threshold, people, empty = calibrate_min_confidence(
-        network, eval_source, empty_source, result.metrics["num_examples"])
-    logging.info("cpm: predict's min_confidence %.3f (mean landmark confidence: people median "
-                 "%.3f, 5th percentile %.3f; empty boxes median %.3f, 95th percentile %.3f)",
-                 threshold, np.median(people), np.percentile(people, 5), np.median(empty),
-                 np.percentile(empty, 95))
-    network = dataclasses.replace(network, min_confidence=threshold)
     inference.save_network_config(workdir, network.config())
-    metrics["min_confidence"] = threshold
-    metrics["people_below_min_confidence"] = float(np.mean(people < threshold))
-    metrics["empty_at_or_above_min_confidence"] = float(np.mean(empty >= threshold))
     files.write_json(os.path.join(workdir, "cpm_eval.json"),
                      {k: v for k, v in metrics.items() if k != "table"})
     draw_predict_example(os.path.join(workdir, "predict_example.png"), network, eval_source)

@@ -83,6 +83,10 @@ def test_default_smoke_runs_every_step(tmp_path):
     evaluation = json.load(f)
   assert network.min_confidence == evaluation["min_confidence"] > 0
   assert 0 <= evaluation["people_below_min_confidence"] <= 1
+  # The evaluation judged validity by that threshold (it ran after the
+  # calibration), and its table says so.
+  with open(os.path.join(work, "cpm_results.md")) as f:
+    assert f"calibrated `min_confidence` ({evaluation['min_confidence']:.3f})" in f.read()
 
 
 def test_unknown_job_is_a_clear_error(tmp_path):
