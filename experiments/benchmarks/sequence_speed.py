@@ -13,7 +13,9 @@ and give the others weights in [0.5, 1]. T = 100 yaws. Each call is timed
 best of `--repeats` after a warm-up (the warm-up's time, compile included, is
 printed too), `lift` on the S·F frames as one batch and `lift_sequence` on the
 (S, F) videos, in the same process, so their ratio is the figure to read on a
-shared machine.
+shared machine. "fresh MB" is the memory the best call touched for the first
+time (minor page faults × page size): its new buffers, whose first touch costs
+system time on every call.
 
 `--save` writes each row's answers (component, valid, pose3d of both calls);
 `--compare` reads such a file, made with the same flags on another machine
@@ -40,6 +42,7 @@ from lift3d import camera, pose_model
 from lift3d.sequence import lift_sequence
 
 NUM_YAWS = 100
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def workload(model, num_sequences: int, num_frames: int, seed: int = 0):
@@ -57,17 +60,33 @@ def workload(model, num_sequences: int, num_frames: int, seed: int = 0):
   return keypoints, visibility, hidden
 
 
+def minor_faults() -> int:
+  """This process's minor page faults so far (0 where `resource` is missing)."""
+  try:
+    import resource
+  except ImportError:  # not a Unix
+    return 0
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def timed(fn, repeats: int):
-  """(first call s, best s, the first call's answer)."""
+  """(first call s, best s, the first call's answer, fresh memory MB of the best call).
+
+  Fresh memory: minor page faults during the call × the page size, the memory
+  the call touched for the first time (its new buffers). On this CPU every
+  large temporary is fresh on every call, and first touches cost system time.
+  """
   t = time.perf_counter()
   out = jax.block_until_ready(fn())
   first = time.perf_counter() - t
-  best = np.inf
+  best, fresh = np.inf, 0.0
   for _ in range(repeats):
-    t = time.perf_counter()
+    faults, t = minor_faults(), time.perf_counter()
     jax.block_until_ready(fn())
-    best = min(best, time.perf_counter() - t)
-  return first, best, out
+    elapsed = time.perf_counter() - t
+    if elapsed < best:
+      best, fresh = elapsed, (minor_faults() - faults) * _PAGE_BYTES / 1e6
+  return first, best, out, fresh
 
 
 def compare(name: str, what: str, mine, ref) -> str:
@@ -108,7 +127,8 @@ def main(argv=None):
   num_joints = keypoints.shape[-2]
   print(f"K={num_components} J={num_basis} T={NUM_YAWS}, {args.sequences} sequences x "
         f"{args.frames} frames = {frames} frames, float32")
-  print(f"{'row':<11} {'call':<14} {'first s':>8} {'best s':>8} {'frames/s':>11} {'/ lift':>7}")
+  print(f"{'row':<11} {'call':<14} {'first s':>8} {'best s':>8} {'frames/s':>11} {'/ lift':>7} "
+        f"{'fresh MB':>9}")
   saved, reference = {}, (dict(np.load(args.compare)) if args.compare else None)
   lines = []
   for row in [r for r in args.rows.split(",") if r]:
@@ -124,10 +144,10 @@ def main(argv=None):
     }
     rate = {}
     for call, fn in calls.items():
-      first, best, out = timed(fn, args.repeats)
+      first, best, out, fresh = timed(fn, args.repeats)
       rate[call] = frames / best
       print(f"{row:<11} {call:<14} {first:>8.2f} {best:>8.4f} {rate[call]:>11,.0f} "
-            f"{rate[call] / rate['lift']:>7.2f}", flush=True)
+            f"{rate[call] / rate['lift']:>7.2f} {fresh:>9.0f}", flush=True)
       answer = (np.asarray(out.component).reshape(frames), np.asarray(out.valid).reshape(frames),
                 np.asarray(out.pose3d).reshape(frames, num_joints, 3))
       key = f"{row}_{call}"
