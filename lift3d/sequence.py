@@ -142,8 +142,8 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
 
   `length` (a traced int, default F): the paths end at frame `length − 1`;
   later frames (padding) repeat its state and do not change the path before.
-  `observed` (S, F) bool, optional: frames whose scores count as 0 (applied as
-  each frame is read, so that no masked copy of the scores is made).
+  `observed` (S, F) bool, optional: where False, the frame's scores count as 0
+  (applied as each frame is read, so that no masked copy of the scores is made).
 
   The forward pass keeps only the values V_f (K, T) of each sequence: within a
   component the best of the band's shifts (V[t ∓ s] + q_s, as static slices of
