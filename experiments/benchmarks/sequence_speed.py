@@ -4,6 +4,7 @@ r"""Speed of `lift3d.lift_sequence` next to per-frame `lift`, and a cross-device
   python -m experiments.benchmarks.sequence_speed --model MODEL.npz   # a saved pose model
   python -m experiments.benchmarks.sequence_speed --save ref.npz      # keep the answers
   python -m experiments.benchmarks.sequence_speed --compare ref.npz   # diff against them
+  python -m experiments.benchmarks.sequence_speed --stages            # where the time goes
 
 Workload (as `sequence_eval`'s speed rows): S sequences (default 64) of F frames
 (default 256), each a component mean of the model turning at 0.02 rad a frame
@@ -16,6 +17,12 @@ printed too), `lift` on the S·F frames as one batch and `lift_sequence` on the
 shared machine. "fresh MB" is the memory the best call touched for the first
 time (minor page faults × page size): its new buffers, whose first touch costs
 system time on every call.
+
+`--stages` also times, for the unweighted row, the two public steps of
+`lift_sequence` on their own: `lifting.grid_scores` (the per-frame grid) and
+`sequence.viterbi_path` on its scores; the rest (the smoothing solves, the
+answer and the blend) is `lift_sequence` minus the two. Each is a separate
+program, so the split is approximate (and the grid is masked differently).
 
 `--save` writes each row's answers (component, valid, pose3d of both calls);
 `--compare` reads such a file, made with the same flags on another machine
@@ -38,8 +45,8 @@ import numpy as np
 
 import lift3d
 from experiments.benchmarks.lift_speed import random_model
-from lift3d import camera, pose_model
-from lift3d.sequence import lift_sequence
+from lift3d import camera, lifting, pose_model
+from lift3d.sequence import lift_sequence, viterbi_path
 
 NUM_YAWS = 100
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -112,6 +119,8 @@ def main(argv=None):
   parser.add_argument("--rows", default="unweighted,weighted")
   parser.add_argument("--save", default=None, help="write the answers to this .npz")
   parser.add_argument("--compare", default=None, help="diff the answers against this .npz")
+  parser.add_argument("--stages", action="store_true",
+                      help="also time the grid and the Viterbi alone (unweighted)")
   args = parser.parse_args(argv)
 
   if args.model:
@@ -142,12 +151,18 @@ def main(argv=None):
         "lift_sequence": lambda kp=kp, vis=vis: lift_sequence(model, kp, vis,
                                                               num_yaws=NUM_YAWS),
     }
-    rate = {}
+    if args.stages and row == "unweighted":
+      scores = lifting.grid_scores(model, kp, num_yaws=NUM_YAWS)
+      calls["  grid_scores"] = lambda kp=kp: lifting.grid_scores(model, kp, num_yaws=NUM_YAWS)
+      calls["  viterbi_path"] = lambda scores=scores: viterbi_path(scores)
+    rate, seconds = {}, {}
     for call, fn in calls.items():
       first, best, out, fresh = timed(fn, args.repeats)
-      rate[call] = frames / best
+      rate[call], seconds[call] = frames / best, best
       print(f"{row:<11} {call:<14} {first:>8.2f} {best:>8.4f} {rate[call]:>11,.0f} "
             f"{rate[call] / rate['lift']:>7.2f} {fresh:>9.0f}", flush=True)
+      if call.startswith(" "):  # a stage: no answers to keep
+        continue
       answer = (np.asarray(out.component).reshape(frames), np.asarray(out.valid).reshape(frames),
                 np.asarray(out.pose3d).reshape(frames, num_joints, 3))
       key = f"{row}_{call}"
@@ -156,6 +171,9 @@ def main(argv=None):
       if reference is not None:
         ref = tuple(reference[f"{key}_{name}"] for name in ("component", "valid", "pose3d"))
         lines.append(compare(row, call, answer, ref))
+    if len(seconds) > 2:
+      rest = seconds["lift_sequence"] - seconds["  grid_scores"] - seconds["  viterbi_path"]
+      print(f"{row:<11} {'  rest':<14} {'':>8} {rest:>8.4f}   (lift_sequence minus the two)")
   if lines:
     print(f"\nagainst {args.compare}:")
     print("\n".join(lines))
