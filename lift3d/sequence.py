@@ -218,9 +218,7 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
   yaw_index = jnp.arange(num_yaws)
   comp_index = jnp.arange(num_components)[:, None, None]
 
-  def back(state, frame):  # state (S,): frame f's; V_{f−1} is values[f − 2] (V_0 for f = 1)
-    previous = (jnp.stack(first) if isinstance(frame, int)
-                else jax.lax.dynamic_index_in_dim(values, frame - 2, keepdims=False))  # (K, S, T)
+  def back(state, frame, previous):  # state (S,): frame f's; previous (K, S, T): V_{f−1}
     k, t = state // num_yaws, state % num_yaws
     move = within_cost[jnp.mod(t[:, None] - yaw_index, num_yaws)]  # (S, T)
     candidates = (previous + move) + jnp.where(comp_index == k[:, None], 0.0, component_switch)
@@ -231,8 +229,11 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
 
   # Predecessors of frames F−1 … 2 from V_{F−2} … V_1 (read in the loop: a
   # slice of `values` as the scan's input was a copy of it), then frame 1's from V_0.
-  state, path = _time_scan("viterbi", back, end, jnp.arange(2, num_frames), reverse=True)
-  _, start = back(state, 1)
+  def back_step(state, frame):  # V_{f−1} is values[f − 2]
+    return back(state, frame, jax.lax.dynamic_index_in_dim(values, frame - 2, keepdims=False))
+
+  state, path = _time_scan("viterbi", back_step, end, jnp.arange(2, num_frames), reverse=True)
+  _, start = back(state, 1, jnp.stack(first))
   path = jnp.concatenate([start[None], path, end[None]])  # (F, S)
   return path // num_yaws, path % num_yaws, total
 

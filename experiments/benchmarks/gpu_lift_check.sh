@@ -10,8 +10,9 @@
 # MODEL and REFERENCE default to .gpu/k9j14.npz and .gpu/cpu_k9.npz (an ignored folder,
 # carried to the device): a saved pose model (e.g. the one `sequence_eval --workdir W`
 # caches in W) and, made on the CPU beforehand,
-#   python -m experiments.benchmarks.sequence_speed --model .gpu/k9j14.npz --save .gpu/cpu_k9.npz The device image lacks ml_collections (tests/lifting/corpus_test.py
-# imports the experiment configs): carry its wheel in .whl/ and it is installed first.
+#   python -m experiments.benchmarks.sequence_speed --model .gpu/k9j14.npz --save .gpu/cpu_k9.npz
+# The device image lacks ml_collections (tests/lifting/corpus_test.py imports the
+# experiment configs): carry its wheel in .whl/ and it is installed first.
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MPLBACKEND=Agg XLA_PYTHON_CLIENT_PREALLOCATE=false
 if ls .whl/ml_collections-*.whl >/dev/null 2>&1; then

@@ -43,6 +43,11 @@ import time
 import jax
 import numpy as np
 
+try:
+  import resource
+except ImportError:  # not a Unix
+  resource = None
+
 import lift3d
 from experiments.benchmarks.lift_speed import random_model
 from lift3d import camera, lifting, pose_model
@@ -69,9 +74,7 @@ def workload(model, num_sequences: int, num_frames: int, seed: int = 0):
 
 def minor_faults() -> int:
   """This process's minor page faults so far (0 where `resource` is missing)."""
-  try:
-    import resource
-  except ImportError:  # not a Unix
+  if resource is None:
     return 0
   return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
