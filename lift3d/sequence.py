@@ -145,12 +145,14 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
   `observed` (S, F) bool, optional: where False, the frame's scores count as 0
   (applied as each frame is read, so that no masked copy of the scores is made).
 
-  The forward pass keeps only the values V_f (K, T) of each sequence: within a
+  The forward pass keeps only the values V_f (K, T) of each sequence (and
+  their minimum over the components, which it computes anyway): within a
   component the best of the band's shifts (V[t ∓ s] + q_s, as static slices of
   a circularly padded copy) or a jump from the component's best yaw; then the
   best other component plus the switch cost. The backward pass recovers each
   frame's predecessor from the stored V_{f−1} for the one state the path is
-  in: O(K·T) a frame.
+  in: O(T + K) a frame (its own component's row, and the componentwise
+  minimum); among equally good predecessors it stays in the component.
 
   Layout (a measured CPU choice): all S sequences step together and each
   component's values are a separate (S, T) array, the sequences along the
@@ -194,11 +196,12 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
     switch = band_min(lowest) + component_switch
     current = tuple(frame_scores[:, k] + jnp.minimum(band_min(values), switch)
                     for k, values in enumerate(previous))
-    return current, jnp.stack(current)
+    return current, (jnp.stack(current), lowest)
 
   first_scores = read(0)
   first = tuple(first_scores[:, k] for k in range(num_components))  # (S, T) each
-  last, values = _time_scan("viterbi", step, first, jnp.arange(1, num_frames))  # values[f] = V_{f+1}
+  # values[f] = V_{f+1} (K, S, T); lows[f] = min_k V_f (S, T), for the backward pass.
+  last, (values, lows) = _time_scan("viterbi", step, first, jnp.arange(1, num_frames))
 
   def first_min(candidates):  # (K, S, T) -> (min (S,), first flat index k·T + t (S,))
     return _first_min(jnp.swapaxes(candidates, 1, 2).reshape(-1, num_seq), 0)
@@ -216,24 +219,38 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
                           jnp.minimum(0.5 * (jnp.asarray(shift * spacing, dtype) / yaw_rate) ** 2,
                                       yaw_jump), yaw_jump)
   yaw_index = jnp.arange(num_yaws)
-  comp_index = jnp.arange(num_components)[:, None, None]
+  sequences = jnp.arange(num_seq)
 
-  def back(state, frame, previous):  # state (S,): frame f's; previous (K, S, T): V_{f−1}
+  def back(state, frame, stored, at, low):
+    """The predecessor (S,) of frame f's state (S,), V_{f−1} = stored[at] (read
+    by gathers, not sliced out: a slice was a copy), low (S, T) = min_k V_{f−1}.
+
+    The best of all K·T predecessors in O(T + K) a sequence: the best within
+    the state's own component k, or the best arrival from `low` plus the
+    switch cost (`low` includes k at a cost it never wins by), and then the
+    component holding that minimum at its yaw. Ties stay in the component.
+    """
     k, t = state // num_yaws, state % num_yaws
     move = within_cost[jnp.mod(t[:, None] - yaw_index, num_yaws)]  # (S, T)
-    candidates = (previous + move) + jnp.where(comp_index == k[:, None], 0.0, component_switch)
-    _, before = first_min(candidates)
+    own = stored[at, k, sequences]  # (S, T)
+    stay_cost, stay_yaw = _first_min(own + move, 1)
+    switch_cost, switch_yaw = _first_min(low + move, 1)
+    at_yaw = stored[at, :, sequences, switch_yaw]  # (S, K)
+    _, switch_to = _first_min(at_yaw, 1)
+    before = jnp.where(stay_cost <= switch_cost + component_switch,
+                       k * num_yaws + stay_yaw, switch_to * num_yaws + switch_yaw)
     if length is not None:  # a padding frame's predecessor is in its state
       before = jnp.where(frame >= length, state, before)
     return before, before
 
-  # Predecessors of frames F−1 … 2 from V_{F−2} … V_1 (read in the loop: a
-  # slice of `values` as the scan's input was a copy of it), then frame 1's from V_0.
-  def back_step(state, frame):  # V_{f−1} is values[f − 2]
-    return back(state, frame, jax.lax.dynamic_index_in_dim(values, frame - 2, keepdims=False))
+  # Predecessors of frames F−1 … 2 from V_{F−2} … V_1 (values[f − 2]), then
+  # frame 1's from V_0.
+  def back_step(state, frame):
+    return back(state, frame, values, frame - 2,
+                jax.lax.dynamic_index_in_dim(lows, frame - 1, keepdims=False))
 
   state, path = _time_scan("viterbi", back_step, end, jnp.arange(2, num_frames), reverse=True)
-  _, start = back(state, 1, jnp.stack(first))
+  _, start = back(state, 1, jnp.stack(first)[None], 0, lows[0])
   path = jnp.concatenate([start[None], path, end[None]])  # (F, S)
   return path // num_yaws, path % num_yaws, total
 

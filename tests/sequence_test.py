@@ -84,6 +84,62 @@ def test_viterbi_is_exact_against_brute_force(yaw_rate, switch, jump):
   assert [(int(a), int(b)) for a, b in zip(k, t, strict=True)] == list(path)
 
 
+def _path_cost(scores, path, yaw_rate, switch, jump):
+  total = sum(scores[f, k, t] for f, (k, t) in enumerate(path))
+  for (k0, t0), (k1, t1) in itertools.pairwise(path):
+    d = abs(t1 - t0) % scores.shape[2]
+    delta = min(d, scores.shape[2] - d) * 2 * math.pi / scores.shape[2]
+    total += min(0.5 * (delta / yaw_rate) ** 2, jump) + switch * (k0 != k1)
+  return total
+
+
+@pytest.mark.parametrize("switch", [0.0, 0.5])
+def test_viterbi_with_tied_scores_returns_an_optimal_path(switch):
+  # Small integer scores tie often (as an unobserved stretch of frames does):
+  # the path returned must still cost the brute-force optimum, over three
+  # components (the backward pass takes a switch from the componentwise minimum).
+  rng = np.random.default_rng(7)
+  scores = rng.integers(0, 3, size=(4, 3, 4)).astype(np.float64)  # 12^4 paths
+  yaw_rate, jump = 1.2, 1.0
+  best, _ = _brute_force(scores, yaw_rate, switch, jump)
+  k, t, total = sequence.viterbi_path(scores.astype(np.float32), yaw_rate=yaw_rate,
+                                      component_switch=switch, yaw_jump=jump)
+  path = [(int(a), int(b)) for a, b in zip(k, t, strict=True)]
+  np.testing.assert_allclose(_path_cost(scores, path, yaw_rate, switch, jump), best, rtol=1e-6)
+  np.testing.assert_allclose(float(total), best, rtol=1e-6)
+
+
+def _dense_optimum(scores, yaw_rate, switch, jump):
+  """The optimal path cost by dynamic programming over all K·T × K·T moves (float64)."""
+  num_frames, num_k, num_t = scores.shape
+  d = np.abs(np.arange(num_t)[:, None] - np.arange(num_t)[None, :])
+  delta = np.minimum(d, num_t - d) * 2 * math.pi / num_t
+  move = np.minimum(0.5 * (delta / yaw_rate) ** 2, jump)  # (T, T)
+  cost = move[None, :, None, :] + switch * (np.arange(num_k)[:, None, None, None]
+                                            != np.arange(num_k)[None, None, :, None])
+  values = scores[0]
+  for f in range(1, num_frames):
+    values = scores[f] + np.min(values[:, :, None, None] + cost, axis=(0, 1))
+  return values.min()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_viterbi_path_costs_the_dense_optimum(seed):
+  # Longer paths than brute force reaches, against a dense dynamic programme:
+  # the returned path must cost its optimum (every predecessor chosen by the
+  # backward pass is a best one, switch costs included).
+  rng = np.random.default_rng(seed)
+  scores = rng.uniform(0, 2, size=(40, 3, 12))
+  yaw_rate, switch, jump = rng.uniform(0.3, 1.0), rng.uniform(0.1, 1.5), rng.uniform(0.5, 3.0)
+  k, t, total = sequence.viterbi_path(scores.astype(np.float32), yaw_rate=yaw_rate,
+                                      component_switch=switch, yaw_jump=jump)
+  best = _dense_optimum(scores, yaw_rate, switch, jump)
+  path = [(int(a), int(b)) for a, b in zip(k, t, strict=True)]
+  # float32 sums of ~120 terms of size <= 3.
+  np.testing.assert_allclose(_path_cost(scores, path, yaw_rate, switch, jump), best, rtol=1e-5)
+  np.testing.assert_allclose(float(total), best, rtol=1e-5)
+
+
 def test_viterbi_batched_equals_per_sequence():
   rng = np.random.default_rng(1)
   scores = rng.uniform(0, 3, size=(3, 2, 6, 2, 8)).astype(np.float32)
