@@ -611,6 +611,11 @@ def train(
     for step in range(start, num_steps):
       batch = _global_batch(next(batches), sharded)
       state, metrics = step_fn(state, batch, pose_model)
+      if step == start:
+        # The first step compiles (seconds to minutes): leave it out of the
+        # bar's elapsed time and rate, whose estimate of the time left would
+        # otherwise assume every step takes as long.
+        bar.unpause()
       done = step + 1
       if done % max(log_every, 1) == 0 or done == num_steps:
         metrics = jax.device_get(metrics)
@@ -621,7 +626,10 @@ def train(
         record["steps_per_s"] = steps_per_s
         record["images_per_s"] = steps_per_s * batch_size
         writer.write(record)
-        bar.set_postfix(loss=f"{record['loss']:.4g}", steps_per_s=f"{steps_per_s:.3g}")
+        # (Shown at the bar's next timed refresh, with its rate updated: a
+        # refresh here would print the rate of the last one.)
+        bar.set_postfix(loss=f"{record['loss']:.4g}", steps_per_s=f"{steps_per_s:.3g}",
+                        refresh=False)
         if not np.isfinite(record["loss"]):
           # Stop before the diverged parameters are checkpointed over good ones.
           kept = manager.latest_step()
