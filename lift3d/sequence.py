@@ -477,7 +477,7 @@ class _Prior:
 
 
 def _frame_systems(prior: _Prior, points, weights, component, yaw, *, unweighted: bool):
-  """Normal equations of every frame at its (k, θ): H (F, P, P), b (F, P), ||Dw||² (F,).
+  """Normal equations of every frame at its (k, θ): H (F, P, P), b (F, P).
 
   points (F, L, 2) sequence-normalised, y up; weights (F, L) D² (0 where
   unused; all 1 when `unweighted`, static). The translation is eliminated by
@@ -528,8 +528,7 @@ def _frame_systems(prior: _Prior, points, weights, component, yaw, *, unweighted
   proj = (spread(weights * points_c[..., 0]) @ flat_blocks).reshape(num_frames, 3, num_basis)
   proj_y = spread(weights * points_c[..., 1]) @ by.reshape(num_components * num_joints, -1)
   rhs = cos[:, None] * proj[:, 0] + sin[:, None] * proj[:, 2] + proj_y
-  norm2 = jnp.sum(weights[..., None] * points_c**2, axis=(1, 2))
-  return gram, rhs, norm2
+  return gram, rhs
 
 
 def _gap_lengths(observed):
@@ -586,7 +585,7 @@ def _sequence_system(prior: _Prior, costs, observed, present, component, index, 
   points = camera.flip_y(jnp.where(weights[..., None] > 0, keypoints - centre[:, None], 0.0)
                          ) / size
 
-  gram, rhs, norm2 = _frame_systems(prior, points, weights, component, yaw,
+  gram, rhs = _frame_systems(prior, points, weights, component, yaw,
                                     unweighted=unweighted)
   tikhonov = prior.tikhonov[component]  # (F, P)
   same = jnp.concatenate([jnp.zeros((1,), bool), component[1:] == component[:-1]])
@@ -602,8 +601,7 @@ def _sequence_system(prior: _Prior, costs, observed, present, component, index, 
   eye = jnp.eye(diagonal.shape[-1], dtype=dtype)
   diagonal = jnp.where(present[:, None, None], diagonal, eye)
   rhs = jnp.where(present[:, None], rhs, eye[0])
-  state = {"gram": gram, "tikhonov": tikhonov, "rhs": rhs, "norm2": norm2,
-           "component": component, "yaw": yaw, "points": points, "weights": weights,
+  state = {"tikhonov": tikhonov, "component": component, "yaw": yaw, "points": points, "weights": weights,
            "has_data": has_data, "centre": centre, "size": size, "observed": observed,
            "present": present}
   return diagonal, couple, rhs, state
@@ -613,21 +611,26 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
                      blend_hidden, *, root: int, limb_mm, limbs):
   """Step 3's answer and step 4 for one sequence: `LiftResult` (F frames) from the
   solution (F, P) of `_sequence_system`'s system."""
-  gram, tikhonov, rhs, norm2 = state["gram"], state["tikhonov"], state["rhs"], state["norm2"]
+  tikhonov = state["tikhonov"]
   component, yaw, points, weights = (state["component"], state["yaw"], state["points"],
                                      state["weights"])
   has_data, centre, size, observed, present = (
       state["has_data"], state["centre"], state["size"], state["observed"], state["present"])
   num_frames = points.shape[0]
   dtype = points.dtype
-  cost = (jnp.einsum("fi,fij,fj->f", solution, gram + jax.vmap(jnp.diag)(tikhonov), solution)
-          - 2 * jnp.sum(rhs * solution, axis=-1) + norm2)
-
   scale = solution[:, 0]
   coeffs = solution[:, 1:] / scale[:, None]
-  # μ_k + a·e_k for every k as one product, then the frame's k.
-  body = jnp.einsum("fp,klcp->fklc", jnp.concatenate([jnp.ones_like(scale)[:, None], coeffs], 1),
-                    prior.blocks)[jnp.arange(num_frames), component]
+  # μ_k + a·e_k at each frame's k: the coefficients spread over a one-hot of
+  # the component (F, K·P) against the blocks (K·P, L·3), one product that
+  # writes only the frame's own pose (a product for every k, then a gather,
+  # wrote K poses a frame).
+  blocks = prior.blocks  # (K, L, 3, P)
+  num_components, num_basis = blocks.shape[0], blocks.shape[-1]
+  onehot = (component[:, None] == jnp.arange(num_components)).astype(dtype)  # (F, K)
+  spread = (onehot[:, :, None] * jnp.concatenate([jnp.ones_like(scale)[:, None], coeffs], 1)[
+      :, None, :]).reshape(num_frames, num_components * num_basis)
+  body = (spread @ jnp.moveaxis(blocks, -1, 1).reshape(num_components * num_basis, -1)
+          ).reshape(num_frames, -1, 3)  # (F, L, 3)
   cos, sin = jnp.cos(yaw)[:, None], jnp.sin(yaw)[:, None]
   pose = jnp.stack([cos * body[..., 0] + sin * body[..., 2], body[..., 1],
                     cos * body[..., 2] - sin * body[..., 0]], axis=-1)
@@ -639,7 +642,12 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
   # The weighted RMS reprojection residual, a fraction of the sequence's 2D size.
   offsets = jnp.where(weights[..., None] > 0, points - projected - shift[:, None], 0.0)
   error = weights[..., None] * offsets**2
-  residual = jnp.where(has_data, jnp.sqrt(jnp.sum(error, axis=(-1, -2)) / safe), 0.0)
+  data_cost = jnp.sum(error, axis=(-1, -2))
+  residual = jnp.where(has_data, jnp.sqrt(data_cost / safe), 0.0)
+  # The frame's regularised least-squares cost ‖D(w − A x)‖² + Σ t x² from its
+  # residuals (the same as xᵀ(G + diag t)x − 2bᵀx + ‖Dw‖², without that form's
+  # cancellation, and without G).
+  cost = data_cost + jnp.sum(tikhonov * solution**2, axis=-1)
   shift = centre / size * jnp.asarray([1.0, -1.0], dtype) + shift  # origin, y-up seq units
   # (No link into a padding frame, so the real frames are those of the unpadded video.)
   shift = _smooth_scalar(shift, has_data.astype(dtype), jnp.where(present, 1e-6, 0.0).astype(

@@ -333,6 +333,50 @@ def test_noisy_video_with_a_gap_beats_per_frame_lifting():
   assert np.all(np.isnan(np.asarray(short.pose3d)[20:26]))
 
 
+def test_cost_is_the_frames_regularised_least_squares_objective_at_the_answer():
+  # The documented `cost`: ‖D(w − A x)‖² + Σ t x² of each frame at its answer,
+  # x = (s, s·a), w in the sequence's normalised units, the translation at its
+  # optimum; recomputed here in float64 from the returned yaw, component,
+  # coefficients and scale. Small next to ‖Dw‖² (3 px noise on a 300 px
+  # pose), which a quadratic-form evaluation loses to cancellation.
+  keypoints, _, _ = _planted()
+  rng = np.random.default_rng(5)
+  noisy = (keypoints + rng.normal(scale=3.0, size=keypoints.shape)).astype(np.float32)
+  visibility = rng.uniform(0.3, 1.0, size=keypoints.shape[:2]).astype(np.float32)
+  visibility[:, :3] *= rng.uniform(size=(F, 1)) > 0.3  # the legs hidden in some frames
+  model, obs_noise = _model(), 0.05
+  result = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, obs_noise=obs_noise)
+  assert bool(result.valid.all())
+  weights = visibility.astype(np.float64) ** 2
+  size = float(np.median(np.asarray(camera.normalize_keypoints(noisy, weights).size)))
+  points = noisy.astype(np.float64) * [1.0, -1.0] / size  # y up; any origin
+  scale = (np.asarray(result.scale, np.float64) * float(model.limb_scale) * 1000.0
+           / np.asarray(result.size, np.float64) / size)  # s, normalised units
+  k, a, yaw = (np.asarray(result.component), np.asarray(result.coeffs, np.float64),
+               np.asarray(result.yaw, np.float64))
+  body = (np.asarray(model.mean, np.float64)[k]
+          + np.einsum("fj,fjlc->flc", a, np.asarray(model.basis, np.float64)[k]))
+  projected = scale[:, None, None] * np.stack(
+      [np.cos(yaw)[:, None] * body[..., 0] + np.sin(yaw)[:, None] * body[..., 2],
+       body[..., 1]], axis=-1)
+  residual = points - projected
+  residual -= (np.sum(weights[..., None] * residual, axis=1)
+               / np.sum(weights, axis=1)[:, None])[:, None]  # the optimal translation
+  data = np.sum(weights[..., None] * residual**2, axis=(1, 2))
+  tikhonov = np.asarray(sequence._Prior(model, jnp.float32(obs_noise)).tikhonov, np.float64)
+  prior = np.sum(tikhonov[k, 1:] * (scale[:, None] * a) ** 2, axis=1)
+  signal = np.sum(weights[..., None] * (points - points.mean(1, keepdims=True)) ** 2, (1, 2))
+  assert np.all(data + prior < 0.05 * signal)  # a cost that cancels most of ‖Dw‖²
+  # float32: the answer's rounding (a few ulps, ~1e-6 relative) moves the
+  # residuals by ~1e-6·|Dw|, the cost by ~2e-6·sqrt(cost·‖Dw‖²), and summing
+  # L = 17 joints' terms adds ~L·6e-8 of the cost. (From its residuals the
+  # cost is off by 3% of this bound here; evaluated as the quadratic form
+  # xᵀHx − 2bᵀx + ‖Dw‖², as it was, by 99.8%.)
+  tolerance = 4e-6 * np.sqrt((data + prior) * signal) + 1e-5 * (data + prior)
+  np.testing.assert_array_less(np.abs(np.asarray(result.cost, np.float64) - (data + prior)),
+                               tolerance)
+
+
 def test_blend_moves_visible_joints_onto_the_observation():
   # Without temporal smoothing of the offsets and with weight 1, each visible joint's
   # image-plane position is the observation's, back-projected, before the pose is
