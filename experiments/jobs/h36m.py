@@ -79,18 +79,13 @@ def _lift_action(model, data, sel, *, use_det: bool, use_camera_rotation: bool,
       if not finite.all():  # missing detections: hide those joints
         visibility = finite.astype(np.float32)
         keypoints = np.where(finite[..., None], keypoints, 0.0)
-      # Pad to a power of two so that few batch shapes (jit compilations) occur.
-      size = min(max(64, 1 << (len(part) - 1).bit_length()), max(batch_size, len(part)))
-      pad = size - len(part)
-      keypoints = np.concatenate([keypoints, np.repeat(keypoints[:1], pad, 0)])
-      if visibility is not None:
-        visibility = np.concatenate([visibility, np.repeat(visibility[:1], pad, 0)])
+      # (`lift` pads the frames to its own buckets, so that few programs compile.)
       res = lift(model, keypoints, visibility, num_yaws=num_yaws, refine=refine,
                  camera_rotation=rotation)
-      pred[part] = np.asarray(res.pose3d)[: len(part)]
-      reproj[part] = np.asarray(res.reprojected)[: len(part)]
-      valid[part] = np.asarray(res.valid)[: len(part)]
-      lifted[part] = np.asarray(res.component)[: len(part)] >= 0
+      pred[part] = np.asarray(res.pose3d)
+      reproj[part] = np.asarray(res.reprojected)
+      valid[part] = np.asarray(res.valid)
+      lifted[part] = np.asarray(res.component) >= 0
   return {"pred": pred, "reprojected": reproj, "valid": valid, "lifted": lifted}
 
 
