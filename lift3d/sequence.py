@@ -14,8 +14,10 @@ person, so `lift_sequence` chooses the whole sequence at once:
    switch costs `component_switch`. Since the quadratic exceeds `yaw_jump`
    beyond a band of W bins, each forward step needs only the 2W + 1 shifted
    copies of the previous costs and one minimum per component: O(K·T·W) a
-   frame, values only; the backward pass recovers each frame's predecessor
-   from the stored values for the one state the path is in (O(K·T)).
+   frame, values only (and their minimum over the components); the backward
+   pass recovers each frame's predecessor from the stored values for the one
+   state the path is in: the best within its component or the best switch,
+   O(T + K) a frame (among equally good predecessors it stays in the component).
 2. **Yaw.** The path's yaws are refined below the grid spacing by a parabola
    through the three scores around each, whose curvature κ_f is the frame's
    yaw information; the unwrapped yaws are then smoothed with the same random
