@@ -478,7 +478,8 @@ class _Prior:
     self.coupling = jnp.concatenate([jnp.mean(ridge, axis=1, keepdims=True), ridge], axis=1)
 
 
-def _frame_systems(prior: _Prior, points, weights, component, yaw, *, unweighted: bool):
+def _frame_systems(prior: _Prior, points, weights, component, yaw, rotation=None, *,
+                   unweighted: bool):
   """Normal equations of every frame at its (k, θ): H (F, P, P), b (F, P).
 
   points (F, L, 2) sequence-normalised, y up; weights (F, L) D² (0 where
@@ -489,7 +490,9 @@ def _frame_systems(prior: _Prior, points, weights, component, yaw, *, unweighted
   spread over a one-hot of their component (F, K·L), against the products
   (K·L, 4·P²), which selects each frame's component without computing the
   others' terms and then gathering (a measured CPU choice); unweighted, the
-  sums over the joints are the model's own, gathered per frame.
+  sums over the joints are the model's own, gathered per frame. With a camera
+  rotation E (3, 3), A_l = M_θ B_l with M_θ = Π E R_θ (2 × 3), and the
+  products of all six coordinate pairs enter, weighted by M_θᵀM_θ.
   """
   num_frames, num_joints = weights.shape
   blocks = prior.blocks  # (K, L, 3, P)
@@ -505,6 +508,9 @@ def _frame_systems(prior: _Prior, points, weights, component, yaw, *, unweighted
   safe = jnp.where(total > 0, total, 1.0)
   points_c = points - jnp.sum(weights[..., None] * points, axis=1, keepdims=True) / safe[
       :, None, None]
+  if rotation is not None:
+    return _rotated_frame_systems(blocks, points_c, weights, spread, safe, yaw, rotation,
+                                  unweighted=unweighted, component=component)
   cos, sin = jnp.cos(yaw), jnp.sin(yaw)
   # Σ_l w_l B_lp B_lqᵀ for (p, q) = (x, x), (z, z), (x, z) + (z, x), (y, y).
   bx, by, bz = blocks[:, :, 0], blocks[:, :, 1], blocks[:, :, 2]  # (K, L, P)
@@ -533,6 +539,43 @@ def _frame_systems(prior: _Prior, points, weights, component, yaw, *, unweighted
   return gram, rhs
 
 
+def _rotated_frame_systems(blocks, points_c, weights, spread, safe, yaw, rotation, *,
+                           unweighted: bool, component):
+  """`_frame_systems` for a camera rotation E: (H (F, P, P), b (F, P)).
+
+  blocks (K, L, 3, P); points_c (F, L, 2) centred on the weighted mean; the
+  projection rows M_θ = Π E R_θ (F, 2, 3).
+  """
+  num_frames = points_c.shape[0]
+  num_components, num_joints, _, num_basis = blocks.shape
+  rows = jnp.einsum("ab,fbc->fac", rotation[:2], camera.yaw_rotation(yaw))  # (F, 2, 3)
+  metric = jnp.einsum("fac,fad->fcd", rows, rows)  # M_θᵀM_θ (F, 3, 3)
+  pairs = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
+  outer = lambda u, v: u[..., :, None] * v[..., None, :]  # noqa: E731
+  b = [blocks[:, :, c] for c in range(3)]  # (K, L, P) each
+  features = jnp.stack([outer(b[p], b[q]) if p == q else outer(b[p], b[q]) + outer(b[q], b[p])
+                        for p, q in pairs], axis=2)  # (K, L, 6, P, P)
+  if unweighted:
+    terms = jnp.sum(features, axis=1).reshape(num_components, -1)[component]
+    sums = jnp.sum(blocks, axis=1).reshape(num_components, -1)[component]
+  else:
+    spread_weights = spread(weights)
+    terms = spread_weights @ features.reshape(num_components * num_joints, -1)
+    sums = spread_weights @ blocks.reshape(num_components * num_joints, -1)
+  terms = terms.reshape(num_frames, len(pairs), num_basis, num_basis)
+  sums = sums.reshape(num_frames, 3, num_basis)
+  gram = sum(metric[:, p, q, None, None] * terms[:, i] for i, (p, q) in enumerate(pairs))
+  means = jnp.einsum("fac,fcp->fap", rows, sums)  # Σ_l w_l A_l (F, 2, P)
+  gram = gram - (outer(means[:, 0], means[:, 0]) + outer(means[:, 1], means[:, 1])) / safe[
+      :, None, None]
+  flat_blocks = blocks.reshape(num_components * num_joints, 3 * num_basis)
+  # Σ_l w_l A_lᵀ p_l = Σ_a Σ_c M_θ[a, c] Σ_l w_l p_la B_lc.
+  proj = jnp.stack([(spread(weights * points_c[..., a]) @ flat_blocks).reshape(
+      num_frames, 3, num_basis) for a in range(2)], axis=1)  # (F, 2, 3, P)
+  rhs = jnp.einsum("fac,facp->fp", rows, proj)
+  return gram, rhs
+
+
 def _gap_lengths(observed):
   """(F,) length of the run of unobserved frames each frame is in (0 where observed)."""
   num_frames = observed.shape[0]
@@ -543,14 +586,16 @@ def _gap_lengths(observed):
 
 
 def _sequence_system(prior: _Prior, costs, observed, present, component, index, keypoints,
-                     weights, yaw_rate, smoothing, *, band: int, unweighted: bool):
+                     weights, yaw_rate, smoothing, rotation=None, *, band: int,
+                     unweighted: bool):
   """Steps 2–3 up to the solve, for one sequence: the yaws along the path and the
   block-tridiagonal system of (s, s·a) over the frames.
 
   costs (F, K, T) (read as 0 where not observed), observed (F,), present (F,) (False
   for padding frames: they are decoupled from the others, and unobserved), the
   Viterbi path's component and yaw index (F,), keypoints (F, L, 2) px, weights
-  (F, L) D² (all 1 on the present frames when `unweighted`). Returns (diagonal
+  (F, L) D² (all 1 on the present frames when `unweighted`), rotation the
+  camera's E (3, 3) or None (level). Returns (diagonal
   (F, P, P), coupling (F, P), rhs (F, P), the state `_finish_sequence` needs).
   """
   num_frames, _, num_yaws = costs.shape
@@ -587,8 +632,8 @@ def _sequence_system(prior: _Prior, costs, observed, present, component, index, 
   points = camera.flip_y(jnp.where(weights[..., None] > 0, keypoints - centre[:, None], 0.0)
                          ) / size
 
-  gram, rhs = _frame_systems(prior, points, weights, component, yaw,
-                                    unweighted=unweighted)
+  gram, rhs = _frame_systems(prior, points, weights, component, yaw, rotation,
+                             unweighted=unweighted)
   tikhonov = prior.tikhonov[component]  # (F, P)
   same = jnp.concatenate([jnp.zeros((1,), bool), component[1:] == component[:-1]])
   couple = prior.coupling[component]
@@ -610,9 +655,10 @@ def _sequence_system(prior: _Prior, costs, observed, present, component, index, 
 
 
 def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blend_smoothing,
-                     blend_hidden, *, root: int, limb_mm, limbs):
+                     blend_hidden, rotation=None, *, root: int, limb_mm, limbs):
   """Step 3's answer and step 4 for one sequence: `LiftResult` (F frames) from the
-  solution (F, P) of `_sequence_system`'s system."""
+  solution (F, P) of `_sequence_system`'s system; the pose in the camera's frame
+  (E R_θ(μ + E a) with a camera rotation E (3, 3), R_θ(μ + E a) for a level one)."""
   tikhonov = state["tikhonov"]
   component, yaw, points, weights = (state["component"], state["yaw"], state["points"],
                                      state["weights"])
@@ -636,6 +682,8 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
   cos, sin = jnp.cos(yaw)[:, None], jnp.sin(yaw)[:, None]
   pose = jnp.stack([cos * body[..., 0] + sin * body[..., 2], body[..., 1],
                     cos * body[..., 2] - sin * body[..., 0]], axis=-1)
+  if rotation is not None:
+    pose = pose @ rotation.T
   # Reprojection: the projected pose plus the fitted translation (weighted LS
   # where the frame has data, interpolated over frames without).
   projected = scale[:, None, None] * pose[..., :2]  # s Π R_θ(μ + a·e): (F, L, 2) y up
@@ -707,14 +755,16 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
 @functools.partial(jax.jit, static_argnames=("num_yaws", "band", "min_visible", "root"))
 def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, component_switch,
                        yaw_jump, smoothing, max_gap, blend_weight, blend_smoothing, blend_hidden,
-                       length, *, num_yaws, band, min_visible, root):
+                       length, camera_rotation, *, num_yaws, band, min_visible, root):
   """`lift_sequence` on (..., F, L, 2) keypoints whose first `length` frames are
   the video and the rest padding (so that videos of other lengths share the
   compiled program); the padding's outputs are meaningless. `length` None: no
-  padding (the masks fold away)."""
-  model, keypoints, visibility = jax.lax.stop_gradient((model, keypoints, visibility))
+  padding (the masks fold away). `camera_rotation` (3, 3) or None (level)."""
+  model, keypoints, visibility, camera_rotation = jax.lax.stop_gradient(
+      (model, keypoints, visibility, camera_rotation))
   scores = grid_scores(model, keypoints, visibility, num_yaws=num_yaws,
-                       min_visible=min_visible, obs_noise=obs_noise)
+                       min_visible=min_visible, obs_noise=obs_noise,
+                       camera_rotation=camera_rotation)
   finite = jnp.all(jnp.isfinite(keypoints), axis=-1)
   if visibility is None:
     weights = finite.astype(keypoints.dtype)
@@ -738,12 +788,13 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
   # copy of the whole grid cost a pass over it and its fresh memory).
   component, index, _ = _viterbi(scores, yaw_rate, component_switch, yaw_jump, band, length,
                                  observed)
-  system = functools.partial(_sequence_system, prior, band=band, unweighted=visibility is None)
+  system = functools.partial(_sequence_system, prior, rotation=camera_rotation, band=band,
+                             unweighted=visibility is None)
   diagonal, coupling, rhs, state = jax.vmap(system, in_axes=(0, 0, None) + (0,) * 4 + (None,) * 2)(
       scores, observed, present, component.T, index.T, flat(clean),
       flat(weights) * present[:, None], yaw_rate, smoothing)
   solution = solve_block_tridiagonal(diagonal, coupling, rhs[..., None])[..., 0]  # (S, F, P)
-  finish = functools.partial(_finish_sequence, prior, root=root,
+  finish = functools.partial(_finish_sequence, prior, rotation=camera_rotation, root=root,
                              limb_mm=model.limb_scale * 1000.0, limbs=H36M17.limbs)
   out = jax.vmap(finish, in_axes=(0, 0) + (None,) * 4)(
       state, solution, max_gap, blend_weight, blend_smoothing, blend_hidden)
@@ -778,14 +829,15 @@ def lift_sequence(
     blend_weight: float = DEFAULT_BLEND_WEIGHT,
     blend_smoothing: float = DEFAULT_BLEND_SMOOTHING,
     blend_hidden: float = DEFAULT_BLEND_HIDDEN,
+    camera_rotation=None,
 ) -> LiftResult:
   """Lifts 2D keypoint sequences (video) to 3D, coherently over time.
 
   See the module docstring for the method: a Viterbi path over the
   per-frame (component, yaw) grid, the yaw smoothed along it, then scale and
-  coefficients smoothed over time by a block-tridiagonal least squares. A
-  level camera (no `camera_rotation`); runs under `jax.jit` with the options
-  static. Called with concrete arrays, the frames are padded to the next power
+  coefficients smoothed over time by a block-tridiagonal least squares. One
+  fixed camera: level, or rotated by `camera_rotation`; runs under `jax.jit`
+  with the options static. Called with concrete arrays, the frames are padded to the next power
   of two (frames that are decoupled from the video and dropped from the
   result), so that videos of other lengths reuse a compiled program instead of
   compiling for seconds; the answers are those of the unpadded video.
@@ -821,6 +873,11 @@ def lift_sequence(
       (0: each frame's own offsets, noise included; default 3, validated).
     blend_hidden: in [0, 1], the share of the smoothed offset a joint takes
       where it is hidden (weight w: α·(√w + blend_hidden·(1 − √w))).
+    camera_rotation: optional (3, 3) rotation E of the camera, the same for
+      every frame and sequence (e.g. `lift3d.camera.elevation_rotation(pitch)`
+      for a pitched camera), as in `lift`; None for a level camera. The yaw is
+      the subject's about the vertical, and pose3d is in the camera's frame,
+      E R_θ(μ + E a).
 
   Returns:
     A `LiftResult` with batch shape (..., F): pose3d (..., F, L, 3) mm,
@@ -854,6 +911,8 @@ def lift_sequence(
       raise ValueError(f"{name} must be a finite number in [0, {high:g}], got {value}")
   if int(num_yaws) < 3:
     raise ValueError(f"num_yaws must be >= 3, got {num_yaws}")
+  if camera_rotation is not None and tuple(np.shape(camera_rotation)) != (3, 3):
+    raise ValueError(f"camera_rotation must be (3, 3), got {tuple(np.shape(camera_rotation))}")
   if int(max_gap) < 0 or int(min_visible) < 1:
     raise ValueError(f"max_gap must be >= 0 and min_visible >= 1, got {max_gap}, {min_visible}")
   if visibility is None and not isinstance(keypoints, jax.core.Tracer):
@@ -867,8 +926,10 @@ def lift_sequence(
   keypoints = f(keypoints)
   visibility = None if visibility is None else f(visibility)
   num_frames = shape[-3]
+  if camera_rotation is not None:
+    camera_rotation = f(camera_rotation)
   traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(
-      (model, keypoints, visibility)))
+      (model, keypoints, visibility, camera_rotation)))
   # Concrete inputs: pad the frames to the next power of two, so that videos of
   # other lengths reuse the compiled program (a compile costs seconds).
   padded = num_frames if traced else _bucket(num_frames)
@@ -881,7 +942,7 @@ def lift_sequence(
       jnp.asarray(int(max_gap), jnp.int32),
       f(blend_weight if reconstruction == "blend" else 0.0), f(blend_smoothing),
       f(blend_hidden), None if padded == num_frames else jnp.asarray(num_frames, jnp.int32),
-      num_yaws=int(num_yaws),
+      camera_rotation, num_yaws=int(num_yaws),
       band=_band(int(num_yaws), float(yaw_rate), float(yaw_jump)),
       min_visible=int(min_visible), root=H36M17.parents.index(-1))
   return out if padded == num_frames else first_frames(out, size=num_frames, axis=frame_axis)

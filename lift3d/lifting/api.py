@@ -756,13 +756,15 @@ def _grid_chunk(prep: search.Prepared, keypoints, visibility, min_visible: int):
 
 
 @functools.partial(jax.jit, static_argnames=("num_yaws", "min_visible", "chunk_size"))
-def _grid_scores_jit(model, keypoints, visibility, obs_noise, prior_weight, *, num_yaws,
-                     min_visible, chunk_size):
-  model, keypoints, visibility = jax.lax.stop_gradient((model, keypoints, visibility))
+def _grid_scores_jit(model, keypoints, visibility, obs_noise, prior_weight, camera_rotation, *,
+                     num_yaws, min_visible, chunk_size):
+  model, keypoints, visibility, camera_rotation = jax.lax.stop_gradient(
+      (model, keypoints, visibility, camera_rotation))
   batch_shape, num_joints = keypoints.shape[:-2], keypoints.shape[-2]
   flat = keypoints.reshape((-1, num_joints, 2))
   flat_vis = None if visibility is None else visibility.reshape((-1, num_joints))
-  prep = search.prepare(model, None, obs_noise, prior_weight, num_yaws, visibility is None)
+  prep = search.prepare(model, camera_rotation, obs_noise, prior_weight, num_yaws,
+                        visibility is None)
   total = flat.shape[0]
   # At least two chunks weighted: XLA removes a loop of one step and then
   # fuses the unrolled factorisation into its surroundings, which doubled the
@@ -785,7 +787,8 @@ def _grid_scores_jit(model, keypoints, visibility, obs_noise, prior_weight, *, n
 @float32_matmuls
 def grid_scores(model: PoseModel, keypoints, visibility=None, *, num_yaws: int = 100,
                 min_visible: int = 6, obs_noise: float | None = None,
-                prior_weight: float | None = None, chunk_size: int | None = None):
+                prior_weight: float | None = None, chunk_size: int | None = None,
+                camera_rotation=None):
   """Linearised negative log posterior of every (component, yaw) of the grid, per frame.
 
   The grid search of `lift` (docs/method.md §4.2): for component k and yaw
@@ -805,6 +808,8 @@ def grid_scores(model: PoseModel, keypoints, visibility=None, *, num_yaws: int =
     prior_weight: β as in `lift` (None: the model's, or 1).
     chunk_size: frames per chunk (default 2,048 unweighted, 128 weighted;
       a weighted batch runs in at least two chunks, which compiles faster).
+    camera_rotation: optional (3, 3) camera rotation E as in `lift`; None for
+      a level camera. Yaw θ_t is then the subject's yaw before E.
 
   Returns:
     (..., K, T) float32 scores (nats); all NaN for a frame that cannot be
@@ -823,6 +828,8 @@ def grid_scores(model: PoseModel, keypoints, visibility=None, *, num_yaws: int =
                      f"keypoints {shape} (expected {shape[:-1]})")
   if int(num_yaws) < 1 or int(min_visible) < 1:
     raise ValueError(f"num_yaws and min_visible must be >= 1, got {num_yaws}, {min_visible}")
+  if camera_rotation is not None and tuple(np.shape(camera_rotation)) != (3, 3):
+    raise ValueError(f"camera_rotation must be (3, 3), got {tuple(np.shape(camera_rotation))}")
   if chunk_size is None:
     chunk_size = _CPU_GRID_CHUNKS[visibility is not None]
   dtype = jnp.result_type(float)
@@ -831,7 +838,9 @@ def grid_scores(model: PoseModel, keypoints, visibility=None, *, num_yaws: int =
   return _grid_scores_jit(
       model, jnp.asarray(keypoints, dtype),
       None if visibility is None else jnp.asarray(visibility, dtype),
-      jnp.asarray(obs_noise, dtype), jnp.asarray(prior_weight, dtype), num_yaws=int(num_yaws),
+      jnp.asarray(obs_noise, dtype), jnp.asarray(prior_weight, dtype),
+      None if camera_rotation is None else jnp.asarray(camera_rotation, dtype),
+      num_yaws=int(num_yaws),
       min_visible=int(min_visible), chunk_size=int(chunk_size))
 
 
