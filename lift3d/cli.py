@@ -181,7 +181,7 @@ def _check_writable(path: str, what: str, overwrite: bool) -> None:
 
 
 def _lift_all(model, keypoints, confidence, *, batch: int, num_yaws: int, refine: bool,
-              reconstruction: str = "blend"):
+              reconstruction: str = "blend", camera_rotation=None):
   """Lifts (N, 17, 2) in fixed-size batches (one compile) with a progress bar."""
   import jax
 
@@ -200,7 +200,8 @@ def _lift_all(model, keypoints, confidence, *, batch: int, num_yaws: int, refine
       if vis is not None:
         vis = np.concatenate([vis, np.zeros((batch - size, *vis.shape[1:]), vis.dtype)])
     result = lift(model, kp.astype(np.float32), None if vis is None else vis.astype(np.float32),
-                  num_yaws=num_yaws, refine=refine, reconstruction=reconstruction)
+                  num_yaws=num_yaws, refine=refine, reconstruction=reconstruction,
+                  camera_rotation=camera_rotation)
     outputs.append(jax.tree.map(lambda x, n=size: np.asarray(x)[:n], result))
   return {name: np.concatenate([getattr(o, name) for o in outputs]) for name in (
       "pose3d", "yaw", "scale", "coeffs", "component", "cost", "reprojected", "size",
@@ -291,9 +292,24 @@ def _checked_outputs(args) -> str:
   return out
 
 
+def _camera_rotation(pitch_deg):
+  """`--pitch` (degrees, positive looking down) as the camera rotation E, or None (level)."""
+  if pitch_deg is None:
+    return None
+  from lift3d import camera
+
+  return np.asarray(camera.elevation_rotation(np.deg2rad(pitch_deg)), np.float32)
+
+
+def _check_pitch(pitch_deg) -> None:
+  if pitch_deg is not None and not (np.isfinite(pitch_deg) and abs(pitch_deg) < 90):
+    raise _InputError(f"--pitch must be an angle in degrees between -90 and 90, got {pitch_deg}")
+
+
 def _cmd_lift(args) -> int:
   from lift3d.skeleton import convert
 
+  _check_pitch(args.pitch)
   if args.num_yaws < 1:
     raise _InputError(f"--num-yaws must be >= 1, got {args.num_yaws}")
   if args.batch < 1:
@@ -322,7 +338,8 @@ def _cmd_lift(args) -> int:
   weighted = confidence is not None or not np.all(np.isfinite(flat_kp))
   result = _lift_all(model, flat_kp, flat_conf if weighted else None, batch=args.batch,
                      num_yaws=args.num_yaws, refine=args.refine,
-                     reconstruction=args.reconstruction)
+                     reconstruction=args.reconstruction,
+                     camera_rotation=_camera_rotation(args.pitch))
   total = flat_kp.shape[0]
   invalid = int((~result["valid"]).sum())
   if invalid and not (args.plot and invalid == total):  # (that case is the error below)
@@ -411,6 +428,7 @@ def _cmd_lift_sequence(args) -> int:
   from lift3d.sequence import lift_sequence
   from lift3d.skeleton import convert
 
+  _check_pitch(args.pitch)
   if args.num_yaws < 3:
     raise _InputError(f"--num-yaws must be >= 3, got {args.num_yaws}")
   if args.sequence and args.refine:
@@ -428,13 +446,15 @@ def _cmd_lift_sequence(args) -> int:
   if args.sequence:
     result = lift_sequence(model, converted.keypoints.astype(np.float32),
                            converted.confidence if weighted else None, num_yaws=args.num_yaws,
-                           reconstruction=args.reconstruction)
+                           reconstruction=args.reconstruction,
+                           camera_rotation=_camera_rotation(args.pitch))
     result = {k: np.asarray(jax.device_get(getattr(result, k))).reshape(
         (-1, *np.shape(getattr(result, k))[len(batch_shape):])) for k in _RESULT_FIELDS}
   else:
     result = _lift_all(model, flat_kp, flat_conf if weighted else None, batch=args.batch,
                        num_yaws=args.num_yaws, refine=args.refine,
-                       reconstruction=args.reconstruction)
+                       reconstruction=args.reconstruction,
+                       camera_rotation=_camera_rotation(args.pitch))
   invalid = int((~result["valid"]).sum())
   if invalid:
     logging.warning("%d of %d frames are not valid (not liftable, or implausible)", invalid,
@@ -531,6 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
   lift.add_argument("--reconstruction", choices=("blend", "model"), default="blend",
                     help="blend (default): joints moved towards the observed 2D, the model's "
                          "depth kept; model: the model pose alone")
+  lift.add_argument("--pitch", type=float, default=None,
+                    help="the camera's pitch in degrees, positive looking down at the person "
+                         "(lift3d.camera.elevation_rotation); default: a level camera. The "
+                         "3D poses are in the camera's frame")
   lift.add_argument("--sequence", action="store_true",
                     help="lift tracks of frames as videos (lift3d.sequence.lift_sequence)")
   lift.add_argument("--fps", type=float, default=None,

@@ -36,16 +36,20 @@ def model_path(tmp_path_factory):
   return str(path)
 
 
-def _keypoints(seed=0):
-  """(B, 17, 2) pixels of model poses at random yaws."""
+def _poses(seed=0):
+  """(B, 17, 3) model poses at random yaws (model units)."""
   model = _model()
   rng = np.random.default_rng(seed)
   comps = rng.integers(0, K, size=B)
   poses = np.asarray(model.mean)[comps]
   rot = np.asarray(camera.yaw_rotation(rng.uniform(0, 2 * np.pi, size=B)))
-  return np.array(camera.weak_perspective(np.einsum("bac,blc->bla", rot, poses), 200.0 *
-                                            np.ones(B), translation=np.full((B, 2), 300.0)),
-                  np.float32)
+  return np.einsum("bac,blc->bla", rot, poses)
+
+
+def _keypoints(seed=0):
+  """(B, 17, 2) pixels of model poses at random yaws."""
+  return np.array(camera.weak_perspective(_poses(seed), 200.0 * np.ones(B),
+                                          translation=np.full((B, 2), 300.0)), np.float32)
 
 
 def test_npy_with_confidence_column(tmp_path, model_path, capsys):
@@ -81,6 +85,25 @@ def test_reconstruction_flag(tmp_path, model_path):
       np.testing.assert_allclose(data["pose3d"], np.asarray(direct.pose3d), atol=1e-3)
   with np.load(tmp_path / "model.npz") as a, np.load(tmp_path / "blend.npz") as b:
     assert np.abs(a["pose3d"] - b["pose3d"]).max() > 1.0  # the noise moves the blend
+
+
+def test_pitch_flag_is_the_camera_rotation(tmp_path, model_path, capsys):
+  # --pitch 12: the frames seen from a camera pitched down by 12°; the command
+  # lifts them as `lift` with that camera's rotation does.
+  rotation = np.asarray(camera.elevation_rotation(np.deg2rad(12.0)), np.float32)
+  kp = np.asarray(camera.weak_perspective(_poses(), 300.0, rotation=rotation,
+                                          translation=np.array([320.0, 240.0])), np.float32)
+  np.save(tmp_path / "kp.npy", kp)
+  out = tmp_path / "out.npz"
+  assert cli.main(["lift", str(tmp_path / "kp.npy"), "--model", model_path, "--layout",
+                   "h36m17", "--out", str(out), "--num-yaws", str(T), "--pitch", "12"]) == 0
+  direct = lift(pose_model.load(model_path), kp, num_yaws=T, camera_rotation=rotation)
+  with np.load(out) as data:
+    np.testing.assert_allclose(data["pose3d"], np.asarray(direct.pose3d), atol=1e-3)
+  code = cli.main(["lift", str(tmp_path / "kp.npy"), "--model", model_path, "--layout",
+                   "h36m17", "--out", str(tmp_path / "o2.npz"), "--pitch", "95"])
+  err = capsys.readouterr().err
+  assert code == 2 and "--pitch must be an angle" in err and err.count("\n") == 1, err
 
 
 def test_coco_json_with_plot(tmp_path, model_path):
