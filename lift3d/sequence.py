@@ -648,9 +648,9 @@ def _sequence_system(prior: _Prior, costs, observed, present, component, index, 
   eye = jnp.eye(diagonal.shape[-1], dtype=dtype)
   diagonal = jnp.where(present[:, None, None], diagonal, eye)
   rhs = jnp.where(present[:, None], rhs, eye[0])
-  state = {"tikhonov": tikhonov, "component": component, "yaw": yaw, "points": points, "weights": weights,
-           "has_data": has_data, "centre": centre, "size": size, "observed": observed,
-           "present": present}
+  state = {"tikhonov": tikhonov, "component": component, "yaw": yaw, "points": points,
+           "weights": weights, "has_data": has_data, "centre": centre, "size": size,
+           "observed": observed, "present": present}
   return diagonal, couple, rhs, state
 
 
@@ -658,7 +658,7 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
                      blend_hidden, rotation=None, *, root: int, limb_mm, limbs):
   """Step 3's answer and step 4 for one sequence: `LiftResult` (F frames) from the
   solution (F, P) of `_sequence_system`'s system; the pose in the camera's frame
-  (E R_θ(μ + E a) with a camera rotation E (3, 3), R_θ(μ + E a) for a level one)."""
+  (E R_θ(μ_k + E_k a) with a camera rotation E (3, 3), R_θ(μ_k + E_k a) for a level one)."""
   tikhonov = state["tikhonov"]
   component, yaw, points, weights = (state["component"], state["yaw"], state["points"],
                                      state["weights"])
@@ -686,7 +686,7 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
     pose = pose @ rotation.T
   # Reprojection: the projected pose plus the fitted translation (weighted LS
   # where the frame has data, interpolated over frames without).
-  projected = scale[:, None, None] * pose[..., :2]  # s Π R_θ(μ + a·e): (F, L, 2) y up
+  projected = scale[:, None, None] * pose[..., :2]  # s Π E R_θ(μ + a·e): (F, L, 2) y up
   safe = jnp.where(has_data, jnp.sum(weights, -1), 1.0)
   shift = (jnp.sum(weights[..., None] * (points - projected), axis=1) / safe[:, None])
   # The weighted RMS reprojection residual, a fraction of the sequence's 2D size.
@@ -837,9 +837,9 @@ def lift_sequence(
   per-frame (component, yaw) grid, the yaw smoothed along it, then scale and
   coefficients smoothed over time by a block-tridiagonal least squares. One
   fixed camera: level, or rotated by `camera_rotation`; runs under `jax.jit`
-  with the options static. Called with concrete arrays, the frames are padded to the next power
-  of two (frames that are decoupled from the video and dropped from the
-  result), so that videos of other lengths reuse a compiled program instead of
+  with the options static. Called with concrete arrays, the frames are padded
+  to the next power of two (frames that are decoupled from the video and
+  dropped from the result), so that videos of other lengths reuse a compiled program instead of
   compiling for seconds; the answers are those of the unpadded video.
 
   Args:
@@ -877,7 +877,7 @@ def lift_sequence(
       every frame and sequence (e.g. `lift3d.camera.elevation_rotation(pitch)`
       for a pitched camera), as in `lift`; None for a level camera. The yaw is
       the subject's about the vertical, and pose3d is in the camera's frame,
-      E R_θ(μ + E a).
+      E R_θ(μ_k + E_k a).
 
   Returns:
     A `LiftResult` with batch shape (..., F): pose3d (..., F, L, 3) mm,
