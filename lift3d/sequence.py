@@ -839,8 +839,9 @@ def lift_sequence(
   fixed camera: level, or rotated by `camera_rotation`; runs under `jax.jit`
   with the options static. Called with concrete arrays, the frames are padded
   to the next power of two (frames that are decoupled from the video and
-  dropped from the result), so that videos of other lengths reuse a compiled program instead of
-  compiling for seconds; the answers are those of the unpadded video.
+  dropped from the result), so that videos of other lengths reuse a compiled
+  program instead of compiling for seconds; the answers are those of the
+  unpadded video.
 
   Args:
     model: the pose model (K components, J basis vectors, L joints, H36M17).
