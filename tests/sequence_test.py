@@ -332,9 +332,10 @@ def test_an_identity_camera_rotation_is_the_level_camera():
   keypoints, _, _ = _planted()
   visibility = np.random.default_rng(2).uniform(0.3, 1.0, keypoints.shape[:2]).astype(np.float32)
   model = _model()
+  kwargs = dict(num_yaws=T, smoothing=1.0, yaw_rate=0.1)  # the pitched test's programs
   for vis in (None, visibility):
-    level = sequence.lift_sequence(model, keypoints, vis, num_yaws=T)
-    same = sequence.lift_sequence(model, keypoints, vis, num_yaws=T, camera_rotation=np.eye(3))
+    level = sequence.lift_sequence(model, keypoints, vis, **kwargs)
+    same = sequence.lift_sequence(model, keypoints, vis, camera_rotation=np.eye(3), **kwargs)
     np.testing.assert_array_equal(level.component, same.component)
     # float32: the rotated path's sums in another order (~1e-6 relative of
     # poses ~250 mm from the root, through the solve).
