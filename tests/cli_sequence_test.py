@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from sequence_test import T, _model, _planted
+from sequence_test import PITCH_ROTATION, T, _model, _pitched, _planted
 
 from lift3d import cli, pose_model
 from lift3d.data import bvh, bvh_writer
@@ -155,3 +155,18 @@ def test_sequence_respects_overwrite(tmp_path, model_path, capsys):
   with np.load(out) as data:
     assert data["pose3d"].shape == (12, 17, 3)
   assert not list(tmp_path.glob("o.npz.tmp-*"))
+
+
+def test_sequence_with_pitch_is_lift_sequence_with_the_camera_rotation(tmp_path, model_path):
+  # `--sequence --pitch DEG` lifts as `lift_sequence(..., camera_rotation=E)` does, E the
+  # camera pitched down by DEG (here 0.25 rad, `PITCH_ROTATION`).
+  keypoints, _, _ = _pitched()
+  np.save(tmp_path / "kp.npy", keypoints)
+  out = tmp_path / "o.npz"
+  assert cli.main(["lift", str(tmp_path / "kp.npy"), "--sequence", "--model", model_path,
+                   "--layout", "h36m17", "--out", str(out), "--num-yaws", str(T),
+                   "--pitch", repr(float(np.degrees(0.25)))]) == 0
+  direct = lift_sequence(_model(), keypoints, num_yaws=T, camera_rotation=PITCH_ROTATION)
+  with np.load(out) as data:
+    np.testing.assert_array_equal(data["valid"], np.asarray(direct.valid))
+    np.testing.assert_allclose(data["pose3d"], np.asarray(direct.pose3d), atol=1e-3)
