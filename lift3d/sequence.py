@@ -478,6 +478,32 @@ class _Prior:
     self.coupling = jnp.concatenate([jnp.mean(ridge, axis=1, keepdims=True), ridge], axis=1)
 
 
+def _outer(u, v):
+  """(..., P), (..., Q) -> (..., P, Q)."""
+  return u[..., :, None] * v[..., None, :]
+
+
+def _joint_sums(features, blocks, spread, weights, component, *, unweighted: bool):
+  """Σ_l w_l of the frame's component's per-joint features and blocks.
+
+  features (K, L, N, P, P), blocks (K, L, 3, P), `spread` (F, L) -> (F, K·L)
+  (x at the frame's component), weights (F, L), component (F,) -> (terms (F, N,
+  P, P), sums (F, 3, P)). Unweighted the sums over the joints are the model's
+  own, gathered per frame (the gathers fuse into their consumers).
+  """
+  num_components, num_joints, num_features, num_basis = features.shape[:4]
+  if unweighted:
+    terms = jnp.sum(features, axis=1).reshape(num_components, -1)[component]
+    sums = jnp.sum(blocks, axis=1).reshape(num_components, -1)[component]
+  else:
+    spread_weights = spread(weights)
+    terms = spread_weights @ features.reshape(num_components * num_joints, -1)
+    sums = spread_weights @ blocks.reshape(num_components * num_joints, -1)
+  num_frames = component.shape[0]
+  return (terms.reshape(num_frames, num_features, num_basis, num_basis),
+          sums.reshape(num_frames, 3, num_basis))
+
+
 def _frame_systems(prior: _Prior, points, weights, component, yaw, rotation=None, *,
                    unweighted: bool):
   """Normal equations of every frame at its (k, θ): H (F, P, P), b (F, P).
@@ -514,23 +540,14 @@ def _frame_systems(prior: _Prior, points, weights, component, yaw, rotation=None
   cos, sin = jnp.cos(yaw), jnp.sin(yaw)
   # Σ_l w_l B_lp B_lqᵀ for (p, q) = (x, x), (z, z), (x, z) + (z, x), (y, y).
   bx, by, bz = blocks[:, :, 0], blocks[:, :, 1], blocks[:, :, 2]  # (K, L, P)
-  outer = lambda u, v: u[..., :, None] * v[..., None, :]  # noqa: E731
-  features = jnp.stack([outer(bx, bx), outer(bz, bz), outer(bx, bz) + outer(bz, bx),
-                        outer(by, by)], axis=2)  # (K, L, 4, P, P)
-  if unweighted:  # gathers (fused into their consumers)
-    terms = jnp.sum(features, axis=1).reshape(num_components, -1)[component]
-    sums = jnp.sum(blocks, axis=1).reshape(num_components, -1)[component]
-  else:
-    spread_weights = spread(weights)
-    terms = spread_weights @ features.reshape(num_components * num_joints, -1)
-    sums = spread_weights @ blocks.reshape(num_components * num_joints, -1)
-  terms = terms.reshape(num_frames, 4, num_basis, num_basis)
-  sums = sums.reshape(num_frames, 3, num_basis)
+  features = jnp.stack([_outer(bx, bx), _outer(bz, bz), _outer(bx, bz) + _outer(bz, bx),
+                        _outer(by, by)], axis=2)  # (K, L, 4, P, P)
+  terms, sums = _joint_sums(features, blocks, spread, weights, component, unweighted=unweighted)
   c, s_ = cos[:, None, None], sin[:, None, None]
   gram = c * c * terms[:, 0] + s_ * s_ * terms[:, 1] + c * s_ * terms[:, 2] + terms[:, 3]
   mx = cos[:, None] * sums[:, 0] + sin[:, None] * sums[:, 2]
   my = sums[:, 1]
-  gram = gram - (outer(mx, mx) + outer(my, my)) / safe[:, None, None]
+  gram = gram - (_outer(mx, mx) + _outer(my, my)) / safe[:, None, None]
   # Σ_l w_l A_lᵀ p_l with p centred (so the centring of A drops out).
   flat_blocks = blocks.reshape(num_components * num_joints, 3 * num_basis)
   proj = (spread(weights * points_c[..., 0]) @ flat_blocks).reshape(num_frames, 3, num_basis)
@@ -551,23 +568,15 @@ def _rotated_frame_systems(blocks, points_c, weights, spread, safe, yaw, rotatio
   rows = jnp.einsum("ab,fbc->fac", rotation[:2], camera.yaw_rotation(yaw))  # (F, 2, 3)
   metric = jnp.einsum("fac,fad->fcd", rows, rows)  # M_θᵀM_θ (F, 3, 3)
   pairs = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
-  outer = lambda u, v: u[..., :, None] * v[..., None, :]  # noqa: E731
   b = [blocks[:, :, c] for c in range(3)]  # (K, L, P) each
-  features = jnp.stack([outer(b[p], b[q]) if p == q else outer(b[p], b[q]) + outer(b[q], b[p])
+  features = jnp.stack([_outer(b[p], b[q]) if p == q
+                        else _outer(b[p], b[q]) + _outer(b[q], b[p])
                         for p, q in pairs], axis=2)  # (K, L, 6, P, P)
-  if unweighted:
-    terms = jnp.sum(features, axis=1).reshape(num_components, -1)[component]
-    sums = jnp.sum(blocks, axis=1).reshape(num_components, -1)[component]
-  else:
-    spread_weights = spread(weights)
-    terms = spread_weights @ features.reshape(num_components * num_joints, -1)
-    sums = spread_weights @ blocks.reshape(num_components * num_joints, -1)
-  terms = terms.reshape(num_frames, len(pairs), num_basis, num_basis)
-  sums = sums.reshape(num_frames, 3, num_basis)
+  terms, sums = _joint_sums(features, blocks, spread, weights, component, unweighted=unweighted)
   gram = sum(metric[:, p, q, None, None] * terms[:, i] for i, (p, q) in enumerate(pairs))
   means = jnp.einsum("fac,fcp->fap", rows, sums)  # Σ_l w_l A_l (F, 2, P)
-  gram = gram - (outer(means[:, 0], means[:, 0]) + outer(means[:, 1], means[:, 1])) / safe[
-      :, None, None]
+  gram = gram - (_outer(means[:, 0], means[:, 0])
+                 + _outer(means[:, 1], means[:, 1])) / safe[:, None, None]
   flat_blocks = blocks.reshape(num_components * num_joints, 3 * num_basis)
   # Σ_l w_l A_lᵀ p_l = Σ_a Σ_c M_θ[a, c] Σ_l w_l p_la B_lc.
   proj = jnp.stack([(spread(weights * points_c[..., a]) @ flat_blocks).reshape(

@@ -31,10 +31,12 @@ def _model(seed=0):
                    limb_scale=jnp.asarray(0.5, jnp.float32))
 
 
-def _planted(num_frames=F):
-  """A smooth motion of component 0: coefficients, yaw, scale and position drift.
+def _planted(num_frames=F, rotation=None):
+  """A smooth motion of component 0: coefficients, yaw, scale and position drift,
+  seen by a level camera or one rotated by `rotation` (3, 3).
 
-  Returns (keypoints (F, L, 2) px, truth (F, L, 3) mm root-centred, yaw (F,)).
+  Returns (keypoints (F, L, 2) px, truth (F, L, 3) mm root-centred in the
+  camera's frame, yaw (F,)).
   """
   model = _model()
   t = np.arange(num_frames)
@@ -44,7 +46,10 @@ def _planted(num_frames=F):
   poses = np.einsum("fac,flc->fla", np.asarray(camera.yaw_rotation(yaw)), body)
   scale = 300.0 * (1 + 0.002 * t)
   pixels = np.asarray(camera.weak_perspective(
-      poses, scale, translation=np.stack([200.0 + t, 300.0 - 0.5 * t], 1)), np.float32)
+      poses, scale, rotation=rotation, translation=np.stack([200.0 + t, 300.0 - 0.5 * t], 1)),
+      np.float32)
+  if rotation is not None:
+    poses = poses @ np.asarray(rotation, np.float64).T
   # lift_sequence gives every pose the training size (limb norm limb_scale).
   truth = (poses - poses[:, :1]) * (float(model.limb_scale) * 1000.0 / limb_norm(body))[
       :, None, None]
@@ -291,22 +296,8 @@ PITCH_ROTATION = np.asarray(camera.elevation_rotation(0.25), np.float32)  # 14°
 
 
 def _pitched():
-  """`_planted`'s motion seen by a camera pitched by 14° (`PITCH_ROTATION`):
-  (keypoints (F, L, 2) px, truth (F, L, 3) mm root-centred in the camera's frame, yaw (F,))."""
-  model = _model()
-  t = np.arange(F)
-  coeffs = 0.05 * np.stack([np.sin(0.1 * t), np.cos(0.07 * t), np.sin(0.05 * t + 1)], 1)
-  body = np.asarray(model.mean)[0] + np.einsum("fj,jlc->flc", coeffs, np.asarray(model.basis)[0])
-  yaw = 1.0 + 0.03 * t
-  world = np.einsum("fac,flc->fla", np.asarray(camera.yaw_rotation(yaw)), body)
-  rotation = PITCH_ROTATION.astype(np.float64)
-  pixels = np.asarray(camera.weak_perspective(
-      world, 300.0, rotation=rotation, translation=np.stack([200.0 + t, 300.0 - 0.5 * t], 1)),
-      np.float32)
-  seen = world @ rotation.T
-  truth = (seen - seen[:, :1]) * (float(model.limb_scale) * 1000.0 / limb_norm(body))[
-      :, None, None]
-  return pixels, truth, yaw
+  """`_planted` seen by the camera `PITCH_ROTATION`, pitched down by 14°."""
+  return _planted(rotation=PITCH_ROTATION.astype(np.float64))
 
 
 @pytest.mark.parametrize("weighted", [False, True])
