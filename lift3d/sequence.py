@@ -120,6 +120,17 @@ def _time_scan(kind: str, body, init, xs, reverse: bool = False):
       default=lambda i, x: jax.lax.scan(body, i, x, reverse=reverse, unroll=unroll))
 
 
+def _cpu_barrier(x):
+  """`x`, materialised on the CPU (an optimisation barrier); unchanged elsewhere.
+
+  On the CPU, XLA fuses a producer with several consumers into each of them
+  and recomputes it per consumer; a barrier makes it one buffer. Off the CPU
+  the scans are unrolled so that consecutive steps fuse (`_time_scan`), which
+  a barrier would prevent.
+  """
+  return jax.lax.platform_dependent(x, cpu=jax.lax.optimization_barrier, default=lambda v: v)
+
+
 # ---------------------------------------------------------------------------
 # Viterbi over the (component, yaw) grid.
 
@@ -168,15 +179,21 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
   spacing = 2 * math.pi / num_yaws
   quad = [0.5 * (jnp.asarray(s * spacing, dtype) / yaw_rate) ** 2 for s in range(band + 1)]
 
+  def smaller(a, b):  # min of non-NaN values: a compare and a select (jnp.minimum's
+    return jnp.where(a < b, a, b)  # NaN propagation costs two more instructions on CPU)
+
   def band_min(values):  # (S, T) -> min over the band's shifts and the jump
     best = values
     if band:
-      padded = jnp.concatenate([values[:, num_yaws - band:], values, values[:, :band]], axis=1)
+      # The padded copy is materialised: fused into the band's 2W slices, its
+      # concatenation was evaluated per slice element.
+      padded = _cpu_barrier(
+          jnp.concatenate([values[:, num_yaws - band:], values, values[:, :band]], axis=1))
       for s in range(1, band + 1):
-        nearest = jnp.minimum(padded[:, band - s : band - s + num_yaws],
-                              padded[:, band + s : band + s + num_yaws])
-        best = jnp.minimum(best, nearest + quad[s])
-    return jnp.minimum(best, jnp.min(values, axis=1, keepdims=True) + yaw_jump)
+        nearest = smaller(padded[:, band - s : band - s + num_yaws],
+                          padded[:, band + s : band + s + num_yaws])
+        best = smaller(best, nearest + quad[s])
+    return smaller(best, jnp.min(values, axis=1, keepdims=True) + yaw_jump)
 
   def read(frame):  # (S, K, T) scores of a frame
     frame_scores = jax.lax.dynamic_index_in_dim(scores, frame, axis=1, keepdims=False)
@@ -195,7 +212,8 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
     lowest = previous[0]
     for values in previous[1:]:
       lowest = jnp.minimum(lowest, values)
-    switch = band_min(lowest) + component_switch
+    # One buffer: fused into the K updates, XLA recomputed this band per component.
+    switch = _cpu_barrier(band_min(lowest) + component_switch)
     current = tuple(frame_scores[:, k] + jnp.minimum(band_min(values), switch)
                     for k, values in enumerate(previous))
     return current, (jnp.stack(current), lowest)
