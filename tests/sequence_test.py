@@ -145,6 +145,36 @@ def test_viterbi_path_costs_the_dense_optimum(seed):
   np.testing.assert_allclose(float(total), best, rtol=1e-5)
 
 
+def test_viterbi_keeps_the_optimum_on_long_videos_with_large_scores():
+  # The values accumulate the path cost: 3,000 frames of scores near -1,000
+  # make them ~3e6, whose float32 spacing (0.25) is larger than the choices
+  # between yaws. Held relative to the previous frame's minimum, they stay the
+  # size of one frame's scores (the accumulated version missed the optimum by
+  # 3.1 nats here).
+  rng = np.random.default_rng(1)
+  num_frames, num_k, num_t, offset = 3000, 3, 60, -1000.0
+  yaws = np.arange(num_t)
+  centre = (np.cumsum(rng.standard_normal((num_frames, num_k)) * 0.5, axis=0)
+            + rng.uniform(0, num_t, num_k)) % num_t
+  d = np.abs(yaws - centre[..., None])
+  d = np.minimum(d, num_t - d)
+  scores = (offset + 0.05 * d**2 + rng.standard_normal(d.shape)
+            + rng.uniform(0, 3, (num_frames, num_k, 1)))
+  yaw_rate, switch, jump = 0.05, 20.0, 100.0
+  k, t, total = sequence.viterbi_path(scores.astype(np.float32), yaw_rate=yaw_rate,
+                                      component_switch=switch, yaw_jump=jump)
+  best = _dense_optimum(scores, yaw_rate, switch, jump)
+  k, t = np.asarray(k), np.asarray(t)
+  step = np.abs(np.diff(t)) % num_t
+  delta = np.minimum(step, num_t - step) * 2 * math.pi / num_t
+  cost = (scores[np.arange(num_frames), k, t].sum()
+          + np.minimum(0.5 * (delta / yaw_rate) ** 2, jump).sum() + switch * np.sum(np.diff(k) != 0))
+  # Each float32 value is exact to eps times its size, |offset| + the scores' range.
+  tolerance = num_frames * np.finfo(np.float32).eps * (abs(offset) + np.ptp(scores - offset))
+  assert cost - best <= tolerance, (cost - best, tolerance)
+  assert abs(float(total) - best) <= tolerance, (float(total) - best, tolerance)
+
+
 def test_viterbi_batched_equals_per_sequence():
   rng = np.random.default_rng(1)
   scores = rng.uniform(0, 3, size=(3, 2, 6, 2, 8)).astype(np.float32)
