@@ -175,6 +175,22 @@ def test_viterbi_keeps_the_optimum_on_long_videos_with_large_scores():
   assert abs(float(total) - best) <= tolerance, (float(total) - best, tolerance)
 
 
+def test_viterbi_with_padding_frames_matches_the_unpadded_video():
+  # `lift_sequence` pads videos to shared lengths; the frames past `length`
+  # must change neither the path before them nor its total cost.
+  rng = np.random.default_rng(3)
+  scores = rng.uniform(0, 3, size=(2, 9, 2, 8)).astype(np.float32)
+  length = 6
+  band = sequence._band(8, 0.5, sequence.DEFAULT_YAW_JUMP)
+  k, t, total = sequence._viterbi(jnp.asarray(scores), 0.5, 1.0, sequence.DEFAULT_YAW_JUMP,
+                                  band, length=jnp.int32(length))
+  for s in range(2):
+    k1, t1, total1 = sequence.viterbi_path(scores[s, :length], yaw_rate=0.5, component_switch=1.0)
+    np.testing.assert_array_equal(np.asarray(k)[:length, s], k1)
+    np.testing.assert_array_equal(np.asarray(t)[:length, s], t1)
+    np.testing.assert_allclose(float(total[s]), float(total1), rtol=1e-6)
+
+
 def test_viterbi_batched_equals_per_sequence():
   rng = np.random.default_rng(1)
   scores = rng.uniform(0, 3, size=(3, 2, 6, 2, 8)).astype(np.float32)
