@@ -220,13 +220,82 @@ def _plot_format(path: str) -> str:
   return suffix
 
 
+def _sheet_frames(valid, lifted, max_frames: int, timed: bool):
+  """Flat indices of the frames a contact sheet shows: valid ones first, then
+  lifted but implausible ones; the first `max_frames` of them, or for tracks
+  in time order (`timed`) `max_frames` spread evenly over them (consecutive
+  video frames look alike), in time order."""
+  chosen = np.flatnonzero(valid)
+  if chosen.size == 0 or not timed:
+    chosen = np.concatenate([chosen, np.flatnonzero(lifted & ~valid)])
+  if not timed or chosen.size <= max_frames:
+    return chosen[:max_frames]
+  return chosen[np.unique(np.round(np.linspace(0, chosen.size - 1, max_frames)).astype(int))]
+
+
+def _yaw_timeline(yaw, valid):
+  """(tracks, frames) yaw (radians) -> unwrapped degrees, NaN where not valid.
+
+  Unwrapped along each track over its valid frames in order (across a gap,
+  by the smaller turn), so that a turn through 360° reads as one line.
+  """
+  degrees = np.full(yaw.shape, np.nan)
+  for track in range(yaw.shape[0]):
+    seen = np.flatnonzero(valid[track] & np.isfinite(yaw[track]))
+    if seen.size:
+      degrees[track, seen] = np.degrees(np.unwrap(yaw[track, seen]))
+  return degrees
+
+
+def _draw_timeline(fig, spec, result, tracks, sampled):
+  """Yaw and component over time, one line per track (at most 8), below the panels."""
+  from matplotlib.ticker import MaxNLocator
+
+  num_tracks, num_frames = tracks
+  shown = min(num_tracks, 8)
+  yaw = _yaw_timeline(result["yaw"].reshape(tracks), result["valid"].reshape(tracks))
+  component = result["component"].reshape(tracks).astype(float)
+  component[~result["valid"].reshape(tracks)] = np.nan
+  frames = np.arange(num_frames)
+  cells = spec.subgridspec(1, 2, wspace=0.25)
+  ax_yaw, ax_k = fig.add_subplot(cells[0]), fig.add_subplot(cells[1])
+  for p in range(shown):
+    label = f"track {p}"
+    ax_yaw.plot(frames, yaw[p], lw=1.2, label=label)
+    ax_k.step(frames, component[p], where="mid", lw=1.2, label=label)
+  for ax in (ax_yaw, ax_k):
+    for f in sampled:  # the frames drawn above
+      if f // num_frames < shown:
+        ax.axvline(f % num_frames, color="0.8", lw=0.6, zorder=0)
+    ax.set_xlabel("frame", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_xlim(0, max(num_frames - 1, 1))
+  ax_yaw.set_ylabel("yaw (degrees, unwrapped)", fontsize=8)
+  ax_yaw.set_title("subject's yaw over time (gaps: frames not valid; grey: frames shown above)",
+                   fontsize=9)
+  ax_k.set_ylabel("pose-model component", fontsize=8)
+  top = int(np.nanmax(component[:shown], initial=0.0))
+  ax_k.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+  ax_k.set_ylim(-0.5, top + 0.5)
+  ax_k.set_title("component over time", fontsize=9)
+  if shown > 1:
+    ax_yaw.legend(fontsize=7, ncol=min(shown, 4))
+  if num_tracks > shown:
+    ax_k.text(1.0, 1.02, f"first {shown} of {num_tracks} tracks", transform=ax_k.transAxes,
+              ha="right", fontsize=7)
+
+
 def _contact_sheet(file, keypoints, confidence, result, *, image_format: str = "png",
-                   max_frames: int = 12) -> None:
+                   max_frames: int = 12, tracks: tuple[int, int] | None = None) -> None:
   """A grid of (input 2D + reprojection, lifted 3D) panels for the first valid frames.
 
   Joints with confidence 0 (hidden, or derived from a hidden joint) are not
   drawn at their stored coordinates: their limbs are left out of the input
   skeleton; the reprojection (green) shows where the lift puts them.
+  `tracks` (number of tracks, frames per track): the input is tracks of
+  frames in time order (a flat frame index is track · frames + frame); the
+  panels then show frames spread over the videos, and a last row plots the
+  yaw and the component of every track over time.
   """
   import matplotlib
 
@@ -239,15 +308,21 @@ def _contact_sheet(file, keypoints, confidence, result, *, image_format: str = "
 
   # Valid frames first, then lifted but implausible ones (titled as such).
   lifted = result["component"] >= 0
-  frames = np.concatenate([np.flatnonzero(result["valid"]),
-                           np.flatnonzero(lifted & ~result["valid"])])[:max_frames]
+  frames = _sheet_frames(result["valid"], lifted, max_frames, tracks is not None)
   cols = max(1, min(3, frames.size))
   rows = -(-frames.size // cols)
-  width, height = 7.0 * cols, 3.6 * rows + 0.9  # inches; 0.9 for the key and last x labels
+  timeline = 3.0 if tracks is not None else 0.0  # inches for the row over time
+  width, height = 7.0 * cols, 3.6 * rows + timeline + 0.9  # 0.9 for the key and x labels
   fig = plt.figure(figsize=(width, height))
-  grid = fig.add_gridspec(rows, 2 * cols, width_ratios=[1.0, 1.3] * cols, wspace=0.35,
-                          hspace=0.35, left=0.7 / width, right=1 - 0.5 / width,
-                          top=1 - 0.3 / height, bottom=0.9 / height)
+  # A gap of 0.8 inches above the row over time (hspace is in mean row heights).
+  outer = fig.add_gridspec(2 if timeline else 1, 1, height_ratios=[3.6 * rows, timeline]
+                           if timeline else None, hspace=0.8 / ((3.6 * rows + timeline) / 2),
+                           left=0.7 / width, right=1 - 0.5 / width, top=1 - 0.3 / height,
+                           bottom=0.9 / height)
+  grid = outer[0].subgridspec(rows, 2 * cols, width_ratios=[1.0, 1.3] * cols, wspace=0.35,
+                              hspace=0.35)
+  if timeline:
+    _draw_timeline(fig, outer[1], result, tracks, frames)
   for n, f in enumerate(frames):
     ax = fig.add_subplot(grid[n // cols, 2 * (n % cols)])
     seen = confidence[f] > 0
@@ -255,14 +330,15 @@ def _contact_sheet(file, keypoints, confidence, result, *, image_format: str = "
     draw_skeleton_2d(ax, kp, visibility=confidence[f])
     draw_skeleton_2d(ax, result["reprojected"][f], colour="tab:green", alpha=0.6, linewidth=1.0)
     hidden = int((~seen).sum())
-    ax.set_title(f"frame {f}: input 2D" + (f" ({hidden} hidden joints)" if hidden else ""),
+    name = f"frame {f}" if tracks is None else f"track {f // tracks[1]}, frame {f % tracks[1]}"
+    ax.set_title(f"{name}: input 2D" + (f" ({hidden} hidden joints)" if hidden else ""),
                  fontsize=9)
     ax.set_xlabel("x (px)", fontsize=8)
     ax.set_ylabel("y (px)", fontsize=8)
     ax.tick_params(labelsize=7)
     ax3 = fig.add_subplot(grid[n // cols, 2 * (n % cols) + 1], projection="3d")
     draw_skeleton_3d(ax3, result["pose3d"][f])
-    ax3.set_title(f"frame {f}: lifted 3D (mm), component {int(result['component'][f])}",
+    ax3.set_title(f"{name}: lifted 3D (mm), component {int(result['component'][f])}",
                   fontsize=9)
     for axis in (ax3.xaxis, ax3.yaxis, ax3.zaxis):
       axis.set_major_locator(MaxNLocator(3))
@@ -468,8 +544,14 @@ def _cmd_lift_sequence(args) -> int:
       **arrays, **extras))
   args.written = out
   if args.plot:
-    files.write_atomically(args.plot, lambda f: _contact_sheet(f, flat_kp, flat_conf, result,
-                                                          image_format=_plot_format(args.plot)))
+    if not np.any(result["component"] >= 0):
+      print(f"lift3d: error: no frame could be lifted (all {flat_kp.shape[0]}: too few visible "
+            f"joints or non-finite input); nothing to plot, results are in {out}",
+            file=sys.stderr)
+      return _EXIT_FAILED
+    files.write_atomically(args.plot, lambda f: _contact_sheet(
+        f, flat_kp, flat_conf, result, image_format=_plot_format(args.plot),
+        tracks=(int(np.prod(batch_shape[:-1])), batch_shape[-1])))
   shape = "x".join(str(n) for n in batch_shape)
   print(f"lifted {flat_kp.shape[0]} frames ({shape}: tracks x frames; "
         f"{flat_kp.shape[0] - invalid} valid"
@@ -542,7 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
   lift.add_argument("--out", required=True,
                     help="output .npz file, written at exactly this path (a folder: "
                          "FOLDER/<input name>_lifted.npz)")
-  lift.add_argument("--plot", default=None, help="write a contact sheet of skeletons (PNG)")
+  lift.add_argument("--plot", default=None,
+                    help="write a contact sheet of skeletons (PNG); for tracks of frames, "
+                    "frames spread over the videos and the yaw and component over time")
   lift.add_argument("-f", "--overwrite", action="store_true",
                     help="replace an existing --out / --plot file")
   lift.add_argument("--num-yaws", type=int, default=100, help="yaws searched (default 100)")

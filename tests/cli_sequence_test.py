@@ -170,3 +170,51 @@ def test_sequence_with_pitch_is_lift_sequence_with_the_camera_rotation(tmp_path,
   with np.load(out) as data:
     np.testing.assert_array_equal(data["valid"], np.asarray(direct.valid))
     np.testing.assert_allclose(data["pose3d"], np.asarray(direct.pose3d), atol=1e-3)
+
+
+def test_sheet_frames_spread_over_a_video():
+  valid = np.ones(100, bool)
+  valid[[0, 1, 50]] = False
+  lifted = np.ones(100, bool)
+  # Per frame: the first valid ones, then the implausible ones.
+  np.testing.assert_array_equal(cli._sheet_frames(valid, lifted, 4, False), [2, 3, 4, 5])
+  # Tracks in time order: spread evenly over the valid frames, first and last included.
+  frames = cli._sheet_frames(valid, lifted, 12, True)
+  assert frames.size == 12 and frames[0] == 2 and frames[-1] == 99
+  assert np.all(np.diff(frames) > 0) and valid[frames].all()
+  assert np.ptp(np.diff(frames)) <= 2  # even steps over the 97 valid frames
+  # A short video shows every valid frame; none valid: the lifted ones.
+  np.testing.assert_array_equal(cli._sheet_frames(valid[:6], lifted[:6], 12, True), [2, 3, 4, 5])
+  none = np.zeros(5, bool)
+  np.testing.assert_array_equal(cli._sheet_frames(none, lifted[:5], 12, True), np.arange(5))
+
+
+def test_yaw_timeline_unwraps_turns_and_leaves_gaps():
+  # Two tracks turning at ±0.4 rad a frame through several full turns, stored mod 2π.
+  frames = np.arange(60)
+  turns = np.stack([0.4 * frames, 3.0 - 0.4 * frames])
+  valid = np.ones(turns.shape, bool)
+  valid[1, 20:23] = False
+  degrees = cli._yaw_timeline(np.mod(turns, 2 * np.pi), valid)
+  np.testing.assert_allclose(degrees[0], np.degrees(turns[0]), atol=1e-9)
+  assert np.isnan(degrees[1, 20:23]).all()
+  seen = valid[1]
+  np.testing.assert_allclose(degrees[1, seen], np.degrees(turns[1, seen]), atol=1e-9)
+
+
+def test_sequence_contact_sheet_and_all_invalid(tmp_path, model_path, capsys):
+  keypoints, _, _ = _planted()
+  np.save(tmp_path / "kp.npy", np.stack([keypoints, keypoints[::-1] + 100.0]).astype(np.float32))
+  png = tmp_path / "sheet.png"
+  assert cli.main(["lift", str(tmp_path / "kp.npy"), "--sequence", "--model", model_path,
+                   "--layout", "h36m17", "--out", str(tmp_path / "o.npz"), "--plot", str(png),
+                   "--num-yaws", str(T)]) == 0
+  assert png.stat().st_size > 50_000
+  # Nothing liftable: the results are saved, the plot is reported impossible (exit 1).
+  np.save(tmp_path / "nan.npy", np.full((1, 8, 17, 2), np.nan, np.float32))
+  capsys.readouterr()
+  assert cli.main(["lift", str(tmp_path / "nan.npy"), "--sequence", "--model", model_path,
+                   "--layout", "h36m17", "--out", str(tmp_path / "n.npz"), "--plot",
+                   str(tmp_path / "n.png"), "--num-yaws", str(T)]) == 1
+  assert "nothing to plot" in capsys.readouterr().err
+  assert (tmp_path / "n.npz").exists() and not (tmp_path / "n.png").exists()
