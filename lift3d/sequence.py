@@ -14,7 +14,9 @@ person, so `lift_sequence` chooses the whole sequence at once:
    switch costs `component_switch`. Since the quadratic exceeds `yaw_jump`
    beyond a band of W bins, each forward step needs only the 2W + 1 shifted
    copies of the previous costs and one minimum per component: O(K·T·W) a
-   frame, values only (and their minimum over the components); the backward
+   frame, values only (and their minimum over the components), each frame's
+   less the previous frame's minimum so that float32 stays exact on long
+   videos (the total adds the minima back); the backward
    pass recovers each frame's predecessor from the stored values for the one
    state the path is in: the best within its component or the best switch,
    O(T + K) a frame (among equally good predecessors it stays in the component).
