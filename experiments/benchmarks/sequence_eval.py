@@ -28,7 +28,8 @@ validation clips minimising MPJPE + acceleration error, or with `--accel_cap F`
 acceleration error is at most F times per-frame `lift`'s (printed). Speed: unweighted,
 64 noisy sequences of 256 frames, `lift` and `lift_sequence` in the same
 process (best of 3 after a warm-up), as wall-clock rates and as frames per
-CPU-second of the process (steadier on a shared machine).
+CPU-second of the process (steadier on a shared machine). A figure of where
+the error is (`error_figure`) goes to WORKDIR/sequence_eval.png.
 """
 
 from __future__ import annotations
@@ -138,6 +139,68 @@ def scores(pose3d, valid, truth, frames=None):
           "pa_mpjpe": float(np.mean(np.asarray(pa_mpjpe(pred, true)))),
           "accel": acceleration_error(pose3d, truth, frames),
           "valid": float(valid.mean())}
+
+
+def per_video_mpjpe(pose3d, truth, frames):
+  """(V,) MPJPE (mm) of each video over its `frames` (V, F) bool (NaN where none);
+  pose3d and truth (V, F, 17, 3) root-centred."""
+  error = np.linalg.norm(pose3d - truth, axis=-1).mean(-1)  # (V, F)
+  count = frames.sum(1)
+  total = np.where(frames, error, 0.0).sum(1)
+  return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def axis_errors(pose3d, truth, frames):
+  """(3,) mean absolute error (mm) along the camera's x, y and depth over `frames`."""
+  return np.abs(pose3d[frames] - truth[frames]).mean(axis=(0, 1))
+
+
+def error_figure(path, truth, lift_pose, seq_pose, frames, joint: int = 16):
+  """Where the video error is, as a PNG: per-video MPJPE of `lift_sequence` against
+  per-frame `lift` (with the issue's −10% line), the mean absolute error per camera
+  axis, and the depth of one joint (default the right wrist) over the video whose
+  gain is the median one. All (V, F, 17, 3) mm root-centred; `frames` (V, F) bool:
+  the frames compared (those per-frame `lift` calls valid)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  per_lift = per_video_mpjpe(lift_pose, truth, frames)
+  per_seq = per_video_mpjpe(seq_pose, truth, frames)
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [1, 0.8, 1.6]})
+  ax = axes[0]
+  ax.scatter(per_lift, per_seq, s=14, alpha=0.7)
+  top = np.nanmax([per_lift, per_seq]) * 1.05
+  ax.plot([0, top], [0, top], color="0.5", lw=1, label="equal")
+  ax.plot([0, top], [0, 0.9 * top], color="tab:red", lw=1, ls="--", label="10% lower")
+  ax.set(xlim=(0, top), ylim=(0, top), xlabel="per-frame lift: MPJPE (mm)",
+         ylabel="lift_sequence: MPJPE (mm)", title="one point per test video")
+  ax.legend(fontsize=8)
+  ax = axes[1]
+  width = 0.38
+  for n, (label, pose) in enumerate((("per-frame lift", lift_pose),
+                                     ("lift_sequence", seq_pose))):
+    ax.bar(np.arange(3) + (n - 0.5) * width, axis_errors(pose, truth, frames), width,
+           label=label)
+  ax.set_xticks(np.arange(3), ["x", "y", "depth"])
+  ax.set(ylabel="mean absolute error (mm)", title="error along the camera's axes")
+  ax.legend(fontsize=8)
+  ax = axes[2]
+  gain = per_seq / per_lift
+  finite = np.flatnonzero(np.isfinite(gain))
+  video = finite[np.argsort(gain[finite])[finite.size // 2]]
+  time = np.arange(truth.shape[1])
+  ax.plot(time, truth[video, :, joint, 2], color="black", lw=1.5, label="truth")
+  ax.plot(time, np.where(frames[video], lift_pose[video, :, joint, 2], np.nan), lw=1,
+          label="per-frame lift")
+  ax.plot(time, seq_pose[video, :, joint, 2], lw=1.5, label="lift_sequence")
+  ax.set(xlabel="frame", ylabel="depth relative to the hip (mm)",
+         title=f"joint {joint}, the video of median gain ({gain[video]:.2f}x MPJPE)")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
 
 
 def run_sequence(model, videos, **weights):
@@ -273,6 +336,10 @@ def main(argv=None):
     pose3d, valid = run_sequence(model, test, **w)
     rows[f"{label}, lift's frames"] = scores(pose3d, valid, truth, lift_valid)
     rows[f"{label}, all frames"] = scores(pose3d, valid, truth)
+    if not w:
+      figure = os.path.join(args.workdir, "sequence_eval.png")
+      error_figure(figure, truth, lift_pose, pose3d, lift_valid & valid)
+      log(f"figure (defaults against per-frame lift): {figure}")
   log("| method | frames | MPJPE | PA-MPJPE | accel (mm/frame²) |")
   log("|---|---|---|---|---|")
   for label, s in rows.items():
