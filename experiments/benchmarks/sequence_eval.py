@@ -47,6 +47,7 @@ from lift3d import camera, pose_model, sequence
 from lift3d.data import mocap
 from lift3d.eval import mpjpe, pa_mpjpe
 from lift3d.lifting import lift
+from lift3d.skeleton import H36M17
 
 NUM_YAWS = 100
 # The lifting's prior of the pose model, as the default job calibrated it
@@ -160,7 +161,7 @@ def error_figure(path, truth, lift_pose, seq_pose, frames, joint: int = 16):
   per-frame `lift` (with the issue's −10% line), the mean absolute error per camera
   axis, and the depth of one joint (default the right wrist) over the video whose
   gain is the median one. All (V, F, 17, 3) mm root-centred; `frames` (V, F) bool:
-  the frames compared (those per-frame `lift` calls valid)."""
+  the frames compared (`main`: those both methods call valid)."""
   import matplotlib
 
   matplotlib.use("Agg")
@@ -196,7 +197,7 @@ def error_figure(path, truth, lift_pose, seq_pose, frames, joint: int = 16):
           label="per-frame lift")
   ax.plot(time, seq_pose[video, :, joint, 2], lw=1.5, label="lift_sequence")
   ax.set(xlabel="frame", ylabel="depth relative to the hip (mm)",
-         title=f"joint {joint}, the video of median gain ({gain[video]:.2f}x MPJPE)")
+         title=f"{H36M17.names[joint]}, the video of median gain ({gain[video]:.2f}x MPJPE)")
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
