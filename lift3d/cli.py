@@ -382,6 +382,13 @@ def _check_pitch(pitch_deg) -> None:
     raise _InputError(f"--pitch must be an angle in degrees between -90 and 90, got {pitch_deg}")
 
 
+def _nothing_to_plot(total: int, out: str) -> int:
+  """Reports that no frame of `total` could be lifted (the results are in `out`): exit 1."""
+  print(f"lift3d: error: no frame could be lifted (all {total}: too few visible joints or "
+        f"non-finite input); nothing to plot, results are in {out}", file=sys.stderr)
+  return _EXIT_FAILED
+
+
 def _cmd_lift(args) -> int:
   from lift3d.skeleton import convert
 
@@ -433,10 +440,7 @@ def _cmd_lift(args) -> int:
   print(f"lifted {total} frames ({total - invalid} valid) -> {out}")
   if args.plot:
     if not np.any(result["component"] >= 0):
-      print(f"lift3d: error: no frame could be lifted (all {total}: too few visible "
-            f"joints or non-finite input); nothing to plot, results are in {out}",
-            file=sys.stderr)
-      return _EXIT_FAILED
+      return _nothing_to_plot(total, out)
     files.write_atomically(args.plot, lambda f: _contact_sheet(f, flat_kp, flat_conf, result,
                                                           image_format=_plot_format(args.plot)))
     print(f"contact sheet -> {args.plot}")
@@ -545,10 +549,7 @@ def _cmd_lift_sequence(args) -> int:
   args.written = out
   if args.plot:
     if not np.any(result["component"] >= 0):
-      print(f"lift3d: error: no frame could be lifted (all {flat_kp.shape[0]}: too few visible "
-            f"joints or non-finite input); nothing to plot, results are in {out}",
-            file=sys.stderr)
-      return _EXIT_FAILED
+      return _nothing_to_plot(flat_kp.shape[0], out)
     files.write_atomically(args.plot, lambda f: _contact_sheet(
         f, flat_kp, flat_conf, result, image_format=_plot_format(args.plot),
         tracks=(int(np.prod(batch_shape[:-1])), batch_shape[-1])))

@@ -164,11 +164,8 @@ def test_viterbi_keeps_the_optimum_on_long_videos_with_large_scores():
   k, t, total = sequence.viterbi_path(scores.astype(np.float32), yaw_rate=yaw_rate,
                                       component_switch=switch, yaw_jump=jump)
   best = _dense_optimum(scores, yaw_rate, switch, jump)
-  k, t = np.asarray(k), np.asarray(t)
-  step = np.abs(np.diff(t)) % num_t
-  delta = np.minimum(step, num_t - step) * 2 * math.pi / num_t
-  cost = (scores[np.arange(num_frames), k, t].sum()
-          + np.minimum(0.5 * (delta / yaw_rate) ** 2, jump).sum() + switch * np.sum(np.diff(k) != 0))
+  cost = _path_cost(scores, [(int(a), int(b)) for a, b in zip(k, t, strict=True)], yaw_rate,
+                    switch, jump)
   # Each float32 value is exact to eps times its size, |offset| + the scores' range.
   tolerance = num_frames * np.finfo(np.float32).eps * (abs(offset) + np.ptp(scores - offset))
   assert cost - best <= tolerance, (cost - best, tolerance)

@@ -145,7 +145,7 @@ def scores(pose3d, valid, truth, frames=None):
 def per_video_mpjpe(pose3d, truth, frames):
   """(V,) MPJPE (mm) of each video over its `frames` (V, F) bool (NaN where none);
   pose3d and truth (V, F, 17, 3) root-centred."""
-  error = np.linalg.norm(pose3d - truth, axis=-1).mean(-1)  # (V, F)
+  error = np.asarray(mpjpe(pose3d, truth, root_index=0))  # (V, F)
   count = frames.sum(1)
   total = np.where(frames, error, 0.0).sum(1)
   return np.where(count > 0, total / np.maximum(count, 1), np.nan)
