@@ -7,7 +7,7 @@ import pytest
 
 from lift3d import camera
 from lift3d.eval import pa_mpjpe
-from lift3d.lifting import DEFAULT_BLEND_WEIGHT, LiftResult, lift
+from lift3d.lifting import DEFAULT_BLEND_WEIGHT, LiftResult, grid_scores, lift
 from lift3d.skeleton import H36M17
 from tests.lifting.planted import (
   EPS32,
@@ -19,6 +19,7 @@ from tests.lifting.planted import (
   T,
   exact_reference,
   limb_norm,
+  linearised_reference,
   make_model,
   normalised,
   plant,
@@ -297,6 +298,84 @@ class TestInvariancesAndBatching:
       lift(MODEL, kp, reconstruction="mix", num_yaws=T)
     with pytest.raises(ValueError, match="candidates"):
       lift(MODEL, kp, candidates=0, num_yaws=T)
+    with pytest.raises(ValueError, match="components"):
+      lift(MODEL, kp, components=0, num_yaws=T)
+
+
+class TestComponentShortlist:
+  """`components=M`: the exact re-ranking among the M components of lowest linearised score."""
+
+  MODEL6 = make_model(11, num_components=6)
+
+  @pytest.mark.parametrize("weighted", [False, True])
+  def test_answer_is_the_brute_force_optimum_over_the_shortlist(self, weighted):
+    num_yaws, count = T // 2, 2
+    kp, vis = random_frames(41, hidden=weighted)
+    # Frames of several components, so that shortlists differ between frames.
+    kp = np.concatenate([kp, plant(42, model=self.MODEL6, num_yaws=num_yaws, noise_px=4.0)[0]])
+    vis = np.concatenate([vis, np.ones((B, L), np.float32)])
+    vis_in = vis if weighted else None
+    result = lift(self.MODEL6, kp, vis_in, num_yaws=num_yaws, obs_noise=OBS,
+                  candidates=num_yaws, components=count)
+    offset = 0.5 * np.log(np.asarray(self.MODEL6.variances, np.float64)).sum(1) - np.log(
+        np.asarray(self.MODEL6.weights, np.float64))
+    checked = shortlisted_away = 0
+    for b in range(len(kp)):
+      v = vis[b] if weighted else None
+      linear, _ = linearised_reference(self.MODEL6, kp[b], v, num_yaws, obs_noise=OBS)
+      linear_score = linear.min(1) / (2 * OBS**2) + offset  # (K,), nats
+      ref = exact_reference(self.MODEL6, kp[b], v, num_yaws, obs_noise=OBS)
+      tol_f = 64 * EPS32 * ref["data_norm"]
+      order = np.sort(linear_score)
+      if order[count] - order[count - 1] < tol_f:
+        continue  # the shortlist's boundary is a tie within rounding
+      shortlist = np.argsort(linear_score)[:count]
+      # The candidates: both yaws of every local minimum over the pairs
+      # (θ, θ + π) of the linearised cost (`candidates=num_yaws` takes all).
+      pairs = np.minimum(linear[:, : num_yaws // 2], linear[:, num_yaws // 2 :])
+      steps = np.concatenate([pairs - np.roll(pairs, 1, 1), np.roll(pairs, -1, 1) - pairs])
+      if np.abs(steps).min() < 64 * EPS32 * np.abs(linear).max():
+        continue  # a local minimum decided by rounding
+      local = (pairs <= np.roll(pairs, 1, 1)) & (pairs < np.roll(pairs, -1, 1))
+      allowed = np.concatenate([local, local], 1) & np.isin(np.arange(6), shortlist)[:, None]
+      score = np.where(allowed, ref["score"], np.inf)
+      best = np.sort(score.ravel())
+      if best[1] - best[0] < tol_f:
+        continue
+      checked += 1
+      k, t = np.unravel_index(np.argmin(score), score.shape)
+      shortlisted_away += int(np.argmin(ref["score"]) // num_yaws != k)
+      assert int(result.component[b]) == k
+      np.testing.assert_allclose(float(result.yaw[b]), 2 * np.pi * t / num_yaws, atol=1e-5)
+      np.testing.assert_allclose(float(result.cost[b]), ref["F"][k, t], atol=tol_f)
+    assert checked >= len(kp) - 2, checked
+    # The planted random frames put the full optimum outside a shortlist of 2
+    # in some frames: the restriction itself is exercised.
+    assert shortlisted_away >= 1
+
+  @pytest.mark.parametrize("weighted", [False, True])
+  def test_all_components_and_one(self, weighted):
+    kp, vis = random_frames(43, hidden=weighted)
+    vis_in = vis if weighted else None
+    options = dict(num_yaws=T, obs_noise=OBS)
+    full = lift(self.MODEL6, kp, vis_in, components=None, **options)
+    every = lift(self.MODEL6, kp, vis_in, components=6, **options)
+    for name in ("component", "yaw", "cost", "pose3d"):
+      np.testing.assert_array_equal(np.asarray(getattr(every, name)),
+                                    np.asarray(getattr(full, name)))
+    # M = 1: the component of lowest linearised score (grid_scores' minimum).
+    one = lift(self.MODEL6, kp, vis_in, components=1, **options)
+    linear = np.asarray(grid_scores(self.MODEL6, kp, vis_in, num_yaws=T, obs_noise=OBS))
+    np.testing.assert_array_equal(np.asarray(one.component), np.argmin(linear.min(-1), -1))
+
+  def test_refine_with_a_shortlist_never_raises_the_cost(self):
+    kp, vis = random_frames(43)
+    options = dict(num_yaws=T, obs_noise=OBS, components=2)
+    fine = lift(self.MODEL6, kp, vis, refine=True, **options)
+    grid = lift(self.MODEL6, kp, vis, **options)
+    same = np.asarray(fine.component) == np.asarray(grid.component)
+    assert same.sum() >= B - 1
+    assert np.all(np.asarray(fine.cost)[same] <= np.asarray(grid.cost)[same] * (1 + 1e-5) + 1e-7)
 
 
 class TestRefineAndGradients:
