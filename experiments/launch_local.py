@@ -17,12 +17,16 @@ The processes' output is shown with a `[i] ` prefix. The launcher waits for
 all of them; when one fails it stops the others (SIGTERM, then SIGKILL after
 `--grace_s`) and exits with the failing process's exit code and its error
 line. Ctrl-C (SIGINT) and SIGTERM are forwarded to every process (a second
-Ctrl-C kills them); the exit code is then 130.
+Ctrl-C kills them); the exit code is then 130. The processes get a SIGINT they
+can act on also when the launcher runs as a background job (whose SIGINT the
+shell ignores, e.g. `nohup python -m experiments.launch_local ... &`, then
+`kill -INT`).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import signal
@@ -108,15 +112,41 @@ def start(args: Sequence[str], *, num_processes: int, devices_per_process: int =
   """
   port = free_port() if port is None else port
   base = dict(os.environ if env is None else env)
-  return [
-      subprocess.Popen(
-          [sys.executable, "-u", "-m", module, *args, "--distributed"],
-          env=process_env(base, process_id=i, num_processes=num_processes,
-                          devices_per_process=devices_per_process, port=port),
-          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-      )
-      for i in range(num_processes)
-  ]
+  with _signals_not_ignored():
+    return [
+        subprocess.Popen(
+            [sys.executable, "-u", "-m", module, *args, "--distributed"],
+            env=process_env(base, process_id=i, num_processes=num_processes,
+                            devices_per_process=devices_per_process, port=port),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        for i in range(num_processes)
+    ]
+
+
+@contextlib.contextmanager
+def _signals_not_ignored():
+  """SIGINT and SIGTERM not ignored while the processes start.
+
+  An ignored signal stays ignored across exec, and Python then leaves SIGINT
+  ignored: processes started from a background job (`cmd &`, whose SIGINT the
+  shell ignores) would never see the Ctrl-C that `wait` forwards, and would
+  only stop at the grace period's SIGKILL. A handled signal is reset to its
+  default in the child, so the launcher handles both while it starts them
+  (Python's own SIGINT handler, the default for SIGTERM), then restores its
+  dispositions. Only possible in the main thread; elsewhere nothing changes.
+  """
+  restore = {}
+  if threading.current_thread() is threading.main_thread():
+    for sig, handler in ((signal.SIGINT, signal.default_int_handler),
+                         (signal.SIGTERM, signal.SIG_DFL)):
+      if signal.getsignal(sig) == signal.SIG_IGN:
+        restore[sig] = signal.signal(sig, handler)
+  try:
+    yield
+  finally:
+    for sig, handler in restore.items():
+      signal.signal(sig, handler)
 
 
 class _Pump(threading.Thread):

@@ -146,9 +146,18 @@ def test_a_failing_process_fails_the_launch_with_its_error_line(cache_dir):
   assert time.monotonic() - started < 120
 
 
-def test_ctrl_c_is_forwarded_to_every_process(cache_dir):
-  launcher = subprocess.Popen(_launch_args(2, 1, "--mode=wait", grace_s=60), cwd=REPO,
-                              env=_env(cache_dir),
+# Runs the rest of the command line with SIGINT ignored, as a shell starts a
+# background job (`cmd &`): an ignored signal stays ignored across exec.
+_SIGINT_IGNORED = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                   "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_ctrl_c_is_forwarded_to_every_process(cache_dir, background):
+  args = _launch_args(2, 1, "--mode=wait", grace_s=60)
+  if background:  # the processes must not inherit the launcher's ignored SIGINT
+    args = [sys.executable, "-c", _SIGINT_IGNORED, *args[1:]]
+  launcher = subprocess.Popen(args, cwd=REPO, env=_env(cache_dir),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   # A watchdog: if the workers never get ready, closing the output ends the loop.
   watchdog = threading.Timer(300, launcher.kill)
