@@ -368,6 +368,19 @@ class TestComponentShortlist:
     linear = np.asarray(grid_scores(self.MODEL6, kp, vis_in, num_yaws=T, obs_noise=OBS))
     np.testing.assert_array_equal(np.asarray(one.component), np.argmin(linear.min(-1), -1))
 
+  @pytest.mark.parametrize("weighted", [False, True])
+  def test_a_tilted_camera_recovers_planted_frames(self, weighted):
+    # The unpaired search of a tilted camera, through the shortlist's gathers.
+    rotation = np.asarray(camera.elevation_rotation(0.4))
+    kp, truth, yaws, comps = plant(44, rotation=rotation, model=self.MODEL6)
+    vis = np.ones((B, L), np.float32) if weighted else None
+    result = lift(self.MODEL6, kp, vis, num_yaws=T, camera_rotation=rotation, obs_noise=1e-3,
+                  components=2)
+    np.testing.assert_array_equal(np.asarray(result.component), comps)
+    np.testing.assert_allclose(np.asarray(result.yaw), yaws, atol=1e-5)
+    mpjpe, _ = _errors(result, truth)
+    assert mpjpe.max() < 3.0, mpjpe
+
   def test_refine_with_a_shortlist_never_raises_the_cost(self):
     kp, vis = random_frames(43)
     options = dict(num_yaws=T, obs_noise=OBS, components=2)
