@@ -392,7 +392,7 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     # evaluation O(J) (search.profile_unweighted).
     grid_index = component_index * options.num_yaws + candidates  # (M, C, B)
     cost, scale, coeffs = search.profile_unweighted(prep, rhs, norm2, grid_index, yaw,
-                                                    _PROFILE_ITERATIONS)  # coeffs (J, K, C, B)
+                                                    _PROFILE_ITERATIONS)  # coeffs (J, M, C, B)
   else:
     # a only at the chosen (k, θ), below: one solve per frame, not per candidate.
     cost, scale, coeffs = _exact_at(
@@ -403,7 +403,7 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
   scale = jnp.take_along_axis(scale, best, axis=1)[:, 0]
   cost = jnp.take_along_axis(cost, best, axis=1)[:, 0]
   if closed_form:
-    coeffs = jnp.take_along_axis(coeffs, best[None], axis=2)[:, :, 0]  # (J, K, B)
+    coeffs = jnp.take_along_axis(coeffs, best[None], axis=2)[:, :, 0]  # (J, M, B)
     chosen_index = jnp.take_along_axis(grid_index, best, axis=1)[:, 0]  # (K, B)
   if options.refine:
     yaw, cost = _refine(prep, yaw, scale, frame_gram, rhs, norm2, inv_variances,
