@@ -398,13 +398,13 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     cost, scale, coeffs = _exact_at(
         prep, frame_gram[:, :, :, None], rhs[:, :, :, None], norm2, yaw,
         [v[:, None] for v in inv_variances], None, _PROFILE_ITERATIONS)
-  best = jnp.argmin(cost, axis=1)[:, None]  # (K, 1, B)
-  yaw = jnp.take_along_axis(yaw, best, axis=1)[:, 0]  # (K, B)
+  best = jnp.argmin(cost, axis=1)[:, None]  # (M, 1, B); M = K without a shortlist
+  yaw = jnp.take_along_axis(yaw, best, axis=1)[:, 0]  # (M, B)
   scale = jnp.take_along_axis(scale, best, axis=1)[:, 0]
   cost = jnp.take_along_axis(cost, best, axis=1)[:, 0]
   if closed_form:
     coeffs = jnp.take_along_axis(coeffs, best[None], axis=2)[:, :, 0]  # (J, M, B)
-    chosen_index = jnp.take_along_axis(grid_index, best, axis=1)[:, 0]  # (K, B)
+    chosen_index = jnp.take_along_axis(grid_index, best, axis=1)[:, 0]  # (M, B)
   if options.refine:
     yaw, cost = _refine(prep, yaw, scale, frame_gram, rhs, norm2, inv_variances,
                         options.refine_steps)
