@@ -18,9 +18,9 @@ all of them; when one fails it stops the others (SIGTERM, then SIGKILL after
 `--grace_s`) and exits with the failing process's exit code and its error
 line. Ctrl-C (SIGINT) and SIGTERM are forwarded to every process (a second
 Ctrl-C kills them); the exit code is then 130. The processes get a SIGINT they
-can act on also when the launcher runs as a background job (whose SIGINT the
-shell ignores, e.g. `nohup python -m experiments.launch_local ... &`, then
-`kill -INT`).
+can act on also when the launcher was started with SIGINT ignored, as a
+script (a shell without job control) starts a background command
+(`python -m experiments.launch_local ... &`, later `kill -INT`).
 """
 
 from __future__ import annotations
@@ -129,8 +129,8 @@ def _signals_not_ignored():
   """SIGINT and SIGTERM not ignored while the processes start.
 
   An ignored signal stays ignored across exec, and Python then leaves SIGINT
-  ignored: processes started from a background job (`cmd &`, whose SIGINT the
-  shell ignores) would never see the Ctrl-C that `wait` forwards, and would
+  ignored: processes started from a script's background command (`cmd &` in a
+  shell without job control ignores SIGINT) would never see the Ctrl-C that `wait` forwards, and would
   only stop at the grace period's SIGKILL. A handled signal is reset to its
   default in the child, so the launcher handles both while it starts them
   (Python's own SIGINT handler, the default for SIGTERM), then restores its

@@ -46,7 +46,7 @@ DEFAULT_CANDIDATES = 1
 # M of `components`: the components of lowest linearised score whose candidates
 # are re-ranked exactly. On held-out real clips (K = 9) the full re-ranking chose
 # a component outside the linearised best 4 in 0.11% / 0% of frames (weighted,
-# validation / test) and 0% unweighted; `lift` 1.49x / 1.23x faster (RESULTS.md).
+# validation / test) and 0% unweighted; `lift` 1.69x / 1.25x faster (RESULTS.md).
 DEFAULT_COMPONENTS = 4
 # α of reconstruction="blend", the default reconstruction: chosen on held-out
 # validation clips of real people against "model" and α in 0, 0.1, ..., 1

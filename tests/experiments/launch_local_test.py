@@ -146,8 +146,8 @@ def test_a_failing_process_fails_the_launch_with_its_error_line(cache_dir):
   assert time.monotonic() - started < 120
 
 
-# Runs the rest of the command line with SIGINT ignored, as a shell starts a
-# background job (`cmd &`): an ignored signal stays ignored across exec.
+# Runs the rest of the command line with SIGINT ignored, as a script (a shell
+# without job control) starts `cmd &`: an ignored signal stays ignored across exec.
 _SIGINT_IGNORED = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
                    "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
 
