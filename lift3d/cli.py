@@ -1,7 +1,7 @@
 r"""The `lift3d` command line.
 
   lift3d lift INPUT --model MODEL.npz --layout coco17 --out OUT.npz [--plot SHEET.png]
-         [--num-yaws 100] [--refine] [--batch 4096] [--overwrite] [--sequence] [--fps 30]
+         [--num-yaws T] [--refine] [--batch 4096] [--overwrite] [--sequence] [--fps 30]
   lift3d export-bvh RESULT.npz OUT.bvh [--track 0] [--fps 30] [--units cm] [--model M.npz]
 
 INPUT is one of
@@ -562,6 +562,10 @@ def _cmd_lift_sequence(args) -> int:
 
 
 def _cmd_lift_dispatch(args) -> int:
+  if args.num_yaws is None:  # each mode's library default
+    from lift3d.sequence import DEFAULT_NUM_YAWS
+
+    args.num_yaws = DEFAULT_NUM_YAWS if args.sequence else 100
   if args.sequence or os.path.isdir(args.input):
     return _cmd_lift_sequence(args)
   return _cmd_lift(args)
@@ -630,7 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "frames spread over the videos and the yaw and component over time")
   lift.add_argument("-f", "--overwrite", action="store_true",
                     help="replace an existing --out / --plot file")
-  lift.add_argument("--num-yaws", type=int, default=100, help="yaws searched (default 100)")
+  lift.add_argument("--num-yaws", type=int, default=None,
+                    help="yaws searched (default 100 per frame, 64 with --sequence: "
+                         "lift_sequence refines its path's yaws below the grid spacing)")
   lift.add_argument("--refine", action="store_true", help="refine the yaw (a few LM steps)")
   lift.add_argument("--batch", type=int, default=4096, help="frames per lift call")
   lift.add_argument("--reconstruction", choices=("blend", "model"), default="blend",

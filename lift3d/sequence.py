@@ -93,6 +93,13 @@ DEFAULT_YAW_JUMP = 100.0  # nats
 DEFAULT_COMPONENT_SWITCH = 20.0  # nats
 DEFAULT_SMOOTHING = 30.0
 DEFAULT_MAX_GAP = 30  # frames
+# Grid yaws of `lift_sequence` (`lift` keeps 100). The path's yaws are refined
+# below the grid spacing (step 2 of the module docstring), so a coarser grid
+# loses little: on 180 validation videos (sequence_eval's clips, K = 9,
+# J = 14) MPJPE rose by 0.05 ± 0.03 mm at T = 64 against T = 100, 0.14 at 40,
+# 0.29 at 32, while the grid and the Viterbi cost in proportion to T
+# (lift_sequence 1.3x faster at 64 than at 100 on the 2-core CPU; RESULTS.md).
+DEFAULT_NUM_YAWS = 64
 # The blend (step 4).
 DEFAULT_BLEND_WEIGHT = 1.0
 DEFAULT_BLEND_SMOOTHING = 3.0
@@ -153,23 +160,33 @@ def _first_min(x, axis):
 
 def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=None,
              observed=None):
-  """Exact minimum-cost paths of S sequences; scores (S, F, K, T) -> (k, t (F, S), total (S,)).
+  """Exact minimum-cost paths of S sequences.
+
+  scores (S, F, K, T) -> (k, t (F, S), total (S,), around (F, S, 3)): the
+  path's component and yaw index, its cost, and each frame's scores at the
+  path's component and yaws t − 1, t, t + 1 (for the sub-bin yaw).
 
   `length` (a traced int, default F): the paths end at frame `length − 1`;
   later frames (padding) repeat its state and do not change the path before.
   `observed` (S, F) bool, optional: where False, the frame's scores count as 0
   (applied as each frame is read, so that no masked copy of the scores is made).
 
-  The forward pass keeps only the values V_f (K, T) of each sequence, less
+  The forward pass computes the values V_f (K, T) of each sequence, less
   the previous frame's minimum (so that they stay the size of one frame's
   scores on long videos; the total adds those minima back), and their
   minimum over the components, which it computes anyway: within a
   component the best of the band's shifts (V[t ∓ s] + q_s, as static slices of
   a circularly padded copy) or a jump from the component's best yaw; then the
-  best other component plus the switch cost. The backward pass recovers each
-  frame's predecessor from the stored V_{f−1} for the one state the path is
-  in: O(T + K) a frame (its own component's row, and the componentwise
-  minimum); among equally good predecessors it stays in the component.
+  best other component plus the switch cost. Each frame's values overwrite its
+  scores, in place (frame 0's values are its scores, masked where they are
+  read): a second buffer of the grid's size was the largest temporary of
+  `lift_sequence`, and its first touch on every call cost system time on the
+  CPU. The backward pass recovers each frame's predecessor from
+  V_{f−1} for the one state the path is in: O(T + K) a frame (its own
+  component's row, and the componentwise minimum); among equally good
+  predecessors it stays in the component. It recovers `around` as V_f less
+  the arrival cost the forward pass added, recomputed from V_{f−1} by the same
+  float operations, so the scores come back to within rounding of V_f.
 
   Layout (a measured CPU choice): all S sequences step together and each
   component's values are a separate (S, T) array, the sequences along the
@@ -199,23 +216,24 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
         best = smaller(best, nearest + quad[s])
     return smaller(best, jnp.min(values, axis=1, keepdims=True) + yaw_jump)
 
-  def read(frame):  # (S, K, T) scores of a frame
-    frame_scores = jax.lax.dynamic_index_in_dim(scores, frame, axis=1, keepdims=False)
+  def read(values, frame):  # (S, K, T) scores of a frame
+    frame_scores = jax.lax.dynamic_index_in_dim(values, frame, axis=1, keepdims=False)
     if observed is None:
       return frame_scores
     seen = jax.lax.dynamic_index_in_dim(observed, frame, axis=1, keepdims=False)
     return jnp.where(seen[:, None, None], frame_scores, 0.0)
 
-  def step(previous, frame):
-    frame_scores = read(frame)
+  def step(carry, frame):
+    previous, values = carry
+    frame_scores = read(values, frame)
     # The best arrival from any component: band_min commutes with the minimum
     # over components (both are minima; adding q is monotone), so it is the
     # band minimum of the componentwise minimum, bit for bit: each
     # component's update computes two band minima instead of K (with K = 9,
     # the Viterbi ran 2.9x faster on the 2-core CPU).
     lowest = previous[0]
-    for values in previous[1:]:
-      lowest = jnp.minimum(lowest, values)
+    for component_values in previous[1:]:
+      lowest = jnp.minimum(lowest, component_values)
     # One buffer: fused into the K updates, XLA recomputed this band per component.
     switch = _cpu_barrier(band_min(lowest) + component_switch)
     # Every arrival is at least min V_{f−1} and at most that plus the jump and
@@ -223,75 +241,103 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
     # scores however long the video (accumulated, float32 lost the optimal path
     # on 1.2% of 50,000 frames and the total by 200 nats).
     offset = jnp.min(lowest, axis=1)  # (S,)
-    current = tuple(frame_scores[:, k] + (jnp.minimum(band_min(values), switch) - offset[:, None])
-                    for k, values in enumerate(previous))
-    return current, (jnp.stack(current), lowest, offset)
+    current = tuple(frame_scores[:, k] + (jnp.minimum(band_min(v), switch) - offset[:, None])
+                    for k, v in enumerate(previous))
+    values = jax.lax.dynamic_update_index_in_dim(values, jnp.stack(current, axis=1), frame, 1)
+    return (current, values), (lowest, offset)
 
-  first_scores = read(0)
-  first = tuple(first_scores[:, k] for k in range(num_components))  # (S, T) each
-  # values[f] = V_{f+1} (K, S, T) less Σ offsets[:f + 1]; lows[f] = min_k of the
-  # stored V_f (S, T), for the backward pass.
-  last, (values, lows, offsets) = _time_scan("viterbi", step, first, jnp.arange(1, num_frames))
+  first = tuple(read(scores, 0)[:, k] for k in range(num_components))  # V_0, (S, T) each
+  # values[:, f] = V_f (S, K, T) less Σ offsets[:f] for f ≥ 1; values[:, 0] keeps
+  # the scores of frame 0, read through `first_mask` (V_0 = the masked scores;
+  # writing it into the buffer made XLA copy the buffer). lows[f − 1] = min_k
+  # V_{f−1} (S, T) and offsets[f − 1] (S,) its minimum, for the backward pass.
+  (last, values), (lows, offsets) = _time_scan("viterbi", step, (first, scores),
+                                               jnp.arange(1, num_frames))
 
-  def first_min(candidates):  # (K, S, T) -> (min (S,), first flat index k·T + t (S,))
-    return _first_min(jnp.swapaxes(candidates, 1, 2).reshape(-1, num_seq), 0)
+  def first_mask(frame, x):  # x (S, ...) read from values[:, frame]: V_frame
+    if observed is None:
+      return x
+    keep = (frame > 0) | observed[:, 0]
+    return jnp.where(keep.reshape((-1,) + (1,) * (x.ndim - 1)), x, 0.0)
+
+  def first_min(candidates):  # (S, K, T) -> (min (S,), first flat index k·T + t (S,))
+    return _first_min(candidates.reshape(num_seq, -1), 1)
 
   if length is None or num_frames == 1:
-    total, end = first_min(jnp.stack(last))
+    total, end = first_min(jnp.stack(last, axis=1))
     total = total + jnp.sum(offsets, axis=0)
-  else:  # V at the last real frame: V_0 (first) or values[length − 2]
-    at_end = jax.lax.dynamic_index_in_dim(values, jnp.maximum(length - 2, 0), keepdims=False)
-    total, end = first_min(jnp.where(length > 1, at_end, jnp.stack(first)))
+  else:  # V at the last real frame
+    at_end = jnp.maximum(length - 1, 0)
+    total, end = first_min(first_mask(at_end, jax.lax.dynamic_index_in_dim(
+        values, at_end, axis=1, keepdims=False)))
     total = total + jnp.sum(jnp.where(jnp.arange(1, num_frames)[:, None] < length, offsets, 0.0),
                             axis=0)
+  yaw_index = jnp.arange(num_yaws)
+  sequences = jnp.arange(num_seq)
+
+  def near(state):  # (S,) -> (S, 3) the state's yaws t − 1, t, t + 1
+    return jnp.mod(state[:, None] % num_yaws + jnp.arange(-1, 2), num_yaws)
+
+  def around_at(state, frame):  # V_f (S, 3) at the state's component and near yaws
+    return first_mask(frame, values[sequences[:, None], frame, (state // num_yaws)[:, None],
+                                    near(state)])
+
   if num_frames == 1:
-    return end[None] // num_yaws, end[None] % num_yaws, total
+    return end[None] // num_yaws, end[None] % num_yaws, total, around_at(end, 0)[None]
   # The truncated quadratic of every wrapped yaw difference d = t − t' (mod T).
   shift = np.minimum(np.arange(num_yaws), num_yaws - np.arange(num_yaws))
   within_cost = jnp.where(jnp.asarray(shift <= band),
                           jnp.minimum(0.5 * (jnp.asarray(shift * spacing, dtype) / yaw_rate) ** 2,
                                       yaw_jump), yaw_jump)
-  yaw_index = jnp.arange(num_yaws)
-  sequences = jnp.arange(num_seq)
+  taps = np.arange(-band, band + 1)  # the band's shifts, and their costs q_|s|
+  tap_cost = jnp.stack([quad[abs(int(s))] for s in taps])
 
-  def back(state, frame, stored, at, low):
-    """The predecessor (S,) of frame f's state (S,), V_{f−1} = stored[at] (read
-    by gathers, not sliced out: a slice was a copy), low (S, T) = min_k V_{f−1}.
+  def arrival_band(row, yaws):  # band_min(row) (S, T) at yaws (S, 3), as the forward pass
+    candidates = jnp.take_along_axis(
+        row, jnp.mod(yaws[..., None] - taps, num_yaws).reshape(num_seq, -1), axis=1)
+    best = jnp.min(candidates.reshape(num_seq, 3, taps.size) + tap_cost, axis=-1)
+    return jnp.minimum(best, jnp.min(row, axis=1, keepdims=True) + yaw_jump)
+
+  def back(state, frame):
+    """The predecessor (S,) of frame f's state (S,), from V_{f−1} = values[:, f − 1]
+    (read by gathers: a slice was a copy) and low (S, T) = min_k V_{f−1}; and
+    frame f's scores around the state (S, 3).
 
     The best of all K·T predecessors in O(T + K) a sequence: the best within
     the state's own component k, or the best arrival from `low` plus the
     switch cost (`low` includes k at a cost it never wins by), and then the
     component holding that minimum at its yaw. Ties stay in the component.
     """
+    low = jax.lax.dynamic_index_in_dim(lows, frame - 1, keepdims=False)
     k, t = state // num_yaws, state % num_yaws
     move = within_cost[jnp.mod(t[:, None] - yaw_index, num_yaws)]  # (S, T)
-    own = stored[at, k, sequences]  # (S, T)
+    own = first_mask(frame - 1, values[sequences, frame - 1, k])  # (S, T)
     stay_cost, stay_yaw = _first_min(own + move, 1)
     switch_cost, switch_yaw = _first_min(low + move, 1)
-    at_yaw = stored[at, :, sequences, switch_yaw]  # (S, K)
+    at_yaw = first_mask(frame - 1, values[sequences, frame - 1, :, switch_yaw])  # (S, K)
     _, switch_to = _first_min(at_yaw, 1)
     before = jnp.where(stay_cost <= switch_cost + component_switch,
                        k * num_yaws + stay_yaw, switch_to * num_yaws + switch_yaw)
     if length is not None:  # a padding frame's predecessor is in its state
       before = jnp.where(frame >= length, state, before)
-    return before, before
+    yaws = near(state)
+    offset = jax.lax.dynamic_index_in_dim(offsets, frame - 1, keepdims=False)
+    arrival = jnp.minimum(arrival_band(own, yaws),
+                          arrival_band(low, yaws) + component_switch) - offset[:, None]
+    return before, (before, around_at(state, frame) - arrival)
 
-  # Predecessors of frames F−1 … 2 from V_{F−2} … V_1 (values[f − 2]), then
-  # frame 1's from V_0.
-  def back_step(state, frame):
-    return back(state, frame, values, frame - 2,
-                jax.lax.dynamic_index_in_dim(lows, frame - 1, keepdims=False))
-
-  state, path = _time_scan("viterbi", back_step, end, jnp.arange(2, num_frames), reverse=True)
-  _, start = back(state, 1, jnp.stack(first)[None], 0, lows[0])
-  path = jnp.concatenate([start[None], path, end[None]])  # (F, S)
-  return path // num_yaws, path % num_yaws, total
+  # Predecessors of frames F−1 … 1 (and those frames' scores around the path).
+  start, (path, around) = _time_scan("viterbi", back, end, jnp.arange(1, num_frames),
+                                     reverse=True)
+  path = jnp.concatenate([path, end[None]])  # (F, S)
+  around = jnp.concatenate([around_at(start, 0)[None], around])  # (F, S, 3)
+  return path // num_yaws, path % num_yaws, total, around
 
 
 @functools.partial(jax.jit, static_argnames=("band",))
 def _viterbi_batch(scores, yaw_rate, component_switch, yaw_jump, *, band):
   """scores (S, F, K, T) -> component (S, F), yaw index (S, F), total (S,)."""
-  k, t, total = _viterbi(scores, yaw_rate, component_switch, yaw_jump, band)
+  k, t, total, _ = _viterbi(scores, yaw_rate, component_switch, yaw_jump, band)
   return k.T, t.T, total
 
 
@@ -413,16 +459,23 @@ def solve_block_tridiagonal(diagonal, coupling, rhs):
       out = out + matrix[:, j, None] * vector[j]
     return out
 
-  def forward(carry, inputs):
-    inv_prev, y_prev = carry  # (P, P, S), (P, R, S)
-    block, link, b = inputs
+  def forward(carry, frame):
+    # Each frame's inverse and y overwrite its block and right-hand side, in
+    # place (as scan outputs they were two more buffers, zero-filled first:
+    # the solve alone 1.28x slower for 64 chains of 256 frames, P = 15, 2-core CPU).
+    inv_prev, y_prev, blocks, values = carry  # (P, P, S), (P, R, S), (F, P, P, S), (F, P, R, S)
+    block = jax.lax.dynamic_index_in_dim(blocks, frame, keepdims=False)
+    link = jax.lax.dynamic_index_in_dim(links, frame, keepdims=False)
+    b = jax.lax.dynamic_index_in_dim(values, frame, keepdims=False)
     schur = block - link[:, None] * inv_prev * link[None, :]
     y = b + link[:, None] * matvec(inv_prev, y_prev)
     inv = _sweep_inverse(schur)
-    return (inv, y), (inv, y)
+    return (inv, y, jax.lax.dynamic_update_index_in_dim(blocks, inv, frame, 0),
+            jax.lax.dynamic_update_index_in_dim(values, y, frame, 0)), None
 
-  init = (jnp.zeros(blocks.shape[1:], blocks.dtype), jnp.zeros(values.shape[1:], values.dtype))
-  _, (inverses, ys) = _time_scan("tridiagonal", forward, init, (blocks, links, values))
+  init = (jnp.zeros(blocks.shape[1:], blocks.dtype), jnp.zeros(values.shape[1:], values.dtype),
+          blocks, values)
+  (_, _, inverses, ys), _ = _time_scan("tridiagonal", forward, init, jnp.arange(num_frames))
   next_links = jnp.concatenate([links[1:], jnp.zeros_like(links[:1])])
 
   def backward(x_next, inputs):
@@ -625,28 +678,25 @@ def _gap_lengths(observed):
   return jnp.where(observed, 0, following - last - 1).astype(jnp.int32)
 
 
-def _sequence_system(prior: _Prior, costs, observed, present, component, index, keypoints,
+def _sequence_system(prior: _Prior, around, observed, present, component, index, keypoints,
                      weights, yaw_rate, smoothing, rotation=None, *, band: int,
-                     unweighted: bool):
+                     unweighted: bool, num_yaws: int):
   """Steps 2–3 up to the solve, for one sequence: the yaws along the path and the
   block-tridiagonal system of (s, s·a) over the frames.
 
-  costs (F, K, T) (read as 0 where not observed), observed (F,), present (F,) (False
+  around (F, 3): each frame's scores at the path's component and yaws t − 1, t,
+  t + 1 (read as 0 where not observed), observed (F,), present (F,) (False
   for padding frames: they are decoupled from the others, and unobserved), the
   Viterbi path's component and yaw index (F,), keypoints (F, L, 2) px, weights
   (F, L) D² (all 1 on the present frames when `unweighted`), rotation the
   camera's E (3, 3) or None (level). Returns (diagonal
   (F, P, P), coupling (F, P), rhs (F, P), the state `_finish_sequence` needs).
   """
-  num_frames, _, num_yaws = costs.shape
   dtype = keypoints.dtype
   spacing = 2 * math.pi / num_yaws
 
   # Sub-bin yaw from a parabola through the path's score and its neighbours.
-  frames = jnp.arange(num_frames)
-  at = lambda i: jnp.where(  # noqa: E731  (F,)
-      observed, costs[frames, component, jnp.mod(i, num_yaws)], 0.0)
-  left, mid, right = at(index - 1), at(index), at(index + 1)
+  left, mid, right = (jnp.where(observed, around[:, i], 0.0) for i in range(3))
   curvature = left - 2 * mid + right
   # (A neighbour whose linearised problem failed is +inf: no parabola there.)
   curved = jnp.isfinite(curvature) & (curvature > 0)
@@ -826,12 +876,14 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
   observed = jnp.isfinite(jnp.min(scores, axis=(-2, -1))) & present
   # Unobserved frames' scores count as 0: masked where they are read (a masked
   # copy of the whole grid cost a pass over it and its fresh memory).
-  component, index, _ = _viterbi(scores, yaw_rate, component_switch, yaw_jump, band, length,
-                                 observed)
+  # The Viterbi overwrites the scores (its values, in place): after it, only
+  # the three scores around the path are left (`around`).
+  component, index, _, around = _viterbi(scores, yaw_rate, component_switch, yaw_jump, band,
+                                         length, observed)
   system = functools.partial(_sequence_system, prior, rotation=camera_rotation, band=band,
-                             unweighted=visibility is None)
+                             unweighted=visibility is None, num_yaws=num_yaws)
   diagonal, coupling, rhs, state = jax.vmap(system, in_axes=(0, 0, None) + (0,) * 4 + (None,) * 2)(
-      scores, observed, present, component.T, index.T, flat(clean),
+      jnp.moveaxis(around, 0, 1), observed, present, component.T, index.T, flat(clean),
       flat(weights) * present[:, None], yaw_rate, smoothing)
   solution = solve_block_tridiagonal(diagonal, coupling, rhs[..., None])[..., 0]  # (S, F, P)
   finish = functools.partial(_finish_sequence, prior, rotation=camera_rotation, root=root,
@@ -857,7 +909,7 @@ def lift_sequence(
     keypoints,
     visibility=None,
     *,
-    num_yaws: int = 100,
+    num_yaws: int = DEFAULT_NUM_YAWS,
     yaw_rate: float = DEFAULT_YAW_RATE,
     component_switch: float = DEFAULT_COMPONENT_SWITCH,
     smoothing: float = DEFAULT_SMOOTHING,
@@ -890,7 +942,8 @@ def lift_sequence(
       be NaN). None: every finite joint visible, with weight 1; NaN joints
       are hidden (weight 0). Under an outer `jax.jit` (traced keypoints) None
       means every joint visible: pass a visibility where joints may be NaN.
-    num_yaws: T, grid yaws 2πt/T (static).
+    num_yaws: T, grid yaws 2πt/T (static; default 64, validated: the path's
+      yaws are refined below the grid spacing).
     yaw_rate: radians per frame, the step of the yaw's random walk (the
       default 0.05 rad/frame is 1.5 rad/s at 30 fps; scale it with the frame
       rate).

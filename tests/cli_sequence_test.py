@@ -218,3 +218,22 @@ def test_sequence_contact_sheet_and_all_invalid(tmp_path, model_path, capsys):
                    str(tmp_path / "n.png"), "--num-yaws", str(T)]) == 1
   assert "nothing to plot" in capsys.readouterr().err
   assert (tmp_path / "n.npz").exists() and not (tmp_path / "n.png").exists()
+
+
+def test_num_yaws_defaults_to_each_modes_library_default(tmp_path, model_path):
+  # Without --num-yaws, `lift --sequence` searches lift_sequence's default grid
+  # (64 yaws) and per-frame `lift` lift's (100): per frame, the yaws (not
+  # refined) are multiples of 2π/100; the sequence's costs are those of 64.
+  keypoints, _, _ = _planted()
+  kp = keypoints[:16].astype(np.float32)
+  np.save(tmp_path / "kp.npy", kp)
+  argv = ["lift", str(tmp_path / "kp.npy"), "--model", model_path, "--layout", "h36m17"]
+  assert cli.main([*argv, "--out", str(tmp_path / "f.npz")]) == 0
+  with np.load(tmp_path / "f.npz") as data:
+    steps = data["yaw"][data["valid"]] / (2 * np.pi / 100)
+  assert steps.size and np.allclose(steps, np.round(steps), atol=1e-3)
+  assert cli.main([*argv, "--sequence", "--out", str(tmp_path / "s.npz")]) == 0
+  default, finer = lift_sequence(_model(), kp), lift_sequence(_model(), kp, num_yaws=100)
+  with np.load(tmp_path / "s.npz") as data:
+    np.testing.assert_allclose(data["cost"], np.asarray(default.cost), rtol=1e-5)
+    assert not np.allclose(data["cost"], np.asarray(finer.cost), rtol=1e-5)

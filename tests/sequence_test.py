@@ -179,13 +179,44 @@ def test_viterbi_with_padding_frames_matches_the_unpadded_video():
   scores = rng.uniform(0, 3, size=(2, 9, 2, 8)).astype(np.float32)
   length = 6
   band = sequence._band(8, 0.5, sequence.DEFAULT_YAW_JUMP)
-  k, t, total = sequence._viterbi(jnp.asarray(scores), 0.5, 1.0, sequence.DEFAULT_YAW_JUMP,
-                                  band, length=jnp.int32(length))
+  k, t, total, _ = sequence._viterbi(jnp.asarray(scores), 0.5, 1.0, sequence.DEFAULT_YAW_JUMP,
+                                     band, length=jnp.int32(length))
   for s in range(2):
     k1, t1, total1 = sequence.viterbi_path(scores[s, :length], yaw_rate=0.5, component_switch=1.0)
     np.testing.assert_array_equal(np.asarray(k)[:length, s], k1)
     np.testing.assert_array_equal(np.asarray(t)[:length, s], t1)
     np.testing.assert_allclose(float(total[s]), float(total1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("length", [None, 20])
+def test_viterbi_gives_back_the_scores_around_its_path(length):
+  # The forward pass overwrites the scores with its values, in place; the
+  # backward pass recovers the scores the sub-bin yaw needs (at the path's
+  # component and yaws t − 1, t, t + 1) as each value less its arrival cost.
+  # Unobserved frames' scores (NaN here) count as 0. Tolerance: a value is a
+  # score in [0, 40] plus an arrival in [0, jump + switch] (values are kept
+  # less the previous frame's minimum), so the score comes back within two
+  # float32 roundings of |V| <= 40 + jump + switch.
+  rng = np.random.default_rng(5)
+  num_seq, num_frames, num_components, num_yaws = 3, 24, 3, 16
+  scores = rng.uniform(0, 40, size=(num_seq, num_frames, num_components, num_yaws))
+  observed = rng.uniform(size=(num_seq, num_frames)) > 0.2
+  observed[:, 0] = [True, False, True]  # frame 0 is read apart from the others
+  scores = np.where(observed[..., None, None], scores, np.nan).astype(np.float32)
+  yaw_rate, switch, jump = 0.3, 5.0, 20.0
+  band = sequence._band(num_yaws, yaw_rate, jump)
+  k, t, _, around = sequence._viterbi(
+      jnp.asarray(scores), yaw_rate, switch, jump, band,
+      length=None if length is None else jnp.int32(length), observed=jnp.asarray(observed))
+  k, t, around = np.asarray(k).T, np.asarray(t).T, np.moveaxis(np.asarray(around), 0, 1)
+  masked = np.where(observed[..., None, None], scores, 0.0)
+  seq, frame = np.meshgrid(np.arange(num_seq), np.arange(num_frames), indexing="ij")
+  expected = np.stack([masked[seq, frame, k, (t + d) % num_yaws] for d in (-1, 0, 1)], axis=-1)
+  real = slice(0, num_frames if length is None else length)
+  tolerance = 2 * np.finfo(np.float32).eps * (40 + jump + switch)
+  np.testing.assert_allclose(around[:, real], expected[:, real], rtol=0, atol=tolerance)
+  # The switch term matters: some frames arrive by a component switch.
+  assert (k[:, 1:length] != k[:, :(length or num_frames) - 1]).any()
 
 
 def test_viterbi_batched_equals_per_sequence():

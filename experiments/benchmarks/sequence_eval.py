@@ -49,7 +49,7 @@ from lift3d.eval import mpjpe, pa_mpjpe
 from lift3d.lifting import lift
 from lift3d.skeleton import H36M17
 
-NUM_YAWS = 100
+NUM_YAWS = 100  # `lift`'s grid; `lift_sequence` runs at its default (64)
 # The lifting's prior of the pose model, as the default job calibrated it
 # (experiments/jobs/pose_model.py on the validation clips) for the default
 # K = 9, J = 14: σ_obs, β (0.1, 1 for the earlier K = 3, J = 10).
@@ -206,7 +206,7 @@ def error_figure(path, truth, lift_pose, seq_pose, frames, joint: int = 16):
 
 def run_sequence(model, videos, **weights):
   keypoints, visibility, _, _ = videos
-  result = sequence.lift_sequence(model, keypoints, visibility, num_yaws=NUM_YAWS, **weights)
+  result = sequence.lift_sequence(model, keypoints, visibility, **weights)
   return np.asarray(result.pose3d), np.asarray(result.valid)
 
 
@@ -276,7 +276,7 @@ def speed(model, num_sequences=64, num_frames=256, repeats=3):
 
   frames = num_sequences * num_frames
   t_lift = best_time(lambda: lift(model, flat, num_yaws=NUM_YAWS))
-  t_seq = best_time(lambda: sequence.lift_sequence(model, keypoints, num_yaws=NUM_YAWS))
+  t_seq = best_time(lambda: sequence.lift_sequence(model, keypoints))
   return (frames / t_lift[0], frames / t_seq[0]), (frames / t_lift[1], frames / t_seq[1])
 
 

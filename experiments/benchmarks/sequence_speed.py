@@ -10,7 +10,8 @@ Workload (as `sequence_eval`'s speed rows): S sequences (default 64) of F frames
 (default 256), each a component mean of the model turning at 0.02 rad a frame
 from a random start yaw, projected at 300 px per unit with 1 px Gaussian 2D
 noise; the weighted rows hide 20% of the joints (weight 0, NaN coordinates)
-and give the others weights in [0.5, 1]. T = 100 yaws. Each call is timed
+and give the others weights in [0.5, 1]. `lift` searches T = 100 yaws (its
+default), `lift_sequence` its default 64 (`--sequence-yaws`). Each call is timed
 best of `--repeats` after a warm-up (the warm-up's time, compile included, is
 printed too), `lift` on the S·F frames as one batch and `lift_sequence` on the
 (S, F) videos, in the same process, so their ratio is the figure to read on a
@@ -51,9 +52,9 @@ except ImportError:  # not a Unix
 import lift3d
 from experiments.benchmarks.lift_speed import random_model
 from lift3d import camera, lifting, pose_model
-from lift3d.sequence import lift_sequence, viterbi_path
+from lift3d.sequence import DEFAULT_NUM_YAWS, lift_sequence, viterbi_path
 
-NUM_YAWS = 100
+NUM_YAWS = 100  # `lift`'s default
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -119,6 +120,8 @@ def main(argv=None):
   parser.add_argument("--sequences", type=int, default=64)
   parser.add_argument("--frames", type=int, default=256)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--sequence-yaws", type=int, default=DEFAULT_NUM_YAWS,
+                      help="T of lift_sequence (default: its default)")
   parser.add_argument("--rows", default="unweighted,weighted")
   parser.add_argument("--save", default=None, help="write the answers to this .npz")
   parser.add_argument("--compare", default=None, help="diff the answers against this .npz")
@@ -137,7 +140,9 @@ def main(argv=None):
   keypoints, visibility, hidden = workload(model, args.sequences, args.frames)
   frames = args.sequences * args.frames
   num_joints = keypoints.shape[-2]
-  print(f"K={num_components} J={num_basis} T={NUM_YAWS}, {args.sequences} sequences x "
+  seq_yaws = args.sequence_yaws
+  print(f"K={num_components} J={num_basis} T={NUM_YAWS} (lift), {seq_yaws} (lift_sequence), "
+        f"{args.sequences} sequences x "
         f"{args.frames} frames = {frames} frames, float32")
   print(f"{'row':<11} {'call':<14} {'first s':>8} {'best s':>8} {'frames/s':>11} {'/ lift':>7} "
         f"{'fresh MB':>9}")
@@ -152,11 +157,11 @@ def main(argv=None):
         "lift": lambda kp=kp, fv=flat_vis: lift3d.lift(model, kp.reshape(-1, num_joints, 2), fv,
                                                        num_yaws=NUM_YAWS),
         "lift_sequence": lambda kp=kp, vis=vis: lift_sequence(model, kp, vis,
-                                                              num_yaws=NUM_YAWS),
+                                                              num_yaws=seq_yaws),
     }
     if args.stages and row == "unweighted":
-      scores = lifting.grid_scores(model, kp, num_yaws=NUM_YAWS)
-      calls["  grid_scores"] = lambda kp=kp: lifting.grid_scores(model, kp, num_yaws=NUM_YAWS)
+      scores = lifting.grid_scores(model, kp, num_yaws=seq_yaws)
+      calls["  grid_scores"] = lambda kp=kp: lifting.grid_scores(model, kp, num_yaws=seq_yaws)
       calls["  viterbi_path"] = lambda scores=scores: viterbi_path(scores)
     rate, seconds = {}, {}
     for call, fn in calls.items():
