@@ -942,8 +942,11 @@ def lift_sequence(
       be NaN). None: every finite joint visible, with weight 1; NaN joints
       are hidden (weight 0). Under an outer `jax.jit` (traced keypoints) None
       means every joint visible: pass a visibility where joints may be NaN.
-    num_yaws: T, grid yaws 2πt/T (static; default 64, validated: the path's
-      yaws are refined below the grid spacing).
+    num_yaws: T, grid yaws 2πt/T (static; default 64, validated at 30 fps: the
+      path's yaws are refined below the grid spacing). The walk's band is
+      yaw_rate·√(2·yaw_jump)/(2π/T) bins (7 with the defaults); when yaw_rate
+      is scaled down for a higher frame rate, raising T in proportion keeps
+      the walk as fine as validated.
     yaw_rate: radians per frame, the step of the yaw's random walk (the
       default 0.05 rad/frame is 1.5 rad/s at 30 fps; scale it with the frame
       rate).

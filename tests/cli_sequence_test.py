@@ -1,13 +1,15 @@
 """Tests of the `lift3d` command line on sequences: OpenPose folders, multi-frame COCO
 results with --sequence, and export-bvh read back by lift3d.data.bvh."""
 
+import inspect
 import json
 
 import numpy as np
 import pytest
 from sequence_test import PITCH_ROTATION, T, _model, _pitched, _planted
 
-from lift3d import cli, pose_model
+import lift3d
+from lift3d import cli, pose_model, sequence
 from lift3d.data import bvh, bvh_writer
 from lift3d.sequence import lift_sequence
 from lift3d.skeleton import BODY25_NAMES, COCO17_NAMES, H36M17, convert
@@ -220,20 +222,34 @@ def test_sequence_contact_sheet_and_all_invalid(tmp_path, model_path, capsys):
   assert (tmp_path / "n.npz").exists() and not (tmp_path / "n.png").exists()
 
 
-def test_num_yaws_defaults_to_each_modes_library_default(tmp_path, model_path):
+def test_num_yaws_defaults_to_each_modes_library_default(tmp_path, model_path, monkeypatch):
   # Without --num-yaws, `lift --sequence` searches lift_sequence's default grid
-  # (64 yaws) and per-frame `lift` lift's (100): per frame, the yaws (not
-  # refined) are multiples of 2π/100; the sequence's costs are those of 64.
+  # (64 yaws) and per-frame lifting lift's (100); an explicit value wins. The
+  # lifting calls are intercepted to read the grid they are given (what they
+  # compute with it is tested above).
+  class Called(Exception):
+    pass
+
+  seen = {}
+
+  def record(name):
+    def call(*args, num_yaws, **kwargs):
+      seen[name] = num_yaws
+      raise Called
+    return call
+
+  monkeypatch.setattr(cli, "_lift_all", record("frames"))
+  monkeypatch.setattr(sequence, "lift_sequence", record("sequence"))
   keypoints, _, _ = _planted()
-  kp = keypoints[:16].astype(np.float32)
-  np.save(tmp_path / "kp.npy", kp)
-  argv = ["lift", str(tmp_path / "kp.npy"), "--model", model_path, "--layout", "h36m17"]
-  assert cli.main([*argv, "--out", str(tmp_path / "f.npz")]) == 0
-  with np.load(tmp_path / "f.npz") as data:
-    steps = data["yaw"][data["valid"]] / (2 * np.pi / 100)
-  assert steps.size and np.allclose(steps, np.round(steps), atol=1e-3)
-  assert cli.main([*argv, "--sequence", "--out", str(tmp_path / "s.npz")]) == 0
-  default, finer = lift_sequence(_model(), kp), lift_sequence(_model(), kp, num_yaws=100)
-  with np.load(tmp_path / "s.npz") as data:
-    np.testing.assert_allclose(data["cost"], np.asarray(default.cost), rtol=1e-5)
-    assert not np.allclose(data["cost"], np.asarray(finer.cost), rtol=1e-5)
+  np.save(tmp_path / "kp.npy", keypoints[:8].astype(np.float32))
+  argv = ["lift", str(tmp_path / "kp.npy"), "--model", model_path, "--layout", "h36m17",
+          "--out", str(tmp_path / "o.npz")]
+  for extra in ([], ["--sequence"]):
+    with pytest.raises(Called):
+      cli.main([*argv, *extra])
+  lift_default = inspect.signature(lift3d.lift).parameters["num_yaws"].default
+  assert seen == {"frames": lift_default, "sequence": sequence.DEFAULT_NUM_YAWS}
+  assert sequence.DEFAULT_NUM_YAWS != lift_default
+  with pytest.raises(Called):
+    cli.main([*argv, "--sequence", "--num-yaws", "30"])
+  assert seen["sequence"] == 30
