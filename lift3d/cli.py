@@ -509,7 +509,7 @@ def _cmd_lift_sequence(args) -> int:
   from lift3d.skeleton import convert
 
   _check_pitch(args.pitch)
-  if args.num_yaws < 3:
+  if args.num_yaws is not None and args.num_yaws < 3:
     raise _InputError(f"--num-yaws must be >= 3, got {args.num_yaws}")
   if args.sequence and args.refine:
     raise _InputError("--refine applies to per-frame lifting; drop it or --sequence")
@@ -562,10 +562,8 @@ def _cmd_lift_sequence(args) -> int:
 
 
 def _cmd_lift_dispatch(args) -> int:
-  if args.num_yaws is None:  # each mode's library default
-    from lift3d.sequence import DEFAULT_NUM_YAWS
-
-    args.num_yaws = DEFAULT_NUM_YAWS if args.sequence else 100
+  if args.num_yaws is None and not args.sequence:  # lift's default (lift_sequence has its own)
+    args.num_yaws = 100
   if args.sequence or os.path.isdir(args.input):
     return _cmd_lift_sequence(args)
   return _cmd_lift(args)
@@ -635,8 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
   lift.add_argument("-f", "--overwrite", action="store_true",
                     help="replace an existing --out / --plot file")
   lift.add_argument("--num-yaws", type=int, default=None,
-                    help="yaws searched (default 100 per frame, 64 with --sequence: "
-                         "lift_sequence refines its path's yaws below the grid spacing)")
+                    help="yaws searched (default 100 per frame; with --sequence "
+                         "lift_sequence's default, 64: it refines its path's yaws below the "
+                         "grid spacing)")
   lift.add_argument("--refine", action="store_true", help="refine the yaw (a few LM steps)")
   lift.add_argument("--batch", type=int, default=4096, help="frames per lift call")
   lift.add_argument("--reconstruction", choices=("blend", "model"), default="blend",

@@ -93,13 +93,39 @@ DEFAULT_YAW_JUMP = 100.0  # nats
 DEFAULT_COMPONENT_SWITCH = 20.0  # nats
 DEFAULT_SMOOTHING = 30.0
 DEFAULT_MAX_GAP = 30  # frames
-# Grid yaws of `lift_sequence` (`lift` keeps 100). The path's yaws are refined
-# below the grid spacing (step 2 of the module docstring), so a coarser grid
-# loses little: on 180 validation videos (sequence_eval's clips, K = 9,
-# J = 14) MPJPE rose by 0.05 ± 0.03 mm at T = 64 against T = 100, 0.14 at 40,
-# 0.29 at 32, while the grid and the Viterbi cost in proportion to T
-# (lift_sequence 1.3x faster at 64 than at 100 on the 2-core CPU; RESULTS.md).
+# Grid yaws of `lift_sequence` at the default yaw_rate (`lift` keeps 100). The
+# path's yaws are refined below the grid spacing (step 2 of the module
+# docstring), so a coarser grid loses little: on 180 validation videos
+# (sequence_eval's clips at 30 fps, K = 9, J = 14) MPJPE rose by 0.05 ± 0.03 mm
+# at T = 64 against T = 100, 0.14 at 40, 0.29 at 32, while the grid and the
+# Viterbi cost in proportion to T (lift_sequence 1.3x faster at 64 than at 100
+# on the 2-core CPU). A smaller yaw_rate (a higher frame rate) needs a finer
+# grid in proportion (`default_num_yaws`; RESULTS.md).
 DEFAULT_NUM_YAWS = 64
+
+
+def default_num_yaws(yaw_rate: float) -> int:
+  """`lift_sequence`'s default T for a yaw walk of `yaw_rate` radians per frame.
+
+  `DEFAULT_NUM_YAWS` (64) at the validated `DEFAULT_YAW_RATE` or above, and
+  in proportion to `DEFAULT_YAW_RATE / yaw_rate` below it (rounded up), so
+  that a move of one bin costs the walk at most what it costs with the
+  defaults (½ (2π/64 / 0.05)² ≈ 1.9 nats). Measured on
+  validation videos rendered at 60 and 120 fps with yaw_rate scaled to the
+  frame rate: 68.22 and 65.99 mm MPJPE at T = 128 and 256, against 68.56
+  and 67.21 at 64 (RESULTS.md).
+
+  Args:
+    yaw_rate: radians per frame, > 0.
+
+  Returns:
+    T, at least 64.
+  """
+  if not (math.isfinite(float(yaw_rate)) and float(yaw_rate) > 0):
+    raise ValueError(f"yaw_rate must be a finite number > 0, got {yaw_rate}")
+  # (The 1e-9 keeps a ratio that float rounding puts just above an integer on it.)
+  return max(DEFAULT_NUM_YAWS,
+             math.ceil(DEFAULT_NUM_YAWS * (DEFAULT_YAW_RATE / float(yaw_rate)) - 1e-9))
 # The blend (step 4).
 DEFAULT_BLEND_WEIGHT = 1.0
 DEFAULT_BLEND_SMOOTHING = 3.0
@@ -909,7 +935,7 @@ def lift_sequence(
     keypoints,
     visibility=None,
     *,
-    num_yaws: int = DEFAULT_NUM_YAWS,
+    num_yaws: int | None = None,
     yaw_rate: float = DEFAULT_YAW_RATE,
     component_switch: float = DEFAULT_COMPONENT_SWITCH,
     smoothing: float = DEFAULT_SMOOTHING,
@@ -942,11 +968,11 @@ def lift_sequence(
       be NaN). None: every finite joint visible, with weight 1; NaN joints
       are hidden (weight 0). Under an outer `jax.jit` (traced keypoints) None
       means every joint visible: pass a visibility where joints may be NaN.
-    num_yaws: T, grid yaws 2πt/T (static; default 64, validated at 30 fps: the
-      path's yaws are refined below the grid spacing). The walk's band is
-      yaw_rate·√(2·yaw_jump)/(2π/T) bins (7 with the defaults); when yaw_rate
-      is scaled down for a higher frame rate, raising T in proportion keeps
-      the walk as fine as validated.
+    num_yaws: T, grid yaws 2πt/T (static). None (default):
+      `default_num_yaws(yaw_rate)`, 64 at the default yaw_rate (validated at
+      30 fps: the path's yaws are refined below the grid spacing) and more in
+      proportion for a smaller yaw_rate (a higher frame rate), so that the
+      walk's steps stay as fine as validated.
     yaw_rate: radians per frame, the step of the yaw's random walk (the
       default 0.05 rad/frame is 1.5 rad/s at 30 fps; scale it with the frame
       rate).
@@ -1006,6 +1032,8 @@ def lift_sequence(
                             ("blend_hidden", blend_hidden, 1.0)):
     if not (math.isfinite(float(value)) and 0.0 <= float(value) <= high):
       raise ValueError(f"{name} must be a finite number in [0, {high:g}], got {value}")
+  if num_yaws is None:
+    num_yaws = default_num_yaws(yaw_rate)
   if int(num_yaws) < 3:
     raise ValueError(f"num_yaws must be >= 3, got {num_yaws}")
   if camera_rotation is not None and tuple(np.shape(camera_rotation)) != (3, 3):

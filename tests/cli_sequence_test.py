@@ -223,10 +223,10 @@ def test_sequence_contact_sheet_and_all_invalid(tmp_path, model_path, capsys):
 
 
 def test_num_yaws_defaults_to_each_modes_library_default(tmp_path, model_path, monkeypatch):
-  # Without --num-yaws, `lift --sequence` searches lift_sequence's default grid
-  # (64 yaws) and per-frame lifting lift's (100); an explicit value wins. The
-  # lifting calls are intercepted to read the grid they are given (what they
-  # compute with it is tested above).
+  # Without --num-yaws, `lift --sequence` leaves the grid to lift_sequence's
+  # default (None: `sequence.default_num_yaws`) and per-frame lifting takes
+  # lift's (100); an explicit value wins. The lifting calls are intercepted to
+  # read the grid they are given (what they compute with it is tested above).
   class Called(Exception):
     pass
 
@@ -248,8 +248,8 @@ def test_num_yaws_defaults_to_each_modes_library_default(tmp_path, model_path, m
     with pytest.raises(Called):
       cli.main([*argv, *extra])
   lift_default = inspect.signature(lift3d.lift).parameters["num_yaws"].default
-  assert seen == {"frames": lift_default, "sequence": sequence.DEFAULT_NUM_YAWS}
-  assert sequence.DEFAULT_NUM_YAWS != lift_default
+  assert seen == {"frames": lift_default, "sequence": None}
+  assert inspect.signature(lift_sequence).parameters["num_yaws"].default is None
   with pytest.raises(Called):
     cli.main([*argv, "--sequence", "--num-yaws", "30"])
   assert seen["sequence"] == 30
