@@ -505,7 +505,7 @@ def _cmd_lift_sequence(args) -> int:
   """`lift` for a folder of OpenPose files, or any input with --sequence."""
   import jax
 
-  from lift3d.sequence import lift_sequence
+  from lift3d.sequence import frame_rate_weights, lift_sequence
   from lift3d.skeleton import convert
 
   _check_pitch(args.pitch)
@@ -524,10 +524,12 @@ def _cmd_lift_sequence(args) -> int:
   flat_conf = converted.confidence.reshape(-1, 17)
   weighted = confidence is not None or not np.all(np.isfinite(flat_kp))
   if args.sequence:
+    # The temporal weights were validated at 30 fps; --fps converts them.
+    weights = {} if args.fps is None else frame_rate_weights(args.fps)
     result = lift_sequence(model, converted.keypoints.astype(np.float32),
                            converted.confidence if weighted else None, num_yaws=args.num_yaws,
                            reconstruction=args.reconstruction,
-                           camera_rotation=_camera_rotation(args.pitch))
+                           camera_rotation=_camera_rotation(args.pitch), **weights)
     result = {k: np.asarray(jax.device_get(getattr(result, k))).reshape(
         (-1, *np.shape(getattr(result, k))[len(batch_shape):])) for k in _RESULT_FIELDS}
   else:
@@ -648,7 +650,9 @@ def build_parser() -> argparse.ArgumentParser:
   lift.add_argument("--sequence", action="store_true",
                     help="lift tracks of frames as videos (lift3d.sequence.lift_sequence)")
   lift.add_argument("--fps", type=float, default=None,
-                    help="frame rate, stored with the result (for export-bvh)")
+                    help="frame rate, stored with the result (for export-bvh); with --sequence "
+                         "the temporal weights, validated at 30 fps, are converted to it "
+                         "(lift3d.sequence.frame_rate_weights)")
   lift.set_defaults(func=_cmd_lift_dispatch)
   export = sub.add_parser("export-bvh", help="write a lifted sequence as BVH motion")
   export.add_argument("result", help="RESULT.npz written by `lift3d lift`")

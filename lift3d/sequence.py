@@ -86,7 +86,7 @@ from lift3d.skeleton import H36M17
 # 30 fps, default pose model K = 9, J = 14 with its calibrated prior), minimising
 # MPJPE among the weights whose acceleration error is at most a quarter of
 # per-frame `lift`'s (half of issue 16's bound); RESULTS.md, issue 16. At 30 fps;
-# scale yaw_rate with the frame rate. (The previous defaults, chosen on MPJPE +
+# `frame_rate_weights` converts them for other frame rates. (The previous defaults, chosen on MPJPE +
 # acceleration error: component_switch 100, smoothing 100, blend_smoothing 10.)
 DEFAULT_YAW_RATE = 0.05  # radians per frame
 DEFAULT_YAW_JUMP = 100.0  # nats
@@ -102,6 +102,39 @@ DEFAULT_MAX_GAP = 30  # frames
 # on the 2-core CPU). A smaller yaw_rate (a higher frame rate) needs a finer
 # grid in proportion (`default_num_yaws`; RESULTS.md).
 DEFAULT_NUM_YAWS = 64
+
+
+VALIDATED_FRAME_RATE = 30.0  # frames per second of the clips the defaults were chosen on
+
+
+def frame_rate_weights(frame_rate: float) -> dict:
+  """The default temporal weights of `lift_sequence` for a video at `frame_rate`.
+
+  The defaults were validated at 30 fps. At F times that rate, the same motion
+  changes 1/F as much between frames while the frames (the data) are F times
+  as many, so the weights that keep the same prior per second of video are:
+  yaw_rate / F (a yaw random walk of the same speed), smoothing and
+  blend_smoothing × F² (first differences of a smooth motion shrink as 1/F),
+  and max_gap × F (the same duration, 1 s). yaw_jump and component_switch
+  are costs per event and do not change. Measured on validation videos at 60
+  and 120 fps (RESULTS.md): MPJPE 67.55 and 64.77 mm and acceleration error
+  7.8 and 3.5 mm/frame², against 68.28 and 66.86 mm and 13.9 and 12.2 with
+  the 30 fps weights unchanged. `lift_sequence`'s default grid follows the
+  yaw_rate (`default_num_yaws`).
+
+  Args:
+    frame_rate: frames per second, > 0.
+
+  Returns:
+    A dict of `lift_sequence` keywords: yaw_rate (radians per frame),
+    smoothing, blend_smoothing, max_gap (frames).
+  """
+  if not (math.isfinite(float(frame_rate)) and float(frame_rate) > 0):
+    raise ValueError(f"frame_rate must be a finite number > 0, got {frame_rate}")
+  ratio = float(frame_rate) / VALIDATED_FRAME_RATE
+  return {"yaw_rate": DEFAULT_YAW_RATE / ratio, "smoothing": DEFAULT_SMOOTHING * ratio**2,
+          "blend_smoothing": DEFAULT_BLEND_SMOOTHING * ratio**2,
+          "max_gap": max(1, round(DEFAULT_MAX_GAP * ratio))}
 
 
 def default_num_yaws(yaw_rate: float) -> int:
@@ -974,12 +1007,13 @@ def lift_sequence(
       proportion for a smaller yaw_rate (a higher frame rate), so that the
       walk's steps stay as fine as validated.
     yaw_rate: radians per frame, the step of the yaw's random walk (the
-      default 0.05 rad/frame is 1.5 rad/s at 30 fps; scale it with the frame
-      rate).
+      default 0.05 rad/frame is 1.5 rad/s at 30 fps; for other frame rates
+      pass `**frame_rate_weights(fps)`, which converts it and the smoothing
+      weights).
     component_switch: cost (nats) of changing mixture component between frames.
     smoothing: weight of the temporal coupling of scale and coefficients (0:
       independent frames at the path's yaws; the default 30 was validated at
-      30 fps, heavier values flatten real motion).
+      30 fps, heavier values flatten real motion; `frame_rate_weights`).
     yaw_jump: the most (nats) any yaw change between frames costs.
     max_gap: frames without a liftable pose get their pose from their
       neighbours; in a run of more than `max_gap` of them they are not valid.

@@ -68,9 +68,11 @@ def test_openpose_folder_per_frame_and_sequence(tmp_path, model_path, capsys):
   with np.load(seq_out) as data:
     assert data["pose3d"].shape == (2, len(body), 17, 3) and float(data["fps"]) == 25.0
     converted = convert(body, "body25", np.ones(body.shape[:-1]))
-    # Two tracks, as the command lifts them (so the compiled program is reused).
+    # Two tracks, as the command lifts them (so the compiled program is reused),
+    # with the temporal weights converted to the 25 fps of --fps.
     direct = lift_sequence(_model(), np.stack([converted.keypoints.astype(np.float32)] * 2),
-                           np.stack([converted.confidence] * 2), num_yaws=T)
+                           np.stack([converted.confidence] * 2), num_yaws=T,
+                           **sequence.frame_rate_weights(25.0))
     np.testing.assert_allclose(data["pose3d"][0], np.asarray(direct.pose3d[0]), atol=1e-2)
     # Track 1 is absent for 35 frames, more than the default gap limit (30).
     assert not data["valid"][1, :35].any() and data["valid"][1, 35:].all()

@@ -245,6 +245,28 @@ def test_the_default_grid_follows_the_yaw_rate():
   assert not np.array_equal(np.asarray(auto.cost), np.asarray(coarse.cost))
 
 
+def test_frame_rate_weights_keep_the_prior_per_second():
+  # At 30 fps they are the validated defaults. At any rate, the walk's cost of
+  # a yaw turning at ω and the smoothing cost of a coefficient changing at ċ,
+  # summed over one second (closed form: r steps of ω/r and ċ/r), grow with
+  # the frame count r like the data term, so per frame they stay the same.
+  assert sequence.frame_rate_weights(30.0) == {
+      "yaw_rate": sequence.DEFAULT_YAW_RATE, "smoothing": sequence.DEFAULT_SMOOTHING,
+      "blend_smoothing": sequence.DEFAULT_BLEND_SMOOTHING, "max_gap": sequence.DEFAULT_MAX_GAP}
+  omega, rate_of_change = 1.3, 0.4  # rad/s, units/s
+  per_frame = []
+  for rate in (15.0, 30.0, 60.0, 120.0, 240.0):
+    w = sequence.frame_rate_weights(rate)
+    walk = rate * 0.5 * (omega / rate / w["yaw_rate"]) ** 2
+    smooth = rate * w["smoothing"] * (rate_of_change / rate) ** 2
+    blend = rate * w["blend_smoothing"] * (rate_of_change / rate) ** 2
+    per_frame.append(np.array([walk, smooth, blend]) / rate)
+    assert w["max_gap"] == round(sequence.DEFAULT_MAX_GAP * rate / 30.0)  # one second
+  np.testing.assert_allclose(per_frame, np.broadcast_to(per_frame[1], (5, 3)), rtol=1e-12)
+  with pytest.raises(ValueError, match="frame_rate"):
+    sequence.frame_rate_weights(0.0)
+
+
 def test_viterbi_batched_equals_per_sequence():
   rng = np.random.default_rng(1)
   scores = rng.uniform(0, 3, size=(3, 2, 6, 2, 8)).astype(np.float32)
