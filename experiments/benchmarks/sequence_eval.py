@@ -2,6 +2,7 @@ r"""Video lifting: `lift3d.lift_sequence` against per-frame `lift` on held-out c
 
   python -m experiments.benchmarks.sequence_eval --workdir /tmp/sequence_eval
   python -m experiments.benchmarks.sequence_eval --workdir /tmp/sequence_eval --quick
+  python -m experiments.benchmarks.sequence_eval --workdir /tmp/sequence_eval --no-validate --fps 60
 
 Data: the embedded mocap corpus (CMU, HDM05 and DeepMimic clips) split as the
 default job splits it (experiments/configs/parts/data.py): the default pose
@@ -30,6 +31,11 @@ acceleration error is at most F times per-frame `lift`'s (printed). Speed: unwei
 process (best of 3 after a warm-up), as wall-clock rates and as frames per
 CPU-second of the process (steadier on a shared machine). A figure of where
 the error is (`error_figure`) goes to WORKDIR/sequence_eval.png.
+
+`--fps R`: the held-out clips (30 fps) are resampled to R fps by linear
+interpolation of the poses, the videos keep their duration (`--frames` × R/30
+frames), and `lift_sequence` runs with `sequence.frame_rate_weights(R)`; no
+weight search.
 """
 
 from __future__ import annotations
@@ -63,6 +69,29 @@ def corpus_parts():
   from experiments.configs.parts import data
 
   return settings.corpus_parts(data.get())
+
+
+class Resampled:
+  """A corpus's clips at `frame_rate` fps: its poses interpolated linearly in time.
+
+  Offers what `render_videos` reads: `clip_names`, `clip_poses(name)` (N', L, 3)
+  and `clip_rate(name)` (= frame_rate).
+  """
+
+  def __init__(self, corpus: mocap.MocapCorpus, frame_rate: float):
+    self.corpus, self.frame_rate = corpus, float(frame_rate)
+    self.clip_names = corpus.clip_names
+
+  def clip_rate(self, name: str) -> float:
+    return self.frame_rate
+
+  def clip_poses(self, name: str) -> np.ndarray:
+    poses = np.asarray(self.corpus.clip_poses(name), np.float64)
+    step = self.corpus.clip_rate(name) / self.frame_rate  # source frames per new frame
+    times = np.arange(0.0, len(poses) - 1 + 1e-9, step)
+    index = np.minimum(np.floor(times).astype(int), len(poses) - 2)
+    weight = (times - index)[:, None, None]
+    return (1 - weight) * poses[index] + weight * poses[index + 1]
 
 
 def load_or_fit_model(workdir: str, train: mocap.MocapCorpus) -> pose_model.PoseModel:
@@ -289,6 +318,9 @@ def main(argv=None):
   parser.add_argument("--no-validate", action="store_true",
                       help="skip the validation search (test and speed only)")
   parser.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
+  parser.add_argument("--fps", type=float, default=None,
+                      help="resample the clips to this frame rate and convert lift_sequence's "
+                           "weights to it (sequence.frame_rate_weights); implies --no-validate")
   parser.add_argument("--accel_cap", type=float, default=None,
                       help="validate on MPJPE alone among the weights whose acceleration "
                            "error is at most this fraction of per-frame lift's (default: "
@@ -306,8 +338,13 @@ def main(argv=None):
   val_clips, test_clips = validation.clip_names, heldout.clip_names
   if args.quick:
     val_clips, test_clips = val_clips[::6], test_clips[::6]
-  weights = None
-  if not (args.quick or args.no_validate):
+  weights, rate_weights, frames = None, {}, args.frames
+  if args.fps is not None:  # the clips at another frame rate, the weights converted
+    rate_weights = sequence.frame_rate_weights(args.fps)
+    heldout = Resampled(heldout, args.fps)
+    frames = round(args.frames * args.fps / 30.0)
+    log(f"at {args.fps:g} fps: {frames} frames a video, lift_sequence weights {rate_weights}")
+  if not (args.quick or args.no_validate or args.fps is not None):
     val = render_videos(validation, val_clips, args.videos, seed=1, length=args.frames)
     log(f"validation: {val[0].shape[0]} videos x {val[0].shape[1]} frames "
         f"({len(val_clips)} clips)")
@@ -317,7 +354,7 @@ def main(argv=None):
     cap = None if args.accel_cap is None else args.accel_cap * s["accel"]
     weights = validate(model, val, log, accel_cap=cap)
     log(f"chosen weights: {weights}")
-  test = render_videos(heldout, test_clips, args.videos, seed=2, length=args.frames)
+  test = render_videos(heldout, test_clips, args.videos, seed=2, length=frames)
   keypoints, visibility, truth, rates = test
   log(f"test: {keypoints.shape[0]} videos x {keypoints.shape[1]} frames "
       f"({len(test_clips)} clips) at {sorted(set(np.round(rates, 2).tolist()))} fps")
@@ -329,15 +366,15 @@ def main(argv=None):
   model_pose = lift(model, keypoints, visibility, num_yaws=NUM_YAWS, reconstruction="model")
   rows["lift (per frame), reconstruction=\"model\""] = scores(
       np.asarray(model_pose.pose3d), np.asarray(model_pose.valid), truth)
-  pose3d, valid = run_sequence(model, test, reconstruction="model")
+  pose3d, valid = run_sequence(model, test, reconstruction="model", **rate_weights)
   rows["lift_sequence (defaults), reconstruction=\"model\", lift's frames"] = scores(
       pose3d, valid, truth, lift_valid)
-  for label, w in (("lift_sequence (defaults)", {}),
+  for label, w in (("lift_sequence (defaults)", rate_weights),
                    *((("lift_sequence (validated)", weights),) if weights else ())):
     pose3d, valid = run_sequence(model, test, **w)
     rows[f"{label}, lift's frames"] = scores(pose3d, valid, truth, lift_valid)
     rows[f"{label}, all frames"] = scores(pose3d, valid, truth)
-    if not w:
+    if w is rate_weights:
       figure = os.path.join(args.workdir, "sequence_eval.png")
       error_figure(figure, truth, lift_pose, pose3d, lift_valid & valid)
       log(f"figure (defaults against per-frame lift): {figure}")

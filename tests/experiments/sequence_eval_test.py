@@ -40,3 +40,32 @@ def test_error_figure_is_written(tmp_path):
   path = tmp_path / "errors.png"
   sequence_eval.error_figure(path, truth, lift_pose, seq_pose, frames)
   assert path.stat().st_size > 20_000
+
+
+class _LinearCorpus:
+  """One 30 fps clip whose joints move linearly in time: pose(t) = start + t · velocity."""
+
+  clip_names = ("walk",)
+
+  def __init__(self):
+    rng = np.random.default_rng(1)
+    self.start, self.velocity = rng.normal(size=(17, 3)), rng.normal(size=(17, 3))
+
+  def clip_rate(self, name):
+    return 30.0
+
+  def clip_poses(self, name):
+    return self.start + np.arange(10)[:, None, None] / 30.0 * self.velocity
+
+
+def test_resampled_clips_interpolate_in_time_and_keep_their_duration():
+  corpus = _LinearCorpus()
+  for rate in (60.0, 120.0, 45.0):
+    resampled = sequence_eval.Resampled(corpus, rate)
+    poses = resampled.clip_poses("walk")
+    times = np.arange(len(poses)) / rate  # seconds
+    np.testing.assert_allclose(poses, corpus.start + times[:, None, None] * corpus.velocity,
+                               atol=1e-12)
+    # The same 9/30 s as the source's 10 frames (to within one new frame).
+    assert 9 / 30 - 1 / rate < times[-1] <= 9 / 30 + 1e-9
+    assert resampled.clip_rate("walk") == rate and resampled.clip_names == ("walk",)
