@@ -119,8 +119,11 @@ def frame_rate_weights(frame_rate: float) -> dict:
   are costs per event and do not change. Measured on validation videos at 60
   and 120 fps (RESULTS.md): MPJPE 67.55 and 64.77 mm and acceleration error
   7.8 and 3.5 mm/frame², against 68.28 and 66.86 mm and 13.9 and 12.2 with
-  the 30 fps weights unchanged. `lift_sequence`'s default grid follows the
-  yaw_rate (`default_num_yaws`).
+  the 30 fps weights unchanged. Below 30 fps it is less sure: at 15 fps it
+  gave 68.24 mm against 68.82 unchanged, but smoothing and blend_smoothing
+  × F instead of F² gave 67.90 mm with a lower acceleration error (30.8
+  against 36.6). `lift_sequence`'s default grid follows the yaw_rate
+  (`default_num_yaws`).
 
   Args:
     frame_rate: frames per second, > 0.
