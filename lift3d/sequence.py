@@ -98,8 +98,8 @@ DEFAULT_MAX_GAP = 30  # frames
 # docstring), so a coarser grid loses little: on 180 validation videos
 # (sequence_eval's clips at 30 fps, K = 9, J = 14) MPJPE rose by 0.05 ± 0.03 mm
 # at T = 64 against T = 100, 0.14 at 40, 0.29 at 32, while the grid and the
-# Viterbi cost in proportion to T (lift_sequence 1.3x faster at 64 than at 100
-# on the 2-core CPU). A smaller yaw_rate (a higher frame rate) needs a finer
+# Viterbi cost in proportion to T (lift_sequence 1.2-1.3x faster at 64 than at
+# 100 on the 2-core CPU). A smaller yaw_rate (a higher frame rate) needs a finer
 # grid in proportion (`default_num_yaws`; RESULTS.md).
 DEFAULT_NUM_YAWS = 64
 

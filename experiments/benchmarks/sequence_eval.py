@@ -342,7 +342,7 @@ def main(argv=None):
   if args.fps is not None:  # the clips at another frame rate, the weights converted
     rate_weights = sequence.frame_rate_weights(args.fps)
     heldout = Resampled(heldout, args.fps)
-    frames = round(args.frames * args.fps / 30.0)
+    frames = round(args.frames * args.fps / sequence.VALIDATED_FRAME_RATE)
     log(f"at {args.fps:g} fps: {frames} frames a video, lift_sequence weights {rate_weights}")
   if not (args.quick or args.no_validate or args.fps is not None):
     val = render_videos(validation, val_clips, args.videos, seed=1, length=args.frames)
