@@ -246,23 +246,30 @@ def test_the_default_grid_follows_the_yaw_rate():
 
 
 def test_frame_rate_weights_keep_the_prior_per_second():
-  # At 30 fps they are the validated defaults. At any rate, the walk's cost of
-  # a yaw turning at ω and the smoothing cost of a coefficient changing at ċ,
-  # summed over one second (closed form: r steps of ω/r and ċ/r), grow with
-  # the frame count r like the data term, so per frame they stay the same.
+  # At 30 fps they are the validated defaults. At r fps, over one second (closed
+  # forms): a yaw turning steadily at ω takes r steps of ω/r, so the walk's cost
+  # per frame stays the same; a coefficient changing steadily at ċ takes r
+  # steps of ċ/r, and a random walk of variance σ² a second r steps of variance
+  # σ²/r. The smoothing weights sit between the two rules that keep either cost
+  # per frame (× F² and × F): the steady cost per frame falls with the rate, the
+  # random walk's rises, and their product stays the same (the geometric mean).
   assert sequence.frame_rate_weights(30.0) == {
       "yaw_rate": sequence.DEFAULT_YAW_RATE, "smoothing": sequence.DEFAULT_SMOOTHING,
       "blend_smoothing": sequence.DEFAULT_BLEND_SMOOTHING, "max_gap": sequence.DEFAULT_MAX_GAP}
-  omega, rate_of_change = 1.3, 0.4  # rad/s, units/s
-  per_frame = []
-  for rate in (15.0, 30.0, 60.0, 120.0, 240.0):
+  omega, rate_of_change, variance = 1.3, 0.4, 0.09  # rad/s, units/s, units²/s
+  walk, steady, random = [], [], []
+  rates = (15.0, 30.0, 60.0, 120.0, 240.0)
+  for rate in rates:
     w = sequence.frame_rate_weights(rate)
-    walk = rate * 0.5 * (omega / rate / w["yaw_rate"]) ** 2
-    smooth = rate * w["smoothing"] * (rate_of_change / rate) ** 2
-    blend = rate * w["blend_smoothing"] * (rate_of_change / rate) ** 2
-    per_frame.append(np.array([walk, smooth, blend]) / rate)
+    walk.append(0.5 * (omega / rate / w["yaw_rate"]) ** 2)
+    steady.append([w[k] * (rate_of_change / rate) ** 2 for k in ("smoothing", "blend_smoothing")])
+    random.append([w[k] * variance / rate for k in ("smoothing", "blend_smoothing")])
     assert w["max_gap"] == round(sequence.DEFAULT_MAX_GAP * rate / 30.0)  # one second
-  np.testing.assert_allclose(per_frame, np.broadcast_to(per_frame[1], (5, 3)), rtol=1e-12)
+  walk, steady, random = np.array(walk), np.array(steady), np.array(random)
+  np.testing.assert_allclose(walk, walk[1], rtol=1e-12)
+  np.testing.assert_allclose(steady * random, np.broadcast_to(steady[1] * random[1], (5, 2)),
+                             rtol=1e-12)
+  assert np.all(np.diff(steady, axis=0) < 0) and np.all(np.diff(random, axis=0) > 0)
   with pytest.raises(ValueError, match="frame_rate"):
     sequence.frame_rate_weights(0.0)
 
