@@ -245,7 +245,7 @@ def test_the_default_grid_follows_the_yaw_rate():
   assert not np.array_equal(np.asarray(auto.cost), np.asarray(coarse.cost))
 
 
-def test_frame_rate_weights_keep_the_prior_per_second():
+def test_frame_rate_weights_lie_between_the_steady_and_random_walk_rules():
   # At 30 fps they are the validated defaults. At r fps, over one second (closed
   # forms): a yaw turning steadily at ω takes r steps of ω/r, so the walk's cost
   # per frame stays the same; a coefficient changing steadily at ċ takes r
@@ -258,8 +258,7 @@ def test_frame_rate_weights_keep_the_prior_per_second():
       "blend_smoothing": sequence.DEFAULT_BLEND_SMOOTHING, "max_gap": sequence.DEFAULT_MAX_GAP}
   omega, rate_of_change, variance = 1.3, 0.4, 0.09  # rad/s, units/s, units²/s
   walk, steady, random = [], [], []
-  rates = (15.0, 30.0, 60.0, 120.0, 240.0)
-  for rate in rates:
+  for rate in (15.0, 30.0, 60.0, 120.0, 240.0):
     w = sequence.frame_rate_weights(rate)
     walk.append(0.5 * (omega / rate / w["yaw_rate"]) ** 2)
     steady.append([w[k] * (rate_of_change / rate) ** 2 for k in ("smoothing", "blend_smoothing")])
