@@ -3,6 +3,7 @@ r"""The `lift3d predict` and `lift3d export` commands (issue 14).
   lift3d export WORKDIR OUT.msgpack
   lift3d predict INPUT... --network NET --out OUT.json [--boxes BOXES.json] [--overlay DIR]
          [--scales 0.8,1,1.25] [--num-yaws 100] [--min-confidence 0.2] [--pose-model M.npz]
+         [--sequence]
 
 `export` writes a training workdir's network (parameters, config, pose model)
 into one file that `--network` (and `lift3d.load_network`) reads without
@@ -23,17 +24,30 @@ apply to the first frame; each later frame's boxes follow the previous frame's
 valid people (the box around their 2D landmarks), falling back to the first
 frame's boxes when there is none.
 
+`--sequence`: each video's tracks (`person` n in every frame) are lifted as
+sequences by `lift3d.sequence.lift_sequence`, with the weights converted to
+the video's frame rate (`lift3d.sequence.frame_rate_weights`), instead of frame
+by frame: a temporally coherent 3D pose (issue 16). The 2D landmarks and
+their confidences are the network's, as without it; frames where the network
+finds no person (or whose box has zero size) do not enter the sequence and
+stay not valid, and a person whose sequence lift is not valid in a frame gets
+`valid` false there with the reason. Pictures are lifted frame by frame.
+
 OUT.json schema (`"schema": "lift3d.predict/1"`):
   {"schema", "network", "joints": [17 names], "axes": {...}, "skipped": [...],
    "records": [{"image": path, "frame": int or null, "person": int,
                 "box": [x, y, w, h], "keypoints2d": [[x, y] * 17],
                 "confidence": [17], "pose3d": [[x, y, z] * 17] or null,
-                "yaw": float or null, "valid": bool, "reason": str}]}
+                "yaw": float or null, "valid": bool, "reason": str,
+                "lift": "frame" or "sequence"}]}
 Axes: `box` pixels, (x, y) its top-left corner with the picture's top-left
 corner at (0, 0) (COCO); `keypoints2d` pixels, x right, y down, pixel centres at
 integers; `pose3d` millimetres in the camera frame, x right, y up, z towards the
 viewer, root joint (Hip) at 0; `yaw` radians about the vertical (the lift's θ).
-`pose3d` and `yaw` are null where `valid` is false. OUT.npz holds the same
+`pose3d` and `yaw` are null where `valid` is false. `lift` says how the 3D pose
+was found: "sequence" for the frames of a video lifted with `--sequence`
+(including those left not valid), "frame" otherwise (also for the frames of a
+video whose run was interrupted before its end). OUT.npz holds the same
 fields as arrays (N records; NaN where not valid).
 
 `--overlay DIR`: per picture `DIR/<name>.png`, per video `DIR/<name>.mp4`: the
@@ -41,7 +55,8 @@ fields as arrays (N records; NaN where not valid).
 
 Unreadable or grey pictures and zero-size boxes print one line each and are
 skipped. The records computed so far are always written, also when the run
-is interrupted.
+is interrupted (the frames of an interrupted video then as lifted frame by
+frame).
 """
 
 from __future__ import annotations
@@ -85,9 +100,14 @@ def add_commands(sub) -> None:
                        help="pose model .npz (default: the network's own)")
   predict.add_argument("--scales", default=None,
                        help="comma-separated crop scales (default: the network's)")
-  predict.add_argument("--num-yaws", type=int, default=100, help="yaws searched (default 100)")
+  predict.add_argument("--num-yaws", type=int, default=None,
+                       help="yaws searched (default 100 per frame; with --sequence, "
+                            "lift_sequence's default for the video's frame rate)")
   predict.add_argument("--min-confidence", type=float, default=None,
                        help="validity threshold on the mean map value (default: the network's)")
+  predict.add_argument("--sequence", action="store_true",
+                       help="lift each video's people as sequences (lift3d.sequence."
+                            "lift_sequence, weights converted to the video's frame rate)")
   predict.add_argument("--no-progress", action="store_true", help="no progress bar")
   predict.set_defaults(func=_cmd_predict)
 
@@ -182,15 +202,17 @@ def _boxes_for(boxes: dict | None, path: str, index: int):
   return np.concatenate(found) if found else None
 
 
-def _records(path: str, frame, people, skipped: list[str]) -> list[dict]:
-  """JSON-able records of one picture's people (zero-size boxes reported and dropped)."""
+def _records(path: str, frame, people, skipped: list[str] | None) -> list[dict]:
+  """JSON-able records of one picture's people (zero-size boxes reported, unless
+  `skipped` is None, and dropped)."""
   out = []
   for n, person in enumerate(people):
     if person.reason.startswith("zero-size"):
-      line = f"{path}{'' if frame is None else f' frame {frame}'} box #{n} {list(person.box)}: " \
-             f"{person.reason}; skipped"
-      print(f"lift3d: {line}", file=sys.stderr)
-      skipped.append(line)
+      if skipped is not None:
+        line = (f"{path}{'' if frame is None else f' frame {frame}'} box #{n} "
+                f"{list(person.box)}: {person.reason}; skipped")
+        print(f"lift3d: {line}", file=sys.stderr)
+        skipped.append(line)
       continue
     rnd = lambda a, d: np.round(np.asarray(a, np.float64), d).tolist()  # noqa: E731
     out.append({
@@ -204,8 +226,68 @@ def _records(path: str, frame, people, skipped: list[str]) -> list[dict]:
         "yaw": round(float(person.lifted.yaw), 4) if person.valid else None,
         "valid": bool(person.valid),
         "reason": person.reason,
+        "lift": "frame",
     })
   return out
+
+
+# Reasons of `inference.predict` for which the network saw no person: such
+# frames do not enter a track's sequence lift.
+_NO_PERSON = ("no person", "zero-size")
+
+
+def _sequence_people(frames_people: list, pose_model, frame_rate: float, num_yaws):
+  """The people of a video's frames with their tracks lifted as sequences.
+
+  frames_people: F lists of `inference.Person` (index n: the same track in
+  every frame, as `_follow` keeps them). Each track's landmarks, weighted by
+  their confidences (clipped to [0, 1], as `inference.predict` lifts them), go
+  to `lift_sequence` at `frame_rate` frames/s (`frame_rate_weights`); frames
+  where the network found no person are unobserved there and keep their
+  records. Returns the F lists with `lifted`, `valid` and `reason` replaced.
+  """
+  import dataclasses
+
+  import jax
+
+  from lift3d.sequence import frame_rate_weights, lift_sequence
+
+  num_frames = len(frames_people)
+  num_tracks = max(len(people) for people in frames_people)
+  num_joints = pose_model.mean.shape[1]
+  keypoints = np.full((num_tracks, num_frames, num_joints, 2), np.nan, np.float32)
+  weights = np.zeros((num_tracks, num_frames, num_joints), np.float32)
+  seen = np.zeros((num_tracks, num_frames), bool)
+  for f, people in enumerate(frames_people):
+    for n, person in enumerate(people):
+      if not person.reason.startswith(_NO_PERSON):
+        seen[n, f] = True
+        keypoints[n, f] = person.keypoints
+        weights[n, f] = np.clip(np.nan_to_num(person.confidence), 0.0, 1.0)
+  weights = np.where(np.all(np.isfinite(keypoints), axis=-1), weights, 0.0)
+  rate_weights = frame_rate_weights(frame_rate)
+  lifted = jax.tree.map(np.asarray, lift_sequence(pose_model, keypoints, weights,
+                                                  num_yaws=num_yaws, **rate_weights))
+  out = []
+  for f, people in enumerate(frames_people):
+    row = []
+    for n, person in enumerate(people):
+      if not seen[n, f]:
+        row.append(person)
+        continue
+      mine = jax.tree.map(lambda x, n=n, f=f: x[n, f], lifted)
+      reason = ""
+      if int(mine.component) < 0 or not np.all(np.isfinite(mine.pose3d)):
+        reason = (f"the sequence lift failed here (more than {rate_weights['max_gap']} frames "
+                  "from a liftable one, or a scale that is not positive)")
+      elif not bool(mine.valid):
+        reason = (f"implausible 3D pose in the sequence lift (size {float(mine.size):.2f} of the "
+                  f"training size, Mahalanobis norm {float(mine.mahalanobis):.1f}, reprojection "
+                  f"residual {float(mine.residual):.2f}; docs/method.md §4.5)")
+      row.append(dataclasses.replace(person, lifted=mine, valid=not reason, reason=reason))
+    out.append(row)
+  return out
+
 
 
 def _write(path: str, network: str, records: list[dict], skipped: list[str]) -> None:
@@ -231,6 +313,7 @@ def _write(path: str, network: str, records: list[dict], skipped: list[str]) -> 
         "yaw": np.asarray([r["yaw"] if r["valid"] else np.nan for r in records], np.float32),
         "valid": np.asarray([r["valid"] for r in records], bool),
         "reason": np.asarray([r["reason"] for r in records], str),
+        "lift": np.asarray([r["lift"] for r in records], str),
         "joints": np.asarray(H36M17.names),
     }
     with open(tmp, "wb") as f:
@@ -262,8 +345,9 @@ def _cmd_predict(args) -> int:
   out_dir = os.path.dirname(os.path.abspath(args.out))
   if not os.path.isdir(out_dir):
     raise ValueError(f"output directory {out_dir!r} does not exist")
-  if args.num_yaws < 1:
+  if args.num_yaws is not None and args.num_yaws < 1:
     raise ValueError(f"--num-yaws must be >= 1, got {args.num_yaws}")
+  frame_yaws = 100 if args.num_yaws is None else args.num_yaws  # per frame: `lift`'s default
   scales = None
   if args.scales:
     try:
@@ -287,7 +371,7 @@ def _cmd_predict(args) -> int:
   def run(image, image_boxes):
     return inference.predict(
         network, pose_model, [image], None if image_boxes is None else [image_boxes],
-        scales=scales, num_yaws=args.num_yaws, min_confidence=args.min_confidence)[0]
+        scales=scales, num_yaws=frame_yaws, min_confidence=args.min_confidence)[0]
 
   records: list[dict] = []
   skipped: list[str] = []
@@ -300,23 +384,40 @@ def _cmd_predict(args) -> int:
       first_boxes = _boxes_for(boxes, path, index)
       try:
         if media.is_video(path):
-          writer = None
-          if args.overlay:
-            writer = media.VideoWriter(_overlay_path(args.overlay, path, ".mp4", used),
-                                       fps=media.video_rate(path))
+          rate = media.video_rate(path)
+          overlay_file = (_overlay_path(args.overlay, path, ".mp4", used) if args.overlay
+                          else None)
+          # With --sequence the overlay is drawn after the sequence lift (a
+          # second decoding of the video), so that it shows the smoothed poses.
+          writer = (media.VideoWriter(overlay_file, fps=rate)
+                    if overlay_file and not args.sequence else None)
           tracked = first_boxes
-          frames = 0
+          first_record, video_people = len(records), []
           with writer if writer is not None else contextlib.nullcontext():
             for frame, image in enumerate(media.read_video(path)):
               people = run(image, tracked)
               records.extend(_records(path, frame, people, skipped))
               tracked = _follow(people, tracked)
-              frames += 1
+              video_people.append(people)
               if writer is not None:
                 writer.write(overlay.overlay_array(image, people, title=f"{path} #{frame}"))
-              bar.set_postfix(frames=frames)
-          if frames == 0:
+              bar.set_postfix(frames=len(video_people))
+          if not video_people:
             raise media.MediaError(f"{path}: no frames")
+          if args.sequence:
+            video_people = _sequence_people(
+                video_people, network.pose_model if pose_model is None else pose_model, rate,
+                args.num_yaws)
+            records[first_record:] = [  # (the zero-size boxes were reported above)
+                dict(record, lift="sequence")
+                for frame, people in enumerate(video_people)
+                for record in _records(path, frame, people, None)]
+            if overlay_file:
+              with media.VideoWriter(overlay_file, fps=rate) as writer:
+                for frame, (image, people) in enumerate(zip(media.read_video(path),
+                                                            video_people, strict=False)):
+                  writer.write(overlay.overlay_array(image, people,
+                                                     title=f"{path} #{frame} (sequence)"))
         else:
           image = media.read_image(path)
           people = run(image, first_boxes)

@@ -90,12 +90,11 @@ def test_photographs_give_records_overlays_and_one_line_per_bad_input(tmp_path, 
     assert Image.open(overlays / name).size == (800, 400)
 
 
-def test_a_video_goes_through_frame_by_frame_with_an_mp4_overlay(tmp_path, network_file, capsys):
-  # Renders of a clip of the corpus written with PyAV.
-  poses = load_embedded().poses[::40][:5]
+def _write_video(path, num_frames: int):
+  """Renders of a clip of the corpus written with PyAV at 10 fps."""
+  poses = load_embedded().poses[::40][:num_frames]
   source = synthetic.SyntheticPoseSource(poses, image_size=(48, 64), seed=3, length=len(poses))
-  video = tmp_path / "clip.mp4"
-  with av.open(str(video), mode="w") as container:
+  with av.open(str(path), mode="w") as container:
     stream = container.add_stream("mpeg4", rate=10)
     stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
     for i in range(len(poses)):
@@ -104,6 +103,12 @@ def test_a_video_goes_through_frame_by_frame_with_an_mp4_overlay(tmp_path, netwo
         container.mux(packet)
     for packet in stream.encode():
       container.mux(packet)
+  return poses
+
+
+def test_a_video_goes_through_frame_by_frame_with_an_mp4_overlay(tmp_path, network_file, capsys):
+  video = tmp_path / "clip.mp4"
+  poses = _write_video(video, 5)
   out = tmp_path / "out.npz"
   status, stdout, stderr = _run(capsys, str(video), "--network", network_file, "--out", str(out),
                                 "--overlay", str(tmp_path / "ov"))
@@ -116,6 +121,7 @@ def test_a_video_goes_through_frame_by_frame_with_an_mp4_overlay(tmp_path, netwo
     assert result["pose3d"].shape == (len(poses), L, 3)
     assert np.all(np.isfinite(result["pose3d"][result["valid"]]))
     assert np.all(np.isnan(result["pose3d"][~result["valid"]]))
+    assert list(result["lift"]) == ["frame"] * len(poses)
   with av.open(str(tmp_path / "ov" / "clip.mp4")) as container:
     frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
   assert len(frames) == len(poses) and frames[0].shape == (400, 800, 3)
@@ -187,3 +193,105 @@ def test_video_tracks_keep_every_person_in_place():
   np.testing.assert_allclose(boxes[0], inference.box_from_keypoints(points, np.ones(17)))
   np.testing.assert_array_equal(boxes[1], [100, 100, 20, 40])
   assert cli_predict._follow([], None) is None
+
+
+def test_sequence_people_lift_each_track_as_a_video_at_its_frame_rate():
+  # Two tracks of a planted slow turn (the model's component means, projected
+  # with 0.5 px noise); in track 0 the network "found no person" in frames 3
+  # and 4 (finite landmarks that must not be used) and frame 7 has a
+  # zero-size box. The people come back lifted by one `lift_sequence` call on
+  # the tracks at the video's rate, the unseen frames' people unchanged.
+  from lift3d import camera
+  from lift3d.sequence import frame_rate_weights, lift_sequence
+
+  pose_model = tiny.pose_model()
+  rng = np.random.default_rng(4)
+  num_frames, rate = 12, 25.0
+  means = np.asarray(pose_model.mean)[:2]
+  yaw = np.array([[0.5], [2.0]]) + 0.03 * np.arange(num_frames)
+  points = np.einsum("tfab,tlb->tfla", np.asarray(camera.yaw_rotation(yaw)), means)
+  keypoints = np.asarray(camera.weak_perspective(points, 300.0), np.float32) + np.array(
+      [[[[200.0, 240.0]]], [[[420.0, 240.0]]]], np.float32)
+  keypoints += rng.normal(scale=0.5, size=keypoints.shape).astype(np.float32)
+  confidence = rng.uniform(0.6, 1.0, size=keypoints.shape[:-1]).astype(np.float32)
+
+  def person(n, f, reason=""):
+    lifted = None if reason else "per-frame answer"
+    kp = np.full((L, 2), np.nan, np.float32) if reason.startswith("zero") else keypoints[n, f]
+    return inference.Person(box=np.array([10.0 + n, 20, 100, 200]), keypoints=kp,
+                            confidence=confidence[n, f], lifted=lifted, valid=not reason,
+                            reason=reason)
+
+  unseen = {(0, 3): "no person: mean landmark confidence 0.100 is below 0.2",
+            (0, 4): "no person: mean landmark confidence 0.150 is below 0.2",
+            (0, 7): "zero-size or non-finite box (w, h must be > 0)"}
+  frames = [[person(n, f, unseen.get((n, f), "")) for n in range(2)] for f in range(num_frames)]
+  out = cli_predict._sequence_people(frames, pose_model, rate, None)
+
+  weights = confidence.copy()
+  hidden = keypoints.copy()
+  for n, f in unseen:
+    weights[n, f] = 0.0
+    hidden[n, f] = np.nan
+  expected = lift_sequence(pose_model, hidden, weights, **frame_rate_weights(rate))
+  assert len(out) == num_frames and all(len(row) == 2 for row in out)
+  for f in range(num_frames):
+    for n in range(2):
+      if (n, f) in unseen:
+        assert out[f][n] is frames[f][n]
+        continue
+      got = out[f][n]
+      np.testing.assert_array_equal(got.lifted.pose3d, np.asarray(expected.pose3d)[n, f])
+      assert got.valid == bool(np.asarray(expected.valid)[n, f])
+      assert (got.reason == "") == got.valid
+      np.testing.assert_array_equal(got.keypoints, keypoints[n, f])  # the network's 2D kept
+  # The planted turn is recovered on the seen frames (a smooth, physical answer).
+  assert all(out[f][1].valid for f in range(num_frames))
+  yaws = np.array([float(out[f][1].lifted.yaw) for f in range(num_frames)])
+  assert np.all(np.abs(np.diff(np.unwrap(yaws)) - 0.03) < 0.03)
+
+
+def test_a_video_with_sequence_is_lifted_as_one_track(tmp_path, network_file, capsys,
+                                                      monkeypatch):
+  # The untrained tiny network's landmarks (every frame "seen" at
+  # --min-confidence 0) go to `lift_sequence` once, as one track of the
+  # video's 6 frames at its 10 fps; the records and the overlay show its answer.
+  # (Those landmarks lift to implausible poses, so the records carry the
+  # sequence's reasons; the poses themselves are checked by the test above.)
+  from lift3d import sequence
+
+  video = tmp_path / "clip.mp4"
+  _write_video(video, 6)
+  calls = []
+  real = sequence.lift_sequence
+
+  def spy(model, keypoints, visibility, **kwargs):
+    calls.append((np.asarray(keypoints), np.asarray(visibility), kwargs))
+    return real(model, keypoints, visibility, **kwargs)
+
+  monkeypatch.setattr(sequence, "lift_sequence", spy)
+  out = tmp_path / "out.json"
+  status, stdout, stderr = _run(capsys, str(video), "--network", network_file, "--out", str(out),
+                                "--sequence", "--min-confidence", "0", "--overlay",
+                                str(tmp_path / "ov"))
+  assert status == 0, stderr
+  assert "predicted 6 people" in stdout
+  assert len(calls) == 1
+  keypoints, visibility, kwargs = calls[0]
+  assert keypoints.shape == (1, 6, L, 2) and visibility.shape == (1, 6, L)
+  assert kwargs == dict(sequence.frame_rate_weights(10.0), num_yaws=8)  # _run passes 8
+  records = json.loads(out.read_text())["records"]
+  assert [r["frame"] for r in records] == list(range(6))
+  assert all(r["lift"] == "sequence" and r["person"] == 0 for r in records)
+  np.testing.assert_allclose([r["keypoints2d"] for r in records], keypoints[0], atol=0.01)
+  np.testing.assert_allclose(np.clip([r["confidence"] for r in records], 0, 1), visibility[0],
+                             atol=1e-4)  # the confidences clipped to [0, 1], as per frame
+  answer = real(tiny.pose_model(), keypoints, visibility, **kwargs)
+  for f, record in enumerate(records):
+    assert record["valid"] == bool(np.asarray(answer.valid)[0, f]), record["reason"]
+    if record["valid"]:
+      np.testing.assert_allclose(record["pose3d"], np.asarray(answer.pose3d)[0, f], atol=0.06)
+    else:
+      assert record["pose3d"] is None and record["reason"]
+  with av.open(str(tmp_path / "ov" / "clip.mp4")) as container:
+    assert sum(1 for _ in container.decode(video=0)) == 6
