@@ -70,23 +70,24 @@ def _step_time(model, pose_model, images, keypoints, visibility, steps: int,
   step = train.make_train_step(model, tx, mesh, False)  # as train() builds it
   batch = {"image": images, "keypoints2d": keypoints, "visibility": visibility}
   batch = jax.device_put(batch, NamedSharding(mesh, PartitionSpec("data")))
-  start = time.perf_counter()
+  # The jitted step itself (not an AOT copy), so that `train.train` below
+  # reuses its compilation; under the precision's context throughout, which
+  # is part of the jit's cache key.
   with (jax.default_matmul_precision(precision) if precision else contextlib.nullcontext()):
-    lowered = step.lower(state, batch, pose_model)
-    compiled = lowered.compile()
-  state, metrics = compiled(state, batch, pose_model)
-  jax.block_until_ready(metrics["loss"])
-  compile_s = time.perf_counter() - start
-  # Counted on the program as lowered, not as compiled: on a GPU the compiled
-  # program's convolutions are cuDNN custom calls, which XLA's count leaves out
-  # (an H100 gave 7.8 GFLOP for a 6.8 TFLOP step).
-  cost = lowered.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
-  flops = float(cost["flops"]) if cost and cost.get("flops", 0) > 0 else None
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = compiled(state, batch, pose_model)
-  jax.block_until_ready(metrics["loss"])
+    start = time.perf_counter()
+    state, metrics = step(state, batch, pose_model)
+    jax.block_until_ready(metrics["loss"])
+    compile_s = time.perf_counter() - start
+    # Counted on the program as lowered, not as compiled: on a GPU the compiled
+    # program's convolutions are cuDNN custom calls, which XLA's count leaves
+    # out (an H100 gave 7.8 GFLOP for a 6.8 TFLOP step).
+    cost = step.lower(state, batch, pose_model).cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+    flops = float(cost["flops"]) if cost and cost.get("flops", 0) > 0 else None
+    start = time.perf_counter()
+    for _ in range(steps):
+      state, metrics = step(state, batch, pose_model)
+    jax.block_until_ready(metrics["loss"])
   return compile_s, (time.perf_counter() - start) / steps, flops
 
 
@@ -102,7 +103,6 @@ def _work(flops: float | None, step_s: float, peak_tflops: float | None) -> str:
 # --dtypes entries: (computation dtype of the CNN, matmul precision or None).
 _DTYPE_SPECS = {"float32": ("float32", None), "float32-highest": ("float32", "highest"),
                 "bfloat16": ("bfloat16", None)}
-
 
 
 def _small_rows(pose_model, poses, quick: bool, peak_tflops: float | None):
