@@ -264,6 +264,8 @@ def _sequence_people(frames_people: list, pose_model, frame_rate: float, num_yaw
         seen[n, f] = True
         keypoints[n, f] = person.keypoints
         weights[n, f] = np.clip(np.nan_to_num(person.confidence), 0.0, 1.0)
+  if not seen.any():  # nobody in any frame: nothing to lift
+    return frames_people
   weights = np.where(np.all(np.isfinite(keypoints), axis=-1), weights, 0.0)
   rate_weights = frame_rate_weights(frame_rate)
   lifted = jax.tree.map(np.asarray, lift_sequence(pose_model, keypoints, weights,
@@ -287,7 +289,6 @@ def _sequence_people(frames_people: list, pose_model, frame_rate: float, num_yaw
       row.append(dataclasses.replace(person, lifted=mine, valid=not reason, reason=reason))
     out.append(row)
   return out
-
 
 
 def _write(path: str, network: str, records: list[dict], skipped: list[str]) -> None:
@@ -392,17 +393,19 @@ def _cmd_predict(args) -> int:
           writer = (media.VideoWriter(overlay_file, fps=rate)
                     if overlay_file and not args.sequence else None)
           tracked = first_boxes
-          first_record, video_people = len(records), []
+          first_record, frames, video_people = len(records), 0, []
           with writer if writer is not None else contextlib.nullcontext():
             for frame, image in enumerate(media.read_video(path)):
               people = run(image, tracked)
               records.extend(_records(path, frame, people, skipped))
               tracked = _follow(people, tracked)
-              video_people.append(people)
+              frames += 1
+              if args.sequence:  # kept for the sequence lift (not otherwise: long videos)
+                video_people.append(people)
               if writer is not None:
                 writer.write(overlay.overlay_array(image, people, title=f"{path} #{frame}"))
-              bar.set_postfix(frames=len(video_people))
-          if not video_people:
+              bar.set_postfix(frames=frames)
+          if frames == 0:
             raise media.MediaError(f"{path}: no frames")
           if args.sequence:
             video_people = _sequence_people(
