@@ -348,7 +348,8 @@ def _cmd_predict(args) -> int:
     raise ValueError(f"output directory {out_dir!r} does not exist")
   if args.num_yaws is not None and args.num_yaws < 1:
     raise ValueError(f"--num-yaws must be >= 1, got {args.num_yaws}")
-  frame_yaws = 100 if args.num_yaws is None else args.num_yaws  # per frame: `lift`'s default
+  # Per frame: `inference.predict`'s own default unless given.
+  frame_yaws = {} if args.num_yaws is None else {"num_yaws": args.num_yaws}
   scales = None
   if args.scales:
     try:
@@ -372,7 +373,7 @@ def _cmd_predict(args) -> int:
   def run(image, image_boxes):
     return inference.predict(
         network, pose_model, [image], None if image_boxes is None else [image_boxes],
-        scales=scales, num_yaws=frame_yaws, min_confidence=args.min_confidence)[0]
+        scales=scales, min_confidence=args.min_confidence, **frame_yaws)[0]
 
   records: list[dict] = []
   skipped: list[str] = []

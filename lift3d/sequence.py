@@ -86,8 +86,9 @@ from lift3d.skeleton import H36M17
 # 30 fps, default pose model K = 9, J = 14 with its calibrated prior), minimising
 # MPJPE among the weights whose acceleration error is at most a quarter of
 # per-frame `lift`'s (half of issue 16's bound); RESULTS.md, issue 16. At 30 fps;
-# `frame_rate_weights` converts them for other frame rates. (The previous defaults, chosen on MPJPE +
-# acceleration error: component_switch 100, smoothing 100, blend_smoothing 10.)
+# `frame_rate_weights` converts them for other frame rates. (The previous
+# defaults, chosen on MPJPE + acceleration error: component_switch 100,
+# smoothing 100, blend_smoothing 10.)
 DEFAULT_YAW_RATE = 0.05  # radians per frame
 DEFAULT_YAW_JUMP = 100.0  # nats
 DEFAULT_COMPONENT_SWITCH = 20.0  # nats
@@ -109,6 +110,12 @@ VALIDATED_FRAME_RATE = 30.0  # frames per second of the clips the defaults were 
 # power: between a steady motion's 2 and a random walk's 1, chosen on validation
 # videos at 15-120 fps (its docstring).
 SMOOTHING_RATE_EXPONENT = 1.5
+
+
+# The blend (step 4).
+DEFAULT_BLEND_WEIGHT = 1.0
+DEFAULT_BLEND_SMOOTHING = 3.0
+DEFAULT_BLEND_HIDDEN = 1.0
 
 
 def frame_rate_weights(frame_rate: float) -> dict:
@@ -170,10 +177,6 @@ def default_num_yaws(yaw_rate: float) -> int:
   # (The 1e-9 keeps a ratio that float rounding puts just above an integer on it.)
   return max(DEFAULT_NUM_YAWS,
              math.ceil(DEFAULT_NUM_YAWS * (DEFAULT_YAW_RATE / float(yaw_rate)) - 1e-9))
-# The blend (step 4).
-DEFAULT_BLEND_WEIGHT = 1.0
-DEFAULT_BLEND_SMOOTHING = 3.0
-DEFAULT_BLEND_HIDDEN = 1.0
 
 
 # ---------------------------------------------------------------------------
