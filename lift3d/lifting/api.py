@@ -798,22 +798,31 @@ def _grid_chunk(prep: search.Prepared, keypoints, visibility, min_visible: int):
   writes this chunk's output, and only a frames-minor output keeps its loop
   vectorised over the frames (frames major, the weighted `grid_scores` ran
   about 9x slower on the 2-core CPU); `_grid_scores_jit` transposes the whole
-  result once.
+  result once. With pairs (θ, θ + π) of one factorisation (a level camera, an
+  even T), weighted is complex (K, T/2, B): the scores at θ_t in the real
+  part and at θ_t + π in the imaginary part (`search.search_weighted_grid`).
   """
   joint_weights, _, liftable, _, points = _clean_points(keypoints, visibility, min_visible)
+
+  def finish(costs, offset, liftable):
+    # One elementwise consumer of the search (a check over each frame's grid
+    # beside it made XLA compile the unrolled factorisation into both: 4 s more
+    # of compiling at K = 9, J = 14). A (k, θ) whose linearised problem failed
+    # numerically is +inf, as `lift` ranks it.
+    scores = 0.5 * costs * prep.inv_var + offset
+    return jnp.where(liftable, jnp.where(jnp.isfinite(scores), scores, jnp.inf), jnp.nan)
+
   if joint_weights is None:
     costs = search.search_unweighted(prep, points, frames_major=True)  # (B, K, T)
-    scores = 0.5 * costs * prep.inv_var + prep.score_offset[:, None]
-    liftable = liftable[:, None, None]
-  else:
-    costs, _ = search.search_weighted(prep, *search.frame_terms(prep, points, joint_weights),
-                                      pair=False)  # (K, T, B)
-    scores = 0.5 * costs * prep.inv_var + prep.score_offset[:, None, None]
-  # One elementwise consumer of the search (a check over each frame's grid
-  # beside it made XLA compile the unrolled factorisation into both: 4 s more
-  # of compiling at K = 9, J = 14). A (k, θ) whose linearised problem failed
-  # numerically is +inf, as `lift` ranks it.
-  return jnp.where(liftable, jnp.where(jnp.isfinite(scores), scores, jnp.inf), jnp.nan)
+    return finish(costs, prep.score_offset[:, None], liftable[:, None, None])
+  costs, opposite = search.search_weighted_grid(
+      prep, *search.frame_terms(prep, points, joint_weights))  # (K, T or T/2, B)
+  offset = prep.score_offset[:, None, None]
+  if opposite is None:
+    return finish(costs, offset, liftable)
+  # The yaws θ and θ + π of each pair share a factorisation: both halves as
+  # one output (real and imaginary parts), so that XLA computes it once.
+  return jax.lax.complex(finish(costs, offset, liftable), finish(opposite, offset, liftable))
 
 
 @functools.partial(jax.jit, static_argnames=("num_yaws", "min_visible", "chunk_size"))
@@ -840,6 +849,8 @@ def _grid_scores_jit(model, keypoints, visibility, obs_noise, prior_weight, came
   else:
     vis = jnp.pad(flat_vis, ((0, pad), (0, 0))).reshape(num_chunks, size, num_joints)
     out = jax.lax.map(lambda a: _grid_chunk(prep, *a, min_visible), (chunks, vis))
+    if jnp.iscomplexobj(out):  # the yaws θ_t (real) and θ_t + π (imaginary) of the pairs
+      out = jnp.concatenate([out.real, out.imag], axis=2)
     out = jnp.moveaxis(out, -1, 1)  # (chunks, K, T, B) -> (chunks, B, K, T)
   out = out.reshape((num_chunks * size, *out.shape[2:]))[:total]
   return out.reshape(batch_shape + out.shape[1:])

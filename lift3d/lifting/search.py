@@ -20,7 +20,9 @@ factorisation serves two yaws.
 - Weighted: the Gram matrices of all grid yaws are one matrix product of the
   per-frame terms with their coefficients, then one unrolled Cholesky per
   (frame, k, θ) with frames in the trailing (SIMD) axis. A level camera
-  searches the pairs (θ, θ + π) for the lower cost of each pair.
+  searches the pairs (θ, θ + π) for the lower cost of each pair
+  (`search_weighted`), or for the costs of both (`search_weighted_grid`, the
+  grid `grid_scores` returns), one factorisation per pair.
 
 Frames are the minor (last) axis of every per-frame array here: a measured
 CPU choice (LLVM vectorises the unrolled kernels over it; RESULTS.md).
@@ -339,6 +341,33 @@ def search_unweighted(prep: Prepared, points, frames_major: bool = False):
   return (prep.cost_quadratic @ squares.T).reshape(num_components, num_yaws, batch)
 
 
+def _weighted_factors(prep: Prepared, gram, grid):
+  """Cholesky factors of the Gram matrices at the yaws `grid` (T_s,).
+
+  Returns (lower, inv_diag) as `solves.cholesky` gives them, on (T_s, K·B)
+  arrays, and the right-hand-side terms' shape (3, P, K·B) flattening.
+  """
+  num_terms, num_upper, num_components, batch = gram.shape
+  num_unknowns = prep.tikhonov.shape[1]
+  size = grid.shape[0]
+  pairs = solves.LEVEL_PAIRS if prep.rotation is None else solves.ALL_PAIRS
+  coefficients = jnp.stack(
+      [jnp.broadcast_to(c, (size,)).astype(gram.dtype)
+       for c in solves.yaw_coefficients(jnp.cos(grid), jnp.sin(grid), prep.projection, pairs)],
+      axis=1)  # (T_s, n)
+  width = num_components * batch
+  entries = (coefficients @ gram.reshape(num_terms, -1)).reshape(size, num_upper, width)
+  ridge = jnp.repeat(prep.tikhonov.T, batch, axis=1)  # (P, K·B)
+  entries = {(i, j): entries[:, u] + ridge[i] if i == j else entries[:, u]
+             for u, (i, j) in enumerate(solves.upper_pairs(num_unknowns))}
+  return solves.cholesky(entries, num_unknowns)
+
+
+def _level_pairs(prep: Prepared) -> bool:
+  """Whether the grid's yaws come in pairs (θ, θ + π) of one Gram matrix."""
+  return prep.rotation is None and prep.yaws.shape[0] % 2 == 0
+
+
 def search_weighted(prep: Prepared, gram, rhs, norm2, pair: bool = True):
   """Linearised costs of every (component, yaw) with per-frame Gram terms.
 
@@ -360,30 +389,22 @@ def search_weighted(prep: Prepared, gram, rhs, norm2, pair: bool = True):
     rhs: (3, P, K, B) right-hand-side terms.
     norm2: (B,) ||Dw||².
     pair: pair (θ, θ + π) where the camera and T allow it (static); False:
-      every yaw's own cost (`grid_scores`), one factorisation per yaw.
+      every yaw's own cost, one factorisation per yaw (`search_weighted_grid`
+      gives every yaw's cost with one factorisation per pair).
 
   Returns:
     (costs, paired): costs (K, T_s, B) with T_s = T/2 if paired else T.
   """
-  num_terms, num_upper, num_components, batch = gram.shape
+  num_components, batch = gram.shape[2:]
   num_unknowns = prep.tikhonov.shape[1]
   num_yaws = prep.yaws.shape[0]
-  paired = pair and prep.rotation is None and num_yaws % 2 == 0
+  paired = pair and _level_pairs(prep)
   grid = prep.yaws[: num_yaws // 2] if paired else prep.yaws
   size = grid.shape[0]
-  cos, sin = jnp.cos(grid), jnp.sin(grid)
-  pairs = solves.LEVEL_PAIRS if prep.rotation is None else solves.ALL_PAIRS
-  coefficients = jnp.stack(
-      [jnp.broadcast_to(c, (size,)).astype(gram.dtype)
-       for c in solves.yaw_coefficients(cos, sin, prep.projection, pairs)], axis=1)  # (T_s, n)
   width = num_components * batch
-  entries = (coefficients @ gram.reshape(num_terms, -1)).reshape(size, num_upper, width)
-  ridge = jnp.repeat(prep.tikhonov.T, batch, axis=1)  # (P, K·B)
-  entries = {(i, j): entries[:, u] + ridge[i] if i == j else entries[:, u]
-             for u, (i, j) in enumerate(solves.upper_pairs(num_unknowns))}
-  lower, inv_diag = solves.cholesky(entries, num_unknowns)
+  lower, inv_diag = _weighted_factors(prep, gram, grid)
   y = rhs.reshape(3, num_unknowns, width)
-  c, s = cos[:, None], sin[:, None]
+  c, s = jnp.cos(grid)[:, None], jnp.sin(grid)[:, None]
   total = jnp.tile(norm2, num_components)  # (K·B,)
   if paired:
     za = solves.forward(lower, inv_diag,
@@ -398,6 +419,51 @@ def search_weighted(prep: Prepared, gram, rhs, norm2, pair: bool = True):
     cost = total - sum(v * v for v in z)
   cost = jnp.transpose(cost.reshape(size, num_components, batch), (1, 0, 2))
   return cost, paired
+
+
+def search_weighted_grid(prep: Prepared, gram, rhs, norm2):
+  """Linearised cost of every grid (component, yaw), one factorisation per pair.
+
+  As `search_weighted(..., pair=False)` (the same costs, up to rounding), but
+  for a level camera and an even T each factorisation serves both yaws of its
+  pair (θ, θ + π): their costs are `||Dw||² − |z_a ± z_b|²`, so the search
+  factorises T/2 Gram matrices instead of T (the weighted `grid_scores` 1.7x
+  faster at K = 9, J = 14, T = 64 on the 2-core CPU; RESULTS.md).
+
+  The two halves come back as two arrays. A caller that writes them into one
+  array must do it outside the loop fusion that computes them: XLA's CPU
+  compiler fuses the whole factorisation into each consumer of a half, and a
+  concatenation (or any two consumers) computed it twice, 1.6-3.7x slower
+  than one factorisation per yaw (`lift3d.lifting.api._grid_chunk` returns
+  them as the real and imaginary parts of one complex array, one output).
+
+  Args:
+    prep, gram, rhs, norm2: as `search_weighted`.
+
+  Returns:
+    (costs, opposite): costs (K, T_s, B) at the yaws θ_0 … θ_{T_s − 1}, and
+    for pairs (T_s = T/2) the costs (K, T_s, B) at θ_t + π = θ_{t + T/2};
+    without pairs (a camera rotation or an odd T) T_s = T and opposite is None.
+  """
+  if not _level_pairs(prep):
+    return search_weighted(prep, gram, rhs, norm2, pair=False)[0], None
+  num_components, batch = gram.shape[2:]
+  num_unknowns = prep.tikhonov.shape[1]
+  grid = prep.yaws[: prep.yaws.shape[0] // 2]
+  size = grid.shape[0]
+  width = num_components * batch
+  lower, inv_diag = _weighted_factors(prep, gram, grid)
+  y = rhs.reshape(3, num_unknowns, width)
+  c, s = jnp.cos(grid)[:, None], jnp.sin(grid)[:, None]
+  total = jnp.tile(norm2, num_components)  # (K·B,)
+  za = solves.forward(lower, inv_diag,
+                      [jnp.broadcast_to(y[0, i], (size, width)) for i in range(num_unknowns)])
+  zb = solves.forward(lower, inv_diag, [c * y[1, i] + s * y[2, i] for i in range(num_unknowns)])
+  costs = [total - sum((a + sign * b) * (a + sign * b) for a, b in zip(za, zb, strict=True))
+           for sign in (1.0, -1.0)]
+  first, opposite = (jnp.transpose(cost.reshape(size, num_components, batch), (1, 0, 2))
+                     for cost in costs)
+  return first, opposite
 
 
 def gram_at(prep: Prepared, gram, yaw) -> dict:

@@ -29,6 +29,8 @@ def _internal_costs(model, kp, vis, rotated=False):
 
   The weighted search of a level camera returns the lower cost of each pair
   (θ, θ + π), (B, K, T/2); with `rotated` (camera ROTATION) every yaw's.
+  `search_weighted_grid` (the weighted grid, one factorisation per pair of a
+  level camera) every yaw's, (B, K, T).
   """
   with jax.default_matmul_precision("highest"):  # as lift itself runs them
     rotation = jnp.asarray(ROTATION) if rotated else None
@@ -42,6 +44,9 @@ def _internal_costs(model, kp, vis, rotated=False):
     gram, rhs, norm2 = search.frame_terms(prep_w, points_w, omega)
     weighted, paired = search.search_weighted(prep_w, gram, rhs, norm2)
     assert paired == (not rotated)
+    first, opposite = search.search_weighted_grid(prep_w, gram, rhs, norm2)
+    assert (opposite is None) == rotated
+    grid = first if rotated else jnp.concatenate([first, opposite], axis=1)  # (K, T, B)
     yaws = jnp.broadcast_to(prep_w.yaws[:, None, None], (T, K, B))
     exact, sol = search.linearised_solve(prep_w, gram[:, :, None], rhs[:, :, None], norm2,
                                          prep_w.tikhonov.T[:, None, :, None], yaws)
@@ -49,7 +54,8 @@ def _internal_costs(model, kp, vis, rotated=False):
     unweighted = search.search_unweighted(prep_u, points_u)
   # Search costs come frames-minor (K, T, B), the solve as (T, K, B) and (P, T, K, B).
   return (jnp.transpose(weighted, (2, 0, 1)), jnp.transpose(exact, (2, 1, 0)),
-          jnp.transpose(sol, (3, 2, 1, 0)), jnp.transpose(unweighted, (2, 0, 1)))
+          jnp.transpose(sol, (3, 2, 1, 0)), jnp.transpose(unweighted, (2, 0, 1)),
+          jnp.transpose(grid, (2, 0, 1)))
 
 
 def _tolerance(kp, vis):
@@ -60,30 +66,32 @@ def _tolerance(kp, vis):
 
 def test_weighted_costs_and_solutions_equal_lstsq():
   kp, vis = random_frames(1)
-  weighted, exact, sol, _ = _internal_costs(MODEL, kp, vis)
+  weighted, exact, sol, _, grid = _internal_costs(MODEL, kp, vis)
   for b in range(B):
     costs, sols = linearised_reference(MODEL, kp[b], vis[b], T, obs_noise=OBS)
     pair_min = np.minimum(costs[:, : T // 2], costs[:, T // 2 :])
     tol = _tolerance(kp, vis)
     np.testing.assert_allclose(weighted[b], pair_min, rtol=0, atol=tol)
     np.testing.assert_allclose(exact[b], costs, rtol=0, atol=tol)
+    np.testing.assert_allclose(grid[b], costs, rtol=0, atol=tol)
     # Solutions: rounding amplified by the conditioning of the ridge system.
     np.testing.assert_allclose(sol[b], sols, rtol=1e-3, atol=1e-3)
 
 
 def test_weighted_costs_of_a_rotated_camera_equal_lstsq():
   kp, vis = random_frames(4)
-  weighted, exact, *_ = _internal_costs(MODEL, kp, vis, rotated=True)
+  weighted, exact, _, _, grid = _internal_costs(MODEL, kp, vis, rotated=True)
   for b in range(B):
     costs, _ = linearised_reference(MODEL, kp[b], vis[b], T, rotation=ROTATION, obs_noise=OBS)
     tol = _tolerance(kp, vis)
     np.testing.assert_allclose(weighted[b], costs, rtol=0, atol=tol)
     np.testing.assert_allclose(exact[b], costs, rtol=0, atol=tol)
+    np.testing.assert_allclose(grid[b], costs, rtol=0, atol=tol)
 
 
 def test_unweighted_costs_equal_lstsq():
   kp, _ = random_frames(2, hidden=False)
-  *_, unweighted = _internal_costs(MODEL, kp, np.ones((B, L), np.float32))
+  *_, unweighted, _ = _internal_costs(MODEL, kp, np.ones((B, L), np.float32))
   for b in range(B):
     costs, _ = linearised_reference(MODEL, kp[b], None, T, obs_noise=OBS)
     np.testing.assert_allclose(unweighted[b], costs, rtol=0, atol=_tolerance(kp, None))
