@@ -5,13 +5,14 @@ r"""`lift3d predict` on rendered videos: frame by frame against `--sequence`.
 Each held-out clip of the default job (`sequence_eval`'s test clips: real people
 of CMU and HDM05, and DeepMimic's humanoid) becomes a video of synthetic
 renders: one scene per clip (the held-out render options of
-`experiments/configs/default.py`: camera, yaw, body, clothing, background and
-occluders fixed for the whole video; seed per clip), the clip's poses frame by
-frame at its own rate, the person framed as in training. The network's 2D
-landmarks come from `lift3d.predict` with the CLI's tracking (`cli_predict.
-_follow`); their 3D pose from its per-frame lift, or from the CLI's sequence lift
-(`cli_predict._sequence_people`: `lift_sequence` per track at the clip's frame
-rate). Prints MPJPE, PA-MPJPE (mm) and the acceleration error (mm/frame²) of
+`experiments/configs/default.py`; seed per clip) seen by a fixed camera
+(`lift3d.data.synthetic.sample_video`: camera, yaw, body, clothing, background
+and occluders fixed for the whole video, the hip fixed in the camera frame, the
+camera as far as the clip's largest pose needs), the clip's poses frame by frame
+at its own rate. The network's 2D landmarks come from `lift3d.predict` with the
+CLI's tracking (`cli_predict._follow`); their 3D pose from its per-frame lift, or
+from the CLI's sequence lift (`cli_predict._sequence_people`: `lift_sequence` per
+track at the clip's frame rate). Prints MPJPE, PA-MPJPE (mm) and the acceleration error (mm/frame²) of
 both against the rendered 3D poses, over the frames valid in both, and the
 per-video difference (mean ± standard error). The renders' cameras are pitched
 (`elevation_deg`) and both lifts assume a level camera.
@@ -29,19 +30,14 @@ import numpy as np
 
 def render_video(poses, seed: int, render_kwargs: dict):
   """(images (F, H, W, 3) uint8, truth (F, 17, 3) mm root-centred in the camera frame)
-  of one scene: `poses` (F, 17, 3) metres drawn with the same (seed, index)."""
+  of one scene seen by a fixed camera (`synthetic.sample_video`): `poses` (F, 17, 3)
+  metres in time order."""
   from lift3d.data import synthetic
 
-  images, truth = [], []
-  for pose in poses:
-    # One pose per source and the same (seed, index 0): every random draw of
-    # the scene (camera, yaw, body, style, background, occluders) is the same
-    # in every frame; only the pose and its framing change.
-    scene = synthetic.SyntheticPoseSource(pose[None], seed=seed, length=1,
-                                          **render_kwargs).scene(0)
-    images.append(synthetic.render(scene))
-    truth.append(scene.pose3d * 1000.0)
-  return np.stack(images), np.stack(truth)
+  source = synthetic.SyntheticPoseSource(poses, seed=seed, length=1, **render_kwargs)
+  scenes = source.video(poses)
+  return (np.stack([synthetic.render(scene) for scene in scenes]),
+          np.stack([scene.pose3d * 1000.0 for scene in scenes]))
 
 
 def main(argv=None):

@@ -376,7 +376,8 @@ def _person_capsules(pose_cam: np.ndarray, rng: np.random.Generator, thickness: 
 
 
 def sample_scene(poses: np.ndarray, seed: int, index: int,
-                 options: RenderOptions = RenderOptions()) -> Scene:
+                 options: RenderOptions = RenderOptions(), *,
+                 translation: np.ndarray | None = None) -> Scene:
   """Draws the random parameters of example `index` of `seed`.
 
   Args:
@@ -385,6 +386,10 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
     seed: the data set's seed.
     index: the example's index; (seed, index) fixes the scene.
     options: ranges of the random parameters.
+    translation: optional (3,) metres, the hip in the camera frame (z < 0),
+      instead of the framing that fits this pose's box to
+      `options.person_size` (what `sample_video` holds fixed over a video).
+      The random draws are the same either way.
 
   Returns:
     A `Scene`; `render` draws it.
@@ -434,21 +439,30 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
     min_depth = hi[2] + max(1.0, float(np.max(hi - lo)))
   else:
     min_depth = hi[2] + 0.1
-  depth = max(focal * extent / target_size, min_depth)
-  shift = target_offset * depth / focal - 0.5 * (lo[:2] + hi[:2])
-  # Exact in one step for the weak camera; under perspective each step
-  # corrects the box for its measured size and centre (the box scales as 1 /
-  # depth and moves by focal / depth per metre of shift).
-  for _ in range(3 if options.camera == "perspective" else 1):
-    points = _project(pose3d + np.array([shift[0], shift[1], -depth]), focal, principal,
-                      options.camera, depth)
-    box_lo, box_hi = points.min(axis=0), points.max(axis=0)
-    size = max(box_hi[0] - box_lo[0], box_hi[1] - box_lo[1], 1e-3)
-    box_offset = (0.5 * (box_lo + box_hi) - principal) * (1.0, -1.0)
-    box_centre_3d = box_offset * depth / focal - shift  # the box centre, relative to the hip.
-    depth = max(depth * size / target_size, min_depth)
-    shift = target_offset * depth / focal - box_centre_3d
-  translation = np.array([shift[0], shift[1], -depth])
+  if translation is None:
+    depth = max(focal * extent / target_size, min_depth)
+    shift = target_offset * depth / focal - 0.5 * (lo[:2] + hi[:2])
+    # Exact in one step for the weak camera; under perspective each step
+    # corrects the box for its measured size and centre (the box scales as 1 /
+    # depth and moves by focal / depth per metre of shift).
+    for _ in range(3 if options.camera == "perspective" else 1):
+      points = _project(pose3d + np.array([shift[0], shift[1], -depth]), focal, principal,
+                        options.camera, depth)
+      box_lo, box_hi = points.min(axis=0), points.max(axis=0)
+      size = max(box_hi[0] - box_lo[0], box_hi[1] - box_lo[1], 1e-3)
+      box_offset = (0.5 * (box_lo + box_hi) - principal) * (1.0, -1.0)
+      box_centre_3d = box_offset * depth / focal - shift  # the box centre, relative to the hip.
+      depth = max(depth * size / target_size, min_depth)
+      shift = target_offset * depth / focal - box_centre_3d
+    translation = np.array([shift[0], shift[1], -depth])
+  else:
+    translation = np.asarray(translation, np.float64)
+    if translation.shape != (3,) or not np.all(np.isfinite(translation)):
+      raise ValueError(f"translation must be 3 finite numbers, got {translation!r}")
+    depth = -float(translation[2])
+    if depth <= hi[2]:
+      raise ValueError(f"translation {translation.tolist()} puts a joint behind the camera "
+                       f"(the hip {depth:.3g} m away, a joint {hi[2]:.3g} m in front of it)")
   pose_cam = pose3d + translation
   # The camera centre in the (hip-centred, y-up) world frame is -Eᵀ t.
   camera_height = float(-(camera_rotation.T @ translation)[1] - pose[:, 1].min())
@@ -522,6 +536,42 @@ def sample_scene(poses: np.ndarray, seed: int, index: int,
       capsule_texture=texture, light=style["light"] if options.lighting else None,
       illumination=style["illumination"] if options.lighting else None,
       self_occlusion=options.self_occlusion)
+
+
+def sample_video(poses: np.ndarray, seed: int, index: int,
+                 options: RenderOptions = RenderOptions()) -> list[Scene]:
+  """The scenes of a video: poses in time order, one scene, one fixed camera.
+
+  Every frame has example `index`'s random draws (the camera's elevation and
+  field of view, the yaw, the body's scale and proportions, clothing,
+  lighting, background, clutter, occluders and pixel noise) and one camera
+  position, so that only the person moves. The hip stays at one point of the
+  camera frame (a clip's root motion is removed, as in training): as far
+  from the camera as the frame with the largest box needs (each frame's own
+  framing fits its joints into `options.person_size` of the image's short
+  side), in the median direction of the frames' own framings. The occluders
+  stay where frame 0 puts them, and the pixel noise is one fixed pattern.
+
+  Args:
+    poses: (F, L, 3) metres, y up, in time order, finite.
+    seed: the data set's seed.
+    index: the video's index; (seed, index) fixes the scene.
+    options: ranges of the random parameters.
+
+  Returns:
+    F `Scene`s (`render` draws each); `pose_index` is the frame's index.
+  """
+  poses = np.asarray(poses)
+  check_poses(poses, batched=True)
+  framed = [sample_scene(pose[None], seed, index, options) for pose in poses]
+  depth = max(-float(scene.translation[2]) for scene in framed)
+  direction = np.median([scene.translation[:2] / -scene.translation[2] for scene in framed],
+                        axis=0)  # the hip's (x, y) per metre of depth
+  translation = np.array([*(direction * depth), -depth])
+  scenes = [sample_scene(pose[None], seed, index, options, translation=translation)
+            for pose in poses]
+  return [dataclasses.replace(scene, pose_index=f, occluders=scenes[0].occluders)
+          for f, scene in enumerate(scenes)]
 
 
 def scale_bones(pose: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -1034,6 +1084,13 @@ class SyntheticPoseSource:
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     scene = self.scene(index)
     return example_from_scene(scene, render(scene))
+
+  def video(self, poses: np.ndarray, index: int = 0) -> list[Scene]:
+    """The scenes of a video of `poses` (F, 17, 3) metres, y up, in time order,
+    with this source's seed and options (`sample_video`; the source's own
+    poses are not used). `[example_from_scene(s, render(s)) for s in ...]`
+    gives the frames as items."""
+    return sample_video(poses, self.seed, index, self.options)
 
   def __repr__(self) -> str:
     return (f"SyntheticPoseSource(num_poses={len(self.poses)}, length={self.length}, "

@@ -541,3 +541,83 @@ def test_clothing_bands_against_closed_form():
     np.testing.assert_allclose(image[y, 48], np.clip(np.rint(colour * modulation), 0, 255),
                                atol=1.0)
     np.testing.assert_allclose(plain[y, 48], colour, atol=1.0)  # shading 1 on the axis.
+
+
+def _raising_arm_clip(frames: int = 8) -> np.ndarray:
+  """(frames, 17, 3) REST walking along x while its left arm rises overhead and the
+  knees bend: a box that grows and moves, with root motion."""
+  t = np.linspace(0.0, 1.0, frames)[:, None]
+  clip = np.repeat(REST[None].astype(np.float64), frames, axis=0)
+  shoulder = clip[:, J["LShoulder"]]
+  for joint, length in (("LElbow", 0.27), ("LWrist", 0.52)):
+    angle = math.pi * t[:, 0]  # hanging (0) to overhead (π)
+    clip[:, J[joint]] = shoulder + length * np.stack(
+        [0.3 * np.sin(angle), -np.cos(angle), np.zeros_like(angle)], axis=-1)
+  clip[:, :7, 1] -= 0.2 * t * np.isin(np.arange(7), [0, 1, 2, 4, 5])  # hips and knees sink
+  clip[:, 7:, 1] -= 0.2 * t  # the upper body with the hips
+  clip += np.array([1.5, 0.0, 0.0]) * t[:, :, None]  # walks 1.5 m along x
+  return clip.astype(np.float32)
+
+
+@pytest.mark.parametrize("camera, preset", [("perspective", "rich"), ("weak", "capsule")])
+def test_video_keeps_one_camera_while_the_person_moves(camera, preset):
+  clip = _raising_arm_clip()
+  options = dataclasses.replace(synthetic.RenderOptions(), **{
+      **synthetic.PRESETS[preset], "image_size": SIZE, "camera": camera, "occluder_prob": 1.0,
+      "max_occluders": 2})
+  scenes = synthetic.sample_video(clip, 5, 7, options)
+  alone = [synthetic.sample_scene(pose[None], 5, 7, options) for pose in clip]
+  assert len(scenes) == len(clip)
+  first = scenes[0]
+  rotation = first.camera_rotation @ my_yaw(first.yaw)
+  scale = None
+  for f, scene in enumerate(scenes):
+    assert scene.pose_index == f
+    # One camera, one body, one scene.
+    np.testing.assert_array_equal(scene.translation, first.translation)
+    assert (scene.focal, scene.yaw, scene.noise_key) == (first.focal, first.yaw, first.noise_key)
+    np.testing.assert_array_equal(scene.camera_rotation, first.camera_rotation)
+    np.testing.assert_array_equal(scene.capsule_colours, first.capsule_colours)
+    assert scene.occluders is first.occluders and len(first.occluders) > 0
+    # The frame's own pose (root motion removed), drawn as the example alone
+    # draws it; without bone scaling, by one rotation and scale for all frames.
+    np.testing.assert_array_equal(scene.pose3d, alone[f].pose3d)
+    if preset == "capsule":
+      centred = clip[f].astype(np.float64) - clip[f, J["Hip"]]
+      back = scene.pose3d @ rotation  # undo p = q Mᵀ
+      ratio = np.linalg.norm(back) / np.linalg.norm(centred)
+      scale = ratio if scale is None else scale
+      np.testing.assert_allclose(back, scale * centred, atol=1e-6)
+    # Its keypoints: the fixed camera's projection, every joint inside the image.
+    camera_frame = scene.pose3d + first.translation
+    depth = None if camera == "perspective" else -float(first.translation[2])
+    np.testing.assert_allclose(scene.keypoints2d, my_projection(camera_frame, first.focal, SIZE,
+                                                                depth), atol=1e-6)
+    height, width = SIZE
+    assert np.all((scene.keypoints2d >= -0.5) & (scene.keypoints2d <= [width - 0.5,
+                                                                         height - 0.5]))
+  # The arm moves in the image, so a reframing camera would move too: the
+  # images without the person are the same in every frame.
+  assert not np.allclose(scenes[0].keypoints2d, scenes[-1].keypoints2d, atol=1.0)
+  empty = synthetic.render(first, draw_person=False)
+  for scene in scenes[1:]:
+    np.testing.assert_array_equal(synthetic.render(scene, draw_person=False), empty)
+  # The camera stands as far as the largest frame needs: that frame alone is
+  # framed at the same depth (its box the largest).
+  assert -first.translation[2] == pytest.approx(max(-s.translation[2] for s in alone))
+
+
+def test_video_of_one_pose_is_that_example_and_bad_translations_fail():
+  pose = POSES[3]
+  options = synthetic.RenderOptions(image_size=SIZE)
+  alone = synthetic.sample_scene(pose[None], 2, 4, options)
+  for scene in synthetic.sample_video(np.stack([pose] * 3), 2, 4, options):
+    np.testing.assert_allclose(scene.translation, alone.translation, rtol=1e-12)
+    np.testing.assert_allclose(scene.keypoints2d, alone.keypoints2d, atol=1e-9)
+  source = synthetic.SyntheticPoseSource(POSES, image_size=SIZE, seed=2)
+  assert source.video(np.stack([pose] * 2), index=4)[1].translation.tolist() == (
+      alone.translation.tolist())
+  with pytest.raises(ValueError, match="behind the camera"):
+    synthetic.sample_scene(pose[None], 2, 4, options, translation=np.array([0.0, 0.0, 0.1]))
+  with pytest.raises(ValueError, match="3 finite numbers"):
+    synthetic.sample_scene(pose[None], 2, 4, options, translation=np.array([0.0, np.nan, -3.0]))
