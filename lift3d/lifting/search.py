@@ -349,10 +349,11 @@ def search_unweighted(prep: Prepared, points, frames_major: bool = False):
 
 
 def _weighted_factors(prep: Prepared, gram, grid):
-  """Cholesky factors of the Gram matrices at the yaws `grid` (T_s,).
+  """Cholesky factors of the Gram matrices (with the linearised prior) at the
+  yaws `grid` (T_s,), for the per-frame Gram terms `gram` (n, U, K, B).
 
   Returns (lower, inv_diag) as `solves.cholesky` gives them, on (T_s, K·B)
-  arrays, and the right-hand-side terms' shape (3, P, K·B) flattening.
+  arrays.
   """
   num_terms, num_upper, num_components, batch = gram.shape
   num_unknowns = prep.tikhonov.shape[1]
@@ -434,15 +435,16 @@ def search_weighted_grid(prep: Prepared, gram, rhs, norm2):
   As `search_weighted(..., pair=False)` (the same costs, up to rounding), but
   for a level camera and an even T each factorisation serves both yaws of its
   pair (θ, θ + π): their costs are `||Dw||² − |z_a ± z_b|²`, so the search
-  factorises T/2 Gram matrices instead of T (the weighted `grid_scores` 1.7x
-  faster at K = 9, J = 14, T = 64 on the 2-core CPU; RESULTS.md).
+  factorises T/2 Gram matrices instead of T (the weighted `grid_scores`
+  1.4-1.8x faster on the 2-core CPU; RESULTS.md).
 
   The two halves come back as two arrays. A caller that writes them into one
   array must do it outside the loop fusion that computes them: XLA's CPU
   compiler fuses the whole factorisation into each consumer of a half, and a
-  concatenation (or any two consumers) computed it twice, 1.6-3.7x slower
-  than one factorisation per yaw (`lift3d.lifting.api._grid_chunk` returns
-  them as the real and imaginary parts of one complex array, one output).
+  concatenation, a stack or two outputs of the chunk made the grid 1.7-3.9x
+  slower than one factorisation per yaw (`lift3d.lifting.api._grid_chunk`
+  returns them as the real and imaginary parts of one complex array, one
+  output).
 
   Args:
     prep, gram, rhs, norm2: as `search_weighted`.
