@@ -12,9 +12,9 @@ camera as far as the clip's largest pose needs), the clip's poses frame by frame
 at its own rate. The network's 2D landmarks come from `lift3d.predict` with the
 CLI's tracking (`cli_predict._follow`); their 3D pose from its per-frame lift, or
 from the CLI's sequence lift (`cli_predict._sequence_people`: `lift_sequence` per
-track at the clip's frame rate). Prints MPJPE, PA-MPJPE (mm) and the acceleration error (mm/frame²) of
-both against the rendered 3D poses, over the frames valid in both, and the
-per-video difference (mean ± standard error). The renders' cameras are pitched
+track at the clip's frame rate). Prints MPJPE, PA-MPJPE (mm) and the acceleration
+error (mm/frame²) of both against the rendered 3D poses, over the frames valid in
+both, and the per-video difference (mean ± standard error). The renders' cameras are pitched
 (`elevation_deg`) and both lifts assume a level camera.
 
 `--network`: a training workdir or a file from `lift3d export`.
