@@ -376,6 +376,31 @@ def _level_pairs(prep: Prepared) -> bool:
   return prep.rotation is None and prep.yaws.shape[0] % 2 == 0
 
 
+def _pair_parts(prep: Prepared, gram, rhs, norm2):
+  """The whitened parts of the pairs (θ_t, θ_t + π), t < T/2, of a level camera.
+
+  Returns (total (K·B,) ||Dw||² per component, z_a, z_b): P arrays (T/2, K·B)
+  each, `L⁻¹y⁰` and `L⁻¹(cos θ y¹ + sin θ y²)` for the shared factor L, so
+  that the costs of θ and θ + π are `total − |z_a ± z_b|²`.
+  """
+  num_components, batch = gram.shape[2:]
+  num_unknowns = prep.tikhonov.shape[1]
+  grid = prep.yaws[: prep.yaws.shape[0] // 2]
+  size, width = grid.shape[0], num_components * batch
+  lower, inv_diag = _weighted_factors(prep, gram, grid)
+  y = rhs.reshape(3, num_unknowns, width)
+  c, s = jnp.cos(grid)[:, None], jnp.sin(grid)[:, None]
+  za = solves.forward(lower, inv_diag,
+                      [jnp.broadcast_to(y[0, i], (size, width)) for i in range(num_unknowns)])
+  zb = solves.forward(lower, inv_diag, [c * y[1, i] + s * y[2, i] for i in range(num_unknowns)])
+  return jnp.tile(norm2, num_components), za, zb
+
+
+def _frames_minor(cost, num_components: int, batch: int):
+  """(T_s, K·B) -> (K, T_s, B)."""
+  return jnp.transpose(cost.reshape(-1, num_components, batch), (1, 0, 2))
+
+
 def search_weighted(prep: Prepared, gram, rhs, norm2, pair: bool = True):
   """Linearised costs of every (component, yaw) with per-frame Gram terms.
 
@@ -404,29 +429,21 @@ def search_weighted(prep: Prepared, gram, rhs, norm2, pair: bool = True):
     (costs, paired): costs (K, T_s, B) with T_s = T/2 if paired else T.
   """
   num_components, batch = gram.shape[2:]
-  num_unknowns = prep.tikhonov.shape[1]
-  num_yaws = prep.yaws.shape[0]
   paired = pair and _level_pairs(prep)
-  grid = prep.yaws[: num_yaws // 2] if paired else prep.yaws
-  size = grid.shape[0]
-  width = num_components * batch
-  lower, inv_diag = _weighted_factors(prep, gram, grid)
-  y = rhs.reshape(3, num_unknowns, width)
-  c, s = jnp.cos(grid)[:, None], jnp.sin(grid)[:, None]
-  total = jnp.tile(norm2, num_components)  # (K·B,)
   if paired:
-    za = solves.forward(lower, inv_diag,
-                        [jnp.broadcast_to(y[0, i], (size, width)) for i in range(num_unknowns)])
-    zb = solves.forward(lower, inv_diag, [c * y[1, i] + s * y[2, i] for i in range(num_unknowns)])
+    total, za, zb = _pair_parts(prep, gram, rhs, norm2)
     both = sum(a * a + b * b for a, b in zip(za, zb, strict=True))
     cross = 2.0 * sum(a * b for a, b in zip(za, zb, strict=True))
     cost = total - both - jnp.abs(cross)
   else:
+    num_unknowns = prep.tikhonov.shape[1]
+    lower, inv_diag = _weighted_factors(prep, gram, prep.yaws)
+    y = rhs.reshape(3, num_unknowns, num_components * batch)
+    c, s = jnp.cos(prep.yaws)[:, None], jnp.sin(prep.yaws)[:, None]
     z = solves.forward(lower, inv_diag,
                        [y[0, i] + c * y[1, i] + s * y[2, i] for i in range(num_unknowns)])
-    cost = total - sum(v * v for v in z)
-  cost = jnp.transpose(cost.reshape(size, num_components, batch), (1, 0, 2))
-  return cost, paired
+    cost = jnp.tile(norm2, num_components) - sum(v * v for v in z)
+  return _frames_minor(cost, num_components, batch), paired
 
 
 def search_weighted_grid(prep: Prepared, gram, rhs, norm2):
@@ -457,21 +474,11 @@ def search_weighted_grid(prep: Prepared, gram, rhs, norm2):
   if not _level_pairs(prep):
     return search_weighted(prep, gram, rhs, norm2, pair=False)[0], None
   num_components, batch = gram.shape[2:]
-  num_unknowns = prep.tikhonov.shape[1]
-  grid = prep.yaws[: prep.yaws.shape[0] // 2]
-  size = grid.shape[0]
-  width = num_components * batch
-  lower, inv_diag = _weighted_factors(prep, gram, grid)
-  y = rhs.reshape(3, num_unknowns, width)
-  c, s = jnp.cos(grid)[:, None], jnp.sin(grid)[:, None]
-  total = jnp.tile(norm2, num_components)  # (K·B,)
-  za = solves.forward(lower, inv_diag,
-                      [jnp.broadcast_to(y[0, i], (size, width)) for i in range(num_unknowns)])
-  zb = solves.forward(lower, inv_diag, [c * y[1, i] + s * y[2, i] for i in range(num_unknowns)])
-  costs = [total - sum((a + sign * b) * (a + sign * b) for a, b in zip(za, zb, strict=True))
-           for sign in (1.0, -1.0)]
-  first, opposite = (jnp.transpose(cost.reshape(size, num_components, batch), (1, 0, 2))
-                     for cost in costs)
+  total, za, zb = _pair_parts(prep, gram, rhs, norm2)
+  first, opposite = (
+      _frames_minor(total - sum((a + sign * b) * (a + sign * b)
+                                for a, b in zip(za, zb, strict=True)), num_components, batch)
+      for sign in (1.0, -1.0))
   return first, opposite
 
 
