@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from lift3d import camera, lifting, sequence
+from lift3d.data import bvh_writer
 from lift3d.pose_model.model import PoseModel
+from lift3d.skeleton import H36M17
 from tests.lifting.planted import limb_norm
 
 # One frame count and grid for all tests, so that they share compilations.
@@ -31,14 +33,30 @@ def _model(seed=0):
                    limb_scale=jnp.asarray(0.5, jnp.float32))
 
 
-def _planted(num_frames=F, rotation=None):
-  """A smooth motion of component 0: coefficients, yaw, scale and position drift,
-  seen by a level camera or one rotated by `rotation` (3, 3).
+def _mirror_symmetric_model():
+  """`_model()` with mirror-symmetric means: each left joint the mirror image
+  (x -> -x) of its right twin, the others on the plane x = 0 (so the bones of
+  left and right match, as a body's)."""
+  model = _model()
+  mean = np.asarray(model.mean, np.float64).copy()
+  twins = [j for pair in H36M17.left_right for j in pair]
+  mean[:, [j for j in range(L) if j not in twins], 0] = 0.0
+  for left, right in H36M17.left_right:
+    mean[:, left] = mean[:, right] * [-1.0, 1.0, 1.0]
+  mean -= mean.mean(axis=1, keepdims=True)
+  mean /= limb_norm(mean)[:, None, None]
+  return model.replace(mean=jnp.asarray(mean, jnp.float32))
+
+
+def _planted(num_frames=F, rotation=None, model=None):
+  """A smooth motion of component 0 of `model` (default `_model()`):
+  coefficients, yaw, scale and position drift, seen by a level camera or one
+  rotated by `rotation` (3, 3).
 
   Returns (keypoints (F, L, 2) px, truth (F, L, 3) mm root-centred in the
   camera's frame, yaw (F,)).
   """
-  model = _model()
+  model = _model() if model is None else model
   t = np.arange(num_frames)
   coeffs = 0.05 * np.stack([np.sin(0.1 * t), np.cos(0.07 * t), np.sin(0.05 * t + 1)], 1)
   body = np.asarray(model.mean)[0] + np.einsum("fj,jlc->flc", coeffs, np.asarray(model.basis)[0])
@@ -402,13 +420,17 @@ def test_gap_lengths_match_a_loop():
 
 
 # --- The sequence ----------------------------------------------------------------
+# The planted motions' bones change with the coefficients (a random linear model,
+# not a body), so the tests of steps 1-4 keep each frame's own skeleton
+# (fixed_bones=False); step 5 has its own tests below.
 
 
 def test_planted_motion_recovered_from_clean_video():
   keypoints, truth, yaw = _planted()
   # yaw_rate 0.1: the planted turn (0.03 rad/frame) lags less under the random walk at
   # the ends than with the default 0.05.
-  result = sequence.lift_sequence(_model(), keypoints, num_yaws=T, smoothing=1.0, yaw_rate=0.1)
+  result = sequence.lift_sequence(_model(), keypoints, num_yaws=T, smoothing=1.0, yaw_rate=0.1,
+                                  fixed_bones=False)
   assert result.pose3d.shape == (F, L, 3) and bool(result.valid.all())
   assert np.all(np.asarray(result.component) == 0)
   yaw_error = np.angle(np.exp(1j * (np.asarray(result.yaw) - yaw)))
@@ -437,13 +459,13 @@ def test_a_pitched_camera_given_as_camera_rotation(weighted):
   visibility = np.ones(keypoints.shape[:2], np.float32) if weighted else None
   kwargs = dict(num_yaws=T, smoothing=1.0, yaw_rate=0.1)
   result = sequence.lift_sequence(_model(), keypoints, visibility,
-                                  camera_rotation=PITCH_ROTATION, **kwargs)
+                                  camera_rotation=PITCH_ROTATION, **kwargs, fixed_bones=False)
   assert bool(result.valid.all()) and np.all(np.asarray(result.component) == 0)
   assert np.abs(np.angle(np.exp(1j * (np.asarray(result.yaw) - yaw)))).max() < 0.02
   error = np.linalg.norm(np.asarray(result.pose3d) - truth, axis=-1)
   assert error.max() < 8.0, error.max()
   np.testing.assert_allclose(result.reprojected, keypoints, atol=0.02 * 300 * 0.5)
-  level = sequence.lift_sequence(_model(), keypoints, visibility, **kwargs)
+  level = sequence.lift_sequence(_model(), keypoints, visibility, **kwargs, fixed_bones=False)
   assert np.linalg.norm(np.asarray(level.pose3d) - truth, axis=-1).max() > 3 * error.max()
 
 
@@ -473,7 +495,7 @@ def test_a_frame_whose_whole_grid_failed_does_not_derail_the_path(monkeypatch):
   sequence._lift_sequence_jit.clear_cache()  # trace with the patched search
   try:
     result = sequence.lift_sequence(_model(), keypoints, num_yaws=T, smoothing=1.0,
-                                    yaw_rate=0.1)
+                                    yaw_rate=0.1, fixed_bones=False)
   finally:
     sequence._lift_sequence_jit.clear_cache()
   assert bool(result.valid.all())  # frame 10 is filled from its neighbours
@@ -491,7 +513,8 @@ def test_noisy_video_with_a_gap_beats_per_frame_lifting():
   noisy[20:26] = np.nan
   model = _model()
   per_frame = lifting.lift(model, noisy, visibility, num_yaws=T)
-  result = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, max_gap=6)
+  result = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, max_gap=6,
+                                  fixed_bones=False)
   assert not bool(per_frame.valid[20:26].any())
   assert bool(result.valid.all())  # the gap is filled from the neighbours
   err_seq = np.linalg.norm(np.asarray(result.pose3d) - truth, axis=-1).mean(-1)
@@ -502,7 +525,8 @@ def test_noisy_video_with_a_gap_beats_per_frame_lifting():
                                                            err_lift[ok].mean())
   assert err_seq[20:26].max() < 3 * err_seq[ok].mean() + 5.0
   # Too long a gap: only that run is not valid.
-  short = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, max_gap=5)
+  short = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, max_gap=5,
+                                 fixed_bones=False)
   np.testing.assert_array_equal(np.asarray(short.valid), ~np.isin(np.arange(F), range(20, 26)))
   assert np.all(np.isnan(np.asarray(short.pose3d)[20:26]))
 
@@ -560,9 +584,10 @@ def test_blend_moves_visible_joints_onto_the_observation():
   rng = np.random.default_rng(5)
   noisy = keypoints + rng.normal(scale=4.0, size=keypoints.shape).astype(np.float32)
   model = _model()
-  plain = sequence.lift_sequence(model, noisy, num_yaws=T, reconstruction="model")
+  plain = sequence.lift_sequence(model, noisy, num_yaws=T, reconstruction="model",
+                                 fixed_bones=False)
   blend = sequence.lift_sequence(model, noisy, num_yaws=T, blend_weight=1.0,
-                                 blend_smoothing=0.0)
+                                 blend_smoothing=0.0, fixed_bones=False)
   for name in ("component", "yaw", "scale", "reprojected", "valid"):
     np.testing.assert_array_equal(np.asarray(getattr(blend, name)),
                                   np.asarray(getattr(plain, name)))
@@ -591,12 +616,13 @@ def test_blend_offsets_are_smoothed_over_time_and_reach_hidden_frames():
   visibility = np.ones(keypoints.shape[:2], np.float32)
   visibility[15:22, wrist] = 0.0
   model = _model()
-  plain = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, reconstruction="model")
+  plain = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, reconstruction="model",
+                                 fixed_bones=False)
   kwargs = dict(blend_weight=1.0, blend_hidden=1.0)
   smooth = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, blend_smoothing=100.0,
-                                  **kwargs)
+                                  **kwargs, fixed_bones=False)
   raw = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, blend_smoothing=0.0,
-                               **kwargs)
+                               **kwargs, fixed_bones=False)
 
   def move_px(result):  # the wrist's move relative to the root, pixels, size factor removed
     c = np.sum(result.pose3d[..., 2] * plain.pose3d[..., 2], -1) / np.sum(
@@ -622,6 +648,76 @@ def test_blend_offsets_are_smoothed_over_time_and_reach_hidden_frames():
   visible = np.isin(np.arange(F), range(15, 22), invert=True)
   spread = lambda m: np.sqrt(np.mean((m[visible] - mean_offset) ** 2))  # noqa: E731
   assert spread(smooth_move) < 0.5 * spread(raw_move), (spread(smooth_move), spread(raw_move))
+
+
+def _symmetric_mean_lengths(poses, frames):
+  """(17,) bone lengths (0 for the root): the mean over `frames` of each bone's
+  length, left and right averaged (NumPy, float64)."""
+  poses = np.asarray(poses, np.float64)[frames]
+  parents = np.maximum(np.asarray(H36M17.parents), 0)
+  lengths = np.linalg.norm(poses - poses[:, parents], axis=-1).mean(0)
+  for left, right in H36M17.left_right:  # a bone is named by its child joint
+    lengths[left] = lengths[right] = 0.5 * (lengths[left] + lengths[right])
+  return lengths
+
+
+def test_one_skeleton_puts_each_frames_pose_on_the_mean_symmetric_bones():
+  # Step 5 against an independent NumPy retargeting (bvh_writer.fix_bone_lengths)
+  # of the per-frame skeletons' output: lengths averaged over the valid frames only
+  # (a gap longer than max_gap makes frames 20-25 invalid), left and right averaged,
+  # directions and root kept; nothing but pose3d changes.
+  keypoints, _, _ = _planted()
+  rng = np.random.default_rng(7)
+  noisy = keypoints + rng.normal(scale=3.0, size=keypoints.shape).astype(np.float32)
+  visibility = rng.uniform(0.3, 1.0, size=keypoints.shape[:2]).astype(np.float32)
+  visibility[20:26] = 0.0
+  model = _model()
+  own = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, max_gap=5,
+                               fixed_bones=False)
+  fixed = sequence.lift_sequence(model, noisy, visibility, num_yaws=T, max_gap=5)
+  valid = np.asarray(own.valid)
+  assert valid.sum() == F - 6 and not valid[20:26].any()
+  for name in ("component", "yaw", "scale", "coeffs", "cost", "reprojected", "valid"):
+    np.testing.assert_array_equal(np.asarray(getattr(fixed, name)),
+                                  np.asarray(getattr(own, name)))
+  lengths = _symmetric_mean_lengths(own.pose3d, valid)
+  expected = bvh_writer.fix_bone_lengths(np.asarray(own.pose3d)[valid], lengths)
+  # float32: each joint is the root plus up to 5 rescaled bones of ~100 mm; a
+  # few roundings of ~6e-8 relative each, on positions up to ~500 mm.
+  np.testing.assert_allclose(np.asarray(fixed.pose3d)[valid], expected, atol=1e-3)
+  assert np.all(np.isnan(np.asarray(fixed.pose3d)[~valid]))
+  # The per-frame skeletons did differ: by more than a millimetre somewhere.
+  assert np.abs(np.asarray(own.pose3d)[valid] - expected).max() > 1.0
+
+
+def test_one_skeleton_recovers_a_rigid_body_better_than_per_frame_skeletons():
+  # A motion of a model with a body's symmetry, retargeted onto one symmetric
+  # skeleton at the training size (limb norm limb_scale): a body whose bones keep
+  # their lengths, seen with 3 px noise. The frames' poses scatter its bone
+  # lengths; averaged over the video they come close to the planted ones, and the
+  # poses with them.
+  model = _mirror_symmetric_model()
+  _, moving, _ = _planted(model=model)
+  lengths = _symmetric_mean_lengths(moving, np.ones(F, bool))
+  lengths *= float(model.limb_scale) * 1000.0 / np.sqrt(np.sum(lengths**2))
+  truth = bvh_writer.fix_bone_lengths(moving, lengths)  # (F, L, 3) mm, root at 0
+  t = np.arange(F)
+  rng = np.random.default_rng(8)
+  keypoints = np.asarray(camera.weak_perspective(
+      truth, 0.6, translation=np.stack([200.0 + t, 300.0 - 0.5 * t], 1)), np.float32)
+  keypoints += rng.normal(scale=3.0, size=keypoints.shape).astype(np.float32)
+  kwargs = dict(num_yaws=T, smoothing=1.0, yaw_rate=0.1)
+  own = sequence.lift_sequence(model, keypoints, fixed_bones=False, **kwargs)
+  fixed = sequence.lift_sequence(model, keypoints, **kwargs)
+  assert bool(own.valid.all()) and bool(fixed.valid.all())
+  bone = lambda x: np.linalg.norm(x - x[:, np.maximum(H36M17.parents, 0)], axis=-1)  # noqa: E731
+  own_bones, fixed_bones = bone(np.asarray(own.pose3d)), bone(np.asarray(fixed.pose3d))
+  assert np.ptp(fixed_bones, axis=0).max() < 1e-3 and np.ptp(own_bones, axis=0).max() > 5.0
+  bone_error = lambda b: np.abs(b - lengths).mean()  # noqa: E731
+  assert bone_error(fixed_bones) < 0.5 * bone_error(own_bones), (
+      bone_error(fixed_bones), bone_error(own_bones))
+  error = lambda r: np.linalg.norm(np.asarray(r.pose3d) - truth, axis=-1).mean()  # noqa: E731
+  assert error(fixed) < 0.95 * error(own), (error(fixed), error(own))  # 5.25 against 5.75 mm
 
 
 def test_nan_joints_without_a_visibility_are_hidden():

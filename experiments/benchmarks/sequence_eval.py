@@ -369,6 +369,9 @@ def main(argv=None):
   pose3d, valid = run_sequence(model, test, reconstruction="model", **rate_weights)
   rows["lift_sequence (defaults), reconstruction=\"model\", lift's frames"] = scores(
       pose3d, valid, truth, lift_valid)
+  pose3d, valid = run_sequence(model, test, fixed_bones=False, **rate_weights)
+  rows["lift_sequence (defaults), fixed_bones=False, lift's frames"] = scores(
+      pose3d, valid, truth, lift_valid)
   for label, w in (("lift_sequence (defaults)", rate_weights),
                    *((("lift_sequence (validated)", weights),) if weights else ())):
     pose3d, valid = run_sequence(model, test, **w)
