@@ -102,7 +102,11 @@ class LiftResult:
       poses' mean (`model.limb_scale`), since one view cannot tell a big
       person far away from a small one nearby. With `reconstruction="blend"`
       (the default) the visible joints are then moved in the image plane and
-      the pose is scaled back to that limb norm.
+      the pose is scaled back to that limb norm. `lift3d.lift_sequence` then
+      puts each video's poses on one skeleton (`fixed_bones`: every bone at
+      its mean length over the video, so each frame's limb norm is close to,
+      not exactly, the training mean: 0.991–0.999 of it on the held-out test
+      videos).
     yaw: (...) radians in [0, 2π), θ of docs/method.md §4.
     scale: (...) weak-perspective scale s > 0, input pixels per millimetre of
       the model pose (so `reprojected ≈ scale · flip(pose3d[..., :2]) + offset`
