@@ -636,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replace an existing --out / --plot file")
   lift.add_argument("--num-yaws", type=int, default=None,
                     help="yaws searched (default 100 per frame; with --sequence "
-                         "lift_sequence's default: 64 at 30 fps, more at a higher --fps)")
+                         "lift_sequence's default: 32 at 30 fps, more at a higher --fps)")
   lift.add_argument("--refine", action="store_true", help="refine the yaw (a few LM steps)")
   lift.add_argument("--batch", type=int, default=4096, help="frames per lift call")
   lift.add_argument("--reconstruction", choices=("blend", "model"), default="blend",

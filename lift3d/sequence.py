@@ -108,13 +108,16 @@ DEFAULT_SMOOTHING = 30.0
 DEFAULT_MAX_GAP = 30  # frames
 # Grid yaws of `lift_sequence` at the default yaw_rate (`lift` keeps 100). The
 # path's yaws are refined below the grid spacing (step 2 of the module
-# docstring), so a coarser grid loses little: on 180 validation videos
-# (sequence_eval's clips at 30 fps, K = 9, J = 14) MPJPE rose by 0.05 ± 0.03 mm
-# at T = 64 against T = 100, 0.14 at 40, 0.29 at 32, while the grid and the
-# Viterbi cost in proportion to T (lift_sequence 1.2-1.3x faster at 64 than at
-# 100 on the 2-core CPU). A smaller yaw_rate (a higher frame rate) needs a finer
-# grid in proportion (`default_num_yaws`; RESULTS.md).
-DEFAULT_NUM_YAWS = 64
+# docstring), so a coarse grid loses nothing measurable at 30 fps: with one
+# skeleton per video (step 5), validation MPJPE at T = 32 / 48 / 64 / 100 was
+# 65.77 / 65.97 / 65.90 / 65.93 mm on 180 videos (sequence_eval's clips, K = 9,
+# J = 14) and 64.37 / 64.49 / 64.38 / 64.46 on 60, while the grid costs in
+# proportion to T and the Viterbi to T times its band (lift_sequence 1.17x
+# faster at 32 than at 64, median of 15 interleaved rounds, 2-core CPU). At a
+# higher frame rate the grid is finer in proportion (`default_num_yaws`); a
+# grid finer than that still gained a little at 60 fps (RESULTS.md, issue 16).
+# (Until session 15: 64, when T = 32 had measured 0.29 mm worse.)
+DEFAULT_NUM_YAWS = 32
 
 
 VALIDATED_FRAME_RATE = 30.0  # frames per second of the clips the defaults were chosen on
@@ -170,19 +173,20 @@ def frame_rate_weights(frame_rate: float) -> dict:
 def default_num_yaws(yaw_rate: float) -> int:
   """`lift_sequence`'s default T for a yaw walk of `yaw_rate` radians per frame.
 
-  `DEFAULT_NUM_YAWS` (64) at the validated `DEFAULT_YAW_RATE` or above, and
+  `DEFAULT_NUM_YAWS` (32) at the validated `DEFAULT_YAW_RATE` or above, and
   in proportion to `DEFAULT_YAW_RATE / yaw_rate` below it (rounded up), so
   that a move of one bin costs the walk at most what it costs with the
-  defaults (½ (2π/64 / 0.05)² ≈ 1.9 nats). Measured on
-  validation videos rendered at 60 and 120 fps with yaw_rate scaled to the
-  frame rate: 68.22 and 65.99 mm MPJPE at T = 128 and 256, against 68.56
-  and 67.21 at 64 (RESULTS.md).
+  defaults (½ (2π/32 / 0.05)² ≈ 7.7 nats). Measured on validation videos
+  rendered at 60 fps with the weights of `frame_rate_weights(60)`: 62.72 mm
+  MPJPE at this rule's T = 64, 62.57 at 96 and 62.51 at 128 (180 videos;
+  at 120 fps, 60 videos: 62.60 at 128, 62.52 at 256; RESULTS.md): pass a
+  larger `num_yaws` for the last 0.3%.
 
   Args:
     yaw_rate: radians per frame, > 0.
 
   Returns:
-    T, at least 64.
+    T, at least `DEFAULT_NUM_YAWS`.
   """
   if not (math.isfinite(float(yaw_rate)) and float(yaw_rate) > 0):
     raise ValueError(f"yaw_rate must be a finite number > 0, got {yaw_rate}")
@@ -1076,7 +1080,7 @@ def lift_sequence(
       are hidden (weight 0). Under an outer `jax.jit` (traced keypoints) None
       means every joint visible: pass a visibility where joints may be NaN.
     num_yaws: T, grid yaws 2πt/T (static). None (default):
-      `default_num_yaws(yaw_rate)`, 64 at the default yaw_rate (validated at
+      `default_num_yaws(yaw_rate)`, 32 at the default yaw_rate (validated at
       30 fps: the path's yaws are refined below the grid spacing) and more in
       proportion for a smaller yaw_rate (a higher frame rate), so that the
       walk's steps stay as fine as validated.

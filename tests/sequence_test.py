@@ -239,26 +239,29 @@ def test_viterbi_gives_back_the_scores_around_its_path(length):
 
 def test_the_default_grid_follows_the_yaw_rate():
   # A one-bin move costs the walk ½ (2π/T / yaw_rate)². The default T is the
-  # smallest T >= 64 at which that cost is at most its cost with the default
-  # yaw_rate and 64 yaws: 64 there, finer in proportion for smaller rates.
+  # smallest T >= DEFAULT_NUM_YAWS at which that cost is at most its cost with the
+  # default yaw_rate and DEFAULT_NUM_YAWS yaws: that there, finer in proportion for
+  # smaller rates.
+  base = sequence.DEFAULT_NUM_YAWS
+
   def step_cost(num_yaws, rate):
     return 0.5 * (2 * np.pi / num_yaws / rate) ** 2
 
-  bound = step_cost(64, sequence.DEFAULT_YAW_RATE)
+  bound = step_cost(base, sequence.DEFAULT_YAW_RATE)
   for factor in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 7.0):
     rate = sequence.DEFAULT_YAW_RATE / factor
     num_yaws = sequence.default_num_yaws(rate)
-    assert num_yaws >= 64 and step_cost(num_yaws, rate) <= bound * (1 + 1e-9)
-    assert num_yaws == 64 or step_cost(num_yaws - 1, rate) > bound
-  assert sequence.default_num_yaws(sequence.DEFAULT_YAW_RATE / 2) == 128
+    assert num_yaws >= base and step_cost(num_yaws, rate) <= bound * (1 + 1e-9)
+    assert num_yaws == base or step_cost(num_yaws - 1, rate) > bound
+  assert sequence.default_num_yaws(sequence.DEFAULT_YAW_RATE / 2) == 2 * base
   with pytest.raises(ValueError, match="yaw_rate"):
     sequence.default_num_yaws(0.0)
   # lift_sequence takes it when num_yaws is None.
   keypoints, _, _ = _planted(12)
   rate = sequence.DEFAULT_YAW_RATE / 2
   auto = sequence.lift_sequence(_model(), keypoints, yaw_rate=rate)
-  fine = sequence.lift_sequence(_model(), keypoints, yaw_rate=rate, num_yaws=128)
-  coarse = sequence.lift_sequence(_model(), keypoints, yaw_rate=rate, num_yaws=64)
+  fine = sequence.lift_sequence(_model(), keypoints, yaw_rate=rate, num_yaws=2 * base)
+  coarse = sequence.lift_sequence(_model(), keypoints, yaw_rate=rate, num_yaws=base)
   np.testing.assert_array_equal(np.asarray(auto.cost), np.asarray(fine.cost))
   assert not np.array_equal(np.asarray(auto.cost), np.asarray(coarse.cost))
 

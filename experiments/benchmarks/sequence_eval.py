@@ -55,7 +55,7 @@ from lift3d.eval import mpjpe, pa_mpjpe
 from lift3d.lifting import lift
 from lift3d.skeleton import H36M17
 
-NUM_YAWS = 100  # `lift`'s grid; `lift_sequence` runs at its default (64)
+NUM_YAWS = 100  # `lift`'s grid; `lift_sequence` runs at its default (32)
 # The lifting's prior of the pose model, as the default job calibrated it
 # (experiments/jobs/pose_model.py on the validation clips) for the default
 # K = 9, J = 14: σ_obs, β (0.1, 1 for the earlier K = 3, J = 10).
