@@ -874,8 +874,7 @@ def _sequence_system(prior: _Prior, around, observed, present, component, index,
 
 
 def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blend_smoothing,
-                     blend_hidden, rotation=None, *, root: int, limb_mm, limbs,
-                     fixed_bones: bool):
+                     blend_hidden, fixed_bones, rotation=None, *, root: int, limb_mm, limbs):
   """Step 3's answer and steps 4-5 for one sequence: `LiftResult` (F frames) from the
   solution (F, P) of `_sequence_system`'s system; the pose in the camera's frame
   (E R_θ(μ_k + E_k a) with a camera rotation E (3, 3), R_θ(μ_k + E_k a) for a level one)."""
@@ -962,9 +961,11 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
                & (residual <= MAX_RESIDUAL))
   lifted = valid
   plausible = plausible & lifted
-  if fixed_bones:  # step 5: lengths from the plausible frames (else the lifted ones)
-    use = jnp.where(jnp.any(plausible & present), plausible, lifted) & present
-    pose3d = _one_skeleton(pose3d, use)
+  # Step 5: the lengths from the plausible frames (else the lifted ones). A
+  # `cond` on the traced flag, so that either value runs the same program.
+  use = jnp.where(jnp.any(plausible & present), plausible, lifted) & present
+  pose3d = jax.lax.cond(fixed_bones, lambda pose: _one_skeleton(pose, use), lambda pose: pose,
+                        pose3d)
   nan = jnp.asarray(jnp.nan, dtype)
   mask = lambda x: jnp.where(lifted.reshape((-1,) + (1,) * (x.ndim - 1)), x, nan)  # noqa: E731
   return LiftResult(
@@ -975,12 +976,11 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
       residual=mask(residual), plausible=plausible, valid=plausible)
 
 
-@functools.partial(jax.jit, static_argnames=("num_yaws", "band", "min_visible", "root",
-                                             "fixed_bones"))
+@functools.partial(jax.jit, static_argnames=("num_yaws", "band", "min_visible", "root"))
 def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, component_switch,
                        yaw_jump, smoothing, max_gap, blend_weight, blend_smoothing, blend_hidden,
-                       length, camera_rotation, *, num_yaws, band, min_visible, root,
-                       fixed_bones=True):
+                       fixed_bones, length, camera_rotation, *, num_yaws, band, min_visible,
+                       root):
   """`lift_sequence` on (..., F, L, 2) keypoints whose first `length` frames are
   the video and the rest padding (so that videos of other lengths share the
   compiled program); the padding's outputs are meaningless. `length` None: no
@@ -1022,10 +1022,9 @@ def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, compon
       flat(weights) * present[:, None], yaw_rate, smoothing)
   solution = solve_block_tridiagonal(diagonal, coupling, rhs[..., None])[..., 0]  # (S, F, P)
   finish = functools.partial(_finish_sequence, prior, rotation=camera_rotation, root=root,
-                             limb_mm=model.limb_scale * 1000.0, limbs=H36M17.limbs,
-                             fixed_bones=fixed_bones)
-  out = jax.vmap(finish, in_axes=(0, 0) + (None,) * 4)(
-      state, solution, max_gap, blend_weight, blend_smoothing, blend_hidden)
+                             limb_mm=model.limb_scale * 1000.0, limbs=H36M17.limbs)
+  out = jax.vmap(finish, in_axes=(0, 0) + (None,) * 5)(
+      state, solution, max_gap, blend_weight, blend_smoothing, blend_hidden, fixed_bones)
   return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), out)
 
 
@@ -1183,9 +1182,9 @@ def lift_sequence(
       f(yaw_rate), f(component_switch), f(yaw_jump), f(smoothing),
       jnp.asarray(int(max_gap), jnp.int32),
       f(blend_weight if reconstruction == "blend" else 0.0), f(blend_smoothing),
-      f(blend_hidden), None if padded == num_frames else jnp.asarray(num_frames, jnp.int32),
+      f(blend_hidden), jnp.asarray(bool(fixed_bones)),
+      None if padded == num_frames else jnp.asarray(num_frames, jnp.int32),
       camera_rotation, num_yaws=int(num_yaws),
       band=_band(int(num_yaws), float(yaw_rate), float(yaw_jump)),
-      min_visible=int(min_visible), root=H36M17.parents.index(-1),
-      fixed_bones=bool(fixed_bones))
+      min_visible=int(min_visible), root=H36M17.parents.index(-1))
   return out if padded == num_frames else first_frames(out, size=num_frames, axis=frame_axis)
