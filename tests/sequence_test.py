@@ -723,6 +723,27 @@ def test_one_skeleton_recovers_a_rigid_body_better_than_per_frame_skeletons():
   assert error(fixed) < 0.95 * error(own), (error(fixed), error(own))  # 5.25 against 5.75 mm
 
 
+def test_one_skeleton_takes_the_lifted_frames_when_none_is_plausible():
+  # A symmetric body seen through the asymmetric `_model()`: every frame is lifted
+  # but none is plausible (the residual is far above its limit), so the lengths
+  # are the means over the lifted frames.
+  _, moving, _ = _planted(model=_mirror_symmetric_model())
+  t = np.arange(F)
+  keypoints = np.asarray(camera.weak_perspective(
+      moving, 0.6, translation=np.stack([200.0 + t, 300.0 - 0.5 * t], 1)), np.float32)
+  kwargs = dict(num_yaws=T, smoothing=1.0, yaw_rate=0.1)
+  model = _model()
+  own = sequence.lift_sequence(model, keypoints, fixed_bones=False, **kwargs)
+  fixed = sequence.lift_sequence(model, keypoints, **kwargs)
+  lifted = np.isfinite(np.asarray(own.pose3d)).all(axis=(1, 2))  # (some have scale <= 0)
+  assert not np.asarray(own.plausible).any() and lifted.sum() >= F // 2
+  lengths = _symmetric_mean_lengths(own.pose3d, lifted)
+  expected = bvh_writer.fix_bone_lengths(np.asarray(own.pose3d)[lifted], lengths)
+  np.testing.assert_allclose(np.asarray(fixed.pose3d)[lifted], expected,
+                             atol=1e-3)  # the float32 bound of the test above
+  assert np.abs(np.asarray(own.pose3d)[lifted] - expected).max() > 1.0
+
+
 def test_nan_joints_without_a_visibility_are_hidden():
   keypoints, _, _ = _planted()
   keypoints = keypoints.copy()
