@@ -146,6 +146,15 @@ def lifting_args(config: ml_collections.ConfigDict) -> dict:
               + tuple(f"{p}*" for p in config.data.holdout_prefixes))
 
 
+def video_args(config: ml_collections.ConfigDict) -> dict:
+  """`experiments.jobs.lifting.evaluate_video` keywords (all but poses, clips and workdir)."""
+  video = config.lift.video
+  return dict(pose_model_args=pose_model_args(config.pose_model, calibration_args(config)),
+              lift_kwargs=lift_kwargs(config.lift), videos_per_clip=int(video.videos_per_clip),
+              num_frames=int(video.num_frames), max_clips=int(video.max_clips),
+              seed=int(video.seed), noise_px=float(video.noise_px))
+
+
 def cpm_model(section: ml_collections.ConfigDict) -> cpm.CPM:
   """The `lift3d.models.cpm.CPM` of a `cpm` section (its `model` fields and `fusion`)."""
   fields = dict(section.model.to_dict())

@@ -18,6 +18,9 @@ away, 0.8-1.3 m high, looking at the hip), 3 px Gaussian 2D noise,
 occlusions of single joints lasting 5-25 frames (1% chance per joint and
 frame) and one or two dropouts of the whole person lasting 3-10 frames.
 
+The videos are rendered by `experiments.jobs.lifting.render_videos`, as in the
+default job's video step, which runs the same test comparison (seed 2).
+
 Metrics (mm, 17 joints, camera frame, root-aligned): MPJPE, PA-MPJPE and the
 acceleration error (mean over joints of |second difference of prediction −
 that of the truth|, mm/frame², as VideoPose3D reports it), over the frames
@@ -49,11 +52,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.jobs.lifting import acceleration_error, render_videos, video_scores
 from lift3d import camera, pose_model, sequence
 from lift3d.data import mocap
-from lift3d.eval import mpjpe, pa_mpjpe
+from lift3d.eval import mpjpe
 from lift3d.lifting import lift
 from lift3d.skeleton import H36M17
+
+# The video helpers live with the default job's video step (experiments/jobs/lifting.py).
+scores = video_scores
+__all__ = ["acceleration_error", "render_videos", "scores"]
 
 NUM_YAWS = 100  # `lift`'s grid; `lift_sequence` runs at its default (32)
 # The lifting's prior of the pose model, as the default job calibrated it
@@ -113,62 +121,6 @@ def load_or_fit_model(workdir: str, train: mocap.MocapCorpus) -> pose_model.Pose
                         prior_weight=jnp.asarray(PRIOR_WEIGHT, jnp.float32))
   pose_model.save(path, model)
   return model
-
-
-def render_videos(corpus: mocap.MocapCorpus, clips, videos_per_clip: int, seed: int,
-                  length: int = 240, noise_px: float = 3.0):
-  """Videos of the clips: keypoints (V, F, 17, 2) px (NaN where hidden), visibility (V, F, 17),
-  truth (V, F, 17, 3) mm root-centred in the camera frame, frame rates (V,)."""
-  rng = np.random.default_rng(seed)
-  keypoints, visibility, truth, rates = [], [], [], []
-  for name in clips:
-    poses = corpus.clip_poses(name).astype(np.float64)
-    loop = np.concatenate([poses, poses[-2:0:-1]])  # forwards, then backwards
-    index = np.arange(length) % len(loop)
-    for _ in range(videos_per_clip):
-      start = rng.integers(len(loop))
-      clip = loop[(index + start) % len(loop)]
-      hip = clip[:1, :1] * np.array([1.0, 0.0, 1.0])
-      yaw = rng.uniform(0, 2 * np.pi)
-      world = np.einsum("ab,flb->fla", np.asarray(camera.yaw_rotation(yaw), np.float64),
-                        clip - hip)
-      height, distance = rng.uniform(0.8, 1.3), rng.uniform(4.0, 7.0)
-      hip_height = np.median(world[:, 0, 1])
-      elevation = np.arctan2(height - hip_height, distance)
-      rotation = np.asarray(camera.elevation_rotation(elevation), np.float64)
-      cam = np.einsum("ab,flb->fla", rotation, world - np.array([0.0, height, distance]))
-      pixels = np.asarray(camera.pinhole(cam, 1000.0, np.array([500.0, 500.0])), np.float64)
-      pixels = pixels + noise_px * rng.normal(size=pixels.shape)
-      visible = np.ones((length, 17), bool)
-      for f, j in zip(*np.nonzero(rng.uniform(size=(length, 17)) < 0.01), strict=True):
-        visible[f : f + rng.integers(5, 26), j] = False
-      for _ in range(rng.integers(1, 3)):
-        f = rng.integers(length)
-        visible[f : f + rng.integers(3, 11)] = False
-      keypoints.append(np.where(visible[..., None], pixels, np.nan))
-      visibility.append(visible)
-      truth.append((cam - cam[:, :1]) * 1000.0)
-      rates.append(corpus.clip_rate(name))
-  return (np.asarray(keypoints, np.float32), np.asarray(visibility, np.float32),
-          np.asarray(truth, np.float32), np.asarray(rates))
-
-
-def acceleration_error(pred, true, valid):
-  """Mean over joints and frames of |Δ²pred − Δ²true| (mm/frame²), triples of valid frames."""
-  accel = lambda x: x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]  # noqa: E731
-  ok = valid[:, 2:] & valid[:, 1:-1] & valid[:, :-2]
-  diff = np.linalg.norm(accel(pred) - accel(true), axis=-1).mean(-1)
-  return float(diff[ok].mean())
-
-
-def scores(pose3d, valid, truth, frames=None):
-  """MPJPE, PA-MPJPE, accel error over `frames` (default: the valid ones)."""
-  frames = valid if frames is None else frames & valid
-  pred, true = pose3d[frames], truth[frames]
-  return {"mpjpe": float(np.mean(np.asarray(mpjpe(pred, true, root_index=0)))),
-          "pa_mpjpe": float(np.mean(np.asarray(pa_mpjpe(pred, true)))),
-          "accel": acceleration_error(pose3d, truth, frames),
-          "valid": float(valid.mean())}
 
 
 def per_video_mpjpe(pose3d, truth, frames):

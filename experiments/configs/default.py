@@ -6,7 +6,9 @@ r"""The default experiment: the whole method on the embedded mocap corpus.
 1. fits the mixture-of-PPCA pose model on the corpus (held-out clips excluded),
 2. lifts noisy, occluded 2D projections of the held-out clips and reports
    MPJPE / PA-MPJPE against a single-PPCA baseline,
-3. trains the small fused CPM on synthetic renders for a few minutes and
+3. lifts the held-out clips as videos, frame by frame and with
+   `lift3d.lift_sequence`, and reports MPJPE / PA-MPJPE / acceleration error,
+4. trains the small fused CPM on synthetic renders for a few minutes and
    evaluates it on held-out renders.
 Each step writes its outputs and figures under the workdir.
 """
@@ -29,5 +31,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.lift = lift.get(smoke)
   config.cpm = cpm.get(smoke)
   # Steps of the demo job to run, in order (experiments/jobs/<name>.py).
-  config.steps = ("pose_model", "lifting", "cpm")
+  config.steps = ("pose_model", "lifting", "video", "cpm")
   return config

@@ -2,8 +2,9 @@
 
 The corpus is split once (`experiments.settings.split_corpus`) and the same
 training and held-out poses go to every step: "pose_model" (fit and save the
-pose model), "lifting" (lift views of the held-out poses) and "cpm" (train
-and evaluate the fused CPM). Each step writes into the workdir; later steps
+pose model), "lifting" (lift views of the held-out poses), "video" (the
+held-out clips as videos: per-frame lifting against `lift_sequence`) and
+"cpm" (train and evaluate the fused CPM). Each step writes into the workdir; later steps
 load the pose model saved there.
 """
 
@@ -27,6 +28,9 @@ def run(config, workdir: str) -> dict:
               config.pose_model, settings.calibration_args(config)))[1],
       "lifting": lambda: lifting.evaluate(
           train_poses, heldout_poses, workdir, **settings.lifting_args(config)),
+      "video": lambda: lifting.evaluate_video(
+          train_poses, settings.corpus_parts(config.data)[2], workdir,
+          **settings.video_args(config)),
       "cpm": lambda: cpm.train_and_evaluate(
           train_poses, heldout_poses, workdir, **settings.cpm_args(config)),
   }

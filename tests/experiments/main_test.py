@@ -3,8 +3,9 @@
 Runs `python -m experiments.main` in a subprocess, as a user would, and checks
 that every step of the demo wrote its outputs, that command-line overrides reach
 the library, and that the numbers written are real (a loadable model; lifting
-errors that agree across the outputs and beat the mean pose alone; the
-requested number of training steps).
+errors that agree across the outputs and beat the mean pose alone; videos whose
+sequence lift is smoother than per-frame lifting; the requested number of
+training steps).
 """
 
 import json
@@ -45,7 +46,8 @@ def test_default_smoke_runs_every_step(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   for name in ("pose_model.npz", "pose_model_components.png", "lifting_results.md",
                "lifting_examples.png", "metrics.jsonl", "cpm_example.png", "cpm_results.md",
-               "summary.json", "network.json", "predict_example.png", "prior_calibration.md"):
+               "summary.json", "network.json", "predict_example.png", "prior_calibration.md",
+               "video_results.md"):
     assert os.path.getsize(os.path.join(work, name)) > 0, name
   model = pose_model.load(os.path.join(work, "pose_model.npz"))
   assert model.num_components == 2  # the command-line override reached the fit
@@ -55,7 +57,20 @@ def test_default_smoke_runs_every_step(tmp_path):
   with open(os.path.join(work, "summary.json")) as f:
     summary = json.load(f)
   assert summary["results"] == {"lifting": os.path.join(work, "lifting_results.md"),
+                                "video": os.path.join(work, "video_results.md"),
                                 "cpm": os.path.join(work, "cpm_results.md")}
+  # The video step: the smoke config's 4 held-out clips as 24-frame videos. The
+  # sequence fills the frames per-frame lifting cannot lift (whole-person
+  # dropouts) and removes most of the frame-to-frame jitter.
+  with open(os.path.join(work, "video_results.json")) as f:
+    video = json.load(f)
+  assert video["rows"] == summary["video"]["rows"] and video["ratios"] == summary["video"]["ratios"]
+  per_frame = video["rows"]["lift (per frame)"]
+  sequence = video["rows"]["lift_sequence, all its frames"]
+  assert sequence["valid"] > per_frame["valid"] > 0.3, video["rows"]
+  assert video["ratios"]["accel"] < 0.5, video["ratios"]
+  for row in video["rows"].values():
+    assert 0 < row["pa_mpjpe"] <= row["mpjpe"] < 300, row
   with open(os.path.join(work, "cpm_results.md")) as f:
     assert "after 3 training steps" in f.read()
   with open(os.path.join(work, "lifting_results.json")) as f:

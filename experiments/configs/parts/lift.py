@@ -4,7 +4,7 @@
 `blend_weight` are `lift3d.lift` arguments; `eval` sets up the held-out lifting experiment of
 `experiments/jobs/lifting.py` (2D made from the held-out mocap clips by
 pinhole cameras at random heights and distances, subject yaws, pixel noise
-and occlusions).
+and occlusions), `video` its video step (the held-out clips as videos).
 """
 
 import ml_collections
@@ -48,4 +48,15 @@ def get(smoke: bool = False) -> ml_collections.ConfigDict:
   # Examples drawn in lifting_examples.png.
   ev.num_examples = 4
   config.eval = ev
+
+  # The video step (experiments/jobs/lifting.py `evaluate_video`, issue 16): the
+  # held-out clips as videos, per-frame `lift` against `lift3d.lift_sequence`.
+  video = ml_collections.ConfigDict()
+  video.seed = 2
+  video.videos_per_clip = 1
+  video.num_frames = 24 if smoke else 120
+  # The first `max_clips` held-out clips (0: all).
+  video.max_clips = 4 if smoke else 0
+  video.noise_px = 3.0
+  config.video = video
   return config
