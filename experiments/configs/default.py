@@ -30,6 +30,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.pose_model = pose_model.get(smoke)
   config.lift = lift.get(smoke)
   config.cpm = cpm.get(smoke)
-  # Steps of the demo job to run, in order (experiments/jobs/<name>.py).
+  # Steps of the demo job to run, in order (experiments/jobs/demo.py: pose_model.py,
+  # lifting.py's `evaluate` and `evaluate_video`, cpm.py).
   config.steps = ("pose_model", "lifting", "video", "cpm")
   return config
