@@ -52,16 +52,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.jobs.lifting import acceleration_error, render_videos, video_scores
+from experiments.jobs.lifting import render_videos
+from experiments.jobs.lifting import video_scores as scores
 from lift3d import camera, pose_model, sequence
 from lift3d.data import mocap
 from lift3d.eval import mpjpe
 from lift3d.lifting import lift
 from lift3d.skeleton import H36M17
-
-# The video helpers live with the default job's video step (experiments/jobs/lifting.py).
-scores = video_scores
-__all__ = ["acceleration_error", "render_videos", "scores"]
 
 NUM_YAWS = 100  # `lift`'s grid; `lift_sequence` runs at its default (32)
 # The lifting's prior of the pose model, as the default job calibrated it
