@@ -55,7 +55,7 @@ def _stage(depth: int, prep, keypoints, visibility):
   yaw = prep.yaws[candidates]
   if joint_weights is None:
     index = jnp.arange(candidates.shape[0], dtype=jnp.int32)[:, None, None] * _NUM_YAWS
-    return search.profile_unweighted(prep, rhs, norm2, index + candidates, yaw,
+    return search.profile_unweighted(prep, rhs, norm2, index + candidates,
                                      api._PROFILE_ITERATIONS)
   inv_variances = [prep.inv_variances[:, j, None, None]
                    for j in range(prep.inv_variances.shape[1])]

@@ -395,7 +395,7 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     # Unit weights: the precomputed eigenbasis per grid point makes each
     # evaluation O(J) (search.profile_unweighted).
     grid_index = component_index * options.num_yaws + candidates  # (M, C, B)
-    cost, scale, coeffs = search.profile_unweighted(prep, rhs, norm2, grid_index, yaw,
+    cost, scale, coeffs = search.profile_unweighted(prep, rhs, norm2, grid_index,
                                                     _PROFILE_ITERATIONS)  # coeffs (J, M, C, B)
   else:
     # a only at the chosen (k, θ), below: one solve per frame, not per candidate.

@@ -61,14 +61,13 @@ class Prepared(flax.struct.PyTreeNode):
   cost_quadratic: jax.Array | None  # (K·T_s, F) unweighted: coefficients of I − M_θ.
   cost_cross: jax.Array | None  # (K·T/2, L²) the x-y part of a (θ, θ+π) pair, or None.
   # Unweighted exact profile per grid (k, θ), in the eigenbasis V of
-  # G̃ = Λ^½EᵀAᵀAEΛ^½/σ² (eigenvalues g): rows [Aμ/σ², VᵀΛ^½EᵀAᵀ/σ²] applied to w
-  # give (u, p); q = VᵀΛ^½EᵀAᵀAμ/σ²; mean_norm = |Aμ|²/σ² (see `profile_unweighted`).
-  profile_ops: jax.Array | None  # (K·T, J+1, 2L)
+  # G̃ = Λ^½EᵀAᵀAEΛ^½/σ² (eigenvalues g): p = VᵀΛ^½EᵀA_θᵀw/σ²,
+  # q = VᵀΛ^½EᵀAᵀAμ/σ², mean_norm = |Aμ|²/σ² (see `profile_unweighted`).
   profile_q: jax.Array | None  # (K·T, J)
   profile_g: jax.Array | None  # (K·T, J)
   profile_mean_norm: jax.Array | None  # (K·T,)
   profile_basis: jax.Array | None  # (K·T, J, J) Λ^½V: a = Λ^½V β
-  profile_rotation: jax.Array | None  # (J, J, K·T) VᵀΛ^½/σ²: p = rotation · EᵀA_θᵀw
+  profile_rotation: jax.Array | None  # (K·T, J, J) VᵀΛ^½/σ²: p = rotation · EᵀA_θᵀw
 
 
 def typical_scale(model: PoseModel) -> jax.Array:
@@ -167,7 +166,7 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
   yaws = jnp.arange(num_yaws, dtype=dtype) * (2 * math.pi / num_yaws)
 
   cost_quadratic = cost_cross = None
-  profile_ops = profile_q = profile_g = profile_mean_norm = profile_basis = None
+  profile_q = profile_g = profile_mean_norm = profile_basis = None
   profile_rotation = None
   if unweighted:
     # The exact profile's frame-independent parts on the full grid.
@@ -190,17 +189,14 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
     if symmetric:
       g_eig, v_eig = (jnp.concatenate([x, x], axis=1) for x in (g_eig, v_eig))
     projector = jnp.einsum("ktij,ktli->ktjl", v_eig, scaled) * inv_var  # VᵀΛ^½EᵀAᵀ/σ²
-    profile_ops = jnp.concatenate([mean_col[:, :, None] * inv_var, projector], axis=2).reshape(
-        num_components * num_yaws, num_unknowns, 2 * num_joints)
     profile_q = jnp.einsum("ktjl,ktl->ktj", projector, mean_col).reshape(
         num_components * num_yaws, -1)
     profile_g = jnp.maximum(g_eig, 0.0).reshape(num_components * num_yaws, -1)
     profile_mean_norm = (jnp.sum(mean_col**2, axis=-1) * inv_var).reshape(-1)
     profile_basis = (jnp.sqrt(variances)[:, None, :, None] * v_eig).reshape(
         num_components * num_yaws, num_unknowns - 1, num_unknowns - 1)
-    profile_rotation = jnp.transpose(
-        jnp.swapaxes(v_eig, -1, -2) * jnp.sqrt(variances)[:, None, None, :] * inv_var,
-        (2, 3, 0, 1)).reshape(num_unknowns - 1, num_unknowns - 1, -1)
+    profile_rotation = (jnp.swapaxes(v_eig, -1, -2) * jnp.sqrt(variances)[:, None, None, :]
+                        * inv_var).reshape(num_components * num_yaws, num_unknowns - 1, -1)
     grid = yaws[: num_yaws // 2] if symmetric else yaws
     rot = camera.yaw_rotation(grid)  # (T', 3, 3)
     if rotation is not None:
@@ -240,9 +236,8 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
       blocks=blocks, features=features, gram_ones=gram_ones, tikhonov=tikhonov,
       inv_variances=1.0 / variances, score_offset=score_offset, inv_var=1.0 / obs_var,
       typical_scale=scale_bar, projection=projection, rotation=rotation, yaws=yaws,
-      cost_quadratic=cost_quadratic, cost_cross=cost_cross, profile_ops=profile_ops,
-      profile_q=profile_q, profile_g=profile_g, profile_mean_norm=profile_mean_norm,
-      profile_basis=profile_basis, profile_rotation=profile_rotation,
+      cost_quadratic=cost_quadratic, cost_cross=cost_cross, profile_q=profile_q,
+      profile_g=profile_g, profile_mean_norm=profile_mean_norm, profile_basis=profile_basis, profile_rotation=profile_rotation,
   )
 
 
@@ -566,7 +561,7 @@ def linearised_solve(prep: Prepared, gram, rhs, norm2, tikhonov, yaw):
   return cost, jnp.stack(solves.backward(lower, inv_diag, z))
 
 
-def profile_unweighted(prep: Prepared, rhs, norm2, index, yaw, iterations: int):
+def profile_unweighted(prep: Prepared, rhs, norm2, index, iterations: int):
   """The exact objective at grid points (k, θ) for unit weights, O(J) per evaluation.
 
   Without weights, `H(s) = s²G + Λ⁻¹` (G = EᵀA_θᵀA_θE/σ²) diagonalises in the
@@ -577,26 +572,32 @@ def profile_unweighted(prep: Prepared, rhs, norm2, index, yaw, iterations: int):
   derivatives of this closed form (`solves.explained_terms`). Candidates and frames
   are the trailing axes (frames minor), which LLVM vectorises.
 
+  Two measured CPU choices (RESULTS.md, session 16): cos θ and sin θ come
+  from tables by the grid index (XLA recomputed the transcendental functions
+  in each of the J fused consumers of `A_θᵀw`), and p is one batched product
+  of the gathered (J, J) rotations, each row contiguous (a rotation gathered
+  frames-minor was read with a stride of J² floats by each of J fusions).
+
   Args:
     prep: the `Prepared` terms (unweighted).
     rhs: (3, P, K, B) right-hand-side terms of `frame_terms`.
     norm2: (B,) ||w||².
     index: (K, C, B) int flat grid indices k·T + t.
-    yaw: (K, C, B) their yaws.
     iterations: Newton iterations (static).
 
   Returns:
     (cost, scale, beta): F (K, C, B), s (K, C, B) and the eigen-coordinates of
     the coefficients, β (J, K, C, B) (a = Λ^½V β, see `profile_coeffs`).
   """
-  right = rhs_at(rhs[:, :, :, None], yaw)  # P × (K, C, B): A_θᵀw
-  rotation = prep.profile_rotation[:, :, index]  # (J, J, K, C, B)
-  num_basis = rotation.shape[0]
+  yaw_index = index % prep.yaws.shape[0]
+  cos, sin = jnp.cos(prep.yaws)[yaw_index], jnp.sin(prep.yaws)[yaw_index]
+  rhs = rhs[:, :, :, None]
+  right = [rhs[0, i] + cos * rhs[1, i] + sin * rhs[2, i] for i in range(rhs.shape[1])]
+  basis_right = jnp.stack(right[1:], axis=-1)  # (K, C, B, J): EᵀA_θᵀw
   # Lists of (K, C, B) arrays, one per eigen-direction: every sum over them
   # below is unrolled, so each evaluation is one elementwise loop over the
   # candidates and frames (an axis reduction became a separate, slow kernel).
-  projections = [sum(rotation[i, j] * right[j + 1] for j in range(num_basis))
-                 for i in range(num_basis)]
+  projections = list(jnp.einsum("kcbij,kcbj->ikcb", prep.profile_rotation[index], basis_right))
   mean_data = right[0] * prep.inv_var
   q = list(jnp.moveaxis(prep.profile_q[index], -1, 0))  # J × (K, C, B)
   g = list(jnp.moveaxis(prep.profile_g[index], -1, 0))

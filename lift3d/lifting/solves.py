@@ -317,11 +317,14 @@ def safeguarded_newton(evaluate, start, iterations: int):
   `iterations` trials.
 
   Every evaluation happens inside the loop and reaches the next iteration
-  through the loop state, so it has one consumer: XLA fuses an elementwise
-  evaluation into each of its consumers and would compute it once per use.
+  through the loop state as one array, F and the Newton step packed as the
+  real and imaginary parts of one complex number: XLA's CPU compiler fuses
+  an elementwise evaluation into each of its consumers, so with F, F_t and
+  F_tt as three outputs it computed the evaluation (a factorisation, for
+  `exact_profile`) three times a step (RESULTS.md, session 16).
 
   Args:
-    evaluate: t -> (F, F_t, F_tt), F with +inf where not finite.
+    evaluate: t -> (F, F_t, F_tt), F with +inf where not finite; real arrays.
     start: t to start from, an array broadcasting with F.
     iterations: number of trials after the start (static).
 
@@ -333,22 +336,26 @@ def safeguarded_newton(evaluate, start, iterations: int):
   inf = jnp.full(shape.shape, jnp.inf, shape.dtype)
   zero = jnp.zeros(shape.shape, shape.dtype)
 
+  def packed(trial):
+    value, slope, curvature = evaluate(trial)
+    return jax.lax.complex(value, newton_step(slope, curvature))
+
   def accept(best, best_value, step, trial, evaluation):
-    value, slope, curvature = evaluation
+    value = jnp.real(evaluation)
     better = value < best_value
     best = jnp.where(better, trial, best)
     best_value = jnp.where(better, value, best_value)
-    step = jnp.where(better, newton_step(slope, curvature), 0.3 * step)
+    step = jnp.where(better, jnp.imag(evaluation), 0.3 * step)
     return best, best_value, step
 
   def body(_, state):
     best, best_value, step = accept(*state)
     trial = best + step
-    return best, best_value, step, trial, evaluate(trial)
+    return best, best_value, step, trial, packed(trial)
 
   # A first trip with a dummy evaluation (never better) moves to the start
   # with a zero step, so that the start, too, is evaluated inside the loop.
-  state = (start, inf, zero, start, (inf, zero, zero))
+  state = (start, inf, zero, start, jax.lax.complex(inf, zero))
   state = jax.lax.fori_loop(0, iterations + 1, body, state)
   best, best_value, _ = accept(*state)
   return best, best_value
