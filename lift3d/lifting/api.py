@@ -48,6 +48,12 @@ DEFAULT_CANDIDATES = 1
 # a component outside the linearised best 4 in 0.11% / 0% of frames (weighted,
 # validation / test) and 0% unweighted; `lift` 1.69x / 1.25x faster (RESULTS.md).
 DEFAULT_COMPONENTS = 4
+# Whether both yaws θ and θ + π of a level camera's candidate pair are re-ranked
+# exactly (they share a Gram matrix, so the search ranks pairs). False: only the
+# one of lower linearised cost. On held-out real clips (K = 9) that changed 0 of
+# 1,414 unweighted answers and 0.09% / 0.30% of weighted ones (validation /
+# test; MPJPE +0.03 / +0.06 mm) and halves the exact work (RESULTS.md, session 16).
+DEFAULT_OPPOSITE_YAWS = False
 # α of reconstruction="blend", the default reconstruction: chosen on held-out
 # validation clips of real people against "model" and α in 0, 0.1, ..., 1
 # (experiments/benchmarks/lift_quality.py section 3; RESULTS.md, issue 11).
@@ -149,6 +155,7 @@ class _Options(flax.struct.PyTreeNode):
 
   num_yaws: int = flax.struct.field(pytree_node=False)
   candidates: int = flax.struct.field(pytree_node=False)
+  opposite_yaws: bool = flax.struct.field(pytree_node=False)
   components: int = flax.struct.field(pytree_node=False)
   refine: bool = flax.struct.field(pytree_node=False)
   refine_steps: int = flax.struct.field(pytree_node=False)
@@ -358,13 +365,20 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
   # Frames stay the minor axis until here: reductions over T then vectorise.
   costs = jax.lax.optimization_barrier(costs)
   costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)  # (K, T_s, B)
+  full = None
   if not paired and prep.rotation is None and options.num_yaws % 2 == 0:
-    # Level camera: rank pairs (θ, θ + π) as the weighted search does, so that
-    # both yaws of the best pairs are solved exactly (θ + π is the view from
-    # behind, which the linearised problem may only reach with s < 0).
+    # Level camera: rank pairs (θ, θ + π) as the weighted search does (θ + π is
+    # the view from behind, which the linearised problem may only reach with
+    # s < 0).
     half = options.num_yaws // 2
-    costs, paired = jnp.minimum(costs[:, :half], costs[:, half:]), True
-  candidates = _candidate_yaws(costs, options.candidates, paired, options.num_yaws)
+    full, costs, paired = costs, jnp.minimum(costs[:, :half], costs[:, half:]), True
+  both = paired and options.opposite_yaws
+  candidates = _candidate_yaws(costs, options.candidates, both, options.num_yaws)
+  if paired and not both and full is not None:
+    # The pair's member of lower linearised cost (θ on a tie).
+    opposite = (jnp.take_along_axis(full[:, half:], candidates, axis=1)
+                < jnp.take_along_axis(full[:, :half], candidates, axis=1))
+    candidates = candidates + jnp.where(opposite, half, 0)
   candidates = jax.lax.stop_gradient(candidates)  # (K, C, B)
 
   # 2. The exact objective at every candidate of the shortlisted components.
@@ -389,6 +403,15 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     inv_variances = [prep.inv_variances[:, j, None] for j in range(prep.inv_variances.shape[1])]
     score_offset = prep.score_offset[:, None]  # (K, 1)
     component_index = jnp.arange(num_components, dtype=jnp.int32)[:, None, None]  # (K, 1, 1)
+  if paired and not both and full is None:
+    # The weighted search ranked pairs by their lower cost without saying which
+    # member it was: the sign of z_a·z_b at the chosen pairs (one factorisation
+    # per candidate, against the search's one per pair and grid yaw).
+    opposite = search.opposite_is_lower(
+        prep, frame_gram[:, :, :, None], rhs[:, :, :, None], prep.yaws[candidates],
+        prep.tikhonov[component_index])
+    candidates = jax.lax.stop_gradient(
+        candidates + jnp.where(opposite, options.num_yaws // 2, 0))
   yaw = prep.yaws[candidates]
   closed_form = gram is None and not options.refine and not options.differentiable
   if closed_form:
@@ -595,6 +618,7 @@ def lift(
     blend_weight: float = DEFAULT_BLEND_WEIGHT,
     candidates: int = DEFAULT_CANDIDATES,
     components: int | None = DEFAULT_COMPONENTS,
+    opposite_yaws: bool = DEFAULT_OPPOSITE_YAWS,
     max_size_error: float = MAX_SIZE_ERROR,
     max_mahalanobis_norm: float | None = None,
     max_residual: float = MAX_RESIDUAL,
@@ -661,6 +685,12 @@ def lift(
       fields are those of the model pose.
     blend_weight: α of "blend", in [0, 1] (default `DEFAULT_BLEND_WEIGHT`).
     candidates: local minima over yaw per component re-ranked exactly (static).
+      For a level camera and an even T the yaws come in pairs (θ, θ + π) of
+      one Gram matrix and the minima are those of each pair's lower cost.
+    opposite_yaws: re-rank both yaws of each such pair exactly (static); by
+      default only the one of lower linearised cost
+      (`DEFAULT_OPPOSITE_YAWS`, chosen by measurement: on held-out real clips
+      at most 0.3% of the answers differ, at half the exact work).
     components: M, how many components (those of lowest linearised score,
       `grid_scores`' minimum over yaw) have their candidates re-ranked
       exactly (static; None: all K). The default 4 was chosen by measurement
@@ -740,7 +770,7 @@ def lift(
       max_mahalanobis=jnp.asarray(max_mahalanobis_norm, dtype),
       max_residual=jnp.asarray(max_residual, dtype))
   options = _Options(
-      num_yaws=int(num_yaws), candidates=int(candidates),
+      num_yaws=int(num_yaws), candidates=int(candidates), opposite_yaws=bool(opposite_yaws),
       components=min(components, num_components), refine=bool(refine),
       refine_steps=int(refine_steps), differentiable=bool(differentiable),
       min_visible=int(min_visible), chunk_size=int(chunk_size),

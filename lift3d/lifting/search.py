@@ -540,6 +540,34 @@ def rhs_at(rhs, yaw) -> list:
   return [rhs[0, i] + cos * rhs[1, i] + sin * rhs[2, i] for i in range(rhs.shape[1])]
 
 
+def opposite_is_lower(prep: Prepared, gram, rhs, yaw, tikhonov):
+  """Whether θ + π has a lower linearised cost than θ, for a level camera.
+
+  θ and θ + π share the Gram matrix, and their costs are
+  `||Dw||² − |z_a ± z_b|²` (`_pair_parts`): θ + π is lower where
+  `z_a·z_b < 0`.
+
+  Args:
+    prep: the `Prepared` terms (level camera).
+    gram: (n, U, ...) Gram terms and rhs (3, P, ...) right-hand-side terms,
+      broadcasting against `yaw` (...) radians; tikhonov (..., P), the
+      linearised prior of each entry's component.
+
+  Returns:
+    (...) bool.
+  """
+  entries = gram_at(prep, gram, yaw)
+  num_unknowns = rhs.shape[1]
+  for i in range(num_unknowns):
+    entries[i, i] = entries[i, i] + tikhonov[..., i]
+  lower, inv_diag = solves.cholesky(entries, num_unknowns)
+  cos, sin = jnp.cos(yaw), jnp.sin(yaw)
+  za = solves.forward(lower, inv_diag, [rhs[0, i] for i in range(num_unknowns)])
+  zb = solves.forward(lower, inv_diag,
+                      [cos * rhs[1, i] + sin * rhs[2, i] for i in range(num_unknowns)])
+  return sum(a * b for a, b in zip(za, zb, strict=True)) < 0
+
+
 def linearised_solve(prep: Prepared, gram, rhs, norm2, tikhonov, yaw):
   """The linearised problem at given yaws: cost (...) and c = (s, s·a) (P, ...).
 

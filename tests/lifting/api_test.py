@@ -46,8 +46,10 @@ class TestExactObjective:
   def test_exhaustive_answer_equals_brute_force(self, weighted, num_yaws):
     kp, vis = random_frames(3, hidden=weighted)
     vis_in = vis if weighted else None
-    # candidates = T re-ranks every local minimum: the search is exhaustive.
-    result = lift(MODEL, kp, vis_in, num_yaws=num_yaws, obs_noise=OBS, candidates=num_yaws)
+    # candidates = T re-ranks every local minimum, opposite_yaws both yaws of
+    # each pair: the search is exhaustive.
+    result = lift(MODEL, kp, vis_in, num_yaws=num_yaws, obs_noise=OBS, candidates=num_yaws,
+                  opposite_yaws=True)
     checked = 0
     for b in range(B):
       ref = exact_reference(MODEL, kp[b], vis[b] if weighted else None, num_yaws, obs_noise=OBS)
@@ -77,7 +79,7 @@ class TestExactObjective:
 
   def test_default_candidates_find_the_exhaustive_answer_on_planted_frames(self):
     kp, _, _, _ = plant(7, noise_px=3.0)
-    full = lift(MODEL, kp, num_yaws=T, obs_noise=OBS, candidates=T)
+    full = lift(MODEL, kp, num_yaws=T, obs_noise=OBS, candidates=T, opposite_yaws=True)
     default = lift(MODEL, kp, num_yaws=T, obs_noise=OBS)
     np.testing.assert_array_equal(np.asarray(default.component), np.asarray(full.component))
     np.testing.assert_allclose(np.asarray(default.cost), np.asarray(full.cost), rtol=1e-5)
@@ -307,16 +309,18 @@ class TestComponentShortlist:
 
   MODEL6 = make_model(11, num_components=6)
 
+  @pytest.mark.parametrize("opposite_yaws", [False, True])
   @pytest.mark.parametrize("weighted", [False, True])
-  def test_answer_is_the_brute_force_optimum_over_the_shortlist(self, weighted):
+  def test_answer_is_the_brute_force_optimum_over_the_shortlist(self, weighted, opposite_yaws):
     num_yaws, count = T // 2, 2
+    half = num_yaws // 2
     kp, vis = random_frames(41, hidden=weighted)
     # Frames of several components, so that shortlists differ between frames.
     kp = np.concatenate([kp, plant(42, model=self.MODEL6, num_yaws=num_yaws, noise_px=4.0)[0]])
     vis = np.concatenate([vis, np.ones((B, L), np.float32)])
     vis_in = vis if weighted else None
     result = lift(self.MODEL6, kp, vis_in, num_yaws=num_yaws, obs_noise=OBS,
-                  candidates=num_yaws, components=count)
+                  candidates=num_yaws, components=count, opposite_yaws=opposite_yaws)
     offset = 0.5 * np.log(np.asarray(self.MODEL6.variances, np.float64)).sum(1) - np.log(
         np.asarray(self.MODEL6.weights, np.float64))
     checked = shortlisted_away = 0
@@ -330,20 +334,31 @@ class TestComponentShortlist:
       if order[count] - order[count - 1] < tol_f:
         continue  # the shortlist's boundary is a tie within rounding
       shortlist = np.argsort(linear_score)[:count]
-      # The candidates: both yaws of every local minimum over the pairs
-      # (θ, θ + π) of the linearised cost (`candidates=num_yaws` takes all).
-      pairs = np.minimum(linear[:, : num_yaws // 2], linear[:, num_yaws // 2 :])
+      # The candidates: every local minimum over the pairs (θ, θ + π) of the
+      # linearised cost (`candidates=num_yaws` takes all), with both of its
+      # yaws (`opposite_yaws`) or the one of lower linearised cost.
+      pairs = np.minimum(linear[:, :half], linear[:, half:])
       steps = np.concatenate([pairs - np.roll(pairs, 1, 1), np.roll(pairs, -1, 1) - pairs])
-      if np.abs(steps).min() < 64 * EPS32 * np.abs(linear).max():
+      rounding = 64 * EPS32 * np.abs(linear).max()
+      if np.abs(steps).min() < rounding:
         continue  # a local minimum decided by rounding
       local = (pairs <= np.roll(pairs, 1, 1)) & (pairs < np.roll(pairs, -1, 1))
-      allowed = np.concatenate([local, local], 1) & np.isin(np.arange(6), shortlist)[:, None]
+      if opposite_yaws:
+        members = np.concatenate([local, local], 1)
+      else:
+        gap = linear[:, half:] - linear[:, :half]
+        if np.abs(gap[local]).min() < rounding:
+          continue  # the lower yaw of a pair decided by rounding
+        members = np.concatenate([local & (gap >= 0), local & (gap < 0)], 1)
+      allowed = members & np.isin(np.arange(6), shortlist)[:, None]
       score = np.where(allowed, ref["score"], np.inf)
       best = np.sort(score.ravel())
       if best[1] - best[0] < tol_f:
         continue
-      checked += 1
       k, t = np.unravel_index(np.argmin(score), score.shape)
+      if not ref["interior"][k, t]:
+        continue  # no minimum over s > 0 (random 2D): the profile falls towards s → 0
+      checked += 1
       shortlisted_away += int(np.argmin(ref["score"]) // num_yaws != k)
       assert int(result.component[b]) == k
       np.testing.assert_allclose(float(result.yaw[b]), 2 * np.pi * t / num_yaws, atol=1e-5)

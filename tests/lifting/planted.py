@@ -196,7 +196,9 @@ def exact_reference(model, keypoints, visibility, num_yaws, rotation=None, obs_n
   Returns a dict with F (K, T), s (K, T), a (K, T, J), score (K, T), the
   profile's second derivative in log s at the optimum, F_tt (K, T), the
   derivative of a in log s, da (K, T, J), the condition number of H,
-  cond (K, T), and data_norm ||Dw||²/σ² (a scalar).
+  cond (K, T), interior (K, T), False where the grid's lowest point is its
+  end (the profile falls towards s → 0 or ∞: no minimum over s > 0 to
+  compare with), and data_norm ||Dw||²/σ² (a scalar).
   """
   w, omega, _ = normalised(keypoints, visibility)
   variances = np.asarray(model.variances, np.float64)
@@ -207,6 +209,7 @@ def exact_reference(model, keypoints, visibility, num_yaws, rotation=None, obs_n
   num_components, _, _, num_unknowns = all_designs.shape
   out = {name: np.zeros((num_components, num_yaws)) for name in ("F", "s", "F_tt", "cond")}
   out["a"] = np.zeros((num_components, num_yaws, num_unknowns - 1))
+  out["interior"] = np.zeros((num_components, num_yaws), bool)
   out["da"] = np.zeros_like(out["a"])
   d2 = np.repeat(omega, 2)
   for k in range(num_components):
@@ -220,6 +223,7 @@ def exact_reference(model, keypoints, visibility, num_yaws, rotation=None, obs_n
       grid = start + np.linspace(-3, 3, 241) * np.log(10)
       values = _ridge(design, w, omega, inv_var, inv_variances[k], np.exp(grid))[0]
       i = int(np.argmin(values))
+      out["interior"][k, t] = 0 < i < len(grid) - 1
       lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
       # Golden-section search, one new evaluation per step.
       ratio = (np.sqrt(5) - 1) / 2
