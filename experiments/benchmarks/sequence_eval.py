@@ -315,6 +315,16 @@ def main(argv=None):
   model_pose = lift(model, keypoints, visibility, num_yaws=NUM_YAWS, reconstruction="model")
   rows["lift (per frame), reconstruction=\"model\""] = scores(
       np.asarray(model_pose.pose3d), np.asarray(model_pose.valid), truth)
+  # Both yaws of each (θ, θ + π) pair solved exactly, against the default (the
+  # one of lower linearised cost): how many answers differ.
+  both = lift(model, keypoints, visibility, num_yaws=NUM_YAWS, opposite_yaws=True)
+  rows["lift (per frame), opposite_yaws=True"] = scores(
+      np.asarray(both.pose3d), np.asarray(both.valid), truth)
+  lifted = np.asarray(per_frame.component) >= 0
+  differ = lifted & ((np.asarray(both.component) != np.asarray(per_frame.component))
+                     | (np.abs(np.asarray(both.yaw) - np.asarray(per_frame.yaw)) > 1e-4))
+  log(f"opposite_yaws=True changes {differ.sum()} of {lifted.sum()} lifted answers "
+      f"({100 * differ.sum() / max(lifted.sum(), 1):.2f}%)")
   pose3d, valid = run_sequence(model, test, reconstruction="model", **rate_weights)
   rows["lift_sequence (defaults), reconstruction=\"model\", lift's frames"] = scores(
       pose3d, valid, truth, lift_valid)

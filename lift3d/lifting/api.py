@@ -51,8 +51,9 @@ DEFAULT_COMPONENTS = 4
 # Whether both yaws θ and θ + π of a level camera's candidate pair are re-ranked
 # exactly (they share a Gram matrix, so the search ranks pairs). False: only the
 # one of lower linearised cost. On held-out real clips (K = 9) that changed 0 of
-# 1,414 unweighted answers and 0.09% / 0.30% of weighted ones (validation /
-# test; MPJPE +0.03 / +0.06 mm) and halves the exact work (RESULTS.md, session 16).
+# 1,414 unweighted answers and 0.09% / 0.24% of weighted ones (validation /
+# test videos; test MPJPE 84.5 mm either way, `sequence_eval`) and halves the
+# exact work (RESULTS.md, session 16).
 DEFAULT_OPPOSITE_YAWS = False
 # α of reconstruction="blend", the default reconstruction: chosen on held-out
 # validation clips of real people against "model" and α in 0, 0.1, ..., 1
