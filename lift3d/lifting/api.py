@@ -184,6 +184,18 @@ def _dummy_pose(num_joints: int, dtype):
   return jnp.stack([jnp.cos(angles), jnp.sin(angles) + 0.1 * angles], axis=-1)
 
 
+def _limb_norm(pose, limbs):
+  """(B,) limb-length norms sqrt(Σ |X_parent − X_child|²) of poses (B, L, 3)."""
+  num_joints = pose.shape[1]
+  incidence = np.zeros((num_joints, 3, len(limbs), 3), np.float32)
+  for m, (parent, child) in enumerate(limbs):
+    incidence[parent, :, m] += np.eye(3, dtype=np.float32)
+    incidence[child, :, m] -= np.eye(3, dtype=np.float32)
+  vectors = pose.reshape(pose.shape[0], -1) @ jnp.asarray(
+      incidence.reshape(num_joints * 3, -1), pose.dtype)
+  return jnp.sqrt(jnp.sum(vectors * vectors, axis=-1))
+
+
 def _argmin_yaw(costs):
   """(min, first argmin) over axis 1 of (K, T_s, B) costs (no NaN).
 
@@ -484,10 +496,9 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
       [jnp.ones_like(scale)[:, None], coeffs], axis=1)[:, None, :]  # (B, K, P)
   flat_blocks = jnp.transpose(prep.blocks, (0, 3, 1, 2)).reshape(-1, num_joints * 3)
   model_pose = (mix.reshape(batch, -1) @ flat_blocks).reshape(batch, num_joints, 3)
-  parents = np.array([p for p, _ in options.limbs])
-  children = np.array([c for _, c in options.limbs])
-  size = jnp.sqrt(jnp.sum((model_pose[:, parents] - model_pose[:, children]) ** 2,
-                          axis=(-1, -2)))
+  # Limb vectors as one small product with the (L·3, limbs·3) incidence of
+  # the limbs (gathered joint pairs went to a slow strided reduction).
+  size = _limb_norm(model_pose, options.limbs)
   cos, sin = jnp.cos(yaw)[:, None], jnp.sin(yaw)[:, None]
   pose = jnp.stack([cos * model_pose[..., 0] + sin * model_pose[..., 2], model_pose[..., 1],
                     cos * model_pose[..., 2] - sin * model_pose[..., 0]], axis=-1)
@@ -514,7 +525,7 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     pose = pose.at[..., :2].add(share[..., None] * error / scale[:, None, None])
     # The moved joints change the limb norm: back to the model pose's, so the
     # output keeps the training size.
-    moved = jnp.sqrt(jnp.sum((pose[:, parents] - pose[:, children]) ** 2, axis=(-1, -2)))
+    moved = _limb_norm(pose, options.limbs)
     pose = pose * (size / moved)[:, None, None]
   mm_per_unit = model.limb_scale * 1000.0 / size
   pose3d = (pose - pose[:, options.root : options.root + 1]) * mm_per_unit[:, None, None]
