@@ -237,7 +237,8 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
       inv_variances=1.0 / variances, score_offset=score_offset, inv_var=1.0 / obs_var,
       typical_scale=scale_bar, projection=projection, rotation=rotation, yaws=yaws,
       cost_quadratic=cost_quadratic, cost_cross=cost_cross, profile_q=profile_q,
-      profile_g=profile_g, profile_mean_norm=profile_mean_norm, profile_basis=profile_basis, profile_rotation=profile_rotation,
+      profile_g=profile_g, profile_mean_norm=profile_mean_norm, profile_basis=profile_basis,
+      profile_rotation=profile_rotation,
   )
 
 
