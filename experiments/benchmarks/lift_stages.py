@@ -40,16 +40,16 @@ def _stage(depth: int, prep, keypoints, visibility):
   gram, rhs, norm2 = search.frame_terms(prep, points, joint_weights)
   if depth == 0:
     return gram, rhs, norm2
-  if joint_weights is None:
-    costs, paired = search.search_unweighted(prep, points), False
-  else:
-    costs, paired = search.search_weighted(prep, gram, rhs, norm2)
-  costs = jax.lax.optimization_barrier(costs)
-  costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)
-  if not paired:
-    half = _NUM_YAWS // 2
-    costs, paired = jnp.minimum(costs[:, :half], costs[:, half:]), True
-  candidates = api._candidate_yaws(costs, api.DEFAULT_CANDIDATES, paired, _NUM_YAWS)
+  options = api._Options(
+      num_yaws=_NUM_YAWS, candidates=api.DEFAULT_CANDIDATES,
+      opposite_yaws=api.DEFAULT_OPPOSITE_YAWS, components=api.DEFAULT_COMPONENTS, refine=False,
+      refine_steps=0, differentiable=False, min_visible=6, chunk_size=keypoints.shape[0], root=0,
+      limbs=(), blend=False)
+  _, candidates, unresolved = api._search_candidates(prep, points, gram, rhs, norm2,
+                                                     joint_weights is None, options)
+  if unresolved:  # the model has K ≤ M components: no shortlist
+    index = jnp.arange(candidates.shape[0], dtype=jnp.int32)[:, None, None]
+    candidates = api._resolve_pairs(prep, gram, rhs, candidates, index, _NUM_YAWS)
   if depth == 1:
     return candidates, rhs, norm2
   yaw = prep.yaws[candidates]

@@ -238,6 +238,52 @@ def _candidate_yaws(costs, count: int, paired: bool, num_yaws: int):
   return chosen
 
 
+def _search_candidates(prep, points, gram, rhs, norm2, unweighted: bool, options):
+  """Step 1 of `_lift_chunk`: the linearised search and its candidate yaws.
+
+  Returns (costs (K, T_s, B), +inf where not finite; for a level camera and
+  an even T the pairs' lower costs, T_s = T/2), candidates (K, C, B) int yaw
+  indices, and `unresolved`: True where the candidates are pair indices whose
+  member (θ or θ + π) `_resolve_pairs` must still choose (the weighted search
+  ranks pairs without saying which member was lower).
+  """
+  if unweighted:
+    costs, paired = search.search_unweighted(prep, points), False
+  else:
+    costs, paired = search.search_weighted(prep, gram, rhs, norm2)
+  # Frames stay the minor axis until here: reductions over T then vectorise.
+  costs = jax.lax.optimization_barrier(costs)
+  costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)  # (K, T_s, B)
+  full = None
+  if not paired and prep.rotation is None and options.num_yaws % 2 == 0:
+    # Level camera: rank pairs (θ, θ + π) as the weighted search does (θ + π is
+    # the view from behind, which the linearised problem may only reach with
+    # s < 0).
+    half = options.num_yaws // 2
+    full, costs, paired = costs, jnp.minimum(costs[:, :half], costs[:, half:]), True
+  both = paired and options.opposite_yaws
+  candidates = _candidate_yaws(costs, options.candidates, both, options.num_yaws)
+  if paired and not both and full is not None:
+    # The pair's member of lower linearised cost (θ on a tie).
+    opposite = (jnp.take_along_axis(full[:, half:], candidates, axis=1)
+                < jnp.take_along_axis(full[:, :half], candidates, axis=1))
+    candidates = candidates + jnp.where(opposite, half, 0)
+  candidates = jax.lax.stop_gradient(candidates)  # (K, C, B)
+  return costs, candidates, paired and not both and full is None
+
+
+def _resolve_pairs(prep, frame_gram, rhs, candidates, component_index, num_yaws: int):
+  """Pair indices (M, C, B) of the weighted search -> the yaw of lower linearised
+  cost, θ_t or θ_t + π: the sign of z_a·z_b (`search.opposite_is_lower`; one
+  factorisation per candidate, against the search's one per pair and grid
+  yaw). frame_gram (n, U, M, B), rhs (3, P, M, B), component_index (M, 1, B)
+  or (M, 1, 1)."""
+  opposite = search.opposite_is_lower(
+      prep, frame_gram[:, :, :, None], rhs[:, :, :, None], prep.yaws[candidates],
+      prep.tikhonov[component_index])
+  return jax.lax.stop_gradient(candidates + jnp.where(opposite, num_yaws // 2, 0))
+
+
 def _shortlist(scores, count: int):
   """(count, B) int32: the components of the `count` lowest scores (K, B), lowest first.
 
@@ -371,28 +417,8 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
 
   # 1. The fast search of the linearised problem: candidates.
   gram, rhs, norm2 = search.frame_terms(prep, points, joint_weights)
-  if joint_weights is None:
-    costs, paired = search.search_unweighted(prep, points), False
-  else:
-    costs, paired = search.search_weighted(prep, gram, rhs, norm2)
-  # Frames stay the minor axis until here: reductions over T then vectorise.
-  costs = jax.lax.optimization_barrier(costs)
-  costs = jnp.where(jnp.isfinite(costs), costs, jnp.inf)  # (K, T_s, B)
-  full = None
-  if not paired and prep.rotation is None and options.num_yaws % 2 == 0:
-    # Level camera: rank pairs (θ, θ + π) as the weighted search does (θ + π is
-    # the view from behind, which the linearised problem may only reach with
-    # s < 0).
-    half = options.num_yaws // 2
-    full, costs, paired = costs, jnp.minimum(costs[:, :half], costs[:, half:]), True
-  both = paired and options.opposite_yaws
-  candidates = _candidate_yaws(costs, options.candidates, both, options.num_yaws)
-  if paired and not both and full is not None:
-    # The pair's member of lower linearised cost (θ on a tie).
-    opposite = (jnp.take_along_axis(full[:, half:], candidates, axis=1)
-                < jnp.take_along_axis(full[:, :half], candidates, axis=1))
-    candidates = candidates + jnp.where(opposite, half, 0)
-  candidates = jax.lax.stop_gradient(candidates)  # (K, C, B)
+  costs, candidates, unresolved = _search_candidates(prep, points, gram, rhs, norm2,
+                                                     joint_weights is None, options)
 
   # 2. The exact objective at every candidate of the shortlisted components.
   frame_gram = prep.gram_ones[..., None] if gram is None else gram  # (n, U, K, B or 1)
@@ -416,15 +442,9 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     inv_variances = [prep.inv_variances[:, j, None] for j in range(prep.inv_variances.shape[1])]
     score_offset = prep.score_offset[:, None]  # (K, 1)
     component_index = jnp.arange(num_components, dtype=jnp.int32)[:, None, None]  # (K, 1, 1)
-  if paired and not both and full is None:
-    # The weighted search ranked pairs by their lower cost without saying which
-    # member it was: the sign of z_a·z_b at the chosen pairs (one factorisation
-    # per candidate, against the search's one per pair and grid yaw).
-    opposite = search.opposite_is_lower(
-        prep, frame_gram[:, :, :, None], rhs[:, :, :, None], prep.yaws[candidates],
-        prep.tikhonov[component_index])
-    candidates = jax.lax.stop_gradient(
-        candidates + jnp.where(opposite, options.num_yaws // 2, 0))
+  if unresolved:
+    candidates = _resolve_pairs(prep, frame_gram, rhs, candidates, component_index,
+                                options.num_yaws)
   yaw = prep.yaws[candidates]
   closed_form = gram is None and not options.refine and not options.differentiable
   if closed_form:
