@@ -31,8 +31,16 @@ from lift3d.skeleton import H36M17, Skeleton
 
 # Default frames per chunk, (unweighted, weighted): on CPU chosen with
 # experiments/benchmarks/lift_speed.py so the working set stays in cache; on
-# accelerators large enough to fill the device (see RESULTS.md).
+# accelerators large enough to fill the device (see RESULTS.md). Weighted, at
+# most this many, fewer for bigger models (`_cpu_weighted_chunk`).
 _CPU_CHUNKS = (2048, 512)
+# The weighted search writes the Gram entries of every (pair of) grid yaws,
+# (⌈T/2⌉, U, K, B) floats with U = P(P + 1)/2, before factorising them: a
+# chunk keeps that under this many floats (about 32 MB). Measured on the
+# 2-core CPU (RESULTS.md, session 16): K = 3, J = 10 fastest at 512 frames
+# (4.9M floats), K = 9, J = 14 at 128 (6.9M; 1.18x at 256 and 1.31x at 128
+# against 512).
+_CPU_WEIGHTED_ENTRIES = 1 << 23
 # The weighted grid search alone (`grid_scores`) is fastest in chunks of 128.
 _CPU_GRID_CHUNKS = (2048, 128)
 _CPU_REFINE_CHUNK = 64
@@ -40,8 +48,9 @@ _ACCELERATOR_CHUNKS = (65536, 16384)
 
 # Candidates per component re-ranked by the exact objective: the best local
 # minima over yaw of the linearised cost; for a level camera and an even T
-# each is a pair (θ, θ + π), both of whose yaws are solved exactly. Chosen by
-# measurement (RESULTS.md, "exact re-ranking").
+# each is a pair (θ, θ + π), of which the yaw of lower linearised cost is
+# solved exactly (both with `opposite_yaws`). Chosen by measurement
+# (RESULTS.md, "exact re-ranking").
 DEFAULT_CANDIDATES = 1
 # M of `components`: the components of lowest linearised score whose candidates
 # are re-ranked exactly. On held-out real clips (K = 9) the full re-ranking chose
@@ -177,6 +186,16 @@ class _Limits(flax.struct.PyTreeNode):
   max_size_error: jax.Array
   max_mahalanobis: jax.Array
   max_residual: jax.Array
+
+
+def _cpu_weighted_chunk(num_components: int, num_unknowns: int, num_yaws: int) -> int:
+  """Default CPU chunk of a weighted lift: the largest power of two ≤ 512 whose
+  grid entries stay within `_CPU_WEIGHTED_ENTRIES`, at least 64."""
+  entries = -(-num_yaws // 2) * num_unknowns * (num_unknowns + 1) // 2 * num_components
+  size = _CPU_CHUNKS[1]
+  while size > 64 and size * entries > _CPU_WEIGHTED_ENTRIES:
+    size //= 2
+  return size
 
 
 def _dummy_pose(num_joints: int, dtype):
@@ -698,8 +717,9 @@ def lift(
       `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
     min_visible: frames with fewer joints of positive weight are not lifted.
     chunk_size: frames per chunk. Default on CPU 2,048 unweighted, 512
-      weighted and 64 with `refine`; on GPU/TPU 65,536 unweighted and 16,384
-      weighted.
+      weighted (fewer for big models and grids: 128 for K = 9, J = 14 and
+      T = 100; `_cpu_weighted_chunk`) and 64 with `refine`; on GPU/TPU 65,536
+      unweighted and 16,384 weighted.
     obs_noise: σ_obs, the 2D noise standard deviation in normalised units (a
       fraction of the 2D pose's RMS radius). None takes `model.obs_noise`
       (chosen by held-out validation when the model was calibrated), or for a
@@ -780,7 +800,12 @@ def lift(
     if jax.default_backend() != "cpu":
       chunk_size = _ACCELERATOR_CHUNKS[visibility is not None]
     else:
-      chunk_size = _CPU_REFINE_CHUNK if refine else _CPU_CHUNKS[visibility is not None]
+      if refine:
+        chunk_size = _CPU_REFINE_CHUNK
+      elif visibility is None:
+        chunk_size = _CPU_CHUNKS[0]
+      else:
+        chunk_size = _cpu_weighted_chunk(num_components, num_basis + 1, int(num_yaws))
   if int(chunk_size) < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
   dtype = jnp.result_type(float)
