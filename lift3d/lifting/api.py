@@ -35,11 +35,11 @@ from lift3d.skeleton import H36M17, Skeleton
 # most this many, fewer for bigger models (`_cpu_weighted_chunk`).
 _CPU_CHUNKS = (2048, 512)
 # The weighted search writes the Gram entries of every (pair of) grid yaws,
-# (⌈T/2⌉, U, K, B) floats with U = P(P + 1)/2, before factorising them: a
-# chunk keeps that under this many floats (about 32 MB). Measured on the
-# 2-core CPU (RESULTS.md, session 16): K = 3, J = 10 fastest at 512 frames
-# (4.9M floats), K = 9, J = 14 at 128 (6.9M; 1.18x at 256 and 1.31x at 128
-# against 512).
+# (⌈T/2⌉, U, K, B) floats with U = P(P + 1)/2 (T instead of ⌈T/2⌉ with a
+# camera rotation), before factorising them: a chunk keeps that under this
+# many floats (32 MB). Measured on the 2-core CPU (RESULTS.md, session 16):
+# K = 3, J = 10 fastest at 512 frames (5.1M floats), K = 9, J = 14 at 128
+# (6.9M; 1.20x against 512).
 _CPU_WEIGHTED_ENTRIES = 1 << 23
 # The weighted grid search alone (`grid_scores`) is fastest in chunks of 128.
 _CPU_GRID_CHUNKS = (2048, 128)
@@ -188,10 +188,13 @@ class _Limits(flax.struct.PyTreeNode):
   max_residual: jax.Array
 
 
-def _cpu_weighted_chunk(num_components: int, num_unknowns: int, num_yaws: int) -> int:
+def _cpu_weighted_chunk(num_components: int, num_unknowns: int, num_yaws: int,
+                        level: bool) -> int:
   """Default CPU chunk of a weighted lift: the largest power of two ≤ 512 whose
-  grid entries stay within `_CPU_WEIGHTED_ENTRIES`, at least 64."""
-  entries = -(-num_yaws // 2) * num_unknowns * (num_unknowns + 1) // 2 * num_components
+  grid entries stay within `_CPU_WEIGHTED_ENTRIES`, at least 64. A level
+  camera factorises one Gram matrix per pair (θ, θ + π), a tilted one per yaw."""
+  factorised = -(-num_yaws // 2) if level else num_yaws
+  entries = factorised * num_unknowns * (num_unknowns + 1) // 2 * num_components
   size = _CPU_CHUNKS[1]
   while size > 64 and size * entries > _CPU_WEIGHTED_ENTRIES:
     size //= 2
@@ -805,7 +808,8 @@ def lift(
       elif visibility is None:
         chunk_size = _CPU_CHUNKS[0]
       else:
-        chunk_size = _cpu_weighted_chunk(num_components, num_basis + 1, int(num_yaws))
+        chunk_size = _cpu_weighted_chunk(num_components, num_basis + 1, int(num_yaws),
+                                         level=camera_rotation is None)
   if int(chunk_size) < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
   dtype = jnp.result_type(float)
