@@ -85,7 +85,7 @@ from lift3d.lifting import (
     grid_scores,
     max_mahalanobis,
 )
-from lift3d.lifting.api import _bucket, _check_model, _prior, first_frames, pad_frames
+from lift3d.lifting.api import _bucket, _check_model, _limb_norm, _prior, first_frames, pad_frames
 from lift3d.pose_model.model import PoseModel
 from lift3d.skeleton import H36M17
 
@@ -928,9 +928,7 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
            & jnp.all(jnp.isfinite(solution), axis=-1))
   # Size and plausibility as in `lift` (docs/method.md §4.5): the pose at the
   # training size; the model pose's own size, Mahalanobis norm and residual.
-  parents = np.array([p for p, _ in limbs])
-  children = np.array([c for _, c in limbs])
-  body_size = jnp.sqrt(jnp.sum((body[:, parents] - body[:, children]) ** 2, axis=(-1, -2)))
+  body_size = _limb_norm(body, limbs)
   mm_per_unit = limb_mm / body_size
   # Blend (as `lift`'s reconstruction="blend"): move each joint's image-plane
   # coordinates part of the way to the observation, keep the model's depth.
@@ -949,8 +947,7 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
     root_w = jnp.sqrt(weights)
     share = blend_weight * (root_w + blend_hidden * (1.0 - root_w))
     moved = pose.at[..., :2].add(share[..., None] * smooth / scale[:, None, None])
-    moved_size = jnp.sqrt(jnp.sum((moved[:, parents] - moved[:, children]) ** 2,
-                                  axis=(-1, -2)))
+    moved_size = _limb_norm(moved, limbs)
     return moved * (body_size / moved_size)[:, None, None]
 
   pose = jax.lax.cond(blend_weight > 0, blend, lambda pose: pose, pose)
