@@ -69,8 +69,10 @@ T yaws.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -292,7 +294,7 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
   def smaller(a, b):  # min of non-NaN values: a compare and a select (jnp.minimum's
     return jnp.where(a < b, a, b)  # NaN propagation costs two more instructions on CPU)
 
-  def band_min(values):  # (S, T) -> min over the band's shifts and the jump
+  def band_min(values, lowest):  # (S, T), its min over T (S,) -> min over the band and the jump
     best = values
     if band:
       # The padded copy is materialised (measured: a band minimum 1.3x faster
@@ -303,7 +305,7 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
         nearest = smaller(padded[:, band - s : band - s + num_yaws],
                           padded[:, band + s : band + s + num_yaws])
         best = smaller(best, nearest + quad[s])
-    return smaller(best, jnp.min(values, axis=1, keepdims=True) + yaw_jump)
+    return smaller(best, lowest[:, None] + yaw_jump)
 
   def read(values, frame):  # (S, K, T) scores of a frame
     frame_scores = jax.lax.dynamic_index_in_dim(values, frame, axis=1, keepdims=False)
@@ -313,7 +315,7 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
     return jnp.where(seen[:, None, None], frame_scores, 0.0)
 
   def step(carry, frame):
-    previous, values = carry
+    previous, minima, values = carry
     frame_scores = read(values, frame)
     # The best arrival from any component: band_min commutes with the minimum
     # over components (both are minima; adding q is monotone), so it is the
@@ -323,25 +325,32 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
     lowest = previous[0]
     for component_values in previous[1:]:
       lowest = jnp.minimum(lowest, component_values)
-    # One buffer: fused into the K updates, XLA recomputed this band per component.
-    switch = _cpu_barrier(band_min(lowest) + component_switch)
     # Every arrival is at least min V_{f−1} and at most that plus the jump and
     # the switch: less that minimum, the values stay the size of one frame's
     # scores however long the video (accumulated, float32 lost the optimal path
     # on 1.2% of 50,000 frames and the total by 200 nats).
-    offset = jnp.min(lowest, axis=1)  # (S,)
-    current = tuple(frame_scores[:, k] + (jnp.minimum(band_min(v), switch) - offset[:, None])
-                    for k, v in enumerate(previous))
-    values = jax.lax.dynamic_update_index_in_dim(values, jnp.stack(current, axis=1), frame, 1)
-    return (current, values), (lowest, offset)
+    offset = jnp.min(minima, axis=1)  # (S,) min V_{f−1}, also the minimum of `lowest`
+    # One buffer: fused into the K updates, XLA recomputed this band per component.
+    switch = _cpu_barrier(band_min(lowest, offset) + component_switch)
+    current = tuple(
+        frame_scores[:, k] + (jnp.minimum(band_min(v, minima[:, k]), switch) - offset[:, None])
+        for k, v in enumerate(previous))
+    stacked = jnp.stack(current, axis=1)  # (S, K, T)
+    values = jax.lax.dynamic_update_index_in_dim(values, stacked, frame, 1)
+    # Each component's minimum over the yaws (the jump's start), for the next
+    # frame: one reduction of the stacked values, which the buffer's update
+    # writes anyway, instead of K + 1 small ones (the Viterbi 1.04x faster,
+    # the same path; 2-core CPU, RESULTS.md session 17).
+    return (current, jnp.min(stacked, axis=2), values), (lowest, offset)
 
   first = tuple(read(scores, 0)[:, k] for k in range(num_components))  # V_0, (S, T) each
   # values[:, f] = V_f (S, K, T) less Σ offsets[:f] for f ≥ 1; values[:, 0] keeps
   # the scores of frame 0, read through `first_mask` (V_0 = the masked scores;
   # writing it into the buffer made XLA copy the buffer). lows[f − 1] = min_k
   # V_{f−1} (S, T) and offsets[f − 1] (S,) its minimum, for the backward pass.
-  (last, values), (lows, offsets) = _time_scan("viterbi", step, (first, scores),
-                                               jnp.arange(1, num_frames))
+  first_minima = jnp.stack([jnp.min(v, axis=1) for v in first], axis=1)  # (S, K)
+  (last, _, values), (lows, offsets) = _time_scan(
+      "viterbi", step, (first, first_minima, scores), jnp.arange(1, num_frames))
 
   def first_mask(frame, x):  # x (S, ...) read from values[:, frame]: V_frame
     if observed is None:
@@ -1055,6 +1064,7 @@ def lift_sequence(
     blend_hidden: float = DEFAULT_BLEND_HIDDEN,
     camera_rotation=None,
     fixed_bones: bool = True,
+    threads: int | None = None,
 ) -> LiftResult:
   """Lifts 2D keypoint sequences (video) to 3D, coherently over time.
 
@@ -1114,6 +1124,15 @@ def lift_sequence(
       the sequence's plausible frames, left and right averaged. False: each
       frame's pose on its own (the model's proportions of that frame). Only
       `pose3d` changes.
+    threads: run the sequences in this many equal groups at once, one
+      thread each, when called with concrete arrays (the same answers, to
+      float32 rounding: each group runs a program compiled for its size).
+      None (default): one per CPU core on the CPU backend, but groups of at
+      least 1,024 (padded) frames; 1 elsewhere. On the CPU the scans over the
+      frames run on one core per call, so many videos run faster in groups
+      (64 videos of 256 frames 1.41x in two threads, 2-core CPU); pass 1
+      where the caller runs its own threads. Grouped, the call returns once
+      the answers are computed.
 
   Returns:
     A `LiftResult` with batch shape (..., F): pose3d (..., F, L, 3) mm,
@@ -1153,6 +1172,8 @@ def lift_sequence(
     raise ValueError(f"camera_rotation must be (3, 3), got {tuple(np.shape(camera_rotation))}")
   if int(max_gap) < 0 or int(min_visible) < 1:
     raise ValueError(f"max_gap must be >= 0 and min_visible >= 1, got {max_gap}, {min_visible}")
+  if threads is not None and int(threads) < 1:
+    raise ValueError(f"threads must be >= 1 or None, got {threads}")
   if visibility is None and not isinstance(keypoints, jax.core.Tracer):
     finite = np.all(np.isfinite(np.asarray(keypoints)), axis=-1)
     if not finite.all():  # the unweighted search needs every joint: hide the missing ones
@@ -1174,14 +1195,101 @@ def lift_sequence(
   frame_axis = len(shape) - 3
   if padded > num_frames:
     keypoints, visibility = pad_frames((keypoints, visibility), size=padded, axis=frame_axis)
-  out = _lift_sequence_jit(
-      model, keypoints, visibility, f(obs_noise),
-      f(yaw_rate), f(component_switch), f(yaw_jump), f(smoothing),
-      jnp.asarray(int(max_gap), jnp.int32),
-      f(blend_weight if reconstruction == "blend" else 0.0), f(blend_smoothing),
-      f(blend_hidden), jnp.asarray(bool(fixed_bones)),
-      None if padded == num_frames else jnp.asarray(num_frames, jnp.int32),
-      camera_rotation, num_yaws=int(num_yaws),
-      band=_band(int(num_yaws), float(yaw_rate), float(yaw_jump)),
-      min_visible=int(min_visible), root=H36M17.parents.index(-1))
+
+  def run(keypoints, visibility):
+    return _lift_sequence_jit(
+        model, keypoints, visibility, f(obs_noise),
+        f(yaw_rate), f(component_switch), f(yaw_jump), f(smoothing),
+        jnp.asarray(int(max_gap), jnp.int32),
+        f(blend_weight if reconstruction == "blend" else 0.0), f(blend_smoothing),
+        f(blend_hidden), jnp.asarray(bool(fixed_bones)),
+        None if padded == num_frames else jnp.asarray(num_frames, jnp.int32),
+        camera_rotation, num_yaws=int(num_yaws),
+        band=_band(int(num_yaws), float(yaw_rate), float(yaw_jump)),
+        min_visible=int(min_visible), root=H36M17.parents.index(-1))
+
+  batch_shape = shape[:-3]
+  count = math.prod(batch_shape)
+  groups = 1
+  if traced:
+    pass
+  elif threads is not None:
+    groups = min(int(threads), count)
+  elif jax.default_backend() == "cpu":
+    # Groups of at least _GROUP_FRAMES frames: smaller ones lose more to
+    # running at once than they gain.
+    groups = max(1, min(_default_threads(), count, count * padded // _GROUP_FRAMES))
+  out = (_run_in_groups(run, keypoints, visibility, batch_shape, groups) if groups > 1
+         else run(keypoints, visibility))
   return out if padded == num_frames else first_frames(out, size=num_frames, axis=frame_axis)
+
+
+# `lift_sequence`'s default groups of sequences in threads (`_run_in_groups`)
+# hold at least this many (padded) frames each. Two threads against one call
+# on the 2-core CPU (K = 9, J = 14; median of 15 interleaved rounds; RESULTS.md,
+# session 17): 0.88x for 2 videos of 256 frames, 0.94x for 4, 1.05x for 8,
+# 1.26x for 16; 1.31x for 2 videos of 1,024 frames.
+_GROUP_FRAMES = 1024
+
+
+def _default_threads() -> int:
+  """The CPU cores this process may run on: `lift_sequence`'s default `threads`."""
+  if hasattr(os, "sched_getaffinity"):
+    return max(1, len(os.sched_getaffinity(0)))
+  return max(1, os.cpu_count() or 1)
+
+
+def _run_in_groups(run, keypoints, visibility, batch_shape, groups: int):
+  """`run(keypoints, visibility)` on `groups` equal groups of the sequences,
+  each in its own thread, joined back into one `LiftResult` of `batch_shape`.
+
+  keypoints (..., F, L, 2) and visibility (..., F, L) or None, with batch
+  shape (...) of at least `groups` sequences. The last group is padded with
+  copies of the last sequence (dropped from the result), so that the groups
+  share one shape and one compiled program.
+
+  Why threads: the scans over the frames (the Viterbi, the block-tridiagonal
+  and scalar solves) step through small per-frame arrays, which XLA's CPU
+  backend runs on one core; the runtime runs the programs of two threads at
+  once, so each group's scans take a core (`lift_sequence` on 64 videos of 256
+  frames 1.41x faster in two threads than in one call, 2-core CPU; RESULTS.md,
+  session 17). The program has no LAPACK call (tests/lapack_order_test.py):
+  jaxlib's LAPACK kernels block an XLA CPU worker while their tasks wait on
+  the same pool, and two programs with such calls at once can wedge a small
+  pool (two `lift` programs, whose `prepare` calls LAPACK's eigh, hung).
+  """
+  # JAX's settings are per thread: each thread runs under the caller's.
+  x64, precision = jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision
+
+  def work(args):
+    with jax.enable_x64(x64), jax.default_matmul_precision(precision):
+      return jax.block_until_ready(run(*args))
+
+  parts = _split_groups((keypoints, visibility), batch_ndim=len(batch_shape), groups=groups)
+  with concurrent.futures.ThreadPoolExecutor(max_workers=groups) as pool:
+    outs = list(pool.map(work, parts))
+  return _join_groups(outs, batch_shape=batch_shape)
+
+
+@functools.partial(jax.jit, static_argnames=("batch_ndim", "groups"))
+def _split_groups(tree, *, batch_ndim: int, groups: int):
+  """Arrays (..., rest) with `batch_ndim` batch axes -> `groups` trees of
+  (size, rest) arrays: the sequences in order, the last group padded with
+  copies of the last sequence."""
+
+  def grouped(x):
+    x = x.reshape((-1, *x.shape[batch_ndim:]))
+    size = -(-x.shape[0] // groups)
+    x = jnp.concatenate([x, jnp.repeat(x[-1:], groups * size - x.shape[0], axis=0)])
+    return x.reshape((groups, size, *x.shape[1:]))
+
+  split = jax.tree.map(grouped, tree)
+  return [jax.tree.map(lambda x, g=g: x[g], split) for g in range(groups)]
+
+
+@functools.partial(jax.jit, static_argnames=("batch_shape",))
+def _join_groups(outs, *, batch_shape: tuple):
+  """The groups' results, (size, ...) arrays each -> one result of `batch_shape`."""
+  count = math.prod(batch_shape)
+  return jax.tree.map(
+      lambda *x: jnp.concatenate(x)[:count].reshape(batch_shape + x[0].shape[1:]), *outs)

@@ -5,6 +5,8 @@ and the program hangs (the cause of a CI timeout). `tests/lapack_order.py`
 checks the compiled program's dependency graph for that.
 """
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -54,3 +56,17 @@ def test_lift_sequence_runs_its_lapack_calls_one_at_a_time():
   kp, _ = random_frames(0)
   text = _compiled(lambda k: lift_sequence(MODEL, k, obs_noise=0.05), kp)
   assert unordered_lapack_calls(text) == []
+
+
+@pytest.mark.parametrize("weighted, rotated", [(False, False), (True, True)])
+def test_lift_sequence_has_no_lapack_call(weighted, rotated):
+  # `lift_sequence` runs groups of sequences in threads at once
+  # (`sequence._run_in_groups`): two programs blocking XLA's CPU workers in
+  # LAPACK calls could wedge the pool, as two `lift` programs did.
+  kp, vis = random_frames(0)
+  rotation = np.asarray(camera.elevation_rotation(0.3)) if rotated else None
+  text = _compiled(lambda k, v: lift_sequence(MODEL, k, v if weighted else None,
+                                              camera_rotation=rotation, obs_noise=0.05),
+                   kp, vis)
+  targets = re.findall(r'custom_call_target="([^"]+)"', text)
+  assert not [t for t in targets if "lapack" in t], targets

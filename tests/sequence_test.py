@@ -769,6 +769,41 @@ def test_batch_shape_and_jit():
   np.testing.assert_array_equal(jitted.component, result.component[0, 1])
 
 
+def test_sequences_in_threads_give_the_answers_of_one_call():
+  # Five videos with hidden joints lifted in one call, and in 2 and 8 threads:
+  # groups of 3 sequences (the last group padded with a copy of the last
+  # video) and of 1. Each group runs a program compiled for its size, so the
+  # answers agree to float32 rounding (the tolerance of
+  # test_batch_shape_and_jit), not bit for bit.
+  keypoints, _, _ = _planted()
+  rng = np.random.default_rng(11)
+  videos = np.stack([keypoints + 7.0 * i for i in range(3)]
+                    + [keypoints[::-1], keypoints[::-1] + 3.0])
+  videos = videos + rng.normal(scale=1.0, size=videos.shape).astype(np.float32)
+  vis = rng.uniform(0.5, 1.0, size=videos.shape[:-1]).astype(np.float32)
+  vis[rng.uniform(size=vis.shape) < 0.15] = 0.0
+  videos[vis == 0] = np.nan
+  model = _model()
+  one = sequence.lift_sequence(model, videos, vis, num_yaws=T, threads=1)
+  programs = sequence._lift_sequence_jit._cache_size()
+  for threads in (2, 8):
+    grouped = sequence.lift_sequence(model, videos, vis, num_yaws=T, threads=threads)
+    assert grouped.pose3d.shape == (5, F, L, 3)
+    np.testing.assert_array_equal(grouped.component, one.component)
+    np.testing.assert_array_equal(grouped.valid, one.valid)
+    np.testing.assert_allclose(grouped.pose3d, one.pose3d, atol=1e-3)
+    np.testing.assert_allclose(grouped.yaw, one.yaw, atol=1e-5)
+  # One program per group size (3, 1), shared by the groups of a call.
+  assert sequence._lift_sequence_jit._cache_size() == programs + 2
+  # A batch shape of several axes comes back in its shape.
+  square = sequence.lift_sequence(model, videos[:4].reshape(2, 2, F, L, 2),
+                                  vis[:4].reshape(2, 2, F, L), num_yaws=T, threads=4)
+  np.testing.assert_allclose(np.asarray(square.pose3d).reshape(4, F, L, 3), one.pose3d[:4],
+                             atol=1e-3)
+  with pytest.raises(ValueError, match="threads"):
+    sequence.lift_sequence(model, videos, vis, num_yaws=T, threads=0)
+
+
 def test_padding_to_the_compiled_length_changes_nothing():
   # Eager calls pad the frames to a power of two (F = 40 -> 64) so that other
   # lengths reuse the program; under an outer jit there is no padding. The real
