@@ -69,10 +69,8 @@ T yaws.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -87,7 +85,18 @@ from lift3d.lifting import (
     grid_scores,
     max_mahalanobis,
 )
-from lift3d.lifting.api import _bucket, _check_model, _limb_norm, _prior, first_frames, pad_frames
+from lift3d.lifting.api import (
+    _bucket,
+    _check_model,
+    _in_threads,
+    _limb_norm,
+    _prior,
+    default_threads,
+    first_frames,
+    join_groups,
+    pad_frames,
+    split_groups,
+)
 from lift3d.pose_model.model import PoseModel
 from lift3d.skeleton import H36M17
 
@@ -108,6 +117,12 @@ DEFAULT_YAW_JUMP = 100.0  # nats
 DEFAULT_COMPONENT_SWITCH = 20.0  # nats
 DEFAULT_SMOOTHING = 30.0
 DEFAULT_MAX_GAP = 30  # frames
+# A call's default groups of videos run in threads at once (`threads`) hold at
+# least this many (padded) frames each. Two threads against one call on the
+# 2-core CPU (K = 9, J = 14; median of 15 interleaved rounds; RESULTS.md,
+# session 17): 0.88x for 2 videos of 256 frames, 0.94x for 4, 1.05x for 8,
+# 1.26x for 16; 1.31x for 2 videos of 1,024 frames.
+_GROUP_FRAMES = 1024
 # Grid yaws of `lift_sequence` at the default yaw_rate (`lift` keeps 100). The
 # path's yaws are refined below the grid spacing (step 2 of the module
 # docstring), so a coarse grid loses nothing measurable at 30 fps: with one
@@ -1211,85 +1226,21 @@ def lift_sequence(
   batch_shape = shape[:-3]
   count = math.prod(batch_shape)
   groups = 1
-  if traced:
-    pass
-  elif threads is not None:
+  if not traced and threads is not None:
     groups = min(int(threads), count)
-  elif jax.default_backend() == "cpu":
+  elif not traced and jax.default_backend() == "cpu":
     # Groups of at least _GROUP_FRAMES frames: smaller ones lose more to
     # running at once than they gain.
-    groups = max(1, min(_default_threads(), count, count * padded // _GROUP_FRAMES))
-  out = (_run_in_groups(run, keypoints, visibility, batch_shape, groups) if groups > 1
-         else run(keypoints, visibility))
+    groups = max(1, min(default_threads(), count, count * padded // _GROUP_FRAMES))
+  if groups > 1:
+    # One group per thread (`lift3d.lifting.api._in_threads`): the scans over
+    # the frames (the Viterbi, the block-tridiagonal and scalar solves) step
+    # through small per-frame arrays, which XLA's CPU backend runs on one core.
+    # The groups share one program (the last padded with copies of the last
+    # video); it holds no LAPACK call (tests/lapack_order_test.py).
+    parts = split_groups((keypoints, visibility), batch_ndim=len(batch_shape), groups=groups,
+                         size=-(-count // groups))
+    out = join_groups(_in_threads(run, parts), batch_shape=batch_shape)
+  else:
+    out = run(keypoints, visibility)
   return out if padded == num_frames else first_frames(out, size=num_frames, axis=frame_axis)
-
-
-# `lift_sequence`'s default groups of sequences in threads (`_run_in_groups`)
-# hold at least this many (padded) frames each. Two threads against one call
-# on the 2-core CPU (K = 9, J = 14; median of 15 interleaved rounds; RESULTS.md,
-# session 17): 0.88x for 2 videos of 256 frames, 0.94x for 4, 1.05x for 8,
-# 1.26x for 16; 1.31x for 2 videos of 1,024 frames.
-_GROUP_FRAMES = 1024
-
-
-def _default_threads() -> int:
-  """The CPU cores this process may run on: `lift_sequence`'s default `threads`."""
-  if hasattr(os, "sched_getaffinity"):
-    return max(1, len(os.sched_getaffinity(0)))
-  return max(1, os.cpu_count() or 1)
-
-
-def _run_in_groups(run, keypoints, visibility, batch_shape, groups: int):
-  """`run(keypoints, visibility)` on `groups` equal groups of the sequences,
-  each in its own thread, joined back into one `LiftResult` of `batch_shape`.
-
-  keypoints (..., F, L, 2) and visibility (..., F, L) or None, with batch
-  shape (...) of at least `groups` sequences. The last group is padded with
-  copies of the last sequence (dropped from the result), so that the groups
-  share one shape and one compiled program.
-
-  Why threads: the scans over the frames (the Viterbi, the block-tridiagonal
-  and scalar solves) step through small per-frame arrays, which XLA's CPU
-  backend runs on one core; the runtime runs the programs of two threads at
-  once, so each group's scans take a core (`lift_sequence` on 64 videos of 256
-  frames 1.41x faster in two threads than in one call, 2-core CPU; RESULTS.md,
-  session 17). The program has no LAPACK call (tests/lapack_order_test.py):
-  jaxlib's LAPACK kernels block an XLA CPU worker while their tasks wait on
-  the same pool, and two programs with such calls at once can wedge a small
-  pool (two `lift` programs, whose `prepare` calls LAPACK's eigh, hung).
-  """
-  # JAX's settings are per thread: each thread runs under the caller's.
-  x64, precision = jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision
-
-  def work(args):
-    with jax.enable_x64(x64), jax.default_matmul_precision(precision):
-      return jax.block_until_ready(run(*args))
-
-  parts = _split_groups((keypoints, visibility), batch_ndim=len(batch_shape), groups=groups)
-  with concurrent.futures.ThreadPoolExecutor(max_workers=groups) as pool:
-    outs = list(pool.map(work, parts))
-  return _join_groups(outs, batch_shape=batch_shape)
-
-
-@functools.partial(jax.jit, static_argnames=("batch_ndim", "groups"))
-def _split_groups(tree, *, batch_ndim: int, groups: int):
-  """Arrays (..., rest) with `batch_ndim` batch axes -> `groups` trees of
-  (size, rest) arrays: the sequences in order, the last group padded with
-  copies of the last sequence."""
-
-  def grouped(x):
-    x = x.reshape((-1, *x.shape[batch_ndim:]))
-    size = -(-x.shape[0] // groups)
-    x = jnp.concatenate([x, jnp.repeat(x[-1:], groups * size - x.shape[0], axis=0)])
-    return x.reshape((groups, size, *x.shape[1:]))
-
-  split = jax.tree.map(grouped, tree)
-  return [jax.tree.map(lambda x, g=g: x[g], split) for g in range(groups)]
-
-
-@functools.partial(jax.jit, static_argnames=("batch_shape",))
-def _join_groups(outs, *, batch_shape: tuple):
-  """The groups' results, (size, ...) arrays each -> one result of `batch_shape`."""
-  count = math.prod(batch_shape)
-  return jax.tree.map(
-      lambda *x: jnp.concatenate(x)[:count].reshape(batch_shape + x[0].shape[1:]), *outs)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lift3d import camera, lift, lift_sequence
+from lift3d.lifting import api
 from tests.lapack_order import unordered_lapack_calls
 from tests.lifting.planted import MODEL, random_frames
 
@@ -69,4 +70,29 @@ def test_lift_sequence_has_no_lapack_call(weighted, rotated):
                                               camera_rotation=rotation, obs_noise=0.05),
                    kp, vis)
   targets = re.findall(r'custom_call_target="([^"]+)"', text)
+  assert not [t for t in targets if "lapack" in t], targets
+
+
+@pytest.mark.parametrize("weighted, rotated", [(False, False), (True, True)])
+def test_lift_in_groups_runs_no_lapack_call_in_its_threads(weighted, rotated):
+  # `lift` runs big batches in groups, one thread each (`api._lift_in_groups`):
+  # `prepare` (with LAPACK's eigh, unweighted) runs first, alone, and the
+  # groups' program must hold no LAPACK call.
+  kp, vis = random_frames(0)
+  rotation = np.asarray(camera.elevation_rotation(0.3)) if rotated else None
+  captured = {}
+  real = api._lift_prepared_jit
+
+  def spy(prep, model, keypoints, visibility, limits, *, options):
+    captured["text"] = real.lower(prep, model, keypoints, visibility, limits,
+                                  options=options).compile().as_text()
+    return real(prep, model, keypoints, visibility, limits, options=options)
+
+  api._lift_prepared_jit = spy
+  try:
+    lift(MODEL, kp, vis if weighted else None, camera_rotation=rotation, obs_noise=0.05,
+         chunk_size=4, threads=2)
+  finally:
+    api._lift_prepared_jit = real
+  targets = re.findall(r'custom_call_target="([^"]+)"', captured["text"])
   assert not [t for t in targets if "lapack" in t], targets

@@ -10,6 +10,9 @@ same process, the full-float32 GEMM rate (a 2048² jnp.dot on CPU, 8192² on an
 accelerator) and the fraction of the naive-form bound that each row reaches: a
 machine running the GEMM rate on the per-(component, yaw) matrix form needs
 K·T·4·2L·(J+1) FLOPs a frame. `--chunk 64 128 256` adds one row per chunk size.
+`lift` is called eagerly, as users call it: on the CPU its default runs the
+batch in one group per core, each in its own thread (`--threads 1`: one
+program; until session 17 this benchmark timed `jax.jit(lift)`, one program).
 """
 
 from __future__ import annotations
@@ -62,8 +65,13 @@ def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
 
 
 def time_lift(model, keypoints, visibility, repeats: int, **options) -> tuple[float, float]:
-  """(compile+first-call seconds, best seconds per call) of lift on one batch."""
-  fn = jax.jit(lambda m, k, v: lifting.lift(m, k, v, **options))
+  """(compile+first-call seconds, best seconds per call) of lift on one batch.
+
+  Called as users call it, with concrete arrays (on the CPU the batch then runs
+  in one group of chunks per core, each in its own thread; `threads=1`: one
+  program, as under `jax.jit`).
+  """
+  fn = lambda m, k, v: lifting.lift(m, k, v, **options)  # noqa: E731
   t = time.perf_counter()
   jax.block_until_ready(fn(model, keypoints, visibility))
   first = time.perf_counter() - t
@@ -82,6 +90,8 @@ def main():
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--chunk", type=int, nargs="*", default=None,
                       help="override lift's chunk_size (several: one row per size)")
+  parser.add_argument("--threads", type=int, default=None,
+                      help="lift's threads (default: its own, one per CPU core for big batches)")
   parser.add_argument("--rows", default="unweighted,weighted,refine,refine_weighted,t1000,"
                       "t1000_weighted", help="comma-separated rows to run")
   args = parser.parse_args()
@@ -120,7 +130,7 @@ def main():
       spec["chunk_size"] = chunk
       name = f"{name}/{chunk}"
     first, best = time_lift(model, keypoints, visibility if weighted else None, args.repeats,
-                            **spec)
+                            threads=args.threads, **spec)
     fps = batch / best
     naive_flops = num_components * spec["num_yaws"] * 4 * 2 * num_joints * (num_basis + 1)
     bound = gflops * 1e9 / naive_flops

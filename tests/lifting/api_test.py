@@ -237,6 +237,32 @@ class TestInvariancesAndBatching:
     np.testing.assert_allclose(np.asarray(six.pose3d).reshape(6, L, 3),
                                np.asarray(seven.pose3d[:6]), atol=1e-2)
 
+  @pytest.mark.parametrize("weighted", [False, True])
+  def test_groups_in_threads_give_the_answers_of_one_call(self, weighted):
+    # 13 frames in chunks of 4: in 2 threads two groups of 8 frames (2 chunks),
+    # in 3 threads three of 8, the last groups padded with copies of the last
+    # frame; `prepare` computed once for all. Each group size has its own
+    # program, so the answers agree to float32 rounding (the tolerance of
+    # test_jit_vmap_chunks_and_batch_shape), not bit for bit.
+    frames = [random_frames(seed, hidden=weighted) for seed in (25, 26, 27)]
+    kp, vis = (np.concatenate(x)[:13] for x in zip(*frames, strict=True))
+    vis = vis if weighted else None
+    one = lift(MODEL, kp, vis, num_yaws=T, chunk_size=4, threads=1)
+    for threads in (2, 3):
+      grouped = lift(MODEL, kp, vis, num_yaws=T, chunk_size=4, threads=threads)
+      assert grouped.pose3d.shape == (13, L, 3)
+      np.testing.assert_array_equal(np.asarray(grouped.component), np.asarray(one.component))
+      np.testing.assert_array_equal(np.asarray(grouped.valid), np.asarray(one.valid))
+      np.testing.assert_allclose(np.asarray(grouped.pose3d), np.asarray(one.pose3d), atol=1e-2)
+      np.testing.assert_allclose(np.asarray(grouped.yaw), np.asarray(one.yaw), atol=1e-4)
+    shaped = lift(MODEL, kp[:12].reshape(3, 4, L, 2),
+                  None if vis is None else vis[:12].reshape(3, 4, L), num_yaws=T, chunk_size=4,
+                  threads=2)
+    np.testing.assert_allclose(np.asarray(shaped.pose3d).reshape(12, L, 3),
+                               np.asarray(one.pose3d[:12]), atol=1e-2)
+    with pytest.raises(ValueError, match="threads"):
+      lift(MODEL, kp, vis, num_yaws=T, threads=0)
+
   def test_empty_batch(self):
     result = lift(MODEL, np.zeros((0, L, 2), np.float32), num_yaws=T)
     assert result.pose3d.shape == (0, L, 3) and result.coeffs.shape == (0, J)
