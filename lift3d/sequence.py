@@ -88,14 +88,14 @@ from lift3d.lifting import (
 from lift3d.lifting.api import (
     _bucket,
     _check_model,
+    _default_threads,
     _in_threads,
+    _join_groups,
     _limb_norm,
     _prior,
-    default_threads,
+    _split_groups,
     first_frames,
-    join_groups,
     pad_frames,
-    split_groups,
 )
 from lift3d.pose_model.model import PoseModel
 from lift3d.skeleton import H36M17
@@ -1231,16 +1231,16 @@ def lift_sequence(
   elif not traced and jax.default_backend() == "cpu":
     # Groups of at least _GROUP_FRAMES frames: smaller ones lose more to
     # running at once than they gain.
-    groups = max(1, min(default_threads(), count, count * padded // _GROUP_FRAMES))
+    groups = max(1, min(_default_threads(), count, count * padded // _GROUP_FRAMES))
   if groups > 1:
     # One group per thread (`lift3d.lifting.api._in_threads`): the scans over
     # the frames (the Viterbi, the block-tridiagonal and scalar solves) step
     # through small per-frame arrays, which XLA's CPU backend runs on one core.
     # The groups share one program (the last padded with copies of the last
     # video); it holds no LAPACK call (tests/lapack_order_test.py).
-    parts = split_groups((keypoints, visibility), batch_ndim=len(batch_shape), groups=groups,
+    parts = _split_groups((keypoints, visibility), batch_ndim=len(batch_shape), groups=groups,
                          size=-(-count // groups))
-    out = join_groups(_in_threads(run, parts), batch_shape=batch_shape)
+    out = _join_groups(_in_threads(run, parts), batch_shape=batch_shape)
   else:
     out = run(keypoints, visibility)
   return out if padded == num_frames else first_frames(out, size=num_frames, axis=frame_axis)

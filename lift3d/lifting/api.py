@@ -656,7 +656,7 @@ def _lift_frames(prep, model, flat, flat_vis, limits, options: _Options):
 _GROUP_CHUNKS = 1
 
 
-def default_threads() -> int:
+def _default_threads() -> int:
   """The CPU cores this process may run on: the default `threads` of `lift` and
   `lift3d.lift_sequence` on the CPU backend."""
   if hasattr(os, "sched_getaffinity"):
@@ -690,7 +690,7 @@ def _in_threads(fn, parts) -> list:
 
 
 @functools.partial(jax.jit, static_argnames=("batch_ndim", "groups", "size"))
-def split_groups(tree, *, batch_ndim: int, groups: int, size: int):
+def _split_groups(tree, *, batch_ndim: int, groups: int, size: int):
   """Arrays (..., rest) with `batch_ndim` batch axes (N items in all) -> `groups`
   trees of (size, rest) arrays, the items in order, the last group padded with
   copies of the last item (`groups · size ≥ N`)."""
@@ -705,7 +705,7 @@ def split_groups(tree, *, batch_ndim: int, groups: int, size: int):
 
 
 @functools.partial(jax.jit, static_argnames=("batch_shape",))
-def join_groups(outs, *, batch_shape: tuple):
+def _join_groups(outs, *, batch_shape: tuple):
   """The groups' results, (size, ...) arrays each -> one result of `batch_shape`
   (the first prod(batch_shape) items, in order)."""
   count = math.prod(batch_shape)
@@ -720,12 +720,14 @@ def _lift_in_groups(model, keypoints, visibility, rotation, limits, options: _Op
   one compiled program for all groups. Returns the `LiftResult` (B,)."""
   total = keypoints.shape[0]
   size = _bucket(-(-total // groups), options.chunk_size)
-  prep = _prepare_jit(model, rotation, limits.obs_noise, limits.prior_weight,
-                      num_yaws=options.num_yaws, unweighted=visibility is None)
-  parts = split_groups((keypoints, visibility), batch_ndim=1, groups=groups, size=size)
+  # Computed before the groups start, so that its LAPACK call never runs beside them.
+  prep = jax.block_until_ready(_prepare_jit(
+      model, rotation, limits.obs_noise, limits.prior_weight, num_yaws=options.num_yaws,
+      unweighted=visibility is None))
+  parts = _split_groups((keypoints, visibility), batch_ndim=1, groups=groups, size=size)
   outs = _in_threads(
       lambda kp, vis: _lift_prepared_jit(prep, model, kp, vis, limits, options=options), parts)
-  return join_groups(outs, batch_shape=(total,))
+  return _join_groups(outs, batch_shape=(total,))
 
 
 def _check_model(model: PoseModel) -> None:
@@ -871,8 +873,8 @@ def lift(
       same answers, to float32 rounding). None (default): one per CPU core on
       the CPU backend for batches of at least a chunk per core, 1 elsewhere.
       On the CPU much of a chunk's work runs on one core, so big batches run
-      faster in groups (16,384 frames 1.27x unweighted and 1.43x weighted in
-      two threads, 2-core CPU); pass 1 where the caller runs its own threads.
+      faster in groups (16,384 frames 1.1-1.5x in two threads, by run, on
+      the 2-core CPU; RESULTS.md); pass 1 where the caller runs its own threads.
       Grouped, the call returns once the answers are computed.
 
   Returns:
@@ -966,7 +968,7 @@ def lift(
   if threads is not None:
     groups = min(int(threads), total)
   elif jax.default_backend() == "cpu":
-    groups = max(1, min(default_threads(), total // (_GROUP_CHUNKS * int(chunk_size))))
+    groups = max(1, min(_default_threads(), total // (_GROUP_CHUNKS * int(chunk_size))))
   else:
     groups = 1
   if groups > 1:
