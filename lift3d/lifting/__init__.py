@@ -8,7 +8,8 @@ a fast exhaustive grid search of a linearised problem proposes candidates
 the answer is checked for physical sense (size, Mahalanobis norm,
 reprojection residual) before it is called `valid` (`api`).
 
-Modules: `api` (the public `lift`, `LiftResult`, checks and chunking),
+Modules: `api` (the public `lift`, `LiftResult`, checks, chunking and the
+CPU's groups of chunks in threads),
 `search` (frame-independent terms, per-frame terms, the grid searches),
 `solves` (unrolled small solves and the exact profile), `calibrate`
 (choosing σ_obs and β by held-out validation).
