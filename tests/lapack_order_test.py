@@ -52,18 +52,13 @@ def test_lift_runs_its_lapack_calls_one_at_a_time(weighted, rotated):
   assert unordered_lapack_calls(text) == []
 
 
-def test_lift_sequence_runs_its_lapack_calls_one_at_a_time():
-  # Its program holds the grid scores (`grid_scores`) and the smoothing solves.
-  kp, _ = random_frames(0)
-  text = _compiled(lambda k: lift_sequence(MODEL, k, obs_noise=0.05), kp)
-  assert unordered_lapack_calls(text) == []
-
-
 @pytest.mark.parametrize("weighted, rotated", [(False, False), (True, True)])
 def test_lift_sequence_has_no_lapack_call(weighted, rotated):
-  # `lift_sequence` runs groups of sequences in threads at once
-  # (`sequence._run_in_groups`): two programs blocking XLA's CPU workers in
-  # LAPACK calls could wedge the pool, as two `lift` programs did.
+  # Its program holds the grid scores (`grid_scores`) and the smoothing solves,
+  # and `lift_sequence` runs groups of sequences in threads at once
+  # (`api._in_threads`): two programs blocking XLA's CPU workers in LAPACK
+  # calls could wedge the pool, as two unweighted `lift` programs did. So it
+  # holds none at all (stronger than `unordered_lapack_calls(text) == []`).
   kp, vis = random_frames(0)
   rotation = np.asarray(camera.elevation_rotation(0.3)) if rotated else None
   text = _compiled(lambda k, v: lift_sequence(MODEL, k, v if weighted else None,

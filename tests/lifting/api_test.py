@@ -243,7 +243,7 @@ class TestInvariancesAndBatching:
     # in 3 threads three of 8, the last groups padded with copies of the last
     # frame; `prepare` computed once for all. Each group size has its own
     # program, so the answers agree to float32 rounding (the tolerance of
-    # test_jit_vmap_chunks_and_batch_shape), not bit for bit.
+    # test_jit_vmap_batch_shapes_and_chunks), not bit for bit.
     frames = [random_frames(seed, hidden=weighted) for seed in (25, 26, 27)]
     kp, vis = (np.concatenate(x)[:13] for x in zip(*frames, strict=True))
     vis = vis if weighted else None
