@@ -89,6 +89,8 @@ from lift3d.lifting.api import (
     _bucket,
     _check_model,
     _default_threads,
+    _empty_result,
+    _group_layout,
     _in_threads,
     _join_groups,
     _limb_norm,
@@ -1194,6 +1196,8 @@ def lift_sequence(
     if not finite.all():  # the unweighted search needs every joint: hide the missing ones
       visibility = finite.astype(np.float32)
   dtype = jnp.result_type(float)
+  if math.prod(shape[:-3]) == 0:  # no videos: an empty result of the batch shape
+    return _empty_result(shape[:-2], num_joints, int(np.shape(model.basis)[1]), dtype)
   model = jax.tree.map(lambda x: jnp.asarray(x, dtype), model)
   obs_noise, _ = _prior(model, obs_noise, None)
   f = lambda x: jnp.asarray(x, dtype)  # noqa: E731
@@ -1233,13 +1237,15 @@ def lift_sequence(
     # running at once than they gain.
     groups = max(1, min(_default_threads(), count, count * padded // _GROUP_FRAMES))
   if groups > 1:
+    groups, size = _group_layout(count, groups)
+  if groups > 1:
     # One group per thread (`lift3d.lifting.api._in_threads`): the scans over
     # the frames (the Viterbi, the block-tridiagonal and scalar solves) step
     # through small per-frame arrays, which XLA's CPU backend runs on one core.
     # The groups share one program (the last padded with copies of the last
     # video); it holds no LAPACK call (tests/lapack_order_test.py).
     parts = _split_groups((keypoints, visibility), batch_ndim=len(batch_shape), groups=groups,
-                         size=-(-count // groups))
+                          size=size)
     out = _join_groups(_in_threads(run, parts), batch_shape=batch_shape)
   else:
     out = run(keypoints, visibility)

@@ -794,6 +794,9 @@ def test_sequences_in_threads_give_the_answers_of_one_call():
   np.testing.assert_allclose(grouped.yaw[0], one.yaw, atol=1e-5)
   with pytest.raises(ValueError, match="threads"):
     sequence.lift_sequence(model, videos, vis, num_yaws=T, threads=0)
+  # No videos: an empty result of the batch shape (it used to fail inside XLA).
+  empty = sequence.lift_sequence(model, videos[:0], vis[:0], num_yaws=T)
+  assert empty.pose3d.shape == (0, F, L, 3) and empty.valid.shape == (0, F)
 
 
 def test_padding_to_the_compiled_length_changes_nothing():

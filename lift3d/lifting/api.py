@@ -689,15 +689,24 @@ def _in_threads(fn, parts) -> list:
     return list(pool.map(work, parts))
 
 
+def _group_layout(count: int, groups: int, chunk_size: int | None = None) -> tuple[int, int]:
+  """(groups, size) for `count` items in at most `groups` equal groups of
+  `size` items (a `_bucket` of whole chunks with `chunk_size`): as few groups
+  as that size needs, so that no group is padding alone."""
+  size = -(-count // groups)
+  if chunk_size is not None:
+    size = _bucket(size, chunk_size)
+  return -(-count // size), size
+
+
 @functools.partial(jax.jit, static_argnames=("batch_ndim", "groups", "size"))
 def _split_groups(tree, *, batch_ndim: int, groups: int, size: int):
   """Arrays (..., rest) with `batch_ndim` batch axes (N items in all) -> `groups`
-  trees of (size, rest) arrays, the items in order, the last group padded with
-  copies of the last item (`groups · size ≥ N`)."""
+  trees of (size, rest) arrays, the items in order, padded at the end with
+  copies of the last item (`groups · size ≥ N`, `_group_layout`)."""
 
   def grouped(x):
-    x = x.reshape((-1, *x.shape[batch_ndim:]))
-    x = jnp.concatenate([x, jnp.repeat(x[-1:], groups * size - x.shape[0], axis=0)])
+    x = pad_frames(x.reshape((-1, *x.shape[batch_ndim:])), size=groups * size, axis=0)
     return x.reshape((groups, size, *x.shape[1:]))
 
   split = jax.tree.map(grouped, tree)
@@ -714,12 +723,12 @@ def _join_groups(outs, *, batch_shape: tuple):
 
 
 def _lift_in_groups(model, keypoints, visibility, rotation, limits, options: _Options,
-                    groups: int):
-  """`lift` of (B, L, 2) keypoints in `groups` groups of whole chunks, one thread
-  each (`_in_threads`): `prepare` once, then `_lift_prepared_jit` per group,
-  one compiled program for all groups. Returns the `LiftResult` (B,)."""
+                    groups: int, size: int):
+  """`lift` of (B, L, 2) keypoints in `groups` groups of `size` frames (whole
+  chunks, `_group_layout`), one thread each (`_in_threads`): `prepare` once,
+  then `_lift_prepared_jit` per group, one compiled program for all groups.
+  Returns the `LiftResult` (B,)."""
   total = keypoints.shape[0]
-  size = _bucket(-(-total // groups), options.chunk_size)
   # Computed before the groups start, so that its LAPACK call never runs beside them.
   prep = jax.block_until_ready(_prepare_jit(
       model, rotation, limits.obs_noise, limits.prior_weight, num_yaws=options.num_yaws,
@@ -971,8 +980,9 @@ def lift(
     groups = max(1, min(_default_threads(), total // (_GROUP_CHUNKS * int(chunk_size))))
   else:
     groups = 1
+  groups, size = _group_layout(total, groups, int(chunk_size))
   if groups > 1:
-    out = _lift_in_groups(model, flat, flat_vis, camera_rotation, limits, options, groups)
+    out = _lift_in_groups(model, flat, flat_vis, camera_rotation, limits, options, groups, size)
   else:
     padded = _bucket(total, int(chunk_size))
     if padded > total:

@@ -240,8 +240,8 @@ class TestInvariancesAndBatching:
   @pytest.mark.parametrize("weighted", [False, True])
   def test_groups_in_threads_give_the_answers_of_one_call(self, weighted):
     # 13 frames in chunks of 4: in 2 threads two groups of 8 frames (2 chunks),
-    # in 3 threads three of 8, the last groups padded with copies of the last
-    # frame; `prepare` computed once for all. Each group size has its own
+    # the last padded with copies of the last frame; 3 threads make the same
+    # groups (a third would be padding alone); `prepare` computed once for all. Each group size has its own
     # program, so the answers agree to float32 rounding (the tolerance of
     # test_jit_vmap_batch_shapes_and_chunks), not bit for bit.
     frames = [random_frames(seed, hidden=weighted) for seed in (25, 26, 27)]
