@@ -76,7 +76,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lift3d import camera
+from lift3d import _compile, camera
 from lift3d._precision import float32_matmuls
 from lift3d.lifting import (
     MAX_RESIDUAL,
@@ -449,7 +449,7 @@ def _viterbi(scores, yaw_rate, component_switch, yaw_jump, band: int, length=Non
   return path // num_yaws, path % num_yaws, total, around
 
 
-@functools.partial(jax.jit, static_argnames=("band",))
+@_compile.cpu_tuned_jit(static_argnames=("band",))
 def _viterbi_batch(scores, yaw_rate, component_switch, yaw_jump, *, band):
   """scores (S, F, K, T) -> component (S, F), yaw index (S, F), total (S,)."""
   k, t, total, _ = _viterbi(scores, yaw_rate, component_switch, yaw_jump, band)
@@ -999,7 +999,7 @@ def _finish_sequence(prior: _Prior, state, solution, max_gap, blend_weight, blen
       residual=mask(residual), plausible=plausible, valid=plausible)
 
 
-@functools.partial(jax.jit, static_argnames=("num_yaws", "band", "min_visible", "root"))
+@_compile.cpu_tuned_jit(static_argnames=("num_yaws", "band", "min_visible", "root"))
 def _lift_sequence_jit(model, keypoints, visibility, obs_noise, yaw_rate, component_switch,
                        yaw_jump, smoothing, max_gap, blend_weight, blend_smoothing, blend_hidden,
                        fixed_bones, length, camera_rotation, *, num_yaws, band, min_visible,

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lift3d import camera
+from lift3d import _compile, camera
 from lift3d._precision import float32_matmuls
 from lift3d.lifting import search, solves
 from lift3d.pose_model.model import PoseModel
@@ -593,7 +593,7 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
   )
 
 
-@functools.partial(jax.jit, static_argnames=("options",))
+@_compile.cpu_tuned_jit(static_argnames=("options",))
 def _lift_jit(model, keypoints, visibility, rotation, limits, *, options: _Options):
   if not options.differentiable:
     model, keypoints, visibility, rotation = jax.lax.stop_gradient(
@@ -608,14 +608,14 @@ def _lift_jit(model, keypoints, visibility, rotation, limits, *, options: _Optio
   return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), out)
 
 
-@functools.partial(jax.jit, static_argnames=("num_yaws", "unweighted"))
+@_compile.cpu_tuned_jit(static_argnames=("num_yaws", "unweighted"))
 def _prepare_jit(model, rotation, obs_noise, prior_weight, *, num_yaws: int, unweighted: bool):
   """`search.prepare` as a program of its own (`_lift_in_groups`)."""
   return search.prepare(*jax.lax.stop_gradient((model, rotation, obs_noise, prior_weight)),
                         num_yaws, unweighted)
 
 
-@functools.partial(jax.jit, static_argnames=("options",))
+@_compile.cpu_tuned_jit(static_argnames=("options",))
 def _lift_prepared_jit(prep, model, keypoints, visibility, limits, *, options: _Options):
   """`_lift_frames` of (B, L, 2) keypoints with `prep` given: no LAPACK call
   (the eigendecomposition is `prepare`'s), so that threads may run it at once."""
@@ -1058,7 +1058,7 @@ def _grid_chunk(prep: search.Prepared, keypoints, visibility, min_visible: int):
   return jax.lax.complex(finish(costs, offset, liftable), finish(opposite, offset, liftable))
 
 
-@functools.partial(jax.jit, static_argnames=("num_yaws", "min_visible", "chunk_size"))
+@_compile.cpu_tuned_jit(static_argnames=("num_yaws", "min_visible", "chunk_size"))
 def _grid_scores_jit(model, keypoints, visibility, obs_noise, prior_weight, camera_rotation, *,
                      num_yaws, min_visible, chunk_size):
   model, keypoints, visibility, camera_rotation = jax.lax.stop_gradient(

@@ -1,0 +1,53 @@
+"""`lift3d._compile.cpu_tuned_jit`: the CPU options reach the compiled program, the answers do not change."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lift3d import _compile
+
+
+def _norms(x):
+  """(B, L, 2) -> (B,) root sum of squares: a short reduction per row."""
+  return jnp.sqrt(jnp.sum(x * x, axis=(1, 2)))
+
+
+def _ynn_fusions(text: str) -> int:
+  return sum("ynn_fusion" in line and "kind=kCustom" in line for line in text.splitlines())
+
+
+def test_tuned_program_is_compiled_with_the_options():
+  if jax.default_backend() != "cpu":
+    pytest.skip("the options are applied on the CPU only")
+  if not _compile.cpu_options_accepted():
+    pytest.fail("this jaxlib rejects CPU_COMPILER_OPTIONS: update them (lift3d/_compile.py)")
+  tuned = _compile.cpu_tuned_jit(_norms)
+  x = np.ones((2048, 17, 2), np.float32)
+  # XLA's default hands the reduction to YNNPACK; the options keep it in XLA.
+  assert _ynn_fusions(jax.jit(_norms).lower(x).compile().as_text()) >= 1
+  assert _ynn_fusions(tuned.lower(x).compile().as_text()) == 0
+
+
+def test_same_answers_traced_or_not_and_one_program_per_shape():
+  tuned = _compile.cpu_tuned_jit(_norms)
+  x = np.random.default_rng(0).normal(size=(64, 17, 2)).astype(np.float32)
+  # Float64 reference; float32 rounding of a 34-term sum of squares.
+  reference = np.sqrt(np.sum(x.astype(np.float64) ** 2, axis=(1, 2)))
+  tolerance = 34 * np.finfo(np.float32).eps * reference
+  direct = np.asarray(tuned(x))
+  np.testing.assert_allclose(direct, reference, rtol=0, atol=tolerance.max())
+  # Under an outer jit, vmap or grad JAX refuses options on a nested jit: the
+  # plain program runs there.
+  np.testing.assert_allclose(np.asarray(jax.jit(tuned)(x)), reference, rtol=0,
+                             atol=tolerance.max())
+  np.testing.assert_allclose(np.asarray(jax.vmap(tuned)(x[:, None])[:, 0]), reference, rtol=0,
+                             atol=tolerance.max())
+  gradient = jax.grad(lambda v: jnp.sum(tuned(v)))(x)
+  np.testing.assert_allclose(np.asarray(gradient), x / direct[:, None, None], rtol=1e-5,
+                             atol=1e-6)
+  size = tuned._cache_size()
+  tuned(x + 1)  # same shape: no new program
+  assert tuned._cache_size() == size
+  tuned.clear_cache()
+  assert tuned._cache_size() == 0
