@@ -4,12 +4,13 @@ The lifting's programs are many small matrix products and long unrolled
 elementwise kernels over frames (the searches, factorisations and Newton
 loops of `lift3d.lifting` and `lift3d.sequence`). On the CPU two XLA options
 made them faster (RESULTS.md, issue 11, session 18; K = 3, J = 10, T = 100,
-16,384 frames, one program, interleaved in one process on a 2-core Intel Xeon
-with AVX-512): weighted `lift` 1.27×, unweighted 1.11×.
+16,384 frames, interleaved in one process on a 2-core Intel Xeon with
+AVX-512): weighted `lift` 1.16–1.27×, unweighted 1.06–1.11×.
 - `xla_cpu_experimental_ynn_fusion_type`: only matrix products go to
   YNNPACK. By default XLA also hands it the reductions, and its kernels for
   the lifting's short reductions (17 joints, 48 limb coordinates) were slower
-  than XLA's own loops (the 2D normalisation 1.5×).
+  than XLA's own loops (the 2D cleaning 1.5× faster without them, one run
+  of `experiments/benchmarks/lift_stages.py`).
 - `xla_cpu_prefer_vector_width = 512`: XLA's own loops in 512-bit vectors
   where the CPU has them (the weighted factorisations run frames-minor).
 

@@ -43,9 +43,10 @@ def test_same_answers_traced_or_not_and_one_program_per_shape():
                              atol=tolerance.max())
   np.testing.assert_allclose(np.asarray(jax.vmap(tuned)(x[:, None])[:, 0]), reference, rtol=0,
                              atol=tolerance.max())
+  # d|x|/dx = x/|x|: the sum's rounding (34 terms) and one more rounding, relative.
   gradient = jax.grad(lambda v: jnp.sum(tuned(v)))(x)
-  np.testing.assert_allclose(np.asarray(gradient), x / direct[:, None, None], rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(np.asarray(gradient), x / reference[:, None, None],
+                             rtol=36 * np.finfo(np.float32).eps, atol=0)
   size = tuned._cache_size()
   tuned(x + 1)  # same shape: no new program
   assert tuned._cache_size() == size
