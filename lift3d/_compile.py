@@ -50,7 +50,8 @@ def cpu_tuned_jit(fn: Callable | None = None, *, static_argnames: Sequence[str] 
   """Decorator: `jax.jit(fn, static_argnames=...)`, with `CPU_COMPILER_OPTIONS` on the CPU.
 
   The returned function has `lower`, `clear_cache()` and `_cache_size()` as
-  jitted functions do (the last two over both of its compiled variants).
+  jitted functions do (the last two over both of its compiled variants), and
+  the two variants as `plain` and `tuned`.
   """
   if fn is None:
     return functools.partial(cpu_tuned_jit, static_argnames=static_argnames)
@@ -73,6 +74,7 @@ def cpu_tuned_jit(fn: Callable | None = None, *, static_argnames: Sequence[str] 
     plain.clear_cache()
     tuned.clear_cache()
 
+  call.plain, call.tuned = plain, tuned
   call.clear_cache = clear_cache
   call.lower = lambda *args, **kwargs: chosen(args, kwargs).lower(*args, **kwargs)
   call._cache_size = lambda: plain._cache_size() + tuned._cache_size()

@@ -17,13 +17,16 @@ def _ynn_fusions(text: str) -> int:
   return sum("ynn_fusion" in line and "kind=kCustom" in line for line in text.splitlines())
 
 
-def test_tuned_program_is_compiled_with_the_options():
-  if jax.default_backend() != "cpu":
-    pytest.skip("the options are applied on the CPU only")
-  if not _compile.cpu_options_accepted():
-    pytest.fail("this jaxlib rejects CPU_COMPILER_OPTIONS: update them (lift3d/_compile.py)")
+def test_the_cpu_runs_the_tuned_program_and_other_backends_the_plain_one():
   tuned = _compile.cpu_tuned_jit(_norms)
   x = np.ones((2048, 17, 2), np.float32)
+  tuned(x)
+  if jax.default_backend() != "cpu":  # the options are for XLA's CPU compiler only
+    assert (tuned.plain._cache_size(), tuned.tuned._cache_size()) == (1, 0)
+    return
+  assert _compile.cpu_options_accepted(), (
+      "this jaxlib rejects CPU_COMPILER_OPTIONS: update them (lift3d/_compile.py)")
+  assert (tuned.plain._cache_size(), tuned.tuned._cache_size()) == (0, 1)
   # XLA's default hands the reduction to YNNPACK; the options keep it in XLA.
   assert _ynn_fusions(jax.jit(_norms).lower(x).compile().as_text()) >= 1
   assert _ynn_fusions(tuned.lower(x).compile().as_text()) == 0
@@ -52,3 +55,22 @@ def test_same_answers_traced_or_not_and_one_program_per_shape():
   assert tuned._cache_size() == size
   tuned.clear_cache()
   assert tuned._cache_size() == 0
+
+
+@pytest.fixture
+def rejected_options(monkeypatch):
+  """CPU_COMPILER_OPTIONS with a value no jaxlib accepts, the probe rerun."""
+  monkeypatch.setattr(_compile, "CPU_COMPILER_OPTIONS",
+                      {"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
+  _compile.cpu_options_accepted.cache_clear()
+  yield
+  _compile.cpu_options_accepted.cache_clear()
+
+
+def test_options_this_jaxlib_rejects_fall_back_to_plain_jit(rejected_options):
+  assert not _compile.cpu_options_accepted()
+  tuned = _compile.cpu_tuned_jit(_norms)
+  x = np.full((4, 17, 2), 0.5, np.float32)
+  np.testing.assert_allclose(np.asarray(tuned(x)), np.full(4, np.sqrt(34 * 0.25)),
+                             rtol=np.finfo(np.float32).eps)  # an exact sum, one rounding
+  assert tuned.tuned._cache_size() == 0
