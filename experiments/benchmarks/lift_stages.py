@@ -45,11 +45,8 @@ def _stage(depth: int, prep, keypoints, visibility):
       opposite_yaws=api.DEFAULT_OPPOSITE_YAWS, components=api.DEFAULT_COMPONENTS, refine=False,
       refine_steps=0, differentiable=False, min_visible=6, chunk_size=keypoints.shape[0], root=0,
       limbs=(), blend=False)
-  _, candidates, unresolved = api._search_candidates(prep, points, gram, rhs, norm2,
-                                                     joint_weights is None, options)
-  if unresolved:  # the model has K ≤ M components: no shortlist
-    index = jnp.arange(candidates.shape[0], dtype=jnp.int32)[:, None, None]
-    candidates = api._resolve_pairs(prep, gram, rhs, candidates, index, _NUM_YAWS)
+  _, candidates = api._search_candidates(prep, points, gram, rhs, norm2, joint_weights is None,
+                                         options)
   if depth == 1:
     return candidates, rhs, norm2
   yaw = prep.yaws[candidates]

@@ -266,10 +266,9 @@ def _search_candidates(prep, points, gram, rhs, norm2, unweighted: bool, options
   """Step 1 of `_lift_chunk`: the linearised search and its candidate yaws.
 
   Returns (costs (K, T_s, B), +inf where not finite; for a level camera and
-  an even T the pairs' lower costs, T_s = T/2), candidates (K, C, B) int yaw
-  indices, and `unresolved`: True where the candidates are pair indices whose
-  member (θ or θ + π) `_resolve_pairs` must still choose (the weighted search
-  ranks pairs without saying which member was lower).
+  an even T the pairs' lower costs, T_s = T/2) and candidates (K, C, B) int
+  yaw indices (of a pair's member of lower cost, or of both members with
+  `options.opposite_yaws`).
   """
   if unweighted:
     costs, paired = search.search_unweighted(prep, points), False
@@ -287,25 +286,16 @@ def _search_candidates(prep, points, gram, rhs, norm2, unweighted: bool, options
     full, costs, paired = costs, jnp.minimum(costs[:, :half], costs[:, half:]), True
   both = paired and options.opposite_yaws
   candidates = _candidate_yaws(costs, options.candidates, both, options.num_yaws)
-  if paired and not both and full is not None:
+  if paired and not both:
     # The pair's member of lower linearised cost (θ on a tie).
-    opposite = (jnp.take_along_axis(full[:, half:], candidates, axis=1)
-                < jnp.take_along_axis(full[:, :half], candidates, axis=1))
-    candidates = candidates + jnp.where(opposite, half, 0)
-  candidates = jax.lax.stop_gradient(candidates)  # (K, C, B)
-  return costs, candidates, paired and not both and full is None
-
-
-def _resolve_pairs(prep, frame_gram, rhs, candidates, component_index, num_yaws: int):
-  """Pair indices (M, C, B) of the weighted search -> the yaw of lower linearised
-  cost, θ_t or θ_t + π: the sign of z_a·z_b (`search.opposite_is_lower`; one
-  factorisation per candidate, against the search's one per pair and grid
-  yaw). frame_gram (n, U, M, B), rhs (3, P, M, B), component_index (M, 1, B)
-  or (M, 1, 1)."""
-  opposite = search.opposite_is_lower(
-      prep, frame_gram[:, :, :, None], rhs[:, :, :, None], prep.yaws[candidates],
-      prep.tikhonov[component_index])
-  return jax.lax.stop_gradient(candidates + jnp.where(opposite, num_yaws // 2, 0))
+    if full is not None:
+      opposite = (jnp.take_along_axis(full[:, half:], candidates, axis=1)
+                  < jnp.take_along_axis(full[:, :half], candidates, axis=1))
+    else:  # the weighted search's flag bit
+      # (read after the select above, which computes the search: its one consumer)
+      opposite = search.opposite_flag(jnp.take_along_axis(costs, candidates, axis=1))
+    candidates = candidates + jnp.where(opposite, options.num_yaws // 2, 0)
+  return costs, jax.lax.stop_gradient(candidates)  # (K, C, B)
 
 
 def _shortlist(scores, count: int):
@@ -441,8 +431,8 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
 
   # 1. The fast search of the linearised problem: candidates.
   gram, rhs, norm2 = search.frame_terms(prep, points, joint_weights)
-  costs, candidates, unresolved = _search_candidates(prep, points, gram, rhs, norm2,
-                                                     joint_weights is None, options)
+  costs, candidates = _search_candidates(prep, points, gram, rhs, norm2, joint_weights is None,
+                                         options)
 
   # 2. The exact objective at every candidate of the shortlisted components.
   frame_gram = prep.gram_ones[..., None] if gram is None else gram  # (n, U, K, B or 1)
@@ -466,9 +456,6 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     inv_variances = [prep.inv_variances[:, j, None] for j in range(prep.inv_variances.shape[1])]
     score_offset = prep.score_offset[:, None]  # (K, 1)
     component_index = jnp.arange(num_components, dtype=jnp.int32)[:, None, None]  # (K, 1, 1)
-  if unresolved:
-    candidates = _resolve_pairs(prep, frame_gram, rhs, candidates, component_index,
-                                options.num_yaws)
   yaw = prep.yaws[candidates]
   closed_form = gram is None and not options.refine and not options.differentiable
   if closed_form:
@@ -502,6 +489,16 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     return jnp.take_along_axis(
         x, jnp.broadcast_to(slot, (*x.shape[:-2], 1, batch)), axis=-2)[..., 0, :]
 
+  def pick_terms(x):  # `pick` for the per-frame Gram and right-hand-side terms
+    # Selects unrolled over the M slots, each an elementwise loop over the
+    # frames: the gather along M was a slow, unvectorised loop over these
+    # (already computed) terms. For values computed here, `pick`'s gather is
+    # faster: XLA fuses their producers into it and computes only the chosen.
+    out = x[..., 0, :]
+    for m in range(1, x.shape[-2]):
+      out = jnp.where(slot == m, x[..., m, :], out)
+    return out
+
   component = slot if shortlist is None else pick(shortlist)  # (B,) in 0..K−1
 
   yaw = jax.lax.stop_gradient(pick(yaw))
@@ -510,13 +507,13 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
   if closed_form:  # eigen-coordinates β -> a
     coeffs = list(search.profile_coeffs(prep, pick(chosen_index), pick(coeffs).T).T)
   else:
-    chosen_gram = pick(jnp.broadcast_to(frame_gram, (*frame_gram.shape[:3], batch)))
+    chosen_gram = pick_terms(jnp.broadcast_to(frame_gram, (*frame_gram.shape[:3], batch)))
     if not options.refine and not options.differentiable:  # a at the chosen optimum
-      coeffs = list(search.coeffs_at(prep, chosen_gram, pick(rhs), yaw, scale,
+      coeffs = list(search.coeffs_at(prep, chosen_gram, pick_terms(rhs), yaw, scale,
                                      chosen_inv_variances.T).T)
     else:
       entries = search.gram_at(prep, chosen_gram, yaw)
-      rhs_list = search.rhs_at(pick(rhs), yaw)
+      rhs_list = search.rhs_at(pick_terms(rhs), yaw)
       inv_list = list(chosen_inv_variances)
   if options.refine:  # the exact answer at the refined yaw
     cost, scale, coeffs = solves.exact_profile(

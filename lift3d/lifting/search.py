@@ -48,7 +48,7 @@ class Prepared(flax.struct.PyTreeNode):
   """Everything about (model, camera, yaws) that does not depend on a frame."""
 
   blocks: jax.Array  # (K, L, 3, P): [μ, e_1..e_J] per joint and coordinate.
-  features: jax.Array  # (K, L, n, U): per-joint Gram features of each coordinate pair.
+  features: jax.Array  # (n·U·K, L): per-joint Gram features of each coordinate pair.
   gram_ones: jax.Array  # (n, U, K): Gram terms of all-ones weights, t eliminated.
   tikhonov: jax.Array  # (K, P): the linearised prior Λ (0 for the scale).
   inv_variances: jax.Array  # (K, J): 1/λ_kj, the exact prior.
@@ -155,7 +155,9 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
   score_offset = prior_weight * (0.5 * jnp.sum(jnp.log(variances), axis=1) - jnp.log(weights))
 
   pairs = solves.LEVEL_PAIRS if rotation is None else solves.ALL_PAIRS
-  features = _pair_features(blocks, pairs)
+  # (n, U, K) rows against the joints: a chunk's Gram terms are then one
+  # product that comes out frames-minor (no transpose of its output).
+  features = jnp.transpose(_pair_features(blocks, pairs), (2, 3, 0, 1)).reshape(-1, num_joints)
   centred = blocks - jnp.mean(blocks, axis=1, keepdims=True)
   gram_ones = jnp.transpose(jnp.sum(_pair_features(centred, pairs), axis=1), (1, 2, 0))
 
@@ -255,6 +257,11 @@ def frame_terms(prep: Prepared, points, weights):
     eliminated (None if `weights` is None: use `prep.gram_ones`), right-hand
     side terms y (3, P, K, B) and ||Dw||² (B,).
   """
+  batch, num_joints = points.shape[:2]
+  num_components, num_unknowns = prep.tikhonov.shape
+  # (3, P, K, L): the blocks against the joints, so that each product below is
+  # (rows, L) × (L, B) and comes out frames-minor, without a transpose.
+  blocks = jnp.transpose(prep.blocks, (2, 3, 0, 1))
   wx, wy = points[..., 0], points[..., 1]
   if prep.rotation is None:
     u = jnp.stack([wx, wy, jnp.zeros_like(wx)], axis=-1)
@@ -267,27 +274,34 @@ def frame_terms(prep: Prepared, points, weights):
   else:
     weighted_u = weights[..., None] * u
     norm2 = jnp.sum(weights * jnp.sum(points**2, axis=-1), axis=-1)
-    gram = jnp.einsum("klnu,bl->nukb", prep.features, weights)
+    weights_t = weights.T  # (L, B)
+    gram = (prep.features @ weights_t).reshape(-1, num_unknowns * (num_unknowns + 1) // 2,
+                                               num_components, batch)
     # Eliminating t: H_pq -= m_p m_qᵀ / V with m = Σ_l D_l² B_l.
-    sums = jnp.einsum("klpi,bl->pikb", prep.blocks, weights)  # (3, P, K, B)
-    inv_total = 1.0 / jnp.sum(weights, axis=-1)
-    upper = solves.upper_pairs(prep.blocks.shape[-1])
-    iu = np.array([x[0] for x in upper])
-    ju = np.array([x[1] for x in upper])
+    sums = (blocks.reshape(-1, num_joints) @ weights_t).reshape(
+        3, num_unknowns, num_components, batch)
+    sums = sums * jax.lax.rsqrt(jnp.sum(weights, axis=-1))  # m/√V
     pairs = solves.LEVEL_PAIRS if prep.rotation is None else solves.ALL_PAIRS
+
+    def products(p, q):  # (U, K, B): m_p,i m_q,j for i ≤ j in `upper_pairs` order
+      # From contiguous slices: index gathers made this a slow, unvectorised loop.
+      return jnp.concatenate(
+          [sums[p, i : i + 1] * sums[q, i:] for i in range(num_unknowns)], axis=0)
+
     correction = []
     for p, q in pairs:
-      c = sums[p, iu] * sums[q, ju]
+      c = products(p, q)
       if p != q:
-        c = c + sums[q, iu] * sums[p, ju]
-      correction.append(c * inv_total)
+        c = c + products(q, p)
+      correction.append(c)
     gram = gram - jnp.stack(correction)
   # With N_qp = Σ_l D_l² u_lq B_lp (u = EᵀΠᵀw), A_θᵀD²w = y⁰ + cos θ y¹ + sin θ y²
   # where y⁰ = N_11, y¹ = N_00 + N_22, y² = N_02 − N_20 (from the entries of
   # R_θ); each N_qp is one (K·P, L) × (L, B) product.
 
   def project(q, p):
-    return jnp.einsum("klj,bl->jkb", prep.blocks[:, :, p], weighted_u[..., q])
+    return (blocks[p].reshape(-1, num_joints) @ weighted_u[..., q].T).reshape(
+        num_unknowns, num_components, batch)
 
   y0 = project(1, 1)
   y1 = project(0, 0)
@@ -397,6 +411,30 @@ def _frames_minor(cost, num_components: int, batch: int):
   return jnp.transpose(cost.reshape(-1, num_components, batch), (1, 0, 2))
 
 
+def _bits(x):
+  """The bits of a float array as the signed integers of its width."""
+  return jax.lax.bitcast_convert_type(x, jnp.dtype(f"int{8 * x.dtype.itemsize}"))
+
+
+def with_opposite_flag(cost, opposite):
+  """`cost` with its lowest mantissa bit set to `opposite` (bool, same shape).
+
+  The paired search's one output carries which member of each pair (θ or
+  θ + π) is the lower: the bit moves a cost by at most one unit in the last
+  place. A second output would be a second consumer of the factorisation,
+  which XLA's CPU compiler fuses into each consumer (computing it twice).
+  Non-finite costs may turn into NaN (which the callers treat as +inf).
+  """
+  bits = _bits(cost)
+  bits = (bits & ~1) | opposite.astype(bits.dtype)
+  return jax.lax.bitcast_convert_type(bits, cost.dtype)
+
+
+def opposite_flag(cost):
+  """The flag of `with_opposite_flag`: True where θ + π is the lower of a pair."""
+  return (_bits(cost) & 1) == 1
+
+
 def search_weighted(prep: Prepared, gram, rhs, norm2, pair: bool = True):
   """Linearised costs of every (component, yaw) with per-frame Gram terms.
 
@@ -407,7 +445,8 @@ def search_weighted(prep: Prepared, gram, rhs, norm2, pair: bool = True):
   (θ, θ + π), which share their Gram matrix, and yields the lower cost of
   each pair: `r = ||Dw||² − |z_a|² − |z_b|² − 2|z_a·z_b|` (`z_a`, `z_b` the
   whitened y⁰ and cos θ y¹ + sin θ y² parts). The exact re-ranking then
-  considers both yaws of a chosen pair.
+  considers the yaw of lower cost in a chosen pair, which the cost's lowest
+  bit says (`opposite_flag`: z_a·z_b < 0 for θ + π).
 
   One output per factorisation matters on CPU: XLA fuses the whole chain
   into each consumer and vectorises the fused loop only while it is small.
@@ -430,7 +469,7 @@ def search_weighted(prep: Prepared, gram, rhs, norm2, pair: bool = True):
     total, za, zb = _pair_parts(prep, gram, rhs, norm2)
     both = sum(a * a + b * b for a, b in zip(za, zb, strict=True))
     cross = 2.0 * sum(a * b for a, b in zip(za, zb, strict=True))
-    cost = total - both - jnp.abs(cross)
+    cost = with_opposite_flag(total - both - jnp.abs(cross), cross < 0)
   else:
     num_unknowns = prep.tikhonov.shape[1]
     lower, inv_diag = _weighted_factors(prep, gram, prep.yaws)
@@ -514,20 +553,15 @@ def coeffs_at(prep: Prepared, gram, rhs, yaw, scale, inv_variances):
   Returns:
     (B, J) coefficients.
   """
-  pairs = solves.LEVEL_PAIRS if prep.rotation is None else solves.ALL_PAIRS
-  coefficients = solves.yaw_coefficients(jnp.cos(yaw), jnp.sin(yaw), prep.projection, pairs)
-  weights = jnp.stack([jnp.broadcast_to(c, yaw.shape) for c in coefficients])  # (n, B)
-  upper = jnp.einsum("nb,nub->bu", weights, gram)  # (B, U)
+  entries = gram_at(prep, gram, yaw)  # {(i, j): (B,)}, frames minor throughout
   size = prep.blocks.shape[-1]
-  index = np.zeros((size, size), np.int32)
-  for u, (i, j) in enumerate(solves.upper_pairs(size)):
-    index[i, j] = index[j, i] = u
-  dense = upper[:, index] * prep.inv_var  # (B, P, P) AᵀD²A/σ² in the basis [μ, E]
-  right = jnp.stack(rhs_at(rhs, yaw), axis=-1) * prep.inv_var  # (B, P) AᵀD²w/σ²
-  s = scale[:, None]
-  hessian = (s[..., None] ** 2 * dense[:, 1:, 1:]
-             + inv_variances[:, :, None] * jnp.eye(size - 1, dtype=dense.dtype))
-  return solves.solve_dense(hessian, s * (right[:, 1:] - s * dense[:, 0, 1:]))
+  dense = jnp.stack([jnp.stack([entries[min(i, j), max(i, j)] for j in range(1, size)])
+                     for i in range(1, size)]) * prep.inv_var  # (J, J, B) EᵀAᵀD²AE/σ²
+  mean_cross = jnp.stack([entries[0, j] for j in range(1, size)]) * prep.inv_var  # (J, B)
+  right = jnp.stack(rhs_at(rhs, yaw)[1:]) * prep.inv_var  # (J, B) EᵀAᵀD²w/σ²
+  hessian = scale**2 * dense + inv_variances.T[:, None] * jnp.eye(size - 1, dtype=dense.dtype)[
+      ..., None]
+  return solves.solve_dense(hessian, scale * (right - scale * mean_cross)).T
 
 
 def rhs_at(rhs, yaw) -> list:
@@ -539,34 +573,6 @@ def rhs_at(rhs, yaw) -> list:
   """
   cos, sin = jnp.cos(yaw), jnp.sin(yaw)
   return [rhs[0, i] + cos * rhs[1, i] + sin * rhs[2, i] for i in range(rhs.shape[1])]
-
-
-def opposite_is_lower(prep: Prepared, gram, rhs, yaw, tikhonov):
-  """Whether θ + π has a lower linearised cost than θ, for a level camera.
-
-  θ and θ + π share the Gram matrix, and their costs are
-  `||Dw||² − |z_a ± z_b|²` (`_pair_parts`): θ + π is lower where
-  `z_a·z_b < 0`.
-
-  Args:
-    prep: the `Prepared` terms (level camera).
-    gram: (n, U, ...) Gram terms and rhs (3, P, ...) right-hand-side terms,
-      broadcasting against `yaw` (...) radians; tikhonov (..., P), the
-      linearised prior of each entry's component.
-
-  Returns:
-    (...) bool.
-  """
-  entries = gram_at(prep, gram, yaw)
-  num_unknowns = rhs.shape[1]
-  for i in range(num_unknowns):
-    entries[i, i] = entries[i, i] + tikhonov[..., i]
-  lower, inv_diag = solves.cholesky(entries, num_unknowns)
-  cos, sin = jnp.cos(yaw), jnp.sin(yaw)
-  za = solves.forward(lower, inv_diag, [rhs[0, i] for i in range(num_unknowns)])
-  zb = solves.forward(lower, inv_diag,
-                      [cos * rhs[1, i] + sin * rhs[2, i] for i in range(num_unknowns)])
-  return sum(a * b for a, b in zip(za, zb, strict=True)) < 0
 
 
 def linearised_solve(prep: Prepared, gram, rhs, norm2, tikhonov, yaw):

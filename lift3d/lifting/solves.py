@@ -10,8 +10,7 @@ The batch axes are whatever the caller's arrays broadcast to; callers put
 frames in the trailing (SIMD) axis.
 
 - `cholesky`, `forward`, `backward`: a symmetric positive-definite system.
-- `whiten`, `solve_dense`: the exceptions, on dense (..., n, n) arrays in a
-  rolled loop, for solves paid once per lift or per frame (not per candidate),
+- `whiten`, `solve_dense`: the exceptions, on dense arrays in a rolled loop, for solves paid once per lift or per frame (not per candidate),
   where unrolled code costs far more to compile than it saves at run time.
 - `yaw_coefficients`: the coefficients M_pq(θ) of the Gram terms at a yaw.
 - `exact_profile`: the exact objective of one (component, yaw) over s > 0
@@ -148,27 +147,30 @@ def solve_dense(matrix, rhs):
   factorisation, positive for SPD matrices; `lift3d.sequence._sweep_inverse`
   is the same elimination unrolled, inside a scan), one `fori_loop` step per column:
   for one solve per frame, where the unrolled `solve` would be compiled as
-  P large kernels for a cost paid once.
+  P large kernels for a cost paid once. The batch axes are trailing (frames
+  minor), so that each step is one vectorised loop over them: with the batch
+  leading, a (B, J, J + 1) step was 3.5x slower on the 2-core CPU (RESULTS.md,
+  session 19).
 
   Args:
-    matrix: (..., n, n) symmetric positive-definite.
-    rhs: (..., n).
+    matrix: (n, n, ...) symmetric positive-definite, batch axes trailing.
+    rhs: (n, ...).
 
   Returns:
-    (..., n) the solution.
+    (n, ...) the solution.
   """
-  size = matrix.shape[-1]
-  augmented = jnp.concatenate([matrix, rhs[..., None]], axis=-1)  # (..., n, n + 1)
-  rows = jnp.arange(size)
+  size = matrix.shape[0]
+  augmented = jnp.concatenate([matrix, rhs[:, None]], axis=1)  # (n, n + 1, ...)
+  rows = jnp.arange(size).reshape((size,) + (1,) * (augmented.ndim - 1))
 
   def step(k, augmented):
-    row = jax.lax.dynamic_index_in_dim(augmented, k, axis=-2, keepdims=False)  # (..., n + 1)
-    row = row / jax.lax.dynamic_index_in_dim(row, k, axis=-1, keepdims=True)
-    column = jax.lax.dynamic_index_in_dim(augmented, k, axis=-1, keepdims=False)  # (..., n)
-    eliminated = augmented - jnp.where(rows == k, 0.0, column)[..., None] * row[..., None, :]
-    return jnp.where((rows == k)[:, None], row[..., None, :], eliminated)
+    row = jax.lax.dynamic_index_in_dim(augmented, k, axis=0, keepdims=True)  # (1, n + 1, ...)
+    row = row / jax.lax.dynamic_index_in_dim(row, k, axis=1, keepdims=True)
+    column = jax.lax.dynamic_index_in_dim(augmented, k, axis=1, keepdims=True)  # (n, 1, ...)
+    eliminated = augmented - jnp.where(rows == k, 0.0, column) * row
+    return jnp.where(rows == k, row, eliminated)
 
-  return jax.lax.fori_loop(0, size, step, augmented)[..., -1]
+  return jax.lax.fori_loop(0, size, step, augmented)[:, -1]
 
 
 # Coordinate pairs (p, q) of the Gram terms H_pq = Σ_l D_l² B_lpᵀ B_lq. A level

@@ -72,6 +72,13 @@ def test_weighted_costs_and_solutions_equal_lstsq():
     pair_min = np.minimum(costs[:, : T // 2], costs[:, T // 2 :])
     tol = _tolerance(kp, vis)
     np.testing.assert_allclose(weighted[b], pair_min, rtol=0, atol=tol)
+    # Each pair's cost says which member is the lower (its lowest bit), wherever
+    # the two differ by more than rounding.
+    flag = np.asarray(search.opposite_flag(jnp.asarray(weighted[b])))
+    gap = costs[:, T // 2 :] - costs[:, : T // 2]
+    clear = np.abs(gap) > 2 * tol
+    assert clear.mean() > 0.5
+    np.testing.assert_array_equal(flag[clear], gap[clear] < 0)
     np.testing.assert_allclose(exact[b], costs, rtol=0, atol=tol)
     np.testing.assert_allclose(grid[b], costs, rtol=0, atol=tol)
     # Solutions: rounding amplified by the conditioning of the ridge system.

@@ -41,13 +41,16 @@ def test_solve_dense_matches_float64(size):
   condition = 1e3
   matrix = _spd(rng, 8, size, condition)
   rhs = rng.normal(size=(8, size))
-  got = np.asarray(jax.jit(solves.solve_dense)(matrix.astype(np.float32), rhs.astype(np.float32)))
+  # Batch axes trailing: (n, n, 8) and (n, 8).
+  got = np.asarray(jax.jit(solves.solve_dense)(np.moveaxis(matrix, 0, -1).astype(np.float32),
+                                               rhs.T.astype(np.float32))).T
   want = np.linalg.solve(matrix, rhs[..., None])[..., 0]
   # Backward error of elimination without pivoting on SPD matrices is
   # O(n ε ||A||); the forward error is that times the condition number.
   tolerance = 16 * size * EPS32 * condition * np.abs(want).max()
   np.testing.assert_allclose(got, want, rtol=0, atol=tolerance)
   # Any batch shape.
-  batched = np.asarray(solves.solve_dense(matrix.reshape(2, 4, size, size).astype(np.float32),
-                                          rhs.reshape(2, 4, size).astype(np.float32)))
-  np.testing.assert_allclose(batched.reshape(8, size), got, rtol=0, atol=tolerance)
+  batched = np.asarray(solves.solve_dense(
+      np.moveaxis(matrix, 0, -1).reshape(size, size, 2, 4).astype(np.float32),
+      rhs.T.reshape(size, 2, 4).astype(np.float32)))
+  np.testing.assert_allclose(batched.reshape(size, 8).T, got, rtol=0, atol=tolerance)
