@@ -39,10 +39,13 @@ _CPU_CHUNKS = (2048, 512)
 # The weighted search writes the Gram entries of every (pair of) grid yaws,
 # (⌈T/2⌉, U, K, B) floats with U = P(P + 1)/2 (T instead of ⌈T/2⌉ with a
 # camera rotation), before factorising them: a chunk keeps that under this
-# many floats (32 MB). Measured on the 2-core CPU (RESULTS.md, session 16):
-# K = 3, J = 10 fastest at 512 frames (5.1M floats), K = 9, J = 14 at 128
-# (6.9M; 1.20x against 512).
-_CPU_WEIGHTED_ENTRIES = 1 << 23
+# many floats (8 MB), or is 64 frames. Measured on the 2-core CPU (RESULTS.md,
+# session 19; K = 3 and K = 9 were fastest at 512 and 128 in session 16, before
+# the exact step's terms were picked and solved frames-minor): against the
+# previous defaults, K = 3, J = 10 at 128 frames (1.3M floats) 1.04-1.07x,
+# K = 9, J = 14 at 64 (3.5M) 1.16-1.22x (32: 1.08x); K = 1 stays at 512 (1.7M;
+# 128 was 0.91x).
+_CPU_WEIGHTED_ENTRIES = 1 << 21
 # The weighted grid search alone (`grid_scores`) is fastest in chunks of 128.
 _CPU_GRID_CHUNKS = (2048, 128)
 _CPU_REFINE_CHUNK = 64
@@ -837,8 +840,9 @@ def lift(
       `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
     min_visible: frames with fewer joints of positive weight are not lifted.
     chunk_size: frames per chunk. Default on CPU 2,048 unweighted, 512
-      weighted (fewer for big models and grids: 128 for K = 9, J = 14 and
-      T = 100; `_cpu_weighted_chunk`) and 64 with `refine`; on GPU/TPU 65,536
+      weighted (fewer for big models and grids: 128 for K = 3, J = 10 and
+      64 for K = 9, J = 14 at T = 100; `_cpu_weighted_chunk`) and 64 with
+      `refine`; on GPU/TPU 65,536
       unweighted and 16,384 weighted.
     obs_noise: σ_obs, the 2D noise standard deviation in normalised units (a
       fraction of the 2D pose's RMS radius). None takes `model.obs_noise`
