@@ -38,14 +38,16 @@ from lift3d.skeleton import H36M17, Skeleton
 _CPU_CHUNKS = (2048, 512)
 # The weighted search writes the Gram entries of every (pair of) grid yaws,
 # (⌈T/2⌉, U, K, B) floats with U = P(P + 1)/2 (T instead of ⌈T/2⌉ with a
-# camera rotation), before factorising them: a chunk keeps that under this
-# many floats (8 MB), or is 64 frames. Measured on the 2-core CPU (RESULTS.md,
-# session 19; K = 3 and K = 9 were fastest at 512 and 128 in session 16, before
-# the exact step's terms were picked and solved frames-minor): against the
-# previous defaults, K = 3, J = 10 at 128 frames (1.3M floats) 1.04-1.07x,
-# K = 9, J = 14 at 64 (3.5M) 1.16-1.22x (32: 1.08x); K = 1 stays at 512 (1.7M;
-# 128 was 0.91x).
-_CPU_WEIGHTED_ENTRIES = 1 << 21
+# camera rotation), before factorising them: a chunk keeps that under a
+# budget of floats, or is 64 frames. The best budget depends on whether the
+# chunks run in one program or in one thread per core (`_lift_in_groups`).
+# Measured on the 2-core CPU (RESULTS.md, session 19), K = 3, J = 10, T = 100:
+# one program fastest at 512 frames (5.1M floats; 128 0.86x), one thread per
+# core at 128-256 (1.10x against 512); K = 9, J = 14 at 64 frames either way
+# (3.5M; against 128, 1.09x in one program and 1.36x in threads); K = 1
+# stays at 512 (1.7M).
+_CPU_WEIGHTED_ENTRIES = 3 << 21  # one program (6.3M floats, 25 MB)
+_CPU_WEIGHTED_ENTRIES_THREADED = 1 << 21  # one thread per core (2.1M, 8 MB)
 # The weighted grid search alone (`grid_scores`) is fastest in chunks of 128.
 _CPU_GRID_CHUNKS = (2048, 128)
 _CPU_REFINE_CHUNK = 64
@@ -194,14 +196,17 @@ class _Limits(flax.struct.PyTreeNode):
 
 
 def _cpu_weighted_chunk(num_components: int, num_unknowns: int, num_yaws: int,
-                        level: bool) -> int:
+                        level: bool, threaded: bool) -> int:
   """Default CPU chunk of a weighted lift: the largest power of two ≤ 512 whose
-  grid entries stay within `_CPU_WEIGHTED_ENTRIES`, at least 64. A level
-  camera factorises one Gram matrix per pair (θ, θ + π), a tilted one per yaw."""
+  grid entries stay within `_CPU_WEIGHTED_ENTRIES` (one program) or
+  `_CPU_WEIGHTED_ENTRIES_THREADED` (`threaded`: one program per core at
+  once), at least 64. A level camera factorises one Gram matrix per pair
+  (θ, θ + π), a tilted one per yaw."""
   factorised = -(-num_yaws // 2) if level else num_yaws
   entries = factorised * num_unknowns * (num_unknowns + 1) // 2 * num_components
+  budget = _CPU_WEIGHTED_ENTRIES_THREADED if threaded else _CPU_WEIGHTED_ENTRIES
   size = _CPU_CHUNKS[1]
-  while size > 64 and size * entries > _CPU_WEIGHTED_ENTRIES:
+  while size > 64 and size * entries > budget:
     size //= 2
   return size
 
@@ -840,8 +845,9 @@ def lift(
       `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
     min_visible: frames with fewer joints of positive weight are not lifted.
     chunk_size: frames per chunk. Default on CPU 2,048 unweighted, 512
-      weighted (fewer for big models and grids: 128 for K = 3, J = 10 and
-      64 for K = 9, J = 14 at T = 100; `_cpu_weighted_chunk`) and 64 with
+      weighted (fewer for big models and grids, and when the frames run in
+      one thread per core: 128 in threads for K = 3, J = 10, and 64 for
+      K = 9, J = 14 at T = 100; `_cpu_weighted_chunk`) and 64 with
       `refine`; on GPU/TPU 65,536
       unweighted and 16,384 weighted.
     obs_noise: σ_obs, the 2D noise standard deviation in normalised units (a
@@ -928,6 +934,7 @@ def lift(
     raise ValueError(f"reconstruction must be 'model' or 'blend', got {reconstruction!r}")
   if not 0.0 <= float(blend_weight) <= 1.0:
     raise ValueError(f"blend_weight must lie in [0, 1], got {blend_weight}")
+  single_chunk = None  # a default chunk for one program that differs from `chunk_size`
   if chunk_size is None:
     if jax.default_backend() != "cpu":
       chunk_size = _ACCELERATOR_CHUNKS[visibility is not None]
@@ -937,8 +944,11 @@ def lift(
       elif visibility is None:
         chunk_size = _CPU_CHUNKS[0]
       else:
-        chunk_size = _cpu_weighted_chunk(num_components, num_basis + 1, int(num_yaws),
-                                         level=camera_rotation is None)
+        # The chunk of one thread per core; `single_chunk` that of one program.
+        chunk_size, single_chunk = (
+            _cpu_weighted_chunk(num_components, num_basis + 1, int(num_yaws),
+                                level=camera_rotation is None, threaded=threaded)
+            for threaded in (True, False))
   if int(chunk_size) < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
   if threads is not None and int(threads) < 1:
@@ -971,6 +981,8 @@ def lift(
   if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(
       (model, keypoints, visibility, camera_rotation))):
     # Under an outer transformation the shapes are fixed by the caller.
+    if single_chunk is not None:
+      options = options.replace(chunk_size=single_chunk)
     return _lift_jit(model, keypoints, visibility, camera_rotation, limits, options=options)
   # Concrete inputs: pad the frames to a bucket so that a new batch size does not
   # recompile (a compile costs seconds, the padded frames microseconds).
@@ -987,7 +999,9 @@ def lift(
   if groups > 1:
     out = _lift_in_groups(model, flat, flat_vis, camera_rotation, limits, options, groups, size)
   else:
-    padded = _bucket(total, int(chunk_size))
+    if single_chunk is not None:
+      options = options.replace(chunk_size=single_chunk)
+    padded = _bucket(total, options.chunk_size)
     if padded > total:
       flat, flat_vis = pad_frames((flat, flat_vis), size=padded, axis=0)
     out = _lift_jit(model, flat, flat_vis, camera_rotation, limits, options=options)
