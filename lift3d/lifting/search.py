@@ -461,7 +461,9 @@ def search_weighted(prep: Prepared, gram, rhs, norm2, pair: bool = True):
       gives every yaw's cost with one factorisation per pair).
 
   Returns:
-    (costs, paired): costs (K, T_s, B) with T_s = T/2 if paired else T.
+    (costs, paired): costs (K, T_s, B) with T_s = T/2 if paired else T;
+    paired, each cost's lowest bit says which yaw of its pair is the lower
+    (`opposite_flag`).
   """
   num_components, batch = gram.shape[2:]
   paired = pair and _level_pairs(prep)
