@@ -945,10 +945,10 @@ def lift(
         chunk_size = _CPU_CHUNKS[0]
       else:
         # The chunk of one thread per core; `single_chunk` that of one program.
-        chunk_size, single_chunk = (
-            _cpu_weighted_chunk(num_components, num_basis + 1, int(num_yaws),
-                                level=camera_rotation is None, threaded=threaded)
-            for threaded in (True, False))
+        sizes = (num_components, num_basis + 1, int(num_yaws))
+        level = camera_rotation is None
+        chunk_size = _cpu_weighted_chunk(*sizes, level=level, threaded=True)
+        single_chunk = _cpu_weighted_chunk(*sizes, level=level, threaded=False)
   if int(chunk_size) < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
   if threads is not None and int(threads) < 1:
