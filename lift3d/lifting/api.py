@@ -231,16 +231,15 @@ def _limb_norm(pose, limbs):
 def _argmin_yaw(costs):
   """(min, first argmin) over axis 1 of (K, T_s, B) costs (no NaN).
 
-  Unrolled over T_s: a running minimum, then the first index that attains
-  it, each one elementwise loop over (K, B); XLA's CPU argmin (a variadic
-  reduction) took ten times as long.
+  Two plain reductions over T_s, the minimum, then the first index that
+  attains it: XLA's CPU argmin (a variadic reduction) took ten times as long,
+  and an elementwise chain of selects over T_s (as before session 20) was
+  fused into, and recomputed by, every gather that takes the index (a
+  reduction's output is computed once).
   """
-  lowest = costs[:, 0]
-  for t in range(1, costs.shape[1]):
-    lowest = jnp.minimum(lowest, costs[:, t])
-  index = jnp.full(lowest.shape, costs.shape[1] - 1, jnp.int32)
-  for t in reversed(range(costs.shape[1] - 1)):
-    index = jnp.where(costs[:, t] == lowest, t, index)
+  lowest = jnp.min(costs, axis=1)
+  iota = jnp.arange(costs.shape[1], dtype=jnp.int32)[None, :, None]
+  index = jnp.min(jnp.where(costs == lowest[:, None], iota, costs.shape[1] - 1), axis=1)
   return lowest, index
 
 
@@ -293,6 +292,10 @@ def _search_candidates(prep, points, gram, rhs, norm2, unweighted: bool, options
     half = options.num_yaws // 2
     full, costs, paired = costs, jnp.minimum(costs[:, :half], costs[:, half:]), True
   both = paired and options.opposite_yaws
+  if full is not None and not both and options.candidates == 1:
+    # The pair of lowest cost and its member of lower cost: the lowest of all
+    # yaws, as a reduction whose output XLA computes once (see `_argmin_yaw`).
+    return costs, jax.lax.stop_gradient(_argmin_yaw(full)[1][:, None])
   candidates = _candidate_yaws(costs, options.candidates, both, options.num_yaws)
   if paired and not both:
     # The pair's member of lower linearised cost (θ on a tie).

@@ -63,11 +63,13 @@ class Prepared(flax.struct.PyTreeNode):
   # Unweighted exact profile per grid (k, θ), in the eigenbasis V of
   # G̃ = Λ^½EᵀAᵀAEΛ^½/σ² (eigenvalues g): p = VᵀΛ^½EᵀA_θᵀw/σ²,
   # q = VᵀΛ^½EᵀAᵀAμ/σ², mean_norm = |Aμ|²/σ² (see `profile_unweighted`).
-  profile_q: jax.Array | None  # (K·T, J)
-  profile_g: jax.Array | None  # (K·T, J)
+  # Tables with the grid points k·T + t minor; (J², K·T) hold a matrix's
+  # entry (i, j) in row i·J + j.
+  profile_q: jax.Array | None  # (J, K·T)
+  profile_g: jax.Array | None  # (J, K·T)
   profile_mean_norm: jax.Array | None  # (K·T,)
-  profile_basis: jax.Array | None  # (K·T, J, J) Λ^½V: a = Λ^½V β
-  profile_rotation: jax.Array | None  # (K·T, J, J) VᵀΛ^½/σ²: p = rotation · EᵀA_θᵀw
+  profile_basis: jax.Array | None  # (J², K·T) Λ^½V: a = Λ^½V β
+  profile_rotation: jax.Array | None  # (J², K·T) VᵀΛ^½/σ²: p = rotation · EᵀA_θᵀw
 
 
 def typical_scale(model: PoseModel) -> jax.Array:
@@ -106,6 +108,17 @@ def default_obs_noise(model: PoseModel, noise_2d: float = 0.05) -> jax.Array:
   """
   weights = model.weights / jnp.sum(model.weights)
   return jnp.sqrt(typical_scale(model) ** 2 * jnp.sum(weights * model.noise) + noise_2d**2)
+
+
+def centred_basis(num_joints: int) -> np.ndarray:
+  """U (L, L − 1): an orthonormal basis of the vectors over the joints that sum to 0.
+
+  The unweighted search's coordinates: a centred w is U Uᵀw.
+  """
+  ones = np.eye(num_joints)
+  ones[:, 0] = 1.0
+  q = np.linalg.qr(ones)[0]
+  return q[:, 1:]
 
 
 def _pair_features(blocks, pairs):
@@ -191,14 +204,15 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
     if symmetric:
       g_eig, v_eig = (jnp.concatenate([x, x], axis=1) for x in (g_eig, v_eig))
     projector = jnp.einsum("ktij,ktli->ktjl", v_eig, scaled) * inv_var  # VᵀΛ^½EᵀAᵀ/σ²
-    profile_q = jnp.einsum("ktjl,ktl->ktj", projector, mean_col).reshape(
-        num_components * num_yaws, -1)
-    profile_g = jnp.maximum(g_eig, 0.0).reshape(num_components * num_yaws, -1)
+    def table(x):  # (K, T, ...) -> (..., K·T), the trailing axes flattened
+      return x.reshape(num_components * num_yaws, -1).T
+
+    profile_q = table(jnp.einsum("ktjl,ktl->ktj", projector, mean_col))
+    profile_g = table(jnp.maximum(g_eig, 0.0))
     profile_mean_norm = (jnp.sum(mean_col**2, axis=-1) * inv_var).reshape(-1)
-    profile_basis = (jnp.sqrt(variances)[:, None, :, None] * v_eig).reshape(
-        num_components * num_yaws, num_unknowns - 1, num_unknowns - 1)
-    profile_rotation = (jnp.swapaxes(v_eig, -1, -2) * jnp.sqrt(variances)[:, None, None, :]
-                        * inv_var).reshape(num_components * num_yaws, num_unknowns - 1, -1)
+    profile_basis = table(jnp.sqrt(variances)[:, None, :, None] * v_eig)
+    profile_rotation = table(jnp.swapaxes(v_eig, -1, -2) * jnp.sqrt(variances)[:, None, None, :]
+                             * inv_var)
     grid = yaws[: num_yaws // 2] if symmetric else yaws
     rot = camera.yaw_rotation(grid)  # (T', 3, 3)
     if rotation is not None:
@@ -221,19 +235,22 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
       iu, ju = np.triu_indices(matrix.shape[-1])
       return matrix[..., iu, ju] * jnp.asarray(np.where(iu == ju, 1.0, 2.0), dtype)
 
+    # In the coordinates w̃ = Uᵀw of `centred_basis` (w is centred, and so is
+    # every column of A: M = U M̃ Uᵀ), with L − 1 coordinates per axis.
+    basis = jnp.asarray(centred_basis(num_joints), dtype)  # (L, L − 1)
+    whitened = jnp.einsum("ktpla,lm->ktpma", whitened, basis)
+    size = num_joints - 1
     if symmetric:
       # w = (x, y): wᵀ(I − M)w = xᵀ(I − M_xx)x + yᵀ(I − M_yy)y ∓ 2 yᵀM_yx x for θ / θ + π.
-      m = jnp.einsum("ktpia,ktpjb->ktabij", whitened, whitened).reshape(
-          -1, 2, 2, num_joints, num_joints)
-      eye = jnp.eye(num_joints, dtype=dtype)
+      m = jnp.einsum("ktpia,ktpjb->ktabij", whitened, whitened).reshape(-1, 2, 2, size, size)
+      eye = jnp.eye(size, dtype=dtype)
       cost_quadratic = jnp.concatenate([upper(eye - m[:, 1, 1]), upper(eye - m[:, 0, 0])],
                                        axis=1)
       cost_cross = 2.0 * m[:, 1, 0].reshape(m.shape[0], -1)
     else:
-      flat_ops = whitened.reshape((*whitened.shape[:3], 2 * num_joints))
-      m = jnp.einsum("ktpi,ktpj->ktij", flat_ops, flat_ops).reshape(
-          -1, *flat_ops.shape[-1:] * 2)
-      cost_quadratic = upper(jnp.eye(2 * num_joints, dtype=dtype) - m)
+      flat_ops = jnp.swapaxes(whitened, -1, -2).reshape((*whitened.shape[:3], 2 * size))
+      m = jnp.einsum("ktpi,ktpj->ktij", flat_ops, flat_ops).reshape(-1, *flat_ops.shape[-1:] * 2)
+      cost_quadratic = upper(jnp.eye(2 * size, dtype=dtype) - m)
   return Prepared(
       blocks=blocks, features=features, gram_ones=gram_ones, tikhonov=tikhonov,
       inv_variances=1.0 / variances, score_offset=score_offset, inv_var=1.0 / obs_var,
@@ -332,30 +349,42 @@ def search_unweighted(prep: Prepared, points, frames_major: bool = False):
   batch, num_joints = points.shape[:2]
   num_components = prep.tikhonov.shape[0]
   num_yaws = prep.yaws.shape[0]
-  # The per-frame products are built frames-major, (B, F), where each frame's
-  # coordinates are contiguous; the products contract F and come out frames-minor.
-  if prep.cost_cross is not None:
-    x, y = points[..., 0], points[..., 1]  # (B, L)
-    half = num_yaws // 2
-    # Columns i ≤ j in np.triu_indices order, from contiguous slices (no gather).
-    squares = jnp.concatenate(
-        [v[:, i : i + 1] * v[:, i:] for v in (y, x) for i in range(num_joints)], axis=1)
-    cross = (y[:, :, None] * x[:, None, :]).reshape(batch, num_joints * num_joints)
-    if frames_major:  # yaw t = a·T/2 + j for a ∈ {0, 1} (θ, θ + π)
+  # w̃ = Uᵀw (x̃, ỹ: L − 1 each): one product, which also keeps XLA from
+  # fusing the normalisation of the points into each product below.
+  basis = jnp.asarray(centred_basis(num_joints), points.dtype)  # (L, L − 1)
+  size = num_joints - 1
+  if frames_major:
+    # Products frames-major, (B, F), each frame's coordinates contiguous.
+    x, y = points[..., 0] @ basis, points[..., 1] @ basis  # (B, L − 1)
+    if prep.cost_cross is not None:
+      half = num_yaws // 2
+      squares = jnp.concatenate(
+          [v[:, i : i + 1] * v[:, i:] for v in (y, x) for i in range(size)], axis=1)
+      cross = (y[:, :, None] * x[:, None, :]).reshape(batch, size * size)
+      # yaw t = a·T/2 + j for a ∈ {0, 1} (θ, θ + π)
       even = (squares @ prep.cost_quadratic.T).reshape(batch, num_components, 1, half)
       odd = (cross @ prep.cost_cross.T).reshape(batch, num_components, 1, half)
       cost = jnp.concatenate([even - odd, even + odd], axis=2)
       return cost.reshape(batch, num_components, num_yaws)
-    even = prep.cost_quadratic @ squares.T  # (K·T', B)
-    odd = prep.cost_cross @ cross.T
+    flat = jnp.concatenate([x, y], axis=1)
+    squares = jnp.concatenate([flat[:, i : i + 1] * flat[:, i:] for i in range(2 * size)],
+                              axis=1)
+    return (squares @ prep.cost_quadratic.T).reshape(batch, num_components, num_yaws)
+  # Frames-minor products, (F, B): each row one contiguous elementwise loop
+  # over the frames.
+  x, y = basis.T @ points[..., 0].T, basis.T @ points[..., 1].T  # (L − 1, B)
+  if prep.cost_cross is not None:
+    half = num_yaws // 2
+    squares = jnp.concatenate([v[i : i + 1] * v[i:] for v in (y, x) for i in range(size)],
+                              axis=0)
+    cross = (y[:, None] * x[None]).reshape(size * size, batch)
+    even = prep.cost_quadratic @ squares  # (K·T', B)
+    odd = prep.cost_cross @ cross
     cost = jnp.stack([even - odd, even + odd]).reshape(2, num_components, half, batch)
     return jnp.transpose(cost, (1, 0, 2, 3)).reshape(num_components, num_yaws, batch)
-  flat = points.reshape(batch, 2 * num_joints)
-  squares = jnp.concatenate([flat[:, i : i + 1] * flat[:, i:] for i in range(2 * num_joints)],
-                            axis=1)
-  if frames_major:
-    return (squares @ prep.cost_quadratic.T).reshape(batch, num_components, num_yaws)
-  return (prep.cost_quadratic @ squares.T).reshape(num_components, num_yaws, batch)
+  flat = jnp.concatenate([x, y], axis=0)
+  squares = jnp.concatenate([flat[i : i + 1] * flat[i:] for i in range(2 * size)], axis=0)
+  return (prep.cost_quadratic @ squares).reshape(num_components, num_yaws, batch)
 
 
 def _weighted_factors(prep: Prepared, gram, grid):
@@ -609,11 +638,13 @@ def profile_unweighted(prep: Prepared, rhs, norm2, index, iterations: int):
   derivatives of this closed form (`solves.explained_terms`). Candidates and frames
   are the trailing axes (frames minor), which LLVM vectorises.
 
-  Two measured CPU choices (RESULTS.md, session 16): cos θ and sin θ come
+  Measured CPU choices (RESULTS.md, sessions 16 and 20): cos θ and sin θ come
   from tables by the grid index (XLA recomputed the transcendental functions
-  in each of the J fused consumers of `A_θᵀw`), and p is one batched product
-  of the gathered (J, J) rotations, each row contiguous (a rotation gathered
-  frames-minor was read with a stride of J² floats by each of J fusions).
+  in each of the J fused consumers of `A_θᵀw`), and every table entry is its
+  own elementwise gather from a row of the `Prepared` tables, frames minor,
+  with p as unrolled sums (a batched XLA product of gathered (J, J) blocks
+  ran unvectorised). The index must come materialised (`lift` takes it from
+  reductions): XLA fuses the index's producer into each of these gathers.
 
   Args:
     prep: the `Prepared` terms (unweighted).
@@ -626,18 +657,19 @@ def profile_unweighted(prep: Prepared, rhs, norm2, index, iterations: int):
     (cost, scale, beta): F (K, C, B), s (K, C, B) and the eigen-coordinates of
     the coefficients, β (J, K, C, B) (a = Λ^½V β, see `profile_coeffs`).
   """
+  num_basis = prep.profile_q.shape[0]
   yaw_index = index % prep.yaws.shape[0]
   cos, sin = jnp.cos(prep.yaws)[yaw_index], jnp.sin(prep.yaws)[yaw_index]
   rhs = rhs[:, :, :, None]
   right = [rhs[0, i] + cos * rhs[1, i] + sin * rhs[2, i] for i in range(rhs.shape[1])]
-  basis_right = jnp.stack(right[1:], axis=-1)  # (K, C, B, J): EᵀA_θᵀw
   # Lists of (K, C, B) arrays, one per eigen-direction: every sum over them
   # below is unrolled, so each evaluation is one elementwise loop over the
   # candidates and frames (an axis reduction became a separate, slow kernel).
-  projections = list(jnp.einsum("kcbij,kcbj->ikcb", prep.profile_rotation[index], basis_right))
+  projections = [sum(prep.profile_rotation[i * num_basis + j][index] * right[1 + j]
+                     for j in range(num_basis)) for i in range(num_basis)]
   mean_data = right[0] * prep.inv_var
-  q = list(jnp.moveaxis(prep.profile_q[index], -1, 0))  # J × (K, C, B)
-  g = list(jnp.moveaxis(prep.profile_g[index], -1, 0))
+  q = [row[index] for row in prep.profile_q]
+  g = [row[index] for row in prep.profile_g]
   mean_norm = prep.profile_mean_norm[index]
   data_norm = norm2 * prep.inv_var
 
@@ -662,4 +694,6 @@ def profile_unweighted(prep: Prepared, rhs, norm2, index, iterations: int):
 
 def profile_coeffs(prep: Prepared, index, beta):
   """a = Λ^½ V β at grid points: index (B,), beta (B, J) -> (B, J) coefficients."""
-  return jnp.einsum("bij,bj->bi", prep.profile_basis[index], beta)
+  num_basis = beta.shape[1]
+  return jnp.stack([sum(prep.profile_basis[i * num_basis + j][index] * beta[:, j]
+                        for j in range(num_basis)) for i in range(num_basis)], axis=1)

@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from lift3d import camera
 from lift3d.lifting import search
@@ -96,9 +97,32 @@ def test_weighted_costs_of_a_rotated_camera_equal_lstsq():
     np.testing.assert_allclose(grid[b], costs, rtol=0, atol=tol)
 
 
-def test_unweighted_costs_equal_lstsq():
+@functools.partial(jax.jit, static_argnames=("rotated", "frames_major"))
+def _unweighted_costs(model, kp, rotated, frames_major):
+  """`search_unweighted`'s costs (B, K, T) of a level or rotated camera, from
+  its frames-minor or frames-major products."""
+  with jax.default_matmul_precision("highest"):
+    rotation = jnp.asarray(ROTATION) if rotated else None
+    prep = search.prepare(model, rotation, jnp.float32(OBS), jnp.float32(1.0), T, True)
+    points = camera.normalize_keypoints(jnp.nan_to_num(kp)).points
+    costs = search.search_unweighted(prep, points, frames_major=frames_major)
+  return costs if frames_major else jnp.transpose(costs, (2, 0, 1))
+
+
+@pytest.mark.parametrize("rotated", [False, True])
+@pytest.mark.parametrize("frames_major", [False, True])
+def test_unweighted_costs_equal_lstsq(rotated, frames_major):
   kp, _ = random_frames(2, hidden=False)
-  *_, unweighted, _ = _internal_costs(MODEL, kp, np.ones((B, L), np.float32))
+  unweighted = _unweighted_costs(MODEL, kp, rotated, frames_major)
   for b in range(B):
-    costs, _ = linearised_reference(MODEL, kp[b], None, T, obs_noise=OBS)
+    costs, _ = linearised_reference(MODEL, kp[b], None, T, obs_noise=OBS,
+                                    rotation=ROTATION if rotated else None)
     np.testing.assert_allclose(unweighted[b], costs, rtol=0, atol=_tolerance(kp, None))
+
+
+def test_centred_basis_is_orthonormal_and_centred():
+  for num_joints in (2, 17):
+    basis = search.centred_basis(num_joints)
+    assert basis.shape == (num_joints, num_joints - 1)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(num_joints - 1), atol=1e-12)
+    np.testing.assert_allclose(basis.sum(axis=0), 0.0, atol=1e-12)
