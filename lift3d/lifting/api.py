@@ -233,7 +233,7 @@ def _argmin_yaw(costs):
 
   Two plain reductions over T_s, the minimum, then the first index that
   attains it: XLA's CPU argmin (a variadic reduction) took ten times as long,
-  and an elementwise chain of selects over T_s (as before session 20) was
+  and an elementwise chain of selects over T_s (before session 20) was
   fused into, and recomputed by, every gather that takes the index (a
   reduction's output is computed once).
   """
@@ -273,10 +273,20 @@ def _search_candidates(prep, points, gram, rhs, norm2, unweighted: bool, options
   """Step 1 of `_lift_chunk`: the linearised search and its candidate yaws.
 
   Returns (costs (K, T_s, B), +inf where not finite; for a level camera and
-  an even T the pairs' lower costs, T_s = T/2) and candidates (K, C, B) int
+  an even T the pairs' lower costs, T_s = T/2; unweighted with one candidate
+  only the lowest, T_s = 1) and candidates (K, C, B) int
   yaw indices (of a pair's member of lower cost, or of both members with
   `options.opposite_yaws`).
   """
+  level = prep.rotation is None and options.num_yaws % 2 == 0
+  if unweighted and options.candidates == 1 and not (level and options.opposite_yaws):
+    # One candidate per component: the yaw of lowest cost (for a level camera,
+    # the pair (θ, θ + π) of lowest cost and its member of lower cost), as
+    # reductions, whose outputs XLA computes once (`_argmin_yaw`): the pair
+    # logic below went into every gather that takes the candidates.
+    costs = search.search_unweighted(prep, points)
+    lowest, index = _argmin_yaw(jnp.where(jnp.isfinite(costs), costs, jnp.inf))
+    return lowest[:, None], jax.lax.stop_gradient(index[:, None])
   if unweighted:
     costs, paired = search.search_unweighted(prep, points), False
   else:
@@ -292,10 +302,6 @@ def _search_candidates(prep, points, gram, rhs, norm2, unweighted: bool, options
     half = options.num_yaws // 2
     full, costs, paired = costs, jnp.minimum(costs[:, :half], costs[:, half:]), True
   both = paired and options.opposite_yaws
-  if full is not None and not both and options.candidates == 1:
-    # The pair of lowest cost and its member of lower cost: the lowest of all
-    # yaws, as a reduction whose output XLA computes once (see `_argmin_yaw`).
-    return costs, jax.lax.stop_gradient(_argmin_yaw(full)[1][:, None])
   candidates = _candidate_yaws(costs, options.candidates, both, options.num_yaws)
   if paired and not both:
     # The pair's member of lower linearised cost (θ on a tie).

@@ -378,10 +378,10 @@ def search_unweighted(prep: Prepared, points, frames_major: bool = False):
     squares = jnp.concatenate([v[i : i + 1] * v[i:] for v in (y, x) for i in range(size)],
                               axis=0)
     cross = (y[:, None] * x[None]).reshape(size * size, batch)
-    even = prep.cost_quadratic @ squares  # (K·T', B)
-    odd = prep.cost_cross @ cross
-    cost = jnp.stack([even - odd, even + odd]).reshape(2, num_components, half, batch)
-    return jnp.transpose(cost, (1, 0, 2, 3)).reshape(num_components, num_yaws, batch)
+    even = (prep.cost_quadratic @ squares).reshape(num_components, 1, half, batch)
+    odd = (prep.cost_cross @ cross).reshape(num_components, 1, half, batch)
+    cost = jnp.concatenate([even - odd, even + odd], axis=1)  # (K, 2, T/2, B)
+    return cost.reshape(num_components, num_yaws, batch)
   flat = jnp.concatenate([x, y], axis=0)
   squares = jnp.concatenate([flat[i : i + 1] * flat[i:] for i in range(2 * size)], axis=0)
   return (prep.cost_quadratic @ squares).reshape(num_components, num_yaws, batch)
