@@ -269,7 +269,8 @@ def _candidate_yaws(costs, count: int, paired: bool, num_yaws: int):
   return chosen
 
 
-def _search_candidates(prep, points, gram, rhs, norm2, unweighted: bool, options):
+def _search_candidates(prep, points, gram, rhs, norm2, unweighted: bool, options,
+                       coords=None):
   """Step 1 of `_lift_chunk`: the linearised search and its candidate yaws.
 
   Returns (costs (K, T_s, B), +inf where not finite; for a level camera and
@@ -284,11 +285,11 @@ def _search_candidates(prep, points, gram, rhs, norm2, unweighted: bool, options
     # the pair (θ, θ + π) of lowest cost and its member of lower cost), as
     # reductions, whose outputs XLA computes once (`_argmin_yaw`): the pair
     # logic below went into every gather that takes the candidates.
-    costs = search.search_unweighted(prep, points)
+    costs = search.search_unweighted(prep, points, coords=coords)
     lowest, index = _argmin_yaw(jnp.where(jnp.isfinite(costs), costs, jnp.inf))
     return lowest[:, None], jax.lax.stop_gradient(index[:, None])
   if unweighted:
-    costs, paired = search.search_unweighted(prep, points), False
+    costs, paired = search.search_unweighted(prep, points, coords=coords), False
   else:
     costs, paired = search.search_weighted(prep, gram, rhs, norm2)
   # Frames stay the minor axis until here: reductions over T then vectorise.
@@ -447,9 +448,14 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
                                                              options.min_visible)
 
   # 1. The fast search of the linearised problem: candidates.
-  gram, rhs, norm2 = search.frame_terms(prep, points, joint_weights)
+  coords = None
+  if joint_weights is None:
+    gram = None
+    rhs, norm2, coords = search.unweighted_terms(prep, points)
+  else:
+    gram, rhs, norm2 = search.frame_terms(prep, points, joint_weights)
   costs, candidates = _search_candidates(prep, points, gram, rhs, norm2, joint_weights is None,
-                                         options)
+                                         options, coords)
 
   # 2. The exact objective at every candidate of the shortlisted components.
   frame_gram = prep.gram_ones[..., None] if gram is None else gram  # (n, U, K, B or 1)

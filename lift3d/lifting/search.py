@@ -59,7 +59,12 @@ class Prepared(flax.struct.PyTreeNode):
   rotation: jax.Array | None  # (3, 3) E, or None.
   yaws: jax.Array  # (T,) the grid 2πt/T.
   cost_quadratic: jax.Array | None  # (K·T_s, F) unweighted: coefficients of I − M_θ.
-  cost_cross: jax.Array | None  # (K·T/2, L²) the x-y part of a (θ, θ+π) pair, or None.
+  cost_cross: jax.Array | None  # (K·T/2, (L−1)²) the x-y part of a (θ, θ+π) pair, or None.
+  # Unweighted: every linear term of a frame as one product with its
+  # interleaved coordinates w (2L: x_0, y_0, x_1, ...): the right-hand-side
+  # terms y (3·P·K rows, `frame_terms`' order), then x̃ = Uᵀx and ỹ = Uᵀy
+  # (L − 1 rows each, `centred_basis`).
+  frame_operator: jax.Array | None  # (3·P·K + 2(L − 1), 2L)
   # Unweighted exact profile per grid (k, θ), in the eigenbasis V of
   # G̃ = Λ^½EᵀAᵀAEΛ^½/σ² (eigenvalues g): p = VᵀΛ^½EᵀA_θᵀw/σ²,
   # q = VᵀΛ^½EᵀAᵀAμ/σ², mean_norm = |Aμ|²/σ² (see `profile_unweighted`).
@@ -180,7 +185,7 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
     projection = rotation[:2].T @ rotation[:2]
   yaws = jnp.arange(num_yaws, dtype=dtype) * (2 * math.pi / num_yaws)
 
-  cost_quadratic = cost_cross = None
+  cost_quadratic = cost_cross = frame_operator = None
   profile_q = profile_g = profile_mean_norm = profile_basis = None
   profile_rotation = None
   if unweighted:
@@ -251,14 +256,61 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
       flat_ops = jnp.swapaxes(whitened, -1, -2).reshape((*whitened.shape[:3], 2 * size))
       m = jnp.einsum("ktpi,ktpj->ktij", flat_ops, flat_ops).reshape(-1, *flat_ops.shape[-1:] * 2)
       cost_quadratic = upper(jnp.eye(2 * size, dtype=dtype) - m)
+    frame_operator = _frame_operator(blocks, rotation, basis)
   return Prepared(
       blocks=blocks, features=features, gram_ones=gram_ones, tikhonov=tikhonov,
       inv_variances=1.0 / variances, score_offset=score_offset, inv_var=1.0 / obs_var,
       typical_scale=scale_bar, projection=projection, rotation=rotation, yaws=yaws,
-      cost_quadratic=cost_quadratic, cost_cross=cost_cross, profile_q=profile_q,
+      cost_quadratic=cost_quadratic, cost_cross=cost_cross, frame_operator=frame_operator,
+      profile_q=profile_q,
       profile_g=profile_g, profile_mean_norm=profile_mean_norm, profile_basis=profile_basis,
       profile_rotation=profile_rotation,
   )
+
+
+def _frame_operator(blocks, rotation, basis):
+  """`Prepared.frame_operator` of blocks (K, L, 3, P), rotation E (3, 3) or
+  None, basis U (L, L − 1)."""
+  num_components, num_joints, _, num_unknowns = blocks.shape
+  e = jnp.eye(3, dtype=blocks.dtype) if rotation is None else rotation
+  # A_θᵀw = y⁰ + cos θ y¹ + sin θ y² with u = EᵀΠᵀw, u_q = x e_0q + y e_1q
+  # (see `frame_terms`): y⁰ = Σ_l u_l1 B_l1, y¹ = Σ_l (u_l0 B_l0 + u_l2 B_l2),
+  # y² = Σ_l (u_l0 B_l2 − u_l2 B_l0); each (K, L, P) against x and y.
+  b0, b1, b2 = (blocks[:, :, i] for i in range(3))
+  terms = []
+  for q0, q2 in ((None, None), (b0, b2), (b2, -b0)):
+    per_axis = []
+    for a in range(2):  # the coefficients of x_l, then of y_l
+      per_axis.append(e[a, 1] * b1 if q0 is None else e[a, 0] * q0 + e[a, 2] * q2)
+    terms.append(jnp.stack(per_axis, axis=-1))  # (K, L, P, 2)
+  rhs_rows = jnp.transpose(jnp.stack(terms), (0, 3, 1, 2, 4)).reshape(
+      3 * num_unknowns * num_components, 2 * num_joints)  # (3, P, K) rows
+  zero = jnp.zeros_like(basis.T)
+  coordinate_rows = jnp.concatenate([jnp.stack([basis.T, zero], axis=-1),
+                                     jnp.stack([zero, basis.T], axis=-1)]).reshape(
+      2 * (num_joints - 1), 2 * num_joints)
+  return jnp.concatenate([rhs_rows, coordinate_rows])
+
+
+def unweighted_terms(prep: Prepared, points):
+  """The per-frame terms of unit weights, from one product (`Prepared.frame_operator`).
+
+  Args:
+    prep: the `Prepared` terms (unweighted).
+    points: (B, L, 2) normalised 2D, centred.
+
+  Returns:
+    (rhs, norm2, coords): right-hand-side terms y (3, P, K, B) as
+    `frame_terms` gives them, ||w||² (B,) and the centred coordinates
+    (x̃, ỹ) (2, L − 1, B) that `search_unweighted` takes.
+  """
+  batch, num_joints = points.shape[:2]
+  num_components, num_unknowns = prep.tikhonov.shape
+  out = prep.frame_operator @ points.reshape(batch, 2 * num_joints).T
+  split = 3 * num_unknowns * num_components
+  rhs = out[:split].reshape(3, num_unknowns, num_components, batch)
+  coords = out[split:].reshape(2, num_joints - 1, batch)
+  return rhs, jnp.sum(points**2, axis=(-1, -2)), coords
 
 
 def frame_terms(prep: Prepared, points, weights):
@@ -329,7 +381,7 @@ def frame_terms(prep: Prepared, points, weights):
   return gram, jnp.stack([y0, y1, y2]), norm2
 
 
-def search_unweighted(prep: Prepared, points, frames_major: bool = False):
+def search_unweighted(prep: Prepared, points, frames_major: bool = False, coords=None):
   """Linearised costs (K, T, B) of every (component, yaw) for unit weights.
 
   `r(θ) = wᵀ(I − M_θ)w`: the precomputed coefficients of every I − M_θ
@@ -342,6 +394,8 @@ def search_unweighted(prep: Prepared, points, frames_major: bool = False):
     frames_major: return (B, K, T) (the products computed frames-major, for
       callers that want each frame's grid contiguous, e.g. `grid_scores`)
       instead of (K, T, B) (static).
+    coords: (2, L − 1, B) the centred coordinates of `unweighted_terms`, or
+      None to compute them here (without `frames_major`).
 
   Returns:
     (K, T, B) costs, frames minor; (B, K, T) with `frames_major`.
@@ -372,7 +426,9 @@ def search_unweighted(prep: Prepared, points, frames_major: bool = False):
     return (squares @ prep.cost_quadratic.T).reshape(batch, num_components, num_yaws)
   # Frames-minor products, (F, B): each row one contiguous elementwise loop
   # over the frames.
-  x, y = basis.T @ points[..., 0].T, basis.T @ points[..., 1].T  # (L − 1, B)
+  if coords is None:
+    coords = unweighted_terms(prep, points)[2]
+  x, y = coords[0], coords[1]  # (L − 1, B)
   if prep.cost_cross is not None:
     half = num_yaws // 2
     squares = jnp.concatenate([v[i : i + 1] * v[i:] for v in (y, x) for i in range(size)],
