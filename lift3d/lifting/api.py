@@ -228,6 +228,23 @@ def _limb_norm(pose, limbs):
   return jnp.sqrt(jnp.sum(vectors * vectors, axis=-1))
 
 
+def _row_sum(x):
+  """Σ_i x[i] over the leading axis, unrolled: one elementwise loop over the
+  trailing (frames) axis (XLA's CPU reduction over a leading axis ran
+  unvectorised, one output element at a time)."""
+  return functools.reduce(jnp.add, [x[i] for i in range(x.shape[0])])
+
+
+def _limb_rows(rows, limbs):
+  """(limbs·3, ...) limb vectors X_parent − X_child of (3, L, ...) (axis, joint) rows.
+
+  The rows of each axis in turn, limbs in order: contiguous row differences,
+  each an elementwise loop over the trailing (frames) axis.
+  """
+  return jnp.stack([rows[a, parent] - rows[a, child] for a in range(3)
+                    for parent, child in limbs])
+
+
 def _argmin_yaw(costs):
   """(min, first argmin) over axis 1 of (K, T_s, B) costs (no NaN).
 
@@ -448,10 +465,10 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
                                                              options.min_visible)
 
   # 1. The fast search of the linearised problem: candidates.
-  coords = None
+  coords = points_t = None
   if joint_weights is None:
     gram = None
-    rhs, norm2, coords = search.unweighted_terms(prep, points)
+    rhs, norm2, coords, points_t = search.unweighted_terms(prep, points)
   else:
     gram, rhs, norm2 = search.frame_terms(prep, points, joint_weights)
   costs, candidates = _search_candidates(prep, points, gram, rhs, norm2, joint_weights is None,
@@ -494,6 +511,7 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
         [v[:, None] for v in inv_variances], None, _PROFILE_ITERATIONS)
   best = jnp.argmin(cost, axis=1)[:, None]  # (M, 1, B); M = K without a shortlist
   yaw = jnp.take_along_axis(yaw, best, axis=1)[:, 0]  # (M, B)
+  yaw_index = jnp.take_along_axis(candidates, best, axis=1)[:, 0]  # (M, B) grid indices
   scale = jnp.take_along_axis(scale, best, axis=1)[:, 0]
   cost = jnp.take_along_axis(cost, best, axis=1)[:, 0]
   if closed_form:
@@ -525,6 +543,13 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
   component = slot if shortlist is None else pick(shortlist)  # (B,) in 0..K−1
 
   yaw = jax.lax.stop_gradient(pick(yaw))
+  if options.refine:  # a refined yaw, off the grid
+    cos, sin = jnp.cos(yaw), jnp.sin(yaw)
+  else:
+    # From tables by the grid index: XLA computes a transcendental function
+    # fused into each consumer once per element, here (L, B) elements.
+    yaw_index = pick(yaw_index)
+    cos, sin = jnp.cos(prep.yaws)[yaw_index], jnp.sin(prep.yaws)[yaw_index]
   chosen_inv_variances = prep.inv_variances[component].T  # (J, B)
   cost, scale = pick(cost), pick(scale)
   if closed_form:  # eigen-coordinates β -> a
@@ -551,54 +576,58 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     log_scale = log_scale - slope / jnp.where(curvature > 0, curvature, 1.0)
     cost, _, _, coeffs = evaluate(log_scale)
     scale = jnp.exp(log_scale)
-  coeffs = jnp.stack(coeffs, axis=-1)  # (B, J)
+  coeffs = jnp.stack(coeffs)  # (J, B)
 
-  # 4. The pose: μ_k + a·e_k as one plain matrix product over all K (one-hot
-  # in k), and R_θ applied elementwise; both vectorise far better than
-  # per-frame dots.
-  mix = jax.nn.one_hot(component, num_components, dtype=dtype)[:, :, None] * jnp.concatenate(
-      [jnp.ones_like(scale)[:, None], coeffs], axis=1)[:, None, :]  # (B, K, P)
-  flat_blocks = jnp.transpose(prep.blocks, (0, 3, 1, 2)).reshape(-1, num_joints * 3)
-  model_pose = (mix.reshape(batch, -1) @ flat_blocks).reshape(batch, num_joints, 3)
-  # Limb vectors as one small product with the (L·3, limbs·3) incidence of
-  # the limbs (gathered joint pairs went to a slow strided reduction).
-  size = _limb_norm(model_pose, options.limbs)
-  cos, sin = jnp.cos(yaw)[:, None], jnp.sin(yaw)[:, None]
-  pose = jnp.stack([cos * model_pose[..., 0] + sin * model_pose[..., 2], model_pose[..., 1],
-                    cos * model_pose[..., 2] - sin * model_pose[..., 0]], axis=-1)
+  # 4. The pose, frames minor: (3, L, B) arrays of (axis, joint) rows, on
+  # which every step below is an elementwise loop over the frames (the
+  # frames-major pose went through small products and strided reductions).
+  # μ_k + E_k a and its limb vectors as one plain product over all K (one-hot
+  # in k) of the blocks and their (limbs·3) limb differences.
+  num_unknowns = prep.blocks.shape[-1]
+  pose_blocks = jnp.transpose(prep.blocks, (2, 1, 0, 3)).reshape(
+      3 * num_joints, num_components * num_unknowns)  # (3L, K·P)
+  limb_blocks = _limb_rows(pose_blocks.reshape(3, num_joints, -1), options.limbs)
+  onehot = (component == jnp.arange(num_components, dtype=component.dtype)[:, None]).astype(dtype)
+  mix = (onehot[:, None] * jnp.concatenate([jnp.ones_like(scale)[None], coeffs])[None]).reshape(
+      num_components * num_unknowns, batch)  # (K·P, B)
+  rows = jnp.concatenate([pose_blocks, limb_blocks]) @ mix
+  model_pose = rows[: 3 * num_joints].reshape(3, num_joints, batch)
+  size = jnp.sqrt(_row_sum(rows[3 * num_joints :] ** 2))  # (B,) limb-length norm
+  pose = [cos * model_pose[0] + sin * model_pose[2], model_pose[1],
+          cos * model_pose[2] - sin * model_pose[0]]
   if prep.rotation is not None:
-    pose = pose @ prep.rotation.T
-  # A barrier against XLA fusing the pose assembly into each consumer below
-  # and recomputing it per output element (dropped by XLA CPU in jax 0.10.2:
-  # see `solves`' module docstring).
-  pose = jax.lax.optimization_barrier(pose)
+    pose = [sum(prep.rotation[a, b] * pose[b] for b in range(3)) for a in range(3)]
   # Reprojection: s Π E R_θ X, with t eliminated as in the fit (weighted mean).
-  weights = jnp.ones(keypoints.shape[:2], dtype) if joint_weights is None else joint_weights
-  total_weight = jnp.sum(weights, axis=1)
-  projected = scale[:, None, None] * pose[..., :2]
-  projected = projected - jnp.sum(weights[..., None] * projected, axis=1,
-                                  keepdims=True) / total_weight[:, None, None]
-  reprojected = camera.denormalize_keypoints(projected, norm.centre, norm.size)
-  error = jnp.where(used[..., None], points - projected, 0.0)  # normalised, y up
-  residual = jnp.sqrt(jnp.sum(weights * jnp.sum(error**2, axis=-1), axis=-1) / total_weight)
-  mahalanobis = jnp.sqrt(jnp.sum(coeffs**2 * chosen_inv_variances.T, axis=-1))
+  weights = jnp.ones((num_joints, batch), dtype) if joint_weights is None else joint_weights.T
+  total_weight = _row_sum(weights)
+  projected = [scale * pose[a] for a in range(2)]
+  projected = [x - _row_sum(weights * x) / total_weight for x in projected]
+  if points_t is None:
+    points_t = jnp.transpose(points, (2, 1, 0))  # (2, L, B)
+  error = [jnp.where(used.T, points_t[a] - projected[a], 0.0) for a in range(2)]
+  residual = jnp.sqrt(_row_sum(weights * (error[0] ** 2 + error[1] ** 2)) / total_weight)
+  reprojected = camera.denormalize_keypoints(jnp.stack(projected, axis=-1).transpose(1, 0, 2),
+                                             norm.centre, norm.size)
+  mahalanobis = jnp.sqrt(_row_sum(coeffs**2 * chosen_inv_variances))
   if options.blend:
     # Move each visible joint's image-plane coordinates part of the way to the
     # observation, back-projected with the solved scale; keep the model's depth.
-    share = limits.blend_weight * jnp.sqrt(weights)
-    pose = pose.at[..., :2].add(share[..., None] * error / scale[:, None, None])
+    share = limits.blend_weight * jnp.sqrt(weights) / scale
+    pose = [pose[0] + share * error[0], pose[1] + share * error[1], pose[2]]
     # The moved joints change the limb norm: back to the model pose's, so the
     # output keeps the training size.
-    moved = _limb_norm(pose, options.limbs)
-    pose = pose * (size / moved)[:, None, None]
+    moved = jnp.sqrt(_row_sum(_limb_rows(jnp.stack(pose), options.limbs) ** 2))
+    pose = [x * (size / moved) for x in pose]
   mm_per_unit = model.limb_scale * 1000.0 / size
-  pose3d = (pose - pose[:, options.root : options.root + 1]) * mm_per_unit[:, None, None]
+  pose3d = jnp.stack([(x - x[options.root]) * mm_per_unit for x in pose])  # (3, L, B)
+  finite_pose = jnp.all(jnp.isfinite(pose3d), axis=(0, 1))  # a reduction: computed once
+  pose3d = jnp.transpose(pose3d, (2, 1, 0))
+  coeffs = coeffs.T  # (B, J)
   scale_px = scale * norm.size / mm_per_unit
 
   plausible = ((jnp.abs(size - 1.0) <= limits.max_size_error)
                & (mahalanobis <= limits.max_mahalanobis) & (residual <= limits.max_residual))
-  lifted = liftable & jnp.isfinite(cost) & jnp.all(jnp.isfinite(pose3d), axis=(-1, -2)) & (
-      scale > 0)
+  lifted = liftable & jnp.isfinite(cost) & finite_pose & (scale > 0)
   plausible = plausible & lifted
   nan = jnp.asarray(jnp.nan, dtype)
 

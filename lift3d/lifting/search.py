@@ -62,9 +62,9 @@ class Prepared(flax.struct.PyTreeNode):
   cost_cross: jax.Array | None  # (K·T/2, (L−1)²) the x-y part of a (θ, θ+π) pair, or None.
   # Unweighted: every linear term of a frame as one product with its
   # interleaved coordinates w (2L: x_0, y_0, x_1, ...): the right-hand-side
-  # terms y (3·P·K rows, `frame_terms`' order), then x̃ = Uᵀx and ỹ = Uᵀy
-  # (L − 1 rows each, `centred_basis`).
-  frame_operator: jax.Array | None  # (3·P·K + 2(L − 1), 2L)
+  # terms y (3·P·K rows, `frame_terms`' order), x̃ = Uᵀx and ỹ = Uᵀy
+  # (L − 1 rows each, `centred_basis`), then x and y themselves (L rows each).
+  frame_operator: jax.Array | None  # (3·P·K + 2(L − 1) + 2L, 2L)
   # Unweighted exact profile per grid (k, θ), in the eigenbasis V of
   # G̃ = Λ^½EᵀAᵀAEΛ^½/σ² (eigenvalues g): p = VᵀΛ^½EᵀA_θᵀw/σ²,
   # q = VᵀΛ^½EᵀAᵀAμ/σ², mean_norm = |Aμ|²/σ² (see `profile_unweighted`).
@@ -289,7 +289,9 @@ def _frame_operator(blocks, rotation, basis):
   coordinate_rows = jnp.concatenate([jnp.stack([basis.T, zero], axis=-1),
                                      jnp.stack([zero, basis.T], axis=-1)]).reshape(
       2 * (num_joints - 1), 2 * num_joints)
-  return jnp.concatenate([rhs_rows, coordinate_rows])
+  identity = jnp.eye(2 * num_joints, dtype=blocks.dtype).reshape(num_joints, 2, 2 * num_joints)
+  return jnp.concatenate([rhs_rows, coordinate_rows,
+                          jnp.swapaxes(identity, 0, 1).reshape(2 * num_joints, -1)])
 
 
 def unweighted_terms(prep: Prepared, points):
@@ -300,17 +302,20 @@ def unweighted_terms(prep: Prepared, points):
     points: (B, L, 2) normalised 2D, centred.
 
   Returns:
-    (rhs, norm2, coords): right-hand-side terms y (3, P, K, B) as
-    `frame_terms` gives them, ||w||² (B,) and the centred coordinates
-    (x̃, ỹ) (2, L − 1, B) that `search_unweighted` takes.
+    (rhs, norm2, coords, points_t): right-hand-side terms y (3, P, K, B) as
+    `frame_terms` gives them, ||w||² (B,), the centred coordinates (x̃, ỹ)
+    (2, L − 1, B) that `search_unweighted` takes, and the points frames
+    minor (2, L, B), computed once (XLA fused the points' normalisation into
+    each consumer of a transposition, and read it strided).
   """
   batch, num_joints = points.shape[:2]
   num_components, num_unknowns = prep.tikhonov.shape
   out = prep.frame_operator @ points.reshape(batch, 2 * num_joints).T
   split = 3 * num_unknowns * num_components
   rhs = out[:split].reshape(3, num_unknowns, num_components, batch)
-  coords = out[split:].reshape(2, num_joints - 1, batch)
-  return rhs, jnp.sum(points**2, axis=(-1, -2)), coords
+  coords = out[split : split + 2 * (num_joints - 1)].reshape(2, num_joints - 1, batch)
+  points_t = out[split + 2 * (num_joints - 1) :].reshape(2, num_joints, batch)
+  return rhs, jnp.sum(points**2, axis=(-1, -2)), coords, points_t
 
 
 def frame_terms(prep: Prepared, points, weights):
