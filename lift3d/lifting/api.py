@@ -1128,7 +1128,7 @@ def _grid_scores_jit(model, keypoints, visibility, obs_noise, prior_weight, came
   flat = keypoints.reshape((-1, num_joints, 2))
   flat_vis = None if visibility is None else visibility.reshape((-1, num_joints))
   prep = search.prepare(model, camera_rotation, obs_noise, prior_weight, num_yaws,
-                        visibility is None)
+                        visibility is None, profile=False)
   total = flat.shape[0]
   # At least two chunks weighted: XLA removes a loop of one step and then
   # fuses the unrolled factorisation into its surroundings, which doubled the

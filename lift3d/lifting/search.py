@@ -141,7 +141,7 @@ def _pair_features(blocks, pairs):
 
 
 def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
-            unweighted: bool) -> Prepared:
+            unweighted: bool, profile: bool | None = None) -> Prepared:
   """The frame-independent terms of a lift.
 
   Args:
@@ -151,10 +151,15 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
     prior_weight: () weight β of the component term of the score.
     num_yaws: T (static).
     unweighted: also precompute the unweighted search's coefficients.
+    profile: with `unweighted`, also the exact profile's tables (static;
+      default `unweighted`): they need an eigendecomposition (a LAPACK call),
+      from which the search's coefficients then come too.
 
   Returns:
     A `Prepared`.
   """
+  if profile is None:
+    profile = unweighted
   mean = model.mean
   dtype = mean.dtype
   num_components, num_joints = mean.shape[:2]
@@ -189,53 +194,69 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
   profile_q = profile_g = profile_mean_norm = profile_basis = None
   profile_rotation = None
   if unweighted:
-    # The exact profile's frame-independent parts on the full grid.
+    symmetric = rotation is None and num_yaws % 2 == 0
     rot_all = camera.yaw_rotation(yaws)
     if rotation is not None:
       rot_all = jnp.einsum("ab,tbc->tac", rotation, rot_all)
     full = jnp.einsum("tra,klai->ktlri", rot_all[:, :2], centred).reshape(
         num_components, num_yaws, 2 * num_joints, num_unknowns)  # (K, T, 2L, P)
-    mean_col, basis_cols = full[..., 0], full[..., 1:]
-    root_var = jnp.sqrt(variances)[:, None, None, :]  # Λ^½ (K, 1, 1, J)
-    scaled = basis_cols * root_var  # AEΛ^½ (K, T, 2L, J)
-    inv_var = 1.0 / obs_noise**2
-    symmetric = rotation is None and num_yaws % 2 == 0
     # A level camera's θ and θ + π share AᵀA (only the sign of A's x rows
-    # flips), hence the eigenbasis: one eigendecomposition per pair (the
-    # largest cost of `prepare`; a one-frame unweighted `lift` with K = 9,
-    # J = 14 spent 19 of its 29 ms in it on the 2-core CPU).
-    distinct = scaled[:, : num_yaws // 2] if symmetric else scaled
-    g_eig, v_eig = jnp.linalg.eigh(jnp.einsum("ktli,ktlj->ktij", distinct, distinct) * inv_var)
-    if symmetric:
-      g_eig, v_eig = (jnp.concatenate([x, x], axis=1) for x in (g_eig, v_eig))
-    projector = jnp.einsum("ktij,ktli->ktjl", v_eig, scaled) * inv_var  # VᵀΛ^½EᵀAᵀ/σ²
-    def table(x):  # (K, T, ...) -> (..., K·T), the trailing axes flattened
-      return x.reshape(num_components * num_yaws, -1).T
+    # flips): the search's coefficients, and the eigenbasis, once per pair.
+    size_t = num_yaws // 2 if symmetric else num_yaws
+    if profile:
+      # The exact profile's frame-independent parts on the full grid.
+      mean_col, basis_cols = full[..., 0], full[..., 1:]
+      root_var = jnp.sqrt(variances)[:, None, None, :]  # Λ^½ (K, 1, 1, J)
+      scaled = basis_cols * root_var  # AEΛ^½ (K, T, 2L, J)
+      inv_var = 1.0 / obs_noise**2
+      # The eigendecomposition is the largest cost of `prepare` (a one-frame
+      # unweighted `lift` with K = 9, J = 14 spent 19 of its 29 ms in it on
+      # the 2-core CPU). Unsorted: nothing here needs an order, and LAPACK's
+      # sort cost a quarter of it.
+      distinct = scaled[:, :size_t]
+      v_eig, g_eig = jax.lax.linalg.eigh(
+          jnp.einsum("ktli,ktlj->ktij", distinct, distinct) * inv_var, sort_eigenvalues=False)
+      if symmetric:
+        g_eig, v_eig = (jnp.concatenate([x, x], axis=1) for x in (g_eig, v_eig))
+      projector = jnp.einsum("ktij,ktli->ktjl", v_eig, scaled) * inv_var  # VᵀΛ^½EᵀAᵀ/σ²
+      # M = A(AᵀA + Λ)⁻¹Aᵀ of the linearised problem from this eigenbasis,
+      # not a second factorisation. With S = AEΛ^½ (the basis columns) and
+      # Λ^½(EᵀAᵀAE + Λ_J)Λ^½ = σ²V(diag(g) + I/s̄²)Vᵀ (Λ_J = σ²/(s̄²λ)),
+      # the basis columns give QQᵀ, Qᵀ = (σ²(g + 1/s̄²))^-½ VᵀSᵀ; the mean
+      # column a = Aμ (no prior on the scale) adds rrᵀ/δ by its Schur
+      # complement, r = a − QQᵀa, δ = aᵀr = |r|² + (QQᵀa)ᵀr (two terms
+      # ≥ 0). So M = WᵀW with the P rows W = [Qᵀ; rᵀ/√δ].
+      q_t = projector[:, :size_t] * (obs_noise * jax.lax.rsqrt(
+          jnp.maximum(g_eig[:, :size_t], 0.0) + 1.0 / scale_bar**2))[..., None]
+      a = mean_col[:, :size_t]  # (K, T', 2L)
+      explained = jnp.einsum("ktjl,ktj->ktl", q_t, jnp.einsum("ktjl,ktl->ktj", q_t, a))
+      r = a - explained
+      delta = jnp.sum(r * r + explained * r, axis=-1)
+      whitened = jnp.concatenate([q_t, (r * jax.lax.rsqrt(delta)[..., None])[:, :, None]],
+                                 axis=2)  # (K, T', P, 2L)
 
-    profile_q = table(jnp.einsum("ktjl,ktl->ktj", projector, mean_col))
-    profile_g = table(jnp.maximum(g_eig, 0.0))
-    profile_mean_norm = (jnp.sum(mean_col**2, axis=-1) * inv_var).reshape(-1)
-    profile_basis = table(jnp.sqrt(variances)[:, None, :, None] * v_eig)
-    profile_rotation = table(jnp.swapaxes(v_eig, -1, -2) * jnp.sqrt(variances)[:, None, None, :]
-                             * inv_var)
-    grid = yaws[: num_yaws // 2] if symmetric else yaws
-    rot = camera.yaw_rotation(grid)  # (T', 3, 3)
-    if rotation is not None:
-      rot = jnp.einsum("ab,tbc->tac", rotation, rot)
-    design = jnp.einsum("tra,klai->ktlri", rot[:, :2], centred)  # (K, T', L, 2, P)
-    gram = jnp.einsum("ktlri,ktlrj->ktij", design, design)
-    gram = gram + jax.vmap(jnp.diag)(tikhonov)[:, None]
-    # Not LAPACK's factorisation: jaxlib's batched LAPACK calls block an XLA
-    # CPU worker while their tasks wait on the same pool, and this one would
-    # run beside the eigh above: the two wedge a 2-thread pool (a hang on
-    # 2-core machines; tests/lapack_order_test.py).
-    flat = design.reshape((*design.shape[:2], 2 * num_joints, num_unknowns))
-    whitened = solves.whiten(gram, flat)  # (K, T', P, 2L)
+      def table(x):  # (K, T, ...) -> (..., K·T), the trailing axes flattened
+        return x.reshape(num_components * num_yaws, -1).T
+
+      profile_q = table(jnp.einsum("ktjl,ktl->ktj", projector, mean_col))
+      profile_g = table(jnp.maximum(g_eig, 0.0))
+      profile_mean_norm = (jnp.sum(mean_col**2, axis=-1) * inv_var).reshape(-1)
+      profile_basis = table(jnp.sqrt(variances)[:, None, :, None] * v_eig)
+      profile_rotation = table(jnp.swapaxes(v_eig, -1, -2) * jnp.sqrt(variances)[:, None, None, :]
+                               * inv_var)
+    else:
+      # Without the profile (`grid_scores`): the rolled Cholesky of
+      # `solves.whiten`, so that the program holds no LAPACK call
+      # (`lift3d.lift_sequence` runs several at once in threads; see
+      # `lift3d.lifting.api._in_threads`).
+      design = full[:, :size_t]  # (K, T', 2L, P)
+      gram = jnp.einsum("ktli,ktlj->ktij", design, design) + jax.vmap(jnp.diag)(tikhonov)[:, None]
+      whitened = solves.whiten(gram, design)  # (K, T', P, 2L)
     whitened = whitened.reshape((*whitened.shape[:3], num_joints, 2))  # (K, T', P, L, 2)
 
-    # r(θ) = ||w||² − ||L⁻¹Aᵀw||² = wᵀ(I − M)w with M = A L⁻ᵀL⁻¹Aᵀ (2L × 2L):
+    # r(θ) = ||w||² − ||Ww||² = wᵀ(I − M)w with M = WᵀW (2L × 2L):
     # one product of the (K·T, F) coefficients of I − M against F per-frame
-    # products of coordinates, instead of a (P·K·T, B) intermediate L⁻¹Aᵀw.
+    # products of coordinates, instead of a (P·K·T, B) intermediate Ww.
     def upper(matrix):  # (..., m, m) -> (..., m(m+1)/2) coefficients of w_i w_j, i ≤ j
       iu, ju = np.triu_indices(matrix.shape[-1])
       return matrix[..., iu, ju] * jnp.asarray(np.where(iu == ju, 1.0, 2.0), dtype)

@@ -97,23 +97,25 @@ def test_weighted_costs_of_a_rotated_camera_equal_lstsq():
     np.testing.assert_allclose(grid[b], costs, rtol=0, atol=tol)
 
 
-@functools.partial(jax.jit, static_argnames=("rotated", "frames_major"))
-def _unweighted_costs(model, kp, rotated, frames_major):
+@functools.partial(jax.jit, static_argnames=("rotated", "frames_major", "profile"))
+def _unweighted_costs(model, kp, rotated, frames_major, profile=True):
   """`search_unweighted`'s costs (B, K, T) of a level or rotated camera, from
-  its frames-minor or frames-major products."""
+  its frames-minor or frames-major products, with coefficients from the
+  profile's eigenbasis or (`profile=False`) the rolled Cholesky."""
   with jax.default_matmul_precision("highest"):
     rotation = jnp.asarray(ROTATION) if rotated else None
-    prep = search.prepare(model, rotation, jnp.float32(OBS), jnp.float32(1.0), T, True)
+    prep = search.prepare(model, rotation, jnp.float32(OBS), jnp.float32(1.0), T, True,
+                          profile=profile)
     points = camera.normalize_keypoints(jnp.nan_to_num(kp)).points
     costs = search.search_unweighted(prep, points, frames_major=frames_major)
   return costs if frames_major else jnp.transpose(costs, (2, 0, 1))
 
 
 @pytest.mark.parametrize("rotated", [False, True])
-@pytest.mark.parametrize("frames_major", [False, True])
-def test_unweighted_costs_equal_lstsq(rotated, frames_major):
+@pytest.mark.parametrize("frames_major, profile", [(False, True), (True, True), (True, False)])
+def test_unweighted_costs_equal_lstsq(rotated, frames_major, profile):
   kp, _ = random_frames(2, hidden=False)
-  unweighted = _unweighted_costs(MODEL, kp, rotated, frames_major)
+  unweighted = _unweighted_costs(MODEL, kp, rotated, frames_major, profile)
   for b in range(B):
     costs, _ = linearised_reference(MODEL, kp[b], None, T, obs_noise=OBS,
                                     rotation=ROTATION if rotated else None)
