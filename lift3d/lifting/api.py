@@ -36,6 +36,11 @@ from lift3d.skeleton import H36M17, Skeleton
 # accelerators large enough to fill the device (see RESULTS.md). Weighted, at
 # most this many, fewer for bigger models (`_cpu_weighted_chunk`).
 _CPU_CHUNKS = (2048, 512)
+# Unweighted, in one thread per core (`_lift_in_groups`): smaller chunks
+# (against 2,048, K = 3, J = 10, T = 100, 2-core CPU, interleaved medians,
+# RESULTS.md session 20): 1.09x for 16,384 frames (K = 9, J = 14: 1.10x),
+# 1.10x for 4,096; in one program 512 was 0.90x of 2,048.
+_CPU_UNWEIGHTED_THREADED_CHUNK = 512
 # The weighted search writes the Gram entries of every (pair of) grid yaws,
 # (⌈T/2⌉, U, K, B) floats with U = P(P + 1)/2 (T instead of ⌈T/2⌉ with a
 # camera rotation), before factorising them: a chunk keeps that under a
@@ -697,7 +702,9 @@ def _lift_frames(prep, model, flat, flat_vis, limits, options: _Options):
 
 
 # Default CPU groups of frames that `lift` runs in threads at once
-# (`_lift_in_groups`) hold at least this many chunks each. Two threads against
+# (`_lift_in_groups`) hold at least this many chunks each, of the size one
+# program would take (2,048 frames unweighted; weighted, `_cpu_weighted_chunk`
+# without `threaded`), whatever chunk the threads then run. Two threads against
 # one call on the 2-core CPU (K = 3, J = 10, T = 100; median of 11 interleaved
 # rounds; RESULTS.md, session 17): unweighted (chunks of 2,048) 0.96x for 2,048
 # frames, 1.05x for 4,096, 1.12x for 8,192, 1.14x for 16,384; weighted (512)
@@ -986,7 +993,7 @@ def lift(
       if refine:
         chunk_size = _CPU_REFINE_CHUNK
       elif visibility is None:
-        chunk_size = _CPU_CHUNKS[0]
+        chunk_size, single_chunk = _CPU_UNWEIGHTED_THREADED_CHUNK, _CPU_CHUNKS[0]
       else:
         # The chunk of one thread per core; `single_chunk` that of one program.
         sizes = (num_components, num_basis + 1, int(num_yaws))
@@ -1036,7 +1043,9 @@ def lift(
   if threads is not None:
     groups = min(int(threads), total)
   elif jax.default_backend() == "cpu":
-    groups = max(1, min(_default_threads(), total // (_GROUP_CHUNKS * int(chunk_size))))
+    # Groups of at least `_GROUP_CHUNKS` chunks of one program's size.
+    group_frames = _GROUP_CHUNKS * int(chunk_size if single_chunk is None else single_chunk)
+    groups = max(1, min(_default_threads(), total // group_frames))
   else:
     groups = 1
   groups, size = _group_layout(total, groups, int(chunk_size))
