@@ -7,7 +7,8 @@ Workload: K=3 components, J=10 basis vectors, L=17 joints, T=100 yaws, batches
 of 16,384 frames, float32. Prints frames/s without and with per-frame
 visibility weights, with `refine=True`, and with T=1000, and, measured in the
 same process, the full-float32 GEMM rate (a 2048² jnp.dot on CPU, 8192² on an
-accelerator) and the fraction of the naive-form bound that each row reaches: a
+accelerator; for each row the best of the GEMMs timed between its calls, so
+that both see the same load) and the fraction of the naive-form bound that each row reaches: a
 machine running the GEMM rate on the per-(component, yaw) matrix form needs
 K·T·4·2L·(J+1) FLOPs a frame. `--chunk 64 128 256` adds one row per chunk size.
 `lift` is called eagerly, as users call it: on the CPU its default runs the
@@ -47,8 +48,8 @@ def random_model(num_components: int, num_basis: int, num_joints: int, seed: int
       limb_scale=jnp.asarray(0.5, jnp.float32))
 
 
-def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
-  """float32 GFLOP/s of a size² matrix product, best of `repeats`.
+def gemm_timer(size: int = 2048):
+  """A function () -> seconds of one float32 size² matrix product (compiled here).
 
   Full float32 (`precision=HIGHEST`), the precision `lift` runs its products
   in; on GPUs the default would be TF32 and several times faster.
@@ -56,31 +57,43 @@ def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
   a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
   dot = jax.jit(functools.partial(jnp.dot, precision=jax.lax.Precision.HIGHEST))
   dot(a, a).block_until_ready()
-  best = np.inf
-  for _ in range(repeats):
+
+  def once() -> float:
     t = time.perf_counter()
     dot(a, a).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return 2 * size**3 / best / 1e9
+    return time.perf_counter() - t
+
+  return once
 
 
-def time_lift(model, keypoints, visibility, repeats: int, **options) -> tuple[float, float]:
-  """(compile+first-call seconds, best seconds per call) of lift on one batch.
+def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+  """float32 GFLOP/s of a size² matrix product, best of `repeats` (`gemm_timer`)."""
+  once = gemm_timer(size)
+  return 2 * size**3 / min(once() for _ in range(repeats)) / 1e9
+
+
+def time_lift(model, keypoints, visibility, repeats: int, gemm=None,
+              **options) -> tuple[float, float, float]:
+  """(compile+first-call seconds, best seconds per call, best GEMM seconds) of lift on one batch.
 
   Called as users call it, with concrete arrays (on the CPU the batch then runs
   in one group of chunks per core, each in its own thread; `threads=1`: one
-  program, as under `jax.jit`).
+  program, as under `jax.jit`). With `gemm` (a `gemm_timer`), one GEMM is
+  timed before each call, so that the bound and the lift are measured under
+  the same load (a shared machine's speed drifts within a run); else inf.
   """
   fn = lambda m, k, v: lifting.lift(m, k, v, **options)  # noqa: E731
   t = time.perf_counter()
   jax.block_until_ready(fn(model, keypoints, visibility))
   first = time.perf_counter() - t
-  best = np.inf
+  best = best_gemm = np.inf
   for _ in range(repeats):
+    if gemm is not None:
+      best_gemm = min(best_gemm, gemm())
     t = time.perf_counter()
     jax.block_until_ready(fn(model, keypoints, visibility))
     best = min(best, time.perf_counter() - t)
-  return first, best
+  return first, best, best_gemm
 
 
 def main():
@@ -104,7 +117,8 @@ def main():
   visibility = jnp.asarray(visibility * rng.uniform(0.5, 1.0, size=visibility.shape), jnp.float32)
 
   gemm_size = 2048 if jax.default_backend() == "cpu" else 8192
-  gflops = gemm_gflops(gemm_size)
+  gemm = gemm_timer(gemm_size)
+  gflops = 2 * gemm_size**3 / min(gemm() for _ in range(5)) / 1e9
   device = jax.devices()[0]
   print(f"machine: {platform.processor() or platform.machine()}, nproc={os.cpu_count()}, "
         f"jax {jax.__version__} on {device.platform} ({device.device_kind})")
@@ -122,20 +136,21 @@ def main():
     wanted = [r for r in wanted if r in ("unweighted", "weighted", "refine")]
   print(f"\nK={num_components} J={num_basis} L={num_joints}, batch {batch} frames, float32")
   print(f"{'row':<22} {'T':>5} {'compile+1st s':>13} {'s/batch':>9} {'frames/s':>11} "
-        f"{'naive-bound fps':>15} {'x bound':>8}")
+        f"{'GEMM GFLOP/s':>12} {'naive-bound fps':>15} {'x bound':>8}")
   for name, chunk in [(n, c) for n in wanted for c in (args.chunk or [None])]:
     spec = dict(rows[name])
     weighted = spec.pop("weighted")
     if chunk:
       spec["chunk_size"] = chunk
       name = f"{name}/{chunk}"
-    first, best = time_lift(model, keypoints, visibility if weighted else None, args.repeats,
-                            threads=args.threads, **spec)
+    first, best, best_gemm = time_lift(model, keypoints, visibility if weighted else None,
+                                       args.repeats, gemm=gemm, threads=args.threads, **spec)
     fps = batch / best
+    row_gflops = 2 * gemm_size**3 / best_gemm / 1e9  # measured between this row's calls
     naive_flops = num_components * spec["num_yaws"] * 4 * 2 * num_joints * (num_basis + 1)
-    bound = gflops * 1e9 / naive_flops
+    bound = row_gflops * 1e9 / naive_flops
     print(f"{name:<22} {spec['num_yaws']:>5} {first:>13.1f} {best:>9.4f} {fps:>11,.0f} "
-          f"{bound:>15,.0f} {fps / bound:>8.3f}")
+          f"{row_gflops:>12.1f} {bound:>15,.0f} {fps / bound:>8.3f}")
 
 
 if __name__ == "__main__":
