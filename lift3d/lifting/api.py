@@ -363,10 +363,11 @@ def _shortlist(scores, count: int):
 
 
 def _exact_at(prep, gram, rhs, norm2, yaw, inv_variances, start_scale, iterations,
-              coeffs=False):
-  """Exact objective (cost, s, a list or None) at yaws broadcasting like `gram` entries."""
-  entries = search.gram_at(prep, gram, yaw)
-  rhs_list = search.rhs_at(rhs, yaw)
+              coeffs=False, trig=None):
+  """Exact objective (cost, s, a list or None) at yaws broadcasting like `gram` entries
+  (`trig`: their (cos, sin), see `search.gram_at`)."""
+  entries = search.gram_at(prep, gram, yaw, trig)
+  rhs_list = search.rhs_at(rhs, yaw, trig)
   if start_scale is None:
     # s at which the projected mean matches the 2D pose's size: sqrt(||Dw||²/||DAμ||²).
     start_scale = jnp.sqrt(norm2 / jnp.maximum(entries[0, 0], 1e-30))
@@ -513,7 +514,8 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     # a only at the chosen (k, θ), below: one solve per frame, not per candidate.
     cost, scale, coeffs = _exact_at(
         prep, frame_gram[:, :, :, None], rhs[:, :, :, None], norm2, yaw,
-        [v[:, None] for v in inv_variances], None, _PROFILE_ITERATIONS)
+        [v[:, None] for v in inv_variances], None, _PROFILE_ITERATIONS,
+        trig=(jnp.cos(prep.yaws)[candidates], jnp.sin(prep.yaws)[candidates]))
   best = jnp.argmin(cost, axis=1)[:, None]  # (M, 1, B); M = K without a shortlist
   yaw = jnp.take_along_axis(yaw, best, axis=1)[:, 0]  # (M, B)
   yaw_index = jnp.take_along_axis(candidates, best, axis=1)[:, 0]  # (M, B) grid indices
@@ -563,10 +565,10 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     chosen_gram = pick_terms(jnp.broadcast_to(frame_gram, (*frame_gram.shape[:3], batch)))
     if not options.refine and not options.differentiable:  # a at the chosen optimum
       coeffs = list(search.coeffs_at(prep, chosen_gram, pick_terms(rhs), yaw, scale,
-                                     chosen_inv_variances.T).T)
+                                     chosen_inv_variances.T, (cos, sin)).T)
     else:
-      entries = search.gram_at(prep, chosen_gram, yaw)
-      rhs_list = search.rhs_at(pick_terms(rhs), yaw)
+      entries = search.gram_at(prep, chosen_gram, yaw, (cos, sin))
+      rhs_list = search.rhs_at(pick_terms(rhs), yaw, (cos, sin))
       inv_list = list(chosen_inv_variances)
   if options.refine:  # the exact answer at the refined yaw
     cost, scale, coeffs = solves.exact_profile(

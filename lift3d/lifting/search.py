@@ -630,26 +630,30 @@ def search_weighted_grid(prep: Prepared, gram, rhs, norm2):
   return first, opposite
 
 
-def gram_at(prep: Prepared, gram, yaw) -> dict:
+def gram_at(prep: Prepared, gram, yaw, trig=None) -> dict:
   """The Gram matrix `A_θᵀD²A_θ` (no prior) at given yaws, as {(i, j): array}.
 
   Args:
     prep: the `Prepared` terms.
     gram: (n, U, ...) Gram terms broadcasting against `yaw`.
     yaw: (...) yaws, radians.
+    trig: (cos θ, sin θ), or None to compute them here. Callers with grid
+      yaws pass them from tables by the grid index: XLA fuses cos θ into each
+      of the U entries' loops and computes it once per entry.
 
   Returns:
     {(i, j): (...) array} for i ≤ j < P.
   """
   pairs = solves.LEVEL_PAIRS if prep.rotation is None else solves.ALL_PAIRS
-  coefficients = solves.yaw_coefficients(jnp.cos(yaw), jnp.sin(yaw), prep.projection, pairs)
+  cos, sin = (jnp.cos(yaw), jnp.sin(yaw)) if trig is None else trig
+  coefficients = solves.yaw_coefficients(cos, sin, prep.projection, pairs)
   entries = {}
   for u, key in enumerate(solves.upper_pairs(prep.blocks.shape[-1])):
     entries[key] = sum(c * gram[n, u] for n, c in enumerate(coefficients))
   return entries
 
 
-def coeffs_at(prep: Prepared, gram, rhs, yaw, scale, inv_variances):
+def coeffs_at(prep: Prepared, gram, rhs, yaw, scale, inv_variances, trig=None):
   """a at a given (θ, s): the ridge regression of the exact objective, per frame.
 
   `a = (s² EᵀAᵀD²AE/σ² + Λ⁻¹)⁻¹ s (EᵀAᵀD²w − s EᵀAᵀD²Aμ)/σ²` (docs/method.md
@@ -662,29 +666,31 @@ def coeffs_at(prep: Prepared, gram, rhs, yaw, scale, inv_variances):
     gram: (n, U, B) Gram terms; rhs (3, P, B) right-hand-side terms.
     yaw, scale: (B,) the yaw (radians) and scale s > 0.
     inv_variances: (B, J) 1/λ_j of each frame's component.
+    trig: (cos θ, sin θ) as `gram_at` takes them, or None.
 
   Returns:
     (B, J) coefficients.
   """
-  entries = gram_at(prep, gram, yaw)  # {(i, j): (B,)}, frames minor throughout
+  entries = gram_at(prep, gram, yaw, trig)  # {(i, j): (B,)}, frames minor throughout
   size = prep.blocks.shape[-1]
   dense = jnp.stack([jnp.stack([entries[min(i, j), max(i, j)] for j in range(1, size)])
                      for i in range(1, size)]) * prep.inv_var  # (J, J, B) EᵀAᵀD²AE/σ²
   mean_cross = jnp.stack([entries[0, j] for j in range(1, size)]) * prep.inv_var  # (J, B)
-  right = jnp.stack(rhs_at(rhs, yaw)[1:]) * prep.inv_var  # (J, B) EᵀAᵀD²w/σ²
+  right = jnp.stack(rhs_at(rhs, yaw, trig)[1:]) * prep.inv_var  # (J, B) EᵀAᵀD²w/σ²
   hessian = scale**2 * dense + inv_variances.T[:, None] * jnp.eye(size - 1, dtype=dense.dtype)[
       ..., None]
   return solves.solve_dense(hessian, scale * (right - scale * mean_cross)).T
 
 
-def rhs_at(rhs, yaw) -> list:
+def rhs_at(rhs, yaw, trig=None) -> list:
   """`A_θᵀD²w = y⁰ + cos θ y¹ + sin θ y²` at given yaws: P arrays (...).
 
   Args:
     rhs: (3, P, ...) right-hand-side terms broadcasting against `yaw`.
     yaw: (...) yaws, radians.
+    trig: (cos θ, sin θ) as `gram_at` takes them, or None.
   """
-  cos, sin = jnp.cos(yaw), jnp.sin(yaw)
+  cos, sin = (jnp.cos(yaw), jnp.sin(yaw)) if trig is None else trig
   return [rhs[0, i] + cos * rhs[1, i] + sin * rhs[2, i] for i in range(rhs.shape[1])]
 
 
