@@ -427,11 +427,13 @@ def _refine(prep, yaw, scale, gram, rhs, norm2, inv_variances, steps: int):
   return best, best_cost
 
 
-def _clean_points(keypoints, visibility, min_visible: int):
+def _clean_points(keypoints, visibility, min_visible: int, differentiable: bool = True):
   """The 2D preprocessing of a chunk (B, L, 2): weights, liftable frames, normalised points.
 
   Returns (joint_weights (B, L) D² or None, used (B, L), liftable (B,), norm
   (the `camera.Normalized2D` of the cleaned keypoints), points (B, L, 2)).
+  Without `differentiable` (no gradient is taken) the keypoints are
+  normalised once.
   """
   num_joints = keypoints.shape[1]
   dtype = keypoints.dtype
@@ -451,8 +453,23 @@ def _clean_points(keypoints, visibility, min_visible: int):
   extent = jnp.max(jnp.abs(jnp.where(used[..., None], jax.lax.stop_gradient(clean), 0.0)),
                    axis=(-1, -2))
   liftable = liftable & jnp.isfinite(size_probe.size) & (size_probe.size > 1e-5 * extent)
-  # Frames that cannot be lifted get a harmless stand-in so that nothing (not
-  # even a gradient) turns NaN; their outputs are masked at the end.
+  # Frames that cannot be lifted get a harmless stand-in; their outputs are
+  # masked at the end.
+  if not differentiable:
+    # The probe's normalisation is the answer where liftable, and the stand-in's
+    # is a constant: a select, not a second pass.
+    dummy = camera.normalize_keypoints(_dummy_pose(num_joints, dtype))
+    if joint_weights is not None:
+      joint_weights = jnp.where(liftable[:, None], joint_weights, 1.0)
+    used = used | ~liftable[:, None]
+    norm = camera.Normalized2D(
+        jnp.where(liftable[:, None, None], size_probe.points, dummy.points),
+        jnp.where(liftable[:, None], size_probe.centre, dummy.centre),
+        jnp.where(liftable, size_probe.size, dummy.size))
+    points = jnp.where(used[..., None], norm.points, 0.0)
+    return joint_weights, used, liftable, norm, points
+  # With gradients, normalised again after the stand-in replaced those frames'
+  # keypoints, so that nothing (not even a gradient) turns NaN.
   clean = jnp.where(liftable[:, None, None], clean, _dummy_pose(num_joints, dtype))
   used = used | ~liftable[:, None]
   if joint_weights is not None:
@@ -467,8 +484,8 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
   """Lifts (B, L, 2) pixel keypoints; returns the LiftResult for the chunk."""
   batch, num_joints = keypoints.shape[:2]
   dtype = keypoints.dtype
-  joint_weights, used, liftable, norm, points = _clean_points(keypoints, visibility,
-                                                             options.min_visible)
+  joint_weights, used, liftable, norm, points = _clean_points(
+      keypoints, visibility, options.min_visible, options.differentiable)
 
   # 1. The fast search of the linearised problem: candidates.
   coords = points_t = None
