@@ -38,8 +38,10 @@ from lift3d.skeleton import H36M17, Skeleton
 _CPU_CHUNKS = (2048, 512)
 # Unweighted, in one thread per core (`_lift_in_groups`): smaller chunks
 # (against 2,048, K = 3, J = 10, T = 100, 2-core CPU, interleaved medians,
-# RESULTS.md session 20): 1.09x for 16,384 frames (K = 9, J = 14: 1.10x),
-# 1.10x for 4,096; in one program 512 was 0.90x of 2,048.
+# RESULTS.md session 20): 1.03-1.09x for 16,384 frames (K = 9, J = 14:
+# 1.09-1.10x), 1.10x for 4,096, but 0.85x for 1,024 in two groups (so groups
+# still hold at least 2,048 frames, `_GROUP_CHUNKS`); in one program 512 was
+# 0.90x of 2,048.
 _CPU_UNWEIGHTED_THREADED_CHUNK = 512
 # The weighted search writes the Gram entries of every (pair of) grid yaws,
 # (⌈T/2⌉, U, K, B) floats with U = P(P + 1)/2 (T instead of ⌈T/2⌉ with a
