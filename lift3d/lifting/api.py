@@ -455,28 +455,24 @@ def _clean_points(keypoints, visibility, min_visible: int, differentiable: bool 
   extent = jnp.max(jnp.abs(jnp.where(used[..., None], jax.lax.stop_gradient(clean), 0.0)),
                    axis=(-1, -2))
   liftable = liftable & jnp.isfinite(size_probe.size) & (size_probe.size > 1e-5 * extent)
-  # Frames that cannot be lifted get a harmless stand-in; their outputs are
-  # masked at the end.
-  if not differentiable:
-    # The probe's normalisation is the answer where liftable, and the stand-in's
-    # is a constant: a select, not a second pass.
+  # Frames that cannot be lifted get a harmless stand-in (all joints, unit
+  # weights); their outputs are masked at the end.
+  used = used | ~liftable[:, None]
+  if joint_weights is not None:
+    joint_weights = jnp.where(liftable[:, None], joint_weights, 1.0)
+  if differentiable:
+    # Normalised again after the stand-in replaced those frames' keypoints, so
+    # that nothing (not even a gradient) turns NaN.
+    clean = jnp.where(liftable[:, None, None], clean, _dummy_pose(num_joints, dtype))
+    norm = camera.normalize_keypoints(clean, joint_weights)
+  else:
+    # The probe's normalisation is the answer where liftable, and the
+    # stand-in's a constant: a select, not a second pass.
     dummy = camera.normalize_keypoints(_dummy_pose(num_joints, dtype))
-    if joint_weights is not None:
-      joint_weights = jnp.where(liftable[:, None], joint_weights, 1.0)
-    used = used | ~liftable[:, None]
     norm = camera.Normalized2D(
         jnp.where(liftable[:, None, None], size_probe.points, dummy.points),
         jnp.where(liftable[:, None], size_probe.centre, dummy.centre),
         jnp.where(liftable, size_probe.size, dummy.size))
-    points = jnp.where(used[..., None], norm.points, 0.0)
-    return joint_weights, used, liftable, norm, points
-  # With gradients, normalised again after the stand-in replaced those frames'
-  # keypoints, so that nothing (not even a gradient) turns NaN.
-  clean = jnp.where(liftable[:, None, None], clean, _dummy_pose(num_joints, dtype))
-  used = used | ~liftable[:, None]
-  if joint_weights is not None:
-    joint_weights = jnp.where(liftable[:, None], joint_weights, 1.0)
-  norm = camera.normalize_keypoints(clean, joint_weights)
   points = jnp.where(used[..., None], norm.points, 0.0)
   return joint_weights, used, liftable, norm, points
 
@@ -534,7 +530,7 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
     cost, scale, coeffs = _exact_at(
         prep, frame_gram[:, :, :, None], rhs[:, :, :, None], norm2, yaw,
         [v[:, None] for v in inv_variances], None, _PROFILE_ITERATIONS,
-        trig=(jnp.cos(prep.yaws)[candidates], jnp.sin(prep.yaws)[candidates]))
+        trig=search.grid_trig(prep, candidates))
   best = jnp.argmin(cost, axis=1)[:, None]  # (M, 1, B); M = K without a shortlist
   yaw = jnp.take_along_axis(yaw, best, axis=1)[:, 0]  # (M, B)
   yaw_index = jnp.take_along_axis(candidates, best, axis=1)[:, 0]  # (M, B) grid indices
@@ -572,10 +568,7 @@ def _lift_chunk(prep: search.Prepared, model: PoseModel, keypoints, visibility,
   if options.refine:  # a refined yaw, off the grid
     cos, sin = jnp.cos(yaw), jnp.sin(yaw)
   else:
-    # From tables by the grid index: XLA computes a transcendental function
-    # fused into each consumer once per element, here (L, B) elements.
-    yaw_index = pick(yaw_index)
-    cos, sin = jnp.cos(prep.yaws)[yaw_index], jnp.sin(prep.yaws)[yaw_index]
+    cos, sin = search.grid_trig(prep, pick(yaw_index))
   chosen_inv_variances = prep.inv_variances[component].T  # (J, B)
   cost, scale = pick(cost), pick(scale)
   if closed_form:  # eigen-coordinates β -> a
@@ -916,8 +909,8 @@ def lift(
     camera_rotation: optional (3, 3) camera rotation E, e.g.
       `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
     min_visible: frames with fewer joints of positive weight are not lifted.
-    chunk_size: frames per chunk. Default on CPU 2,048 unweighted, 512
-      weighted (fewer for big models and grids, and when the frames run in
+    chunk_size: frames per chunk. Default on CPU 2,048 unweighted (512 when
+      the frames run in one thread per core), 512 weighted (fewer for big models and grids, and when the frames run in
       one thread per core: 128 in threads for K = 3, J = 10, and 64 for
       K = 9, J = 14 at T = 100; `_cpu_weighted_chunk`) and 64 with
       `refine`; on GPU/TPU 65,536

@@ -630,6 +630,17 @@ def search_weighted_grid(prep: Prepared, gram, rhs, norm2):
   return first, opposite
 
 
+def grid_trig(prep: Prepared, index):
+  """(cos θ_t, sin θ_t) of grid yaws by their index t (...), from (T,) tables.
+
+  Callers pass these (`trig`) where cos θ would feed many consumers: XLA
+  fuses an elementwise cos θ into each consumer's loop and computes it once
+  per consumer and element (the U Gram entries of `gram_at`, the J terms of
+  the profile, the pose's L joints).
+  """
+  return jnp.cos(prep.yaws)[index], jnp.sin(prep.yaws)[index]
+
+
 def gram_at(prep: Prepared, gram, yaw, trig=None) -> dict:
   """The Gram matrix `A_θᵀD²A_θ` (no prior) at given yaws, as {(i, j): array}.
 
@@ -637,9 +648,8 @@ def gram_at(prep: Prepared, gram, yaw, trig=None) -> dict:
     prep: the `Prepared` terms.
     gram: (n, U, ...) Gram terms broadcasting against `yaw`.
     yaw: (...) yaws, radians.
-    trig: (cos θ, sin θ), or None to compute them here. Callers with grid
-      yaws pass them from tables by the grid index: XLA fuses cos θ into each
-      of the U entries' loops and computes it once per entry.
+    trig: (cos θ, sin θ), or None to compute them here (`grid_trig` for
+      grid yaws).
 
   Returns:
     {(i, j): (...) array} for i ≤ j < P.
@@ -747,7 +757,7 @@ def profile_unweighted(prep: Prepared, rhs, norm2, index, iterations: int):
   """
   num_basis = prep.profile_q.shape[0]
   yaw_index = index % prep.yaws.shape[0]
-  cos, sin = jnp.cos(prep.yaws)[yaw_index], jnp.sin(prep.yaws)[yaw_index]
+  cos, sin = grid_trig(prep, yaw_index)
   rhs = rhs[:, :, :, None]
   right = [rhs[0, i] + cos * rhs[1, i] + sin * rhs[2, i] for i in range(rhs.shape[1])]
   # Lists of (K, C, B) arrays, one per eigen-direction: every sum over them
