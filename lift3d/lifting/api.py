@@ -41,8 +41,11 @@ _CPU_CHUNKS = (2048, 512)
 # RESULTS.md session 20): 1.03-1.09x for 16,384 frames (K = 9, J = 14:
 # 1.09-1.10x), 1.10x for 4,096, but 0.85x for 1,024 in two groups (so groups
 # still hold at least 2,048 frames, `_GROUP_CHUNKS`); in one program 512 was
-# 0.90x of 2,048.
+# 0.90x of 2,048. At most this many, fewer where the search's products and
+# costs would overflow the core's L2 cache (`_cpu_unweighted_threaded_chunk`).
 _CPU_UNWEIGHTED_THREADED_CHUNK = 512
+# L2 bytes a core is assumed to have where the OS does not say (Linux sysfs).
+_DEFAULT_L2_BYTES = 1 << 20
 # The weighted search writes the Gram entries of every (pair of) grid yaws,
 # (⌈T/2⌉, U, K, B) floats with U = P(P + 1)/2 (T instead of ⌈T/2⌉ with a
 # camera rotation), before factorising them: a chunk keeps that under a
@@ -214,6 +217,40 @@ def _cpu_weighted_chunk(num_components: int, num_unknowns: int, num_yaws: int,
   budget = _CPU_WEIGHTED_ENTRIES_THREADED if threaded else _CPU_WEIGHTED_ENTRIES
   size = _CPU_CHUNKS[1]
   while size > 64 and size * entries > budget:
+    size //= 2
+  return size
+
+
+@functools.cache
+def _l2_cache_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
+  """Bytes of the first CPU's level-2 cache (Linux sysfs `root`), else `_DEFAULT_L2_BYTES`."""
+  try:
+    for entry in sorted(os.listdir(root)):
+      with open(os.path.join(root, entry, "level")) as f:
+        if f.read().strip() != "2":
+          continue
+      with open(os.path.join(root, entry, "size")) as f:
+        text = f.read().strip().upper()
+      units = {"K": 1 << 10, "M": 1 << 20}
+      return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+  except (OSError, ValueError):
+    pass
+  return _DEFAULT_L2_BYTES
+
+
+def _cpu_unweighted_threaded_chunk(num_components: int, num_joints: int, num_yaws: int) -> int:
+  """Default CPU chunk of an unweighted lift in one thread per core: the
+  largest power of two ≤ `_CPU_UNWEIGHTED_THREADED_CHUNK` whose search
+  products ((L − 1)(2L − 1) a frame) and costs (K·T) fit the core's L2 cache
+  (`_l2_cache_bytes`), at least 64.
+
+  Measured on the 2-core AMD EPYC (1 MiB L2; RESULTS.md, session 21): K = 3,
+  T = 100 fastest at 256 (1.02-1.03x of 512), K = 9 at 128 (1.12x of 512,
+  1.06x of 256); session 20's Intel Xeon ran K = 3 fastest at 512.
+  """
+  per_frame = 4 * ((num_joints - 1) * (2 * num_joints - 1) + num_components * num_yaws)
+  size = _CPU_UNWEIGHTED_THREADED_CHUNK
+  while size > 64 and size * per_frame > _l2_cache_bytes():
     size //= 2
   return size
 
@@ -698,6 +735,7 @@ def _lift_frames(prep, model, flat, flat_vis, limits, options: _Options):
   total = flat.shape[0]
   run = functools.partial(_lift_chunk, prep, model, limits=limits, options=options)
   chunk_size = options.chunk_size
+
   if total <= chunk_size:
     out = run(flat, flat_vis)
   else:
@@ -909,12 +947,14 @@ def lift(
     camera_rotation: optional (3, 3) camera rotation E, e.g.
       `lift3d.camera.elevation_rotation(pitch)`; None for a level camera.
     min_visible: frames with fewer joints of positive weight are not lifted.
-    chunk_size: frames per chunk. Default on CPU 2,048 unweighted (512 when
-      the frames run in one thread per core), 512 weighted (fewer for big models and grids, and when the frames run in
-      one thread per core: 128 in threads for K = 3, J = 10, and 64 for
-      K = 9, J = 14 at T = 100; `_cpu_weighted_chunk`) and 64 with
-      `refine`; on GPU/TPU 65,536
-      unweighted and 16,384 weighted.
+    chunk_size: frames per chunk. Default on CPU 2,048 unweighted (when
+      the frames run in one thread per core, at most 512, as many as keep
+      the search in the core's L2 cache: 256 for K = 3, 128 for K = 9 at
+      T = 100 with 1 MiB; `_cpu_unweighted_threaded_chunk`), 512 weighted
+      (fewer for big models and grids, and when the frames run in one thread
+      per core: 128 in threads for K = 3, J = 10, and 64 for K = 9, J = 14
+      at T = 100; `_cpu_weighted_chunk`) and 64 with `refine`; on GPU/TPU
+      65,536 unweighted and 16,384 weighted.
     obs_noise: σ_obs, the 2D noise standard deviation in normalised units (a
       fraction of the 2D pose's RMS radius). None takes `model.obs_noise`
       (chosen by held-out validation when the model was calibrated), or for a
@@ -1007,7 +1047,8 @@ def lift(
       if refine:
         chunk_size = _CPU_REFINE_CHUNK
       elif visibility is None:
-        chunk_size, single_chunk = _CPU_UNWEIGHTED_THREADED_CHUNK, _CPU_CHUNKS[0]
+        chunk_size = _cpu_unweighted_threaded_chunk(num_components, num_joints, int(num_yaws))
+        single_chunk = _CPU_CHUNKS[0]
       else:
         # The chunk of one thread per core; `single_chunk` that of one program.
         sizes = (num_components, num_basis + 1, int(num_yaws))
@@ -1233,11 +1274,16 @@ def grid_scores(model: PoseModel, keypoints, visibility=None, *, num_yaws: int =
       min_visible=int(min_visible), chunk_size=int(chunk_size))
 
 
+_default_obs_noise = jax.jit(search.default_obs_noise)
+
+
 def _prior(model: PoseModel, obs_noise, prior_weight):
   """(σ_obs, β): the given values, else the model's, else the defaults."""
   if obs_noise is None:
+    # One compiled call: eagerly, its dozen small operations cost about 0.7 ms
+    # a `lift` (2-core CPU).
     obs_noise = (model.obs_noise if model.obs_noise is not None
-                 else search.default_obs_noise(model))
+                 else _default_obs_noise(model))
   if prior_weight is None:
     prior_weight = model.prior_weight if model.prior_weight is not None else 1.0
   return obs_noise, prior_weight

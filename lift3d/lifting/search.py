@@ -198,26 +198,25 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
     rot_all = camera.yaw_rotation(yaws)
     if rotation is not None:
       rot_all = jnp.einsum("ab,tbc->tac", rotation, rot_all)
-    full = jnp.einsum("tra,klai->ktlri", rot_all[:, :2], centred).reshape(
-        num_components, num_yaws, 2 * num_joints, num_unknowns)  # (K, T, 2L, P)
     # A level camera's θ and θ + π share AᵀA (only the sign of A's x rows
     # flips): the search's coefficients, and the eigenbasis, once per pair.
+    # So do the profile's tables, each a product of two terms that both flip
+    # (or neither): A_θ is needed at the first T' yaws only.
     size_t = num_yaws // 2 if symmetric else num_yaws
+    full = jnp.einsum("tra,klai->ktlri", rot_all[:size_t, :2], centred).reshape(
+        num_components, size_t, 2 * num_joints, num_unknowns)  # (K, T', 2L, P)
     if profile:
-      # The exact profile's frame-independent parts on the full grid.
+      # The exact profile's frame-independent parts (on the full grid, `table`).
       mean_col, basis_cols = full[..., 0], full[..., 1:]
       root_var = jnp.sqrt(variances)[:, None, None, :]  # Λ^½ (K, 1, 1, J)
-      scaled = basis_cols * root_var  # AEΛ^½ (K, T, 2L, J)
+      scaled = basis_cols * root_var  # AEΛ^½ (K, T', 2L, J)
       inv_var = 1.0 / obs_noise**2
       # The eigendecomposition is the largest cost of `prepare` (a one-frame
       # unweighted `lift` with K = 9, J = 14 spent 19 of its 29 ms in it on
       # the 2-core CPU). Unsorted: nothing here needs an order, and LAPACK's
       # sort cost a quarter of it.
-      distinct = scaled[:, :size_t]
       v_eig, g_eig = jax.lax.linalg.eigh(
-          jnp.einsum("ktli,ktlj->ktij", distinct, distinct) * inv_var, sort_eigenvalues=False)
-      if symmetric:
-        g_eig, v_eig = (jnp.concatenate([x, x], axis=1) for x in (g_eig, v_eig))
+          jnp.einsum("ktli,ktlj->ktij", scaled, scaled) * inv_var, sort_eigenvalues=False)
       projector = jnp.einsum("ktij,ktli->ktjl", v_eig, scaled) * inv_var  # VᵀΛ^½EᵀAᵀ/σ²
       # M = A(AᵀA + Λ)⁻¹Aᵀ of the linearised problem from this eigenbasis,
       # not a second factorisation. With S = AEΛ^½ (the basis columns) and
@@ -226,21 +225,23 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
       # column a = Aμ (no prior on the scale) adds rrᵀ/δ by its Schur
       # complement, r = a − QQᵀa, δ = aᵀr = |r|² + (QQᵀa)ᵀr (two terms
       # ≥ 0). So M = WᵀW with the P rows W = [Qᵀ; rᵀ/√δ].
-      q_t = projector[:, :size_t] * (obs_noise * jax.lax.rsqrt(
-          jnp.maximum(g_eig[:, :size_t], 0.0) + 1.0 / scale_bar**2))[..., None]
-      a = mean_col[:, :size_t]  # (K, T', 2L)
+      q_t = projector * (obs_noise * jax.lax.rsqrt(
+          jnp.maximum(g_eig, 0.0) + 1.0 / scale_bar**2))[..., None]
+      a = mean_col  # (K, T', 2L)
       explained = jnp.einsum("ktjl,ktj->ktl", q_t, jnp.einsum("ktjl,ktl->ktj", q_t, a))
       r = a - explained
       delta = jnp.sum(r * r + explained * r, axis=-1)
       whitened = jnp.concatenate([q_t, (r * jax.lax.rsqrt(delta)[..., None])[:, :, None]],
                                  axis=2)  # (K, T', P, 2L)
 
-      def table(x):  # (K, T, ...) -> (..., K·T), the trailing axes flattened
+      def table(x):  # (K, T', ...) -> (..., K·T), the trailing axes flattened
+        if symmetric:
+          x = jnp.concatenate([x, x], axis=1)
         return x.reshape(num_components * num_yaws, -1).T
 
       profile_q = table(jnp.einsum("ktjl,ktl->ktj", projector, mean_col))
       profile_g = table(jnp.maximum(g_eig, 0.0))
-      profile_mean_norm = (jnp.sum(mean_col**2, axis=-1) * inv_var).reshape(-1)
+      profile_mean_norm = table(jnp.sum(mean_col**2, axis=-1) * inv_var)[0]
       profile_basis = table(jnp.sqrt(variances)[:, None, :, None] * v_eig)
       profile_rotation = table(jnp.swapaxes(v_eig, -1, -2) * jnp.sqrt(variances)[:, None, None, :]
                                * inv_var)
@@ -249,7 +250,7 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
       # `solves.whiten`, so that the program holds no LAPACK call
       # (`lift3d.lift_sequence` runs several at once in threads; see
       # `lift3d.lifting.api._in_threads`).
-      design = full[:, :size_t]  # (K, T', 2L, P)
+      design = full  # (K, T', 2L, P)
       gram = jnp.einsum("ktli,ktlj->ktij", design, design) + jax.vmap(jnp.diag)(tikhonov)[:, None]
       whitened = solves.whiten(gram, design)  # (K, T', P, 2L)
     whitened = whitened.reshape((*whitened.shape[:3], num_joints, 2))  # (K, T', P, L, 2)

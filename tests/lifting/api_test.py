@@ -7,7 +7,7 @@ import pytest
 
 from lift3d import camera
 from lift3d.eval import pa_mpjpe
-from lift3d.lifting import DEFAULT_BLEND_WEIGHT, LiftResult, grid_scores, lift
+from lift3d.lifting import DEFAULT_BLEND_WEIGHT, LiftResult, api, grid_scores, lift
 from lift3d.skeleton import H36M17
 from tests.lifting.planted import (
   EPS32,
@@ -262,6 +262,28 @@ class TestInvariancesAndBatching:
                                np.asarray(one.pose3d[:12]), atol=1e-2)
     with pytest.raises(ValueError, match="threads"):
       lift(MODEL, kp, vis, num_yaws=T, threads=0)
+
+  def test_threaded_unweighted_chunk_fits_the_l2_cache(self, monkeypatch, tmp_path):
+    def cache_tree(name, l2_size):  # a fake sysfs cache folder: levels 1, 2 and 3
+      for index, (level, size) in enumerate([("1", "32K"), ("2", l2_size), ("3", "32768K")]):
+        (tmp_path / name / f"index{index}").mkdir(parents=True)
+        (tmp_path / name / f"index{index}" / "level").write_text(level + "\n")
+        (tmp_path / name / f"index{index}" / "size").write_text(size + "\n")
+      return str(tmp_path / name)
+
+    assert api._l2_cache_bytes(cache_tree("a", "1024K")) == 1 << 20
+    assert api._l2_cache_bytes(cache_tree("b", "2M")) == 2 << 20
+    assert api._l2_cache_bytes(cache_tree("c", "garbled")) == api._DEFAULT_L2_BYTES
+    assert api._l2_cache_bytes(str(tmp_path / "missing")) == api._DEFAULT_L2_BYTES
+    # (L − 1)(2L − 1) = 528 products and K·T costs a frame, 4 bytes each:
+    # K = 3 → 3.3 kB (256 frames fit 1 MiB, 512 do not), K = 9 → 5.7 kB (128).
+    monkeypatch.setattr(api, "_l2_cache_bytes", lambda: 1 << 20)
+    assert api._cpu_unweighted_threaded_chunk(3, 17, 100) == 256
+    assert api._cpu_unweighted_threaded_chunk(9, 17, 100) == 128
+    assert api._cpu_unweighted_threaded_chunk(9, 17, 1000) == 64  # never below 64
+    monkeypatch.setattr(api, "_l2_cache_bytes", lambda: 2 << 20)
+    assert api._cpu_unweighted_threaded_chunk(3, 17, 100) == 512
+    assert api._cpu_unweighted_threaded_chunk(1, 17, 100) == 512  # never above 512
 
   def test_empty_batch(self):
     result = lift(MODEL, np.zeros((0, L, 2), np.float32), num_yaws=T)
