@@ -735,7 +735,6 @@ def _lift_frames(prep, model, flat, flat_vis, limits, options: _Options):
   total = flat.shape[0]
   run = functools.partial(_lift_chunk, prep, model, limits=limits, options=options)
   chunk_size = options.chunk_size
-
   if total <= chunk_size:
     out = run(flat, flat_vis)
   else:
