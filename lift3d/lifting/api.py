@@ -224,17 +224,21 @@ def _cpu_weighted_chunk(num_components: int, num_unknowns: int, num_yaws: int,
 @functools.cache
 def _l2_cache_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
   """Bytes of the first CPU's level-2 cache (Linux sysfs `root`), else `_DEFAULT_L2_BYTES`."""
+  units = {"K": 1 << 10, "M": 1 << 20}
   try:
-    for entry in sorted(os.listdir(root)):
+    entries = sorted(os.listdir(root))
+  except OSError:
+    return _DEFAULT_L2_BYTES
+  for entry in entries:  # index0, index1, ...; other entries (e.g. a uevent file) are skipped
+    try:
       with open(os.path.join(root, entry, "level")) as f:
         if f.read().strip() != "2":
           continue
       with open(os.path.join(root, entry, "size")) as f:
         text = f.read().strip().upper()
-      units = {"K": 1 << 10, "M": 1 << 20}
-      return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
-  except (OSError, ValueError):
-    pass
+      return int(text[:-1]) * units[text[-1]] if text[-1:] in units else int(text)
+    except (OSError, ValueError):
+      continue
   return _DEFAULT_L2_BYTES
 
 

@@ -250,9 +250,8 @@ def prepare(model: PoseModel, rotation, obs_noise, prior_weight, num_yaws: int,
       # `solves.whiten`, so that the program holds no LAPACK call
       # (`lift3d.lift_sequence` runs several at once in threads; see
       # `lift3d.lifting.api._in_threads`).
-      design = full  # (K, T', 2L, P)
-      gram = jnp.einsum("ktli,ktlj->ktij", design, design) + jax.vmap(jnp.diag)(tikhonov)[:, None]
-      whitened = solves.whiten(gram, design)  # (K, T', P, 2L)
+      gram = jnp.einsum("ktli,ktlj->ktij", full, full) + jax.vmap(jnp.diag)(tikhonov)[:, None]
+      whitened = solves.whiten(gram, full)  # (K, T', P, 2L)
     whitened = whitened.reshape((*whitened.shape[:3], num_joints, 2))  # (K, T', P, L, 2)
 
     # r(θ) = ||w||² − ||Ww||² = wᵀ(I − M)w with M = WᵀW (2L × 2L):

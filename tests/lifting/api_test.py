@@ -274,6 +274,10 @@ class TestInvariancesAndBatching:
     assert api._l2_cache_bytes(cache_tree("a", "1024K")) == 1 << 20
     assert api._l2_cache_bytes(cache_tree("b", "2M")) == 2 << 20
     assert api._l2_cache_bytes(cache_tree("c", "garbled")) == api._DEFAULT_L2_BYTES
+    # Entries that are not cache folders (sysfs has a uevent file) are skipped.
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a_uevent").write_text("")
+    assert api._l2_cache_bytes(cache_tree("d", "512K")) == 512 << 10
     assert api._l2_cache_bytes(str(tmp_path / "missing")) == api._DEFAULT_L2_BYTES
     # (L − 1)(2L − 1) = 528 products and K·T costs a frame, 4 bytes each:
     # K = 3 → 3.3 kB (256 frames fit 1 MiB, 512 do not), K = 9 → 5.7 kB (128).
