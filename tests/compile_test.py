@@ -22,11 +22,11 @@ def test_the_cpu_runs_the_tuned_program_and_other_backends_the_plain_one():
   x = np.ones((2048, 17, 2), np.float32)
   tuned(x)
   if jax.default_backend() != "cpu":  # the options are for XLA's CPU compiler only
-    assert (tuned.plain._cache_size(), tuned.tuned._cache_size()) == (1, 0)
+    assert tuned.cache_sizes() == (1, 0)
     return
   assert _compile.cpu_options_accepted(), (
       "this jaxlib rejects CPU_COMPILER_OPTIONS: update them (lift3d/_compile.py)")
-  assert (tuned.plain._cache_size(), tuned.tuned._cache_size()) == (0, 1)
+  assert tuned.cache_sizes() == (0, 1)
   # XLA's default hands the reduction to YNNPACK; the options keep it in XLA.
   assert _ynn_fusions(jax.jit(_norms).lower(x).compile().as_text()) >= 1
   assert _ynn_fusions(tuned.lower(x).compile().as_text()) == 0
@@ -58,19 +58,37 @@ def test_same_answers_traced_or_not_and_one_program_per_shape():
 
 
 @pytest.fixture
-def rejected_options(monkeypatch):
-  """CPU_COMPILER_OPTIONS with a value no jaxlib accepts, the probe rerun."""
-  monkeypatch.setattr(_compile, "CPU_COMPILER_OPTIONS",
-                      {"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
-  _compile.cpu_options_accepted.cache_clear()
-  yield
-  _compile.cpu_options_accepted.cache_clear()
+def patched_options(monkeypatch):
+  """Sets CPU_COMPILER_OPTIONS to the given dict and reruns the probes."""
+
+  def patch(options):
+    monkeypatch.setattr(_compile, "CPU_COMPILER_OPTIONS", options)
+    _compile.accepted_cpu_options.cache_clear()
+
+  yield patch
+  _compile.accepted_cpu_options.cache_clear()
 
 
-def test_options_this_jaxlib_rejects_fall_back_to_plain_jit(rejected_options):
-  assert not _compile.cpu_options_accepted()
+def test_options_this_jaxlib_rejects_fall_back_to_plain_jit(patched_options):
+  patched_options({"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
+  assert not _compile.cpu_options_accepted() and _compile.accepted_cpu_options() == {}
   tuned = _compile.cpu_tuned_jit(_norms)
   x = np.full((4, 17, 2), 0.5, np.float32)
   np.testing.assert_allclose(np.asarray(tuned(x)), np.full(4, np.sqrt(34 * 0.25)),
                              rtol=np.finfo(np.float32).eps)  # an exact sum, one rounding
-  assert tuned.tuned._cache_size() == 0
+  assert tuned.cache_sizes() == (1, 0)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA CPU compiler options")
+def test_one_rejected_option_leaves_the_others_in_force(patched_options):
+  good = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+  patched_options({**good, "xla_cpu_not_an_option": True,
+                   "xla_cpu_prefer_vector_width": "not a width"})
+  assert not _compile.cpu_options_accepted()
+  assert _compile.accepted_cpu_options() == good
+  tuned = _compile.cpu_tuned_jit(lambda v: _norms(v))  # jit caches are per function
+  x = np.ones((2048, 17, 2), np.float32)
+  np.testing.assert_allclose(np.asarray(tuned(x)), np.full(2048, np.sqrt(34.0)),
+                             rtol=np.finfo(np.float32).eps)
+  assert tuned.cache_sizes() == (0, 1)
+  assert _ynn_fusions(tuned.lower(x).compile().as_text()) == 0  # the accepted option applies
