@@ -15,10 +15,12 @@ options made them faster to run or to compile (RESULTS.md, issue 11):
   interleaved in one process on a 2-core Intel Xeon with AVX-512): weighted
   `lift` 1.16–1.27×, unweighted 1.06–1.11×.
 - `xla_cpu_use_fusion_emitters = False`: XLA's elemental emitters, not its
-  newer fusion emitters, generate the loops (session 22, 2-core AMD EPYC):
-  the programs compile 1.2–1.7× faster (the default model's weighted `lift`
-  12.8 s → 7.5–8.0 s on its first call, unweighted 5.8 → 4.7 s) and the
-  weighted `lift` runs 1.10× faster; unweighted runs as fast as before.
+  newer fusion emitters, generate the loops (session 22, 2-core AMD EPYC,
+  `experiments/benchmarks/compile_time.py`): the programs compile 1.2–1.9×
+  faster (K = 9, J = 14: weighted `lift` 10.3–11.0 → 6.0 s, `refine=True`
+  27–29 → 17 s, unweighted 4.6 → 3.7–4.0 s), and run as fast or faster
+  (weighted `lift` 1.08–1.10×, `refine` 1.09–1.11×, `lift_sequence`
+  1.05–1.13×, unweighted `lift` 1.00×).
 
 `cpu_tuned_jit` compiles with the options this jaxlib accepts (each probed
 once, by compiling a one-line program) where the default backend is the
