@@ -68,7 +68,7 @@ def cpu_options_accepted() -> bool:
 
 
 def cpu_tuned_jit(fn: Callable | None = None, *, static_argnames: Sequence[str] = ()):
-  """Decorator: `jax.jit(fn, static_argnames=...)`, with `CPU_COMPILER_OPTIONS` on the CPU.
+  """Decorator: `jax.jit(fn, static_argnames=...)`, with the accepted CPU options on the CPU.
 
   The returned function has `lower`, `clear_cache()` and `_cache_size()` as
   jitted functions do (the last two over both of its compiled variants),

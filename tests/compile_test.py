@@ -72,7 +72,7 @@ def patched_options(monkeypatch):
 def test_options_this_jaxlib_rejects_fall_back_to_plain_jit(patched_options):
   patched_options({"xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
   assert not _compile.cpu_options_accepted() and _compile.accepted_cpu_options() == {}
-  tuned = _compile.cpu_tuned_jit(_norms)
+  tuned = _compile.cpu_tuned_jit(lambda v: _norms(v))  # jit caches are per function
   x = np.full((4, 17, 2), 0.5, np.float32)
   np.testing.assert_allclose(np.asarray(tuned(x)), np.full(4, np.sqrt(34 * 0.25)),
                              rtol=np.finfo(np.float32).eps)  # an exact sum, one rounding
